@@ -1,0 +1,1 @@
+"""Hooks: one per vendor, owning its connection, authentication and HTTP calls."""

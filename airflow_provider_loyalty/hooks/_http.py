@@ -1,0 +1,573 @@
+"""Shared HTTP plumbing of both hooks: session, retry policy, request pacing and errors.
+
+One :class:`VendorHTTPClient` per hook instance owns one :class:`requests.Session`. Every request
+goes through a :class:`RequestPacer` shared by all threads of the task: it spaces requests evenly
+(a per-minute limit may be enforced by the vendor over much shorter windows, so no bursts), holds
+every thread back while a rate-limit window announced by the vendor is open, and lowers the number
+of requests in flight after such an answer so that in-flight requests don't land inside the next
+window.
+
+Time is injectable (:class:`Clock`): tests assert the waits instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from airflow.sdk.exceptions import AirflowException
+from requests.adapters import HTTPAdapter
+
+from airflow_provider_loyalty import __version__
+
+log = logging.getLogger(__name__)
+
+#: Connect and read timeouts (seconds) used when a hook is not given its own.
+DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
+
+_MAX_MESSAGE_CHARS = 300
+
+
+def user_agent() -> str:
+    """Return the versioned ``User-Agent`` sent with every vendor request."""
+    from airflow import __version__ as airflow_version
+
+    return f"airflow-provider-loyalty/{__version__} apache-airflow/{airflow_version} requests/{requests.__version__}"
+
+
+class Clock:
+    """Wall clock, monotonic clock and sleep, injectable so tests never wait for real."""
+
+    def monotonic(self) -> float:
+        """Return a monotonic timestamp in seconds."""
+        return time.monotonic()
+
+    def time(self) -> float:
+        """Return the wall-clock time as epoch seconds (for HTTP dates and token expiries)."""
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread for ``seconds``."""
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+SYSTEM_CLOCK = Clock()
+
+
+# --------------------------------------------------------------------------------------------- errors
+class VendorError(AirflowException):
+    """A vendor call failed; carries what the vendor said, never what we sent.
+
+    :param vendor: ``xoxoday`` or ``capillary``.
+    :param message: human-readable reason (vendor message when there is one).
+    :param status_code: HTTP status of the last answer, ``None`` when no answer arrived.
+    :param code: the vendor's own error code (``invalid_grant``, ``729``...), when given.
+    :param response: the last :class:`requests.Response`, when there is one.
+    :param transient: whether trying again later may succeed (5xx, 429, transport trouble).
+    """
+
+    def __init__(
+        self,
+        vendor: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        response: requests.Response | None = None,
+        transient: bool = False,
+    ) -> None:
+        self.vendor = vendor
+        self.message = _shorten(message)
+        self.status_code: int | None = status_code  # type: ignore[assignment]
+        self.code = code
+        self.response = response
+        self.transient = transient
+        where = f"HTTP {status_code}" if status_code is not None else "no response"
+        detail = f" [{code}]" if code else ""
+        super().__init__(f"{vendor}: {where}{detail}: {self.message}")
+
+
+class VendorRequestError(VendorError):
+    """The vendor refused the request as a whole (4xx other than auth and rate limit)."""
+
+
+class VendorAuthError(VendorError):
+    """Credentials were refused (401/498, or a refused token refresh)."""
+
+
+class VendorRateLimitError(VendorError):
+    """Still rate limited when the retry budget ran out."""
+
+
+class VendorUnavailableError(VendorError):
+    """5xx, timeouts or connection errors left after the retry budget."""
+
+
+class VendorResponseError(VendorError):
+    """The vendor answered 2xx with a body we cannot read."""
+
+
+class CredentialsMissingError(AirflowException):
+    """A connection lacks a field the chosen authentication needs."""
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
+
+
+# -------------------------------------------------------------------------------------- retry policy
+@dataclass(frozen=True)
+class RetryDecision:
+    """What to do after one attempt: retry or not, how long to wait, and why."""
+
+    #: the failure is of a retryable kind (the caller checks its attempt budget).
+    retry: bool
+    wait: float = 0.0
+    #: the vendor announced a rate-limit window: every thread must wait it out.
+    throttled: bool = False
+    reason: str = ""
+
+
+#: Extracts a vendor-specific rate-limit wait from any answer (e.g. Xoxoday's ``penaltySeconds``).
+ThrottleHint = Callable[[requests.Response], "float | None"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which failures are retried, how often, and how long to wait in between.
+
+    Retried: connection errors and timeouts, 5xx, 408 and 429, and any answer for which the
+    vendor's throttle hint announces a wait. Waits: ``Retry-After`` (seconds or HTTP date) or the
+    vendor's penalty exactly, otherwise exponential backoff with jitter. Other 4xx are final:
+    sending the same request again cannot change the answer. 401 is the hook's business
+    (refresh credentials once), not a blind retry.
+
+    :param max_attempts: attempts per request, the first one included.
+    :param backoff_initial: first backoff in seconds; doubled per attempt.
+    :param backoff_max: cap of one backoff.
+    :param max_wait: longest vendor-announced wait we accept; longer ones fail the request
+        (transiently) instead of blocking a worker slot for hours.
+    """
+
+    max_attempts: int = 5
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    max_wait: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Return the jittered exponential backoff after failed attempt number ``attempt`` (1-based)."""
+        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** (attempt - 1))
+        return ceiling / 2 + rng.random() * ceiling / 2
+
+    def decide(
+        self,
+        attempt: int,
+        rng: random.Random,
+        *,
+        response: requests.Response | None = None,
+        error: BaseException | None = None,
+        throttle_wait: float | None = None,
+        now: float | None = None,
+    ) -> RetryDecision:
+        """Classify one attempt's result.
+
+        :param attempt: 1-based number of the attempt that just ended.
+        :param rng: random source of the jitter.
+        :param response: the answer, if one arrived.
+        :param error: the transport exception, if none arrived.
+        :param throttle_wait: wait announced by a vendor-specific throttle hint.
+        :param now: wall-clock epoch seconds, for ``Retry-After`` given as an HTTP date.
+        """
+        if error is not None:
+            if isinstance(error, (requests.ConnectionError, requests.Timeout)):
+                return RetryDecision(True, self.backoff(attempt, rng), reason=type(error).__name__)
+            return RetryDecision(False, reason=type(error).__name__)
+        assert response is not None
+        status = response.status_code
+        if throttle_wait is None and status == 429:
+            throttle_wait = retry_after_seconds(response.headers, now=now)
+            if throttle_wait is None:
+                throttle_wait = self.backoff(attempt, rng)
+        if throttle_wait is not None:
+            if throttle_wait > self.max_wait:
+                return RetryDecision(False, throttle_wait, throttled=True, reason="rate limit wait too long")
+            return RetryDecision(True, throttle_wait, throttled=True, reason=f"rate limited (HTTP {status})")
+        if status >= 500 or status == 408:
+            wait = retry_after_seconds(response.headers, now=now)
+            if wait is None or wait > self.max_wait:
+                wait = self.backoff(attempt, rng)
+            return RetryDecision(True, wait, reason=f"HTTP {status}")
+        return RetryDecision(False, reason=f"HTTP {status}")
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header: delta seconds or an HTTP date; ``None`` if absent or unreadable."""
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        from datetime import timezone
+
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+# ------------------------------------------------------------------------------------------- pacing
+class RateLimiter:
+    """Evenly spaced request slots shared by all threads, plus vendor-announced blocking windows.
+
+    Slots are scheduled against absolute time (``next = previous slot + interval``), so a thread
+    that wakes a little late does not push every later request back; an idle period earns no
+    burst credit either. :meth:`block_until` holds every thread back until the vendor's window
+    ends, including threads that had already reserved a slot inside it.
+
+    :param per_minute: requests per minute, ``None`` for no limit.
+    :param clock: time source.
+    """
+
+    def __init__(self, per_minute: float | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        if per_minute is not None and per_minute <= 0:
+            raise ValueError(f"per_minute must be positive or None, got {per_minute}")
+        self.per_minute = per_minute
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_slot = -math.inf
+        self._blocked_until = -math.inf
+
+    def acquire(self) -> float:
+        """Block until this thread may send; return the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock.monotonic()
+                slot = max(now, self._next_slot, self._blocked_until)
+                if self.interval:
+                    self._next_slot = slot + self.interval
+            if slot <= now:
+                return waited
+            self._clock.sleep(slot - now)
+            waited += slot - now
+            with self._lock:
+                # A window announced while we slept: our slot may be inside it; take a new one.
+                if self._clock.monotonic() >= self._blocked_until:
+                    return waited
+
+    def block_until(self, deadline: float) -> None:
+        """Let no thread send before monotonic time ``deadline``; slots restart evenly after it."""
+        with self._lock:
+            if deadline > self._blocked_until:
+                self._blocked_until = deadline
+            if self._next_slot < deadline:
+                self._next_slot = deadline
+
+    @property
+    def blocked_until(self) -> float:
+        """Monotonic time before which no request is sent."""
+        return self._blocked_until
+
+
+class ConcurrencyGate:
+    """Bounds requests in flight; halves the bound after a rate-limit answer, regrows it slowly.
+
+    :param limit: the most requests in flight, ``None`` for unbounded.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError(f"concurrency limit must be >= 1, got {limit}")
+        self.max_limit = limit
+        self.limit = limit
+        self._in_flight = 0
+        self._successes = 0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> None:
+        """Wait for a free place."""
+        with self._cond:
+            while self.limit is not None and self._in_flight >= self.limit:
+                self._cond.wait()
+            self._in_flight += 1
+
+    def release(self, *, throttled: bool = False) -> None:
+        """Free a place; ``throttled`` tells whether its request met a rate-limit answer."""
+        with self._cond:
+            self._in_flight -= 1
+            if self.limit is not None and self.max_limit is not None:
+                if throttled:
+                    self.limit = max(1, self.limit // 2)
+                    self._successes = 0
+                elif self.limit < self.max_limit:
+                    self._successes += 1
+                    if self._successes >= self.limit:  # one step up per "round" of clean requests
+                        self.limit += 1
+                        self._successes = 0
+            self._cond.notify_all()
+
+
+class RequestPacer:
+    """The rate limiter and the concurrency gate of one task, used around every request.
+
+    :param per_minute: requests per minute, ``None`` for no limit.
+    :param max_concurrency: requests in flight, ``None`` for unbounded.
+    :param clock: time source.
+    """
+
+    def __init__(
+        self,
+        per_minute: float | None = None,
+        max_concurrency: int | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.limiter = RateLimiter(per_minute, clock=clock)
+        self.gate = ConcurrencyGate(max_concurrency)
+        self.clock = clock
+
+    @contextmanager
+    def slot(self) -> Iterator[dict[str, bool]]:
+        """Hold a place in flight and a rate slot for one request; yields a mutable status dict."""
+        self.gate.acquire()
+        status = {"throttled": False}
+        try:
+            self.limiter.acquire()
+            yield status
+        finally:
+            self.gate.release(throttled=status["throttled"])
+
+    def penalize(self, seconds: float) -> None:
+        """Open a vendor-announced window of ``seconds`` during which no thread sends."""
+        self.limiter.block_until(self.clock.monotonic() + seconds)
+
+
+# ------------------------------------------------------------------------------------------- client
+class VendorHTTPClient:
+    """One vendor's HTTP access: a session, timeouts, user agent, retries and pacing.
+
+    :param vendor: vendor name used in errors and logs.
+    :param base_url: scheme and host, e.g. ``https://eu.api.capillarytech.com``.
+    :param timeout: ``(connect, read)`` timeouts in seconds, always applied.
+    :param retry_policy: what to retry and how long to wait.
+    :param pacer: rate limiter + concurrency gate; share one per task.
+    :param throttle_hint: reads a vendor-specific rate-limit wait from an answer of any status.
+    :param clock: time source.
+    :param rng: random source of the backoff jitter.
+    """
+
+    def __init__(
+        self,
+        vendor: str,
+        base_url: str,
+        *,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        retry_policy: RetryPolicy | None = None,
+        pacer: RequestPacer | None = None,
+        throttle_hint: ThrottleHint | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.vendor = vendor
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.pacer = pacer or RequestPacer(clock=clock)
+        self.throttle_hint = throttle_hint
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self._session: requests.Session | None = None
+        self._session_lock = threading.Lock()
+
+    @property
+    def session(self) -> requests.Session:
+        """The client's session, created on first use with a pool sized for its concurrency."""
+        if self._session is None:
+            with self._session_lock:
+                if self._session is None:
+                    session = requests.Session()
+                    pool = max(10, self.pacer.gate.max_limit or 10)
+                    adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
+                    session.mount("https://", adapter)
+                    session.mount("http://", adapter)
+                    session.headers["User-Agent"] = user_agent()
+                    session.headers["Accept"] = "application/json"
+                    self._session = session
+        return self._session
+
+    def close(self) -> None:
+        """Close the session's pooled connections."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        auth: requests.auth.AuthBase | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_attempts: int | None = None,
+    ) -> requests.Response:
+        """Send one request with retries; return the final answer, whatever its status.
+
+        Retryable trouble is retried per the policy. What is left after the budget raises:
+        :class:`VendorRateLimitError` or :class:`VendorUnavailableError`. A final 4xx answer is
+        returned for the caller to interpret (the hooks turn 401 into a refresh, others into
+        :class:`VendorRequestError`).
+
+        :param method: HTTP method.
+        :param path: path below the base URL, starting with ``/``.
+        :param json: JSON body.
+        :param auth: per-request auth (the hooks' :class:`requests.auth.AuthBase`).
+        :param headers: extra headers.
+        :param max_attempts: override of the policy's attempt budget (1 = no retry).
+        """
+        url = f"{self.base_url}{path}"
+        budget = max_attempts or self.retry_policy.max_attempts
+        policy = self.retry_policy
+        attempt = 0
+        while True:
+            attempt += 1
+            response: requests.Response | None = None
+            error: BaseException | None = None
+            throttle_wait: float | None = None
+            with self.pacer.slot() as status:
+                try:
+                    response = self.session.request(
+                        method, url, json=json, auth=auth, headers=headers, timeout=self.timeout
+                    )
+                except (requests.ConnectionError, requests.Timeout) as exc:
+                    error = exc
+                if response is not None and self.throttle_hint is not None:
+                    throttle_wait = self.throttle_hint(response)
+                decision = policy.decide(
+                    attempt,
+                    self._rng,
+                    response=response,
+                    error=error,
+                    throttle_wait=throttle_wait,
+                    now=self.clock.time(),
+                )
+                if decision.throttled:
+                    status["throttled"] = True
+                    self.pacer.penalize(decision.wait)
+            if not decision.retry and error is None and not decision.throttled:
+                assert response is not None
+                return response  # success, or a final answer for the caller to read
+            if not decision.retry or attempt >= budget:
+                raise self._give_up(decision, response, error, attempt)
+            log.warning(
+                "%s %s %s: %s; attempt %d of %d, next in %.1f s",
+                self.vendor,
+                method,
+                path,
+                decision.reason,
+                attempt,
+                budget,
+                decision.wait,
+            )
+            if not decision.throttled:  # throttled waits are served by the shared limiter
+                self.clock.sleep(decision.wait)
+
+    def _give_up(
+        self,
+        decision: RetryDecision,
+        response: requests.Response | None,
+        error: BaseException | None,
+        attempts: int,
+    ) -> VendorError:
+        status = response.status_code if response is not None else None
+        if decision.throttled:
+            return VendorRateLimitError(
+                self.vendor,
+                f"still rate limited after {attempts} attempt(s) ({decision.reason}, wait {decision.wait:.0f} s)",
+                status_code=status,
+                response=response,
+                transient=True,
+            )
+        if error is not None:
+            return VendorUnavailableError(
+                self.vendor,
+                f"{type(error).__name__} after {attempts} attempt(s)",
+                transient=isinstance(error, (requests.ConnectionError, requests.Timeout)),
+            )
+        return VendorUnavailableError(
+            self.vendor,
+            f"{decision.reason} after {attempts} attempt(s): {response_snippet(response)}",
+            status_code=status,
+            response=response,
+            transient=True,
+        )
+
+
+def base_url(host: str | None, port: int | None, default: str) -> str:
+    """Build a base URL from a connection's ``host`` (scheme optional, ``https`` assumed) and ``port``."""
+    if not host:
+        return default
+    url = host.strip().rstrip("/")
+    if "://" not in url:
+        url = f"https://{url}"
+    if port and url.count(":") < 2:
+        url = f"{url}:{port}"
+    return url
+
+
+def url_path(value: object, default: str) -> str:
+    """Return a configured URL path (leading ``/`` ensured) or ``default`` when unset."""
+    if not value:
+        return default
+    text = str(value).strip()
+    return text if text.startswith("/") else f"/{text}"
+
+
+def response_snippet(response: requests.Response | None) -> str:
+    """Return a short, single-line excerpt of an answer's body for error messages."""
+    if response is None:
+        return ""
+    try:
+        text = response.text
+    except Exception:  # pragma: no cover - undecodable body
+        return "<unreadable body>"
+    return _shorten(text) if text else "<empty body>"
+
+
+def json_body(vendor: str, response: requests.Response) -> Any:
+    """Decode an answer's JSON body or raise :class:`VendorResponseError`."""
+    try:
+        return response.json()
+    except ValueError:
+        raise VendorResponseError(
+            vendor,
+            f"expected JSON, got {response.headers.get('Content-Type', 'no content type')}: "
+            f"{response_snippet(response)}",
+            status_code=response.status_code,
+            response=response,
+            transient=response.status_code >= 500,
+        ) from None

@@ -1,0 +1,152 @@
+"""Where Xoxoday's rotating token pair is kept between task runs.
+
+Xoxoday invalidates a refresh token as soon as it is used: the pair a refresh returns is the only
+one that works tomorrow. It is stored in an Airflow Variable (masked in the UI, its key contains
+``token``), read back before the connection's extra, by any worker.
+
+The stored pair remembers a fingerprint of the connection's refresh token it descends from: when
+an operator pastes a fresh pair from the dashboard into the connection, the connection wins again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """An access token, its refresh token and their expiries (epoch seconds, ``None`` if unknown).
+
+    :param origin: fingerprint of the connection refresh token this pair descends from.
+    """
+
+    access_token: str
+    refresh_token: str | None
+    access_token_expiry: float | None = None
+    refresh_token_expiry: float | None = None
+    origin: str | None = None
+
+    def __repr__(self) -> str:  # never print tokens, even in a debugger or a traceback
+        return f"TokenPair(access_token_expiry={self.access_token_expiry}, origin={self.origin})"
+
+    def to_json(self) -> str:
+        """Serialise for storage."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TokenPair | None:
+        """Read a stored pair; ``None`` if the text is not one."""
+        try:
+            raw = json.loads(text)
+            return cls(
+                access_token=str(raw["access_token"]),
+                refresh_token=raw.get("refresh_token"),
+                access_token_expiry=raw.get("access_token_expiry"),
+                refresh_token_expiry=raw.get("refresh_token_expiry"),
+                origin=raw.get("origin"),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+def fingerprint(secret: str | None) -> str | None:
+    """Return a non-reversible short fingerprint of a token."""
+    if not secret:
+        return None
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+class TokenStore(Protocol):
+    """Somewhere a rotated pair survives the task."""
+
+    def load(self) -> TokenPair | None:
+        """Return the stored pair, or ``None``."""
+
+    def save(self, pair: TokenPair) -> None:
+        """Persist ``pair``; raise if it cannot be persisted."""
+
+
+class MemoryTokenStore:
+    """A process-local store (tests, scripts outside Airflow tasks)."""
+
+    def __init__(self, pair: TokenPair | None = None) -> None:
+        self.pair = pair
+        self.saves = 0
+        self._lock = threading.Lock()
+
+    def load(self) -> TokenPair | None:
+        """Return the stored pair."""
+        with self._lock:
+            return self.pair
+
+    def save(self, pair: TokenPair) -> None:
+        """Keep ``pair``."""
+        with self._lock:
+            self.pair = pair
+            self.saves += 1
+
+
+_PROCESS_FALLBACK: dict[str, MemoryTokenStore] = {}
+
+
+def _in_task_context() -> bool:
+    try:
+        from airflow.sdk.execution_time import task_runner
+    except ImportError:  # pragma: no cover - task SDK always ships with Airflow 3
+        return False
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+
+class VariableTokenStore:
+    """The pair in the Airflow Variable ``loyalty_xoxoday_token__<conn_id>``.
+
+    Inside a task the Variable is read and written through the Task SDK. Outside one (a script,
+    the API server's connection test) Airflow offers no write path: the pair is then kept in
+    process memory and a warning says so, because a rotation that is not persisted would lock
+    the next run out.
+
+    :param conn_id: the Xoxoday connection id; one pair per connection.
+    """
+
+    def __init__(self, conn_id: str) -> None:
+        self.key = f"loyalty_xoxoday_token__{conn_id}"
+        self._fallback = _PROCESS_FALLBACK.setdefault(self.key, MemoryTokenStore())
+
+    def load(self) -> TokenPair | None:
+        """Read the stored pair (bypassing nothing: reads are not cached by default)."""
+        from airflow.sdk import Variable
+
+        if self._fallback.pair is not None and not _in_task_context():
+            return self._fallback.pair
+        try:
+            text = Variable.get(self.key, default=None)
+        except Exception as exc:  # no API server reachable, secrets backend down...
+            log.warning("Could not read Variable %s (%s); using the connection's tokens", self.key, type(exc).__name__)
+            return None
+        if not text:
+            return None
+        pair = TokenPair.from_json(text)
+        if pair is None:
+            log.warning("Variable %s does not hold a token pair; ignoring it", self.key)
+        return pair
+
+    def save(self, pair: TokenPair) -> None:
+        """Write ``pair`` to the Variable (or to process memory outside a task)."""
+        from airflow.sdk import Variable
+
+        if not _in_task_context():
+            self._fallback.save(pair)
+            log.warning(
+                "Not inside an Airflow task: the rotated Xoxoday token pair is kept in this process only. "
+                "Variable %s was not updated.",
+                self.key,
+            )
+            return
+        Variable.set(self.key, pair.to_json(), description="Rotated Xoxoday token pair (airflow-provider-loyalty)")

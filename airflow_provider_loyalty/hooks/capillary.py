@@ -1,0 +1,398 @@
+"""Capillary: md5 Basic or OAuth authentication, and the revokeEarn call."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+import requests
+from airflow.sdk import BaseHook
+
+from airflow_provider_loyalty.hooks._http import (
+    DEFAULT_TIMEOUT,
+    SYSTEM_CLOCK,
+    Clock,
+    CredentialsMissingError,
+    RequestPacer,
+    RetryPolicy,
+    VendorAuthError,
+    VendorError,
+    VendorHTTPClient,
+    VendorRequestError,
+    VendorResponseError,
+    base_url,
+    json_body,
+    response_snippet,
+    url_path,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_loyalty.models import RevokeEarnResult
+
+VENDOR = "capillary"
+REVOKE_PATH = "/api_gateway/v1/promotions/revokeEarn"
+TOKEN_PATH = "/v3/oauth/token/generate"  # noqa: S105 - a URL path
+OAUTH_HEADER = "X-CAP-API-OAUTH-TOKEN"
+#: Status codes meaning "this token is no good": regenerate it once.
+TOKEN_REJECTED = (401, 498)
+#: Capillary's documented per-earn refusals: retrying cannot change them.
+PERMANENT_CODES = {"729": "already redeemed", "730": "POS/CODE promotion, not revocable", "731": "invalid earn id"}
+
+AuthType = Literal["basic", "oauth"]
+
+
+class CapillaryBasicAuth(requests.auth.AuthBase):
+    """``Authorization: Basic base64(till:md5(password))`` — Capillary hashes the password first."""
+
+    def __init__(self, till: str, password: str) -> None:
+        digest = hashlib.md5(password.encode()).hexdigest()  # noqa: S324 - the vendor's scheme, not our choice
+        self._header = "Basic " + base64.b64encode(f"{till}:{digest}".encode()).decode()
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Sign ``request``."""
+        request.headers["Authorization"] = self._header
+        return request
+
+    def __repr__(self) -> str:
+        return "CapillaryBasicAuth(***)"
+
+
+class CapillaryOAuthToken(requests.auth.AuthBase):
+    """``X-CAP-API-OAUTH-TOKEN: <token>``."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Sign ``request``."""
+        request.headers[OAUTH_HEADER] = self._token
+        return request
+
+    def __repr__(self) -> str:
+        return "CapillaryOAuthToken(***)"
+
+
+@dataclass(frozen=True)
+class CapillaryCredentials:
+    """What a ``capillary`` connection holds, validated."""
+
+    base_url: str
+    auth_type: AuthType
+    login: str
+    password: str
+    revoke_path: str
+
+    def __repr__(self) -> str:
+        return f"CapillaryCredentials(base_url={self.base_url!r}, auth_type={self.auth_type!r}, login={self.login!r})"
+
+
+class CapillaryHook(BaseHook):
+    """Talks to Capillary's promotions API.
+
+    Connection: ``host`` = cluster base URL (``https://eu.api.capillarytech.com``); with extra
+    ``auth_type`` ``basic`` (default) ``login``/``password`` are the till id and its password (sent
+    md5-hashed), with ``oauth`` they are the OAuth client key and secret. An OAuth token is reused
+    until shortly before ``ttlSeconds`` and regenerated once on 401/498.
+
+    :param capillary_conn_id: connection id.
+    :param max_requests_per_minute: request rate for this hook's threads (``None``: unlimited).
+    :param max_concurrency: requests in flight at once (``None``: unbounded).
+    :param timeout: ``(connect, read)`` timeouts in seconds.
+    :param retry_policy: retry rules of the HTTP layer.
+    :param clock: time source (tests inject a fake one).
+    """
+
+    conn_name_attr = "capillary_conn_id"
+    default_conn_name = "capillary_default"
+    conn_type = "capillary"
+    hook_name = "Capillary"
+
+    def __init__(
+        self,
+        capillary_conn_id: str = default_conn_name,
+        *,
+        max_requests_per_minute: float | None = None,
+        max_concurrency: int | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        retry_policy: RetryPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__()
+        self.capillary_conn_id = capillary_conn_id
+        self.timeout = timeout
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.pacer = RequestPacer(max_requests_per_minute, max_concurrency, clock=clock)
+        self.clock = clock
+        self._token: str | None = None
+        self._token_expires_at = 0.0
+        self._token_lock = threading.Lock()
+        self.tokens_generated = 0
+
+    @cached_property
+    def credentials(self) -> CapillaryCredentials:
+        """The connection's fields, checked; raises :class:`CredentialsMissingError` naming what is missing."""
+        from airflow.sdk.log import mask_secret
+
+        conn = self.get_connection(self.capillary_conn_id)
+        extra = conn.extra_dejson
+        auth_type = str(extra.get("auth_type") or "basic").strip().lower()
+        if auth_type not in ("basic", "oauth"):
+            raise CredentialsMissingError(
+                f"Connection {self.capillary_conn_id!r}: extra auth_type must be 'basic' or 'oauth', got {auth_type!r}"
+            )
+        names = ("till id", "till password") if auth_type == "basic" else ("OAuth client key", "OAuth client secret")
+        missing = [
+            f"{field} ({name})"
+            for field, name, value in (("login", names[0], conn.login), ("password", names[1], conn.password))
+            if not value
+        ]
+        if not conn.host:
+            missing.insert(0, "host (cluster base URL, e.g. https://eu.api.capillarytech.com)")
+        if missing:
+            raise CredentialsMissingError(
+                f"Connection {self.capillary_conn_id!r} (capillary) lacks: {', '.join(missing)}"
+            )
+        mask_secret(conn.password)
+        return CapillaryCredentials(
+            base_url=base_url(conn.host, conn.port, ""),
+            auth_type=auth_type,  # type: ignore[arg-type]
+            login=str(conn.login),
+            password=str(conn.password),
+            revoke_path=url_path(extra.get("revoke_path"), REVOKE_PATH),
+        )
+
+    @cached_property
+    def client(self) -> VendorHTTPClient:
+        """The HTTP client (session, retries, pacing) of this hook."""
+        return VendorHTTPClient(
+            VENDOR,
+            self.credentials.base_url,
+            timeout=self.timeout,
+            retry_policy=self.retry_policy,
+            pacer=self.pacer,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def _basic_auth(self) -> CapillaryBasicAuth:
+        return CapillaryBasicAuth(self.credentials.login, self.credentials.password)
+
+    def get_conn(self) -> VendorHTTPClient:
+        """Return the HTTP client."""
+        return self.client
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        if "client" in self.__dict__:
+            self.client.close()
+
+    # --------------------------------------------------------------------------------- auth
+    def oauth_token(self, *, force: bool = False, rejected: str | None = None) -> str:
+        """Return a valid OAuth token, generating one when absent, near expiry, or ``rejected``.
+
+        :param force: generate a new token even if the cached one looks valid.
+        :param rejected: the token the vendor just refused; another thread may have replaced it.
+        """
+        from airflow.sdk.log import mask_secret
+
+        from airflow_provider_loyalty.models import CapillaryTokenRequest, CapillaryTokenResponse
+
+        with self._token_lock:
+            if self._token and rejected is not None and self._token != rejected:
+                return self._token  # another thread already regenerated it
+            if self._token and not force and rejected is None and self.clock.time() < self._token_expires_at:
+                return self._token
+            creds = self.credentials
+            body = CapillaryTokenRequest(key=creds.login, secret=creds.password).model_dump()
+            response = self.client.request("POST", TOKEN_PATH, json=body)
+            if not response.ok:
+                parsed_error = _first_error(response)
+                raise VendorAuthError(
+                    VENDOR,
+                    f"OAuth token generation refused: {parsed_error[1]}",
+                    status_code=response.status_code,
+                    code=parsed_error[0],
+                    response=response,
+                )
+            try:
+                parsed = CapillaryTokenResponse.model_validate(json_body(VENDOR, response))
+            except ValueError as exc:
+                if isinstance(exc, VendorError):
+                    raise
+                parsed = CapillaryTokenResponse()
+            if parsed.data is None:
+                raise VendorResponseError(
+                    VENDOR,
+                    f"token answer lacks data.accessToken: {response_snippet(response)}",
+                    status_code=response.status_code,
+                )
+            token = parsed.data.accessToken
+            mask_secret(token)
+            ttl = parsed.data.ttlSeconds or 3600.0
+            # renew before expiry: 10% of the lifetime, at least 5 s, at most 5 min early
+            self._token_expires_at = self.clock.time() + ttl - min(300.0, max(5.0, ttl * 0.1))
+            self._token = token
+            self.tokens_generated += 1
+            return token
+
+    def _auth(self) -> requests.auth.AuthBase:
+        if self.credentials.auth_type == "basic":
+            return self._basic_auth
+        return CapillaryOAuthToken(self.oauth_token())
+
+    def _authorized_post(self, path: str, body: Any) -> requests.Response:
+        for attempt in (1, 2):
+            auth = self._auth()
+            response = self.client.request("POST", path, json=body, auth=auth)
+            if response.status_code in TOKEN_REJECTED:
+                if attempt == 1 and isinstance(auth, CapillaryOAuthToken):
+                    self.log.info("Capillary answered %d; generating a new OAuth token once", response.status_code)
+                    self.oauth_token(rejected=auth._token)
+                    continue
+                code, message = _first_error(response)
+                raise VendorAuthError(
+                    VENDOR,
+                    f"credentials refused: {message}",
+                    status_code=response.status_code,
+                    code=code,
+                    response=response,
+                )
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------------------ revoke
+    def revoke_earn(
+        self,
+        customer_id: int,
+        details: Mapping[str, Sequence[str]] | Sequence[tuple[str, Sequence[str]]],
+    ) -> RevokeEarnResult:
+        """Revoke a customer's cart-promotion earns in one request.
+
+        :param customer_id: the customer's Capillary id.
+        :param details: earn ids per promotion id, as a mapping or ``(promotion_id, earn_ids)`` pairs;
+            at most 1000 earn ids in total (checked before sending).
+        :return: one outcome per requested earn id: ``revoked``, ``failed`` (with the vendor's code),
+            or ``unknown`` when the answer neither revoked it nor named it in an error.
+        """
+        from pydantic import ValidationError
+
+        from airflow_provider_loyalty.models import (
+            EarnRevokeDetail,
+            RevokeEarnRequest,
+            RevokeEarnResponse,
+        )
+
+        pairs = list(details.items()) if isinstance(details, Mapping) else list(details)
+        try:
+            request = RevokeEarnRequest(
+                customerId=customer_id,
+                earnRevokeDetails=[EarnRevokeDetail(promotionId=p, earnIds=list(e)) for p, e in pairs],
+            )
+        except ValidationError as exc:
+            raise ValueError(
+                f"invalid revokeEarn request for customer {customer_id!r}: "
+                f"{exc.errors(include_url=False, include_input=False)}"
+            ) from None
+        response = self._authorized_post(self.credentials.revoke_path, request.model_dump())
+        if not response.ok:
+            code, message = _first_error(response)
+            raise VendorRequestError(VENDOR, message, status_code=response.status_code, code=code, response=response)
+        try:
+            parsed = RevokeEarnResponse.model_validate(json_body(VENDOR, response))
+        except ValidationError:
+            raise VendorResponseError(
+                VENDOR, f"unreadable revokeEarn answer: {response_snippet(response)}", status_code=response.status_code
+            ) from None
+        return interpret_revoke(customer_id, request, parsed)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the credentials without side effects (used by the UI's Test button).
+
+        OAuth: generate a token. Basic: send a revokeEarn request that names no earn (Capillary
+        rejects its body after authenticating it): 400 proves the credentials, 401 refutes them.
+        """
+        try:
+            if self.credentials.auth_type == "oauth":
+                self.oauth_token(force=True)
+                return True, "Capillary OAuth token generated"
+            response = self.client.request(
+                "POST",
+                self.credentials.revoke_path,
+                json={"customerId": 0, "earnRevokeDetails": []},
+                auth=self._basic_auth,
+                max_attempts=2,
+            )
+        except (VendorError, CredentialsMissingError) as exc:
+            return False, str(exc)
+        if response.status_code in TOKEN_REJECTED:
+            return False, f"Capillary refused the till credentials (HTTP {response.status_code})"
+        if response.status_code in (400, 200):
+            return True, "Capillary accepted the till credentials"
+        return False, f"Unexpected answer from Capillary: HTTP {response.status_code}"
+
+
+def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnResult:
+    """Turn a revokeEarn answer (either documented shape) into one outcome per requested earn id.
+
+    Revoked: listed in ``data.revokedDetails[].revokedEarnIds``. Failed: named by an ``errors[]``
+    entry (by earn id; or by promotion when the entry names no earn ids; or the whole request when
+    it names neither). Unknown: everything else — never assumed revoked.
+    """
+    from airflow_provider_loyalty.models import EarnOutcome, RevokeEarnResult
+
+    wanted = [(d.promotionId, e) for d in request.earnRevokeDetails for e in d.earnIds]
+    wanted_set = set(wanted)
+    by_earn: dict[str, list[str]] = {}
+    for promo, earn in wanted:
+        by_earn.setdefault(earn, []).append(promo)
+
+    result: dict[tuple[str, str], tuple[str, str | None, str]] = {}
+    data = parsed.data
+    for detail in data.revokedDetails if data else ():
+        for earn in detail.revokedEarnIds:
+            promos = [detail.promotionId] if detail.promotionId else by_earn.get(earn, [])
+            for promo in promos:
+                if (promo, earn) in wanted_set:
+                    result[(promo, earn)] = ("revoked", None, detail.status or "SUCCESS")
+    fallback_code = data.code if data is not None and data.code else None
+    for error in parsed.errors:
+        code = error.code or fallback_code
+        message = error.message or (data.message if data and data.message else "") or "refused"
+        if error.earnIds:
+            targets = [
+                (promo, earn)
+                for earn in error.earnIds
+                for promo in by_earn.get(earn, ())
+                if error.promotionId in (None, promo)
+            ]
+        elif error.promotionId:
+            targets = [(p, e) for p, e in wanted if p == error.promotionId]
+        else:
+            targets = wanted
+        for key in targets:
+            if key not in result:
+                result[key] = ("failed", code, message)
+    outcomes = []
+    for promo, earn in wanted:
+        status, code, message = result.get((promo, earn), ("unknown", None, "neither revoked nor named in an error"))
+        outcomes.append(EarnOutcome(promo, earn, status, code, message))  # type: ignore[arg-type]
+    return RevokeEarnResult(customer_id=customer_id, outcomes=outcomes)
+
+
+def _first_error(response: requests.Response) -> tuple[str | None, str]:
+    """Return the first ``(code, message)`` of a Capillary error body, or a snippet of it."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, response_snippet(response)
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        code = first.get("code")
+        return (str(code) if code is not None else None), str(first.get("message") or response_snippet(response))
+    return None, response_snippet(response)

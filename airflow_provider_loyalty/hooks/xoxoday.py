@@ -1,0 +1,433 @@
+"""Xoxoday Plum: bearer auth with a rotating refresh token, and the cancel points call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import requests
+from airflow.sdk import BaseHook
+
+from airflow_provider_loyalty.hooks._http import (
+    DEFAULT_TIMEOUT,
+    SYSTEM_CLOCK,
+    Clock,
+    CredentialsMissingError,
+    RequestPacer,
+    RetryPolicy,
+    VendorAuthError,
+    VendorError,
+    VendorHTTPClient,
+    VendorRequestError,
+    VendorResponseError,
+    base_url,
+    json_body,
+    response_snippet,
+    url_path,
+)
+from airflow_provider_loyalty.hooks._token_store import (
+    TokenPair,
+    TokenStore,
+    VariableTokenStore,
+    fingerprint,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_loyalty.models import CancelPointsResult
+
+VENDOR = "xoxoday"
+DEFAULT_HOST = "https://stagingstores.xoxoday.com"
+DEFAULT_API_PATH = "/chef/v1/oauth/api"
+DEFAULT_TOKEN_PATH = "/chef/v1/oauth/token/company"  # noqa: S105 - a URL path
+RATE_LIMIT_MESSAGE = "auth.request_limit_exceeded"
+
+#: Refresh proactively when the access token expires within this many seconds.
+REFRESH_MARGIN_SECONDS = 300.0
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """``Authorization: Bearer <token>``; the token never appears in ``repr``."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Sign ``request``."""
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(***)"
+
+
+@dataclass(frozen=True)
+class XoxodayCredentials:
+    """What a ``xoxoday`` connection holds, validated."""
+
+    base_url: str
+    client_id: str
+    client_secret: str
+    access_token: str | None
+    refresh_token: str | None
+    api_path: str
+    token_path: str
+
+    def __repr__(self) -> str:
+        return f"XoxodayCredentials(base_url={self.base_url!r}, client_id={self.client_id!r})"
+
+    @property
+    def validate_path(self) -> str:
+        """``GET`` token validation path: the parent of the refresh path (``/chef/v1/oauth/token``)."""
+        return self.token_path.rsplit("/", 1)[0] or self.token_path
+
+
+def penalty_seconds(response: requests.Response) -> float | None:
+    """Read Xoxoday's rate-limit answer (``auth.request_limit_exceeded``), whatever its status."""
+    if response.status_code < 400 and "request_limit" not in (response.text[:200] if response.content else ""):
+        return None  # fast path: a normal 2xx answer
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return None
+    for error in errors:
+        if isinstance(error, dict) and error.get("message") == RATE_LIMIT_MESSAGE:
+            try:
+                return max(0.0, float(error.get("penaltySeconds", 60)))
+            except (TypeError, ValueError):
+                return 60.0
+    return None
+
+
+class XoxodayHook(BaseHook):
+    """Talks to Xoxoday Plum's points API with a rotating bearer token pair.
+
+    Connection: ``host`` = base URL, ``login`` = client_id, ``password`` = client_secret, extras
+    ``access_token`` and ``refresh_token`` (the first pair, from the dashboard), optional
+    ``api_path`` and ``token_path``. On a 401 the hook refreshes once and retries; the rotated
+    pair is persisted (see :mod:`airflow_provider_loyalty.hooks._token_store`) and preferred over the
+    connection's extras from then on.
+
+    :param xoxoday_conn_id: connection id.
+    :param max_requests_per_minute: request rate for this hook's threads (``None``: unlimited).
+    :param max_concurrency: requests in flight at once (``None``: unbounded).
+    :param timeout: ``(connect, read)`` timeouts in seconds.
+    :param retry_policy: retry rules of the HTTP layer.
+    :param token_store: where rotated pairs live; an Airflow Variable by default.
+    :param clock: time source (tests inject a fake one).
+    """
+
+    conn_name_attr = "xoxoday_conn_id"
+    default_conn_name = "xoxoday_default"
+    conn_type = "xoxoday"
+    hook_name = "Xoxoday Plum"
+
+    def __init__(
+        self,
+        xoxoday_conn_id: str = default_conn_name,
+        *,
+        max_requests_per_minute: float | None = None,
+        max_concurrency: int | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        retry_policy: RetryPolicy | None = None,
+        token_store: TokenStore | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__()
+        self.xoxoday_conn_id = xoxoday_conn_id
+        self.timeout = timeout
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.pacer = RequestPacer(max_requests_per_minute, max_concurrency, clock=clock)
+        self.token_store: TokenStore = token_store or VariableTokenStore(xoxoday_conn_id)
+        self.clock = clock
+        self._pair: TokenPair | None = None
+        self._token_lock = threading.Lock()
+        self.refreshes = 0
+
+    # ------------------------------------------------------------------------------ connection
+    @cached_property
+    def credentials(self) -> XoxodayCredentials:
+        """The connection's fields, checked; raises :class:`CredentialsMissingError` naming what is missing."""
+        from airflow.sdk.log import mask_secret
+
+        conn = self.get_connection(self.xoxoday_conn_id)
+        extra = conn.extra_dejson
+        missing = [
+            name
+            for name, value in (("login (client_id)", conn.login), ("password (client_secret)", conn.password))
+            if not value
+        ]
+        if not extra.get("access_token") and not extra.get("refresh_token"):
+            missing.append("extra access_token or refresh_token")
+        if missing:
+            raise CredentialsMissingError(f"Connection {self.xoxoday_conn_id!r} (xoxoday) lacks: {', '.join(missing)}")
+        for secret in (conn.password, extra.get("access_token"), extra.get("refresh_token")):
+            if secret:
+                mask_secret(secret)
+        return XoxodayCredentials(
+            base_url=base_url(conn.host, conn.port, DEFAULT_HOST),
+            client_id=str(conn.login),
+            client_secret=str(conn.password),
+            access_token=extra.get("access_token") or None,
+            refresh_token=extra.get("refresh_token") or None,
+            api_path=url_path(extra.get("api_path"), DEFAULT_API_PATH),
+            token_path=url_path(extra.get("token_path"), DEFAULT_TOKEN_PATH),
+        )
+
+    @cached_property
+    def client(self) -> VendorHTTPClient:
+        """The HTTP client (session, retries, pacing) of this hook."""
+        return VendorHTTPClient(
+            VENDOR,
+            self.credentials.base_url,
+            timeout=self.timeout,
+            retry_policy=self.retry_policy,
+            pacer=self.pacer,
+            throttle_hint=penalty_seconds,
+            clock=self.clock,
+        )
+
+    def get_conn(self) -> VendorHTTPClient:
+        """Return the HTTP client."""
+        return self.client
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        if "client" in self.__dict__:
+            self.client.close()
+
+    # ------------------------------------------------------------------------------- tokens
+    def _initial_pair(self) -> TokenPair:
+        creds = self.credentials
+        origin = fingerprint(creds.refresh_token)
+        stored = self.token_store.load()
+        if stored is not None and (stored.origin == origin or creds.refresh_token is None):
+            self._mask(stored)
+            self.log.debug("Using the stored Xoxoday token pair (descends from the connection's)")
+            return stored
+        if stored is not None:
+            self.log.info("The connection holds a new Xoxoday token pair; it replaces the stored one")
+        return TokenPair(creds.access_token or "", creds.refresh_token, origin=origin)
+
+    def _current_pair(self) -> TokenPair:
+        with self._token_lock:
+            if self._pair is None:
+                self._pair = self._initial_pair()
+            return self._pair
+
+    def access_token(self) -> tuple[str, TokenPair]:
+        """Return a usable access token (refreshing it first when missing or about to expire)."""
+        pair = self._current_pair()
+        expiry = pair.access_token_expiry
+        if not pair.access_token or (expiry is not None and expiry - self.clock.time() < REFRESH_MARGIN_SECONDS):
+            pair = self.refresh(pair)
+        return pair.access_token, pair
+
+    def refresh(self, stale: TokenPair) -> TokenPair:
+        """Exchange ``stale``'s refresh token for a new pair, persist it and return it.
+
+        Threads of one hook refresh once: whoever comes second finds a newer pair and uses it. A
+        refusal usually means another task already rotated the pair: the stored pair is read
+        again (for a short while, in case that task is still saving it) and used if newer.
+
+        :param stale: the pair whose access token was refused or is expiring.
+        """
+        with self._token_lock:
+            if self._pair is not None and self._pair is not stale:
+                return self._pair  # another thread refreshed meanwhile
+            creds = self.credentials
+            if not stale.refresh_token:
+                raise VendorAuthError(
+                    VENDOR,
+                    f"no refresh token for connection {self.xoxoday_conn_id!r}; "
+                    "add extra refresh_token from the Xoxoday dashboard",
+                )
+            from airflow_provider_loyalty.models import XoxodayRefreshRequest, XoxodayTokenResponse
+
+            body = XoxodayRefreshRequest(
+                refresh_token=stale.refresh_token, client_id=creds.client_id, client_secret=creds.client_secret
+            ).model_dump()
+            response = self.client.request("POST", creds.token_path, json=body)
+            if response.ok:
+                try:
+                    token = XoxodayTokenResponse.model_validate(json_body(VENDOR, response))
+                except ValueError as exc:
+                    if isinstance(exc, VendorError):
+                        raise
+                    raise VendorResponseError(
+                        VENDOR, "token refresh answer lacks access_token", status_code=response.status_code
+                    ) from None
+                pair = self._pair_from(token, stale)
+                self._mask(pair)
+                self.token_store.save(pair)
+                self._pair = pair
+                self.refreshes += 1
+                self.log.info("Refreshed the Xoxoday access token; the rotated pair is stored")
+                return pair
+            newer = self._await_newer_stored_pair(stale)
+            if newer is not None:
+                self.log.info("Xoxoday refused the refresh; another task had rotated the pair: using the stored one")
+                self._mask(newer)
+                self._pair = newer
+                return newer
+            error = _error_code(response)
+            raise VendorAuthError(
+                VENDOR,
+                f"token refresh refused ({response_snippet(response)}); the refresh token was used or has "
+                f"expired: put a new pair from the Xoxoday dashboard into connection {self.xoxoday_conn_id!r}",
+                status_code=response.status_code,
+                code=error,
+                response=response,
+            )
+
+    def _await_newer_stored_pair(self, stale: TokenPair, attempts: int = 4, pause: float = 1.0) -> TokenPair | None:
+        for attempt in range(attempts):
+            stored = self.token_store.load()
+            if stored is not None and stored.refresh_token and stored.refresh_token != stale.refresh_token:
+                return stored
+            if attempt < attempts - 1:
+                self.clock.sleep(pause)
+        return None
+
+    def _pair_from(self, token: Any, stale: TokenPair) -> TokenPair:
+        now = self.clock.time()
+        expiry = token.access_token_expiry / 1000 if token.access_token_expiry else None
+        if expiry is None and token.expires_in:
+            expiry = now + float(token.expires_in)
+        return TokenPair(
+            access_token=token.access_token,
+            refresh_token=token.refresh_token or stale.refresh_token,
+            access_token_expiry=expiry,
+            refresh_token_expiry=token.refresh_token_expiry / 1000 if token.refresh_token_expiry else None,
+            origin=stale.origin,
+        )
+
+    @staticmethod
+    def _mask(pair: TokenPair) -> None:
+        from airflow.sdk.log import mask_secret
+
+        for secret in (pair.access_token, pair.refresh_token):
+            if secret:
+                mask_secret(secret)
+
+    # ------------------------------------------------------------------------------ requests
+    def _authorized(self, method: str, path: str, *, json: Any = None) -> requests.Response:
+        """Send with the bearer token; on 401 refresh once and send again."""
+        for attempt in (1, 2):
+            token, pair = self.access_token()
+            response = self.client.request(method, path, json=json, auth=BearerAuth(token))
+            if response.status_code == 401 and attempt == 1:
+                self.log.info("Xoxoday answered 401; refreshing the access token once")
+                self.refresh(pair)
+                continue
+            if response.status_code == 401:
+                raise VendorAuthError(
+                    VENDOR,
+                    "access token refused right after a refresh",
+                    status_code=401,
+                    code=_error_code(response),
+                    response=response,
+                )
+            if not response.ok:
+                raise VendorRequestError(
+                    VENDOR,
+                    response_snippet(response),
+                    status_code=response.status_code,
+                    code=_error_code(response),
+                    response=response,
+                )
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def cancel_points(self, unique_ids: Sequence[int]) -> CancelPointsResult:
+        """Cancel the points transactions ``unique_ids`` in one request.
+
+        :param unique_ids: positive integer ids of points issuances (the caller batches them).
+        :return: one outcome per requested id, in request order; ids the vendor did not mention
+            have ``success=None``.
+        """
+        from airflow_provider_loyalty.models import (
+            CancelPointsRequest,
+            CancelPointsResponse,
+            CancelPointsResult,
+            PointOutcome,
+        )
+
+        body = CancelPointsRequest.for_ids(unique_ids).model_dump()
+        response = self._authorized("POST", self.credentials.api_path, json=body)
+        try:
+            parsed = CancelPointsResponse.model_validate(json_body(VENDOR, response))
+        except ValueError as exc:
+            if isinstance(exc, VendorError):
+                raise
+            raise VendorResponseError(
+                VENDOR, f"unreadable cancel answer: {response_snippet(response)}", status_code=response.status_code
+            ) from None
+        balance = parsed.data.cancelBalance if parsed.data else None
+        if balance is None:
+            raise VendorResponseError(
+                VENDOR,
+                f"cancel answer lacks data.cancelBalance: {response_snippet(response)}",
+                status_code=response.status_code,
+            )
+        said: dict[int, tuple[bool, str]] = {}
+        for recipient in balance.recipients:
+            if recipient.unique_id is not None and recipient.unique_id not in said:
+                said[recipient.unique_id] = (recipient.success, recipient.message or "")
+        outcomes = []
+        for uid in unique_ids:
+            if uid in said:
+                success, message = said[uid]
+                outcomes.append(PointOutcome(uid, success, message))
+            else:
+                outcomes.append(PointOutcome(uid, None, "not mentioned in the vendor's answer"))
+        return CancelPointsResult(outcomes=outcomes, error=balance.error, message=balance.message)
+
+    def validate_token(self) -> dict[str, Any]:
+        """Ask Xoxoday whether the current access token is valid (``GET /chef/v1/oauth/token``).
+
+        Never refreshes: a refresh outside a task could not be persisted. Returns the token's
+        expiry fields (no token).
+        """
+        token = self._current_pair().access_token
+        if not token:
+            raise VendorAuthError(VENDOR, "no access token in the connection or the stored pair")
+        response = self.client.request("GET", self.credentials.validate_path, auth=BearerAuth(token), max_attempts=2)
+        if response.status_code == 401:
+            raise VendorAuthError(
+                VENDOR,
+                "access token refused (expired or revoked); the next task run refreshes it",
+                status_code=401,
+                response=response,
+            )
+        if not response.ok:
+            raise VendorRequestError(VENDOR, response_snippet(response), status_code=response.status_code)
+        body = json_body(VENDOR, response)
+        return {k: body.get(k) for k in ("token_type", "expires_in", "access_token_expiry", "refresh_token_expiry")}
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Validate the token without side effects; report clearly (used by the UI's Test button)."""
+        try:
+            info = self.validate_token()
+        except (VendorError, CredentialsMissingError) as exc:
+            return False, str(exc)
+        except requests.RequestException as exc:  # pragma: no cover - transport layer wraps these
+            return False, f"{type(exc).__name__} reaching Xoxoday"
+        return True, f"Xoxoday token is valid (expires_in={info.get('expires_in')})"
+
+
+def _error_code(response: requests.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict):
+        for key in ("error", "code"):
+            if isinstance(body.get(key), str):
+                return body[key]
+    return None

@@ -1,0 +1,259 @@
+"""The reversal ledger: an append-only outcomes table in any SQL database Airflow can reach.
+
+One row per item outcome of every attempt. An item is *done* when a ``succeeded`` row exists for
+its ``(vendor, item_key)``: task retries and tomorrow's run skip it, and extraction queries can
+anti-join it (:func:`not_done_predicate`) so done rows are not even extracted.
+
+The SQL is portable (DuckDB, SQLite, PostgreSQL, Snowflake...): ``CREATE ... IF NOT EXISTS``,
+multi-row ``INSERT ... VALUES``, ``IN`` look-ups in chunks, and the hook's own placeholder.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    from airflow_provider_loyalty.operators._reversal import ItemResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TABLE = "loyalty_reversal_ledger"
+#: Keys per look-up query and rows per insert statement (well under every engine's parameter limit).
+LOOKUP_CHUNK = 500
+INSERT_CHUNK = 60
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
+_MESSAGE_CHARS = 1000
+
+COLUMNS = (
+    "vendor",
+    "item_key",
+    "unique_id",
+    "customer_id",
+    "promotion_id",
+    "earn_id",
+    "status",
+    "failure_kind",
+    "code",
+    "message",
+    "dag_id",
+    "run_id",
+    "task_id",
+    "map_index",
+    "try_number",
+    "recorded_at",
+)
+
+
+def check_table_name(table: str) -> str:
+    """Return ``table`` if it is a plain (optionally schema-qualified) identifier, else raise ``ValueError``."""
+    if not _IDENTIFIER.match(table or ""):
+        raise ValueError(
+            f"ledger table must be an identifier like loyalty_reversal_ledger or schema.table, got {table!r}"
+        )
+    return table
+
+
+def create_table_sql(table: str = DEFAULT_TABLE) -> list[str]:
+    """Return the statements creating the ledger table and its look-up index, if missing."""
+    table = check_table_name(table)
+    index = table.rsplit(".", 1)[-1] + "_lookup_idx"
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+    vendor VARCHAR(16) NOT NULL,
+    item_key VARCHAR(400) NOT NULL,
+    unique_id BIGINT,
+    customer_id BIGINT,
+    promotion_id VARCHAR(100),
+    earn_id VARCHAR(100),
+    status VARCHAR(16) NOT NULL,
+    failure_kind VARCHAR(16),
+    code VARCHAR(64),
+    message VARCHAR(1000),
+    dag_id VARCHAR(250),
+    run_id VARCHAR(250),
+    task_id VARCHAR(250),
+    map_index INTEGER,
+    try_number INTEGER,
+    recorded_at TIMESTAMP NOT NULL
+)""",
+        f"CREATE INDEX IF NOT EXISTS {index} ON {table} (vendor, item_key, status)",
+    ]
+
+
+def points_key_sql(unique_id_column: str) -> str:
+    """SQL expression of a Xoxoday item key from the extraction's unique_id column."""
+    return f"CAST({unique_id_column} AS VARCHAR)"
+
+
+def earn_key_sql(customer_column: str, promotion_column: str, earn_column: str) -> str:
+    """SQL expression of a Capillary item key (``customer/promotion/earn``) from the extraction's columns."""
+    return f"CAST({customer_column} AS VARCHAR) || '/' || {promotion_column} || '/' || {earn_column}"
+
+
+def not_done_predicate(vendor: str, key_sql: str, table: str = DEFAULT_TABLE) -> str:
+    """SQL predicate for an extraction query's ``WHERE``: true for rows the ledger does not record as done.
+
+    Example: ``WHERE NOT EXISTS (...)`` built from :func:`points_key_sql` or :func:`earn_key_sql`.
+    """
+    if vendor not in ("xoxoday", "capillary"):
+        raise ValueError(f"vendor must be 'xoxoday' or 'capillary', got {vendor!r}")
+    table = check_table_name(table)
+    return (
+        f"NOT EXISTS (SELECT 1 FROM {table} ledger WHERE ledger.vendor = '{vendor}' "
+        f"AND ledger.status = 'succeeded' AND ledger.item_key = {key_sql})"
+    )
+
+
+def _chunks(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(values)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class ReversalLedger:
+    """Append-only outcomes of reversals, over a common-sql ``DbApiHook`` connection.
+
+    One database connection per ledger object, used from one thread (the operator's main thread).
+
+    :param conn_id: Airflow connection whose hook is a ``DbApiHook`` (duckdb, sqlite, postgres, ...).
+    :param table: table name, optionally schema-qualified; created if missing.
+    """
+
+    def __init__(self, conn_id: str, table: str = DEFAULT_TABLE) -> None:
+        self.conn_id = conn_id
+        self.table = check_table_name(table)
+        self._hook: DbApiHook | None = None
+        self._conn: Any = None
+
+    @property
+    def hook(self) -> DbApiHook:
+        """The connection's SQL hook (checked to be a ``DbApiHook``)."""
+        if self._hook is None:
+            from airflow.providers.common.sql.hooks.sql import DbApiHook
+            from airflow.sdk import BaseHook
+
+            hook = BaseHook.get_hook(self.conn_id)
+            if not isinstance(hook, DbApiHook):
+                raise TypeError(
+                    f"ledger connection {self.conn_id!r} gives a {type(hook).__name__}, not a SQL DbApiHook"
+                )
+            self._hook = hook
+        return self._hook
+
+    @property
+    def placeholder(self) -> str:
+        """The driver's parameter placeholder (``?`` or ``%s``)."""
+        return getattr(self.hook, "placeholder", None) or "%s"
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = self.hook.get_conn()
+            self._execute(create_table_sql(self.table))
+        return self._conn
+
+    def _execute(self, statements: Sequence[str], params: Sequence[Sequence[Any]] | None = None) -> None:
+        conn = self._conn
+        cursor = conn.cursor()
+        try:
+            for i, statement in enumerate(statements):
+                cursor.execute(statement, params[i]) if params else cursor.execute(statement)
+        finally:
+            cursor.close()
+        conn.commit()
+
+    def ensure_table(self) -> None:
+        """Create the table (and its index) if missing."""
+        self._connection()
+
+    def close(self) -> None:
+        """Close the database connection."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def done_keys(self, vendor: str, keys: Iterable[str]) -> set[str]:
+        """Return those of ``keys`` with a ``succeeded`` row for ``vendor`` (looked up in chunks)."""
+        conn = self._connection()
+        done: set[str] = set()
+        for chunk in _chunks(keys, LOOKUP_CHUNK):
+            marks = ", ".join([self.placeholder] * len(chunk))
+            cursor = conn.cursor()
+            try:
+                cursor.execute(
+                    f"SELECT DISTINCT item_key FROM {self.table} "
+                    f"WHERE vendor = {self.placeholder} AND status = 'succeeded' AND item_key IN ({marks})",
+                    [vendor, *chunk],
+                )
+                done.update(row[0] for row in cursor.fetchall())
+            finally:
+                cursor.close()
+        conn.commit()  # end the read transaction (PostgreSQL would keep it open otherwise)
+        return done
+
+    def record(self, vendor: str, results: Sequence[ItemResult], run: dict[str, Any] | None = None) -> None:
+        """Append one row per result and commit (called as each response arrives)."""
+        if not results:
+            return
+        conn = self._connection()
+        run = run or {}
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        rows = [self._row(vendor, r, run, now) for r in results]
+        row_marks = "(" + ", ".join([self.placeholder] * len(COLUMNS)) + ")"
+        cursor = conn.cursor()
+        try:
+            for chunk in _chunks(rows, INSERT_CHUNK):
+                sql = f"INSERT INTO {self.table} ({', '.join(COLUMNS)}) VALUES " + ", ".join([row_marks] * len(chunk))
+                cursor.execute(sql, [value for row in chunk for value in row])
+        finally:
+            cursor.close()
+        conn.commit()
+
+    @staticmethod
+    def _row(vendor: str, result: ItemResult, run: dict[str, Any], now: datetime) -> tuple[Any, ...]:
+        ident = result.ident
+        kind = None if result.ok else ("transient" if result.transient else "permanent")
+        message = (result.message or "")[:_MESSAGE_CHARS]
+        return (
+            vendor,
+            result.key,
+            ident.get("unique_id"),
+            ident.get("customer_id"),
+            ident.get("promotion_id"),
+            ident.get("earn_id"),
+            "succeeded" if result.ok else "failed",
+            kind,
+            result.code,
+            message,
+            run.get("dag_id"),
+            run.get("run_id"),
+            run.get("task_id"),
+            run.get("map_index"),
+            run.get("try_number"),
+            now,
+        )
+
+    def counts(self, run_id: str | None = None) -> list[tuple[str, str, str | None, int]]:
+        """Return ``(vendor, status, failure_kind, rows)`` counts, optionally for one run."""
+        conn = self._connection()
+        where = f" WHERE run_id = {self.placeholder}" if run_id else ""
+        cursor = conn.cursor()
+        try:
+            cursor.execute(
+                f"SELECT vendor, status, failure_kind, COUNT(*) FROM {self.table}{where} "
+                "GROUP BY vendor, status, failure_kind ORDER BY vendor, status, failure_kind",
+                [run_id] if run_id else [],
+            )
+            rows = [(r[0], r[1], r[2], int(r[3])) for r in cursor.fetchall()]
+        finally:
+            cursor.close()
+        conn.commit()
+        return rows

@@ -1,0 +1,1 @@
+"""Operators that reverse loyalty transactions taken from XCom."""

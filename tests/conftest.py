@@ -1,0 +1,100 @@
+"""Shared fixtures: connections as AIRFLOW_CONN_* JSON, a fake clock, a sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+
+XOXODAY_URL = "https://xoxo.test"
+CAPILLARY_URL = "https://cap.test"
+
+
+class FakeClock:
+    """Advances only when slept on; records every sleep."""
+
+    def __init__(self, start: float = 1_000.0, wall: float = 1_750_000_000.0) -> None:
+        self.now = start
+        self.wall_offset = wall - start
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now + self.wall_offset
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            if seconds > 0:
+                self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: object) -> None:
+    extra = fields.pop("extra", None)
+    payload = dict(fields)
+    if extra is not None:
+        payload["extra"] = json.dumps(extra)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(payload))
+
+
+@pytest.fixture
+def xoxoday_conn(monkeypatch: pytest.MonkeyPatch) -> str:
+    set_connection(
+        monkeypatch,
+        "xoxoday_default",
+        conn_type="xoxoday",
+        host=XOXODAY_URL,
+        login="client-id-1",
+        password="client-secret-XYZ",
+        extra={"access_token": "access-AAA", "refresh_token": "refresh-RRR"},
+    )
+    return "xoxoday_default"
+
+
+@pytest.fixture
+def capillary_conn(monkeypatch: pytest.MonkeyPatch) -> str:
+    set_connection(
+        monkeypatch,
+        "capillary_default",
+        conn_type="capillary",
+        host=CAPILLARY_URL,
+        login="till.one",
+        password="till-password-PWD",
+    )
+    return "capillary_default"
+
+
+@pytest.fixture
+def capillary_oauth_conn(monkeypatch: pytest.MonkeyPatch) -> str:
+    set_connection(
+        monkeypatch,
+        "capillary_oauth",
+        conn_type="capillary",
+        host=CAPILLARY_URL,
+        login="oauth-key",
+        password="oauth-secret-SSS",
+        extra={"auth_type": "oauth"},
+    )
+    return "capillary_oauth"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[object]:
+    from airflow_provider_loyalty.sandbox import Sandbox, SandboxConfig
+
+    with Sandbox(SandboxConfig()) as sb:
+        yield sb

@@ -1,0 +1,200 @@
+"""The shared HTTP layer: retry predicate, waits, pacing — asserted on a fake clock, never slept."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+import requests
+
+from airflow_provider_loyalty.hooks._http import (
+    ConcurrencyGate,
+    RateLimiter,
+    RequestPacer,
+    RetryPolicy,
+    VendorHTTPClient,
+    VendorRateLimitError,
+    VendorUnavailableError,
+    retry_after_seconds,
+    user_agent,
+)
+from airflow_provider_loyalty.hooks.xoxoday import penalty_seconds
+from tests.conftest import FakeClock
+
+URL = "https://vendor.test"
+PENALTY = {"errors": [{"message": "auth.request_limit_exceeded", "penaltySeconds": 7}]}
+
+
+def client(clock: FakeClock, **kwargs: object) -> VendorHTTPClient:
+    kwargs.setdefault("retry_policy", RetryPolicy(max_attempts=4, backoff_initial=1.0, backoff_max=8.0))
+    return VendorHTTPClient("vendor", URL, clock=clock, rng=random.Random(1), **kwargs)  # type: ignore[arg-type]
+
+
+RETRY_TABLE = [
+    # (answers, expected final status or error, attempts, waits)
+    pytest.param([{"status_code": 502}, {"status_code": 200, "json": {}}], 200, 2, "backoff", id="status_502_retried"),
+    pytest.param([{"status_code": 503}, {"status_code": 504}, {"status_code": 200, "json": {}}], 200, 3, "backoff",
+                 id="status_503_504_retried"),
+    pytest.param([{"status_code": 400, "json": {"error": "bad"}}], 400, 1, None, id="status_400_not_retried"),
+    pytest.param([{"status_code": 404}], 404, 1, None, id="status_404_not_retried"),
+    pytest.param([{"status_code": 401}], 401, 1, None, id="status_401_left_to_the_hook"),
+    pytest.param([{"status_code": 429, "headers": {"Retry-After": "12"}}, {"status_code": 200, "json": {}}], 200, 2,
+                 [12.0], id="status_429_with_retry_after"),
+    pytest.param([{"status_code": 429}, {"status_code": 200, "json": {}}], 200, 2, "backoff",
+                 id="status_429_without_retry_after_backs_off"),
+    pytest.param([{"status_code": 200, "json": PENALTY}, {"status_code": 200, "json": {}}], 200, 2, [7.0],
+                 id="xoxoday_penalty_body_on_200"),
+    pytest.param([{"status_code": 403, "json": PENALTY}, {"status_code": 200, "json": {}}], 200, 2, [7.0],
+                 id="xoxoday_penalty_body_on_403"),
+    pytest.param([{"status_code": 502}] * 4, VendorUnavailableError, 4, "backoff", id="attempts_bounded_5xx"),
+    pytest.param([{"status_code": 429, "headers": {"Retry-After": "1"}}] * 4, VendorRateLimitError, 4, [1.0] * 3,
+                 id="attempts_bounded_429"),
+    pytest.param([{"status_code": 429, "headers": {"Retry-After": "86400"}}], VendorRateLimitError, 1, [],
+                 id="retry_after_beyond_max_wait_fails"),
+    pytest.param([{"exc": requests.ConnectionError}, {"status_code": 200, "json": {}}], 200, 2, "backoff",
+                 id="connection_error_retried"),
+    pytest.param([{"exc": requests.ReadTimeout}, {"status_code": 200, "json": {}}], 200, 2, "backoff",
+                 id="read_timeout_retried"),
+    pytest.param([{"exc": requests.ConnectTimeout}] * 4, VendorUnavailableError, 4, "backoff",
+                 id="timeouts_bounded"),
+]
+
+
+@pytest.mark.parametrize(("answers", "expected", "attempts", "waits"), RETRY_TABLE)
+def test_retry_table(requests_mock, answers, expected, attempts, waits) -> None:
+    clock = FakeClock()
+    requests_mock.post(f"{URL}/x", answers)
+    http = client(clock, throttle_hint=penalty_seconds)
+    start = clock.monotonic()
+    if isinstance(expected, int):
+        assert http.request("POST", "/x", json={"a": 1}).status_code == expected
+    else:
+        with pytest.raises(expected) as info:
+            http.request("POST", "/x", json={"a": 1})
+        assert info.value.transient
+    assert requests_mock.call_count == attempts
+    elapsed = clock.monotonic() - start
+    if waits == "backoff":
+        # exponential with jitter: attempt n waits between 0.5 and 1 x min(8, 2^(n-1))
+        assert len(clock.sleeps) == attempts - 1
+        for n, slept in enumerate(clock.sleeps, start=1):
+            ceiling = min(8.0, 2 ** (n - 1))
+            assert ceiling / 2 <= slept <= ceiling
+    elif waits is None:
+        assert elapsed == 0
+    else:
+        # throttled waits are served by the shared limiter: time advanced exactly by them
+        assert elapsed == pytest.approx(sum(waits))
+
+
+def test_no_request_inside_the_window_on_any_thread(requests_mock) -> None:
+    """A 429 window announced to one thread holds back the others too."""
+    clock = FakeClock()
+    pacer = RequestPacer(clock=clock)
+    sent_at: list[float] = []
+
+    def answer(request, context):
+        sent_at.append(clock.monotonic())
+        if len(sent_at) == 1:
+            context.status_code = 429
+            context.headers["Retry-After"] = "30"
+            return {}
+        context.status_code = 200
+        return {}
+
+    requests_mock.post(f"{URL}/x", json=answer)
+    http = client(clock, pacer=pacer)
+    http.request("POST", "/x")  # 429 then success after 30 s
+    other = client(clock, pacer=pacer)  # another thread/hook sharing the task's pacer
+    other.request("POST", "/x")
+    assert sent_at[1] >= sent_at[0] + 30
+    assert sent_at[2] >= sent_at[0] + 30
+
+
+def test_retry_after_http_date() -> None:
+    now = 1_700_000_000.0
+    assert retry_after_seconds({"Retry-After": "Tue, 14 Nov 2023 22:13:40 GMT"}, now=now) == pytest.approx(20.0)
+    assert retry_after_seconds({"Retry-After": "garbage"}, now=now) is None
+    assert retry_after_seconds({}, now=now) is None
+    assert retry_after_seconds({"Retry-After": "3"}) == 3.0
+
+
+def test_sends_user_agent_and_timeouts(requests_mock) -> None:
+    requests_mock.get(f"{URL}/x", json={})
+    http = client(FakeClock(), timeout=(3.0, 17.0))
+    seen = {}
+    original = http.session.request
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    http.session.request = spy  # type: ignore[method-assign]
+    http.request("GET", "/x")
+    assert seen["timeout"] == (3.0, 17.0)
+    assert requests_mock.last_request.headers["User-Agent"] == user_agent()
+    assert user_agent().startswith("airflow-provider-loyalty/0.")
+
+
+def test_limiter_spaces_evenly_against_absolute_time() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(120, clock=clock)  # one slot every 0.5 s
+    starts = []
+    for _ in range(5):
+        limiter.acquire()
+        starts.append(clock.monotonic())
+        clock.now += 0.1  # the request itself takes a little time: must not push later slots
+    assert [round(b - a, 6) for a, b in zip(starts, starts[1:], strict=False)] == [0.5] * 4
+
+
+def test_limiter_gives_no_burst_after_idle() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(60, clock=clock)
+    limiter.acquire()
+    clock.now += 100  # long idle
+    limiter.acquire()
+    t = clock.monotonic()
+    limiter.acquire()
+    assert clock.monotonic() - t == pytest.approx(1.0)
+
+
+def test_limiter_window_restarts_spacing_after_it() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(60, clock=clock)
+    limiter.acquire()
+    limiter.block_until(clock.monotonic() + 10)
+    limiter.acquire()
+    assert clock.monotonic() == pytest.approx(1_010.0)
+    limiter.acquire()
+    assert clock.monotonic() == pytest.approx(1_011.0)
+
+
+def test_limiter_threads_share_one_rate() -> None:
+    """Real threads, real clock at a high rate: N acquisitions take at least (N-1) intervals."""
+    import time
+
+    limiter = RateLimiter(6000)  # 10 ms apart
+    start = time.monotonic()
+    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(5)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.monotonic() - start >= 19 * 0.010 * 0.95
+
+
+def test_gate_halves_after_throttle_and_regrows() -> None:
+    gate = ConcurrencyGate(8)
+    gate.acquire()
+    gate.release(throttled=True)
+    assert gate.limit == 4
+    for _ in range(4):
+        gate.acquire()
+        gate.release()
+    assert gate.limit == 5
+
+
+def test_policy_rejects_zero_attempts() -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
