@@ -1,0 +1,45 @@
+# Two set-up commands on a fresh machine: `make demo` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+
+.PHONY: install lint test test-fast demo bench constraints clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "Python >= 3.10 needed (PYTHON=$(PYTHON))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# Unit tests, sandbox tests, end-to-end DAG runs; PostgreSQL tests run when LOYALTY_TEST_POSTGRES_URI is set.
+test: lint
+	AIRFLOW_HOME=$(CURDIR)/.airflow/test $(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+test-fast: install
+	AIRFLOW_HOME=$(CURDIR)/.airflow/test $(PY) -m pytest -m "not e2e" -q $(PYTEST_ARGS)
+
+demo: install
+	$(PY) scripts/demo.py
+
+bench: install
+	$(PY) benchmarks/run.py
+
+# Re-pin after changing dependencies: resolves into a scratch venv and writes constraints.txt.
+constraints:
+	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/pip install -q "apache-airflow==3.3.2" -e ".[test]"
+	.venv-pin/bin/pip freeze --exclude-editable | grep -v '^airflow-provider-loyalty' > constraints.txt
+	rm -rf .venv-pin
+
+clean:
+	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache .coverage

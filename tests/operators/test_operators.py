@@ -1,0 +1,203 @@
+"""Operators over requests-mock: exact request sequences, summaries, failure decisions, dry run, ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_loyalty.operators.capillary import RevokeEarnOperator
+from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
+from tests.conftest import CAPILLARY_URL, XOXODAY_URL, set_connection
+
+API = f"{XOXODAY_URL}/chef/v1/oauth/api"
+REVOKE = f"{CAPILLARY_URL}/api_gateway/v1/promotions/revokeEarn"
+P1, P2 = "69117663b1cfc114606fd7fb", "69058646b1cfc114606f7bbe"
+
+
+class FakeTI(SimpleNamespace):
+    def __init__(self) -> None:
+        super().__init__(dag_id="d", run_id="r1", task_id="t", map_index=-1, try_number=1, pushed={})
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+def context() -> dict:
+    return {"ti": FakeTI()}
+
+
+def echo_cancel(fail: set[int] = frozenset(), omit: set[int] = frozenset()):
+    """A vendor that cancels what it is asked, except ``fail`` (refused) and ``omit`` (not mentioned)."""
+
+    def answer(request, ctx):
+        ids = [r["unique_id"] for r in request.json()["variables"]["recipients_data"]["recipients"]]
+        recipients = [{"unique_id": i, "success": i not in fail, "message": "nope" if i in fail else "ok"}
+                      for i in ids if i not in omit]
+        return {"data": {"cancelBalance": {"error": bool(fail), "message": "", "recipients": recipients}}}
+
+    return answer
+
+
+def echo_revoke(codes: dict[str, int] | None = None):
+    codes = codes or {}
+
+    def answer(request, ctx):
+        body = request.json()
+        revoked, errors = [], []
+        for d in body["earnRevokeDetails"]:
+            ok = [e for e in d["earnIds"] if e not in codes]
+            if ok:
+                revoked.append({"promotionId": d["promotionId"], "revokedEarnIds": ok, "status": "SUCCESS"})
+            for e in d["earnIds"]:
+                if e in codes:
+                    errors.append({"code": codes[e], "message": f"code {codes[e]}", "promotionId": d["promotionId"],
+                                   "earnIds": [e]})
+        return {"data": {"customerId": body["customerId"], "revokedDetails": revoked}, "errors": errors}
+
+    return answer
+
+
+def sent_ids(requests_mock) -> list[list[int]]:
+    return [[r["unique_id"] for r in req.json()["variables"]["recipients_data"]["recipients"]]
+            for req in requests_mock.request_history if req.url == API]
+
+
+def test_cancel_points_batches_and_summarises(requests_mock, xoxoday_conn) -> None:
+    requests_mock.post(API, json=echo_cancel())
+    op = CancelPointsOperator(task_id="cancel", unique_ids=[(i,) for i in range(1, 1202)] + [(5,)], batch_size=500,
+                              max_concurrency=1)
+    summary = op.execute(context())
+    assert sent_ids(requests_mock) == [list(range(1, 501)), list(range(501, 1001)), list(range(1001, 1202))]
+    assert summary["requested"] == 1202
+    assert summary["duplicates_removed"] == 1
+    assert (summary["succeeded"], summary["failed"], summary["skipped"]) == (1201, 0, 0)
+    assert summary["requests"] == 3 and summary["dry_run"] is False and summary["failures"] == []
+
+
+def test_every_requested_item_is_accounted_for(requests_mock, xoxoday_conn) -> None:
+    requests_mock.post(API, json=echo_cancel(fail={2}, omit={3}))
+    op = CancelPointsOperator(task_id="cancel", unique_ids=[1, 2, 3, 3], max_failed_ratio=1.0)
+    s = op.execute(context())
+    assert s["succeeded"] + s["failed"] + s["skipped"] + s["duplicates_removed"] == s["requested"]
+    assert sorted((f["unique_id"], f["code"]) for f in s["failures"]) == [(2, "rejected"), (3, "unknown")]
+
+
+def test_permanent_failures_fail_without_retry(requests_mock, xoxoday_conn) -> None:
+    requests_mock.post(API, json=echo_cancel(fail={2}))
+    op = CancelPointsOperator(task_id="cancel", unique_ids=[1, 2, 3])
+    ctx = context()
+    with pytest.raises(AirflowFailException, match="1 of 3 unique_ids failed"):
+        op.execute(ctx)
+    assert ctx["ti"].pushed["return_value"]["failed"] == 1  # summary still readable downstream
+
+
+def test_transient_failures_let_airflow_retry(requests_mock, xoxoday_conn, monkeypatch) -> None:
+    from airflow_provider_loyalty.hooks import _http
+
+    monkeypatch.setattr(_http.SYSTEM_CLOCK, "sleep", lambda s: None)
+    requests_mock.post(API, [{"json": echo_cancel()}, *[{"status_code": 503}] * 5])
+    op = CancelPointsOperator(task_id="cancel", unique_ids=list(range(1, 11)), batch_size=5, max_concurrency=1)
+    with pytest.raises(AirflowException) as info:
+        op.execute(context())
+    assert not isinstance(info.value, AirflowFailException)
+    assert "5 of 10" in str(info.value) and "5 transient" in str(info.value)
+    assert requests_mock.call_count == 6
+
+
+def test_max_failed_ratio_tolerates(requests_mock, xoxoday_conn) -> None:
+    requests_mock.post(API, json=echo_cancel(fail={1}))
+    s = CancelPointsOperator(task_id="c", unique_ids=list(range(1, 11)), max_failed_ratio=0.1).execute(context())
+    assert (s["succeeded"], s["failed"]) == (9, 1)
+    requests_mock.post(API, json=echo_cancel(fail={1, 2}))
+    with pytest.raises(AirflowFailException):
+        CancelPointsOperator(task_id="c", unique_ids=list(range(1, 11)), max_failed_ratio=0.1).execute(context())
+
+
+def test_bad_input_fails_before_any_call(requests_mock, xoxoday_conn) -> None:
+    with pytest.raises(AirflowFailException, match="'abc'"):
+        CancelPointsOperator(task_id="c", unique_ids=[1, "abc"]).execute(context())
+    with pytest.raises(AirflowFailException, match="customer_id"):
+        RevokeEarnOperator(task_id="r", earns=[(None, P1, "e")]).execute(context())
+    assert requests_mock.call_count == 0
+
+
+def test_empty_input_is_a_zero_summary(requests_mock, xoxoday_conn) -> None:
+    s = CancelPointsOperator(task_id="c", unique_ids=[]).execute(context())
+    assert (s["requested"], s["succeeded"], s["failed"], s["skipped"]) == (0, 0, 0, 0)
+    assert requests_mock.call_count == 0
+
+
+def test_dry_run_sends_nothing_not_even_for_a_token(requests_mock, monkeypatch) -> None:
+    # a connection that would need a refresh and an OAuth one: still no call at all
+    set_connection(monkeypatch, "xoxoday_default", conn_type="xoxoday", host=XOXODAY_URL, login="i", password="s",
+                   extra={"refresh_token": "r"})
+    set_connection(monkeypatch, "capillary_default", conn_type="capillary", host=CAPILLARY_URL, login="k",
+                   password="s", extra={"auth_type": "oauth"})
+    s = CancelPointsOperator(task_id="c", unique_ids=list(range(1, 702)), dry_run=True).execute(context())
+    assert (s["dry_run"], s["planned"], s["requests"], s["succeeded"]) == (True, 701, 2, 0)
+    s = RevokeEarnOperator(task_id="r", earns=[(1, P1, "a"), (2, P1, "b")], dry_run="{{ params.x }}".replace(
+        "{{ params.x }}", "True")).execute(context())
+    assert (s["dry_run"], s["planned"], s["requests"]) == (True, 2, 2)
+    assert requests_mock.call_count == 0
+
+
+def test_revoke_earn_one_request_per_customer_with_codes(requests_mock, capillary_conn) -> None:
+    requests_mock.post(REVOKE, json=echo_revoke({"bad": 729}))
+    rows = [(1, P1, "a"), (1, P2, "b"), (2, P1, "bad"), (2, P1, "c")]
+    ctx = context()
+    with pytest.raises(AirflowFailException, match="729 x1"):
+        RevokeEarnOperator(task_id="r", earns=rows, max_concurrency=1).execute(ctx)
+    bodies = [r.json() for r in requests_mock.request_history]
+    assert bodies == [
+        {"customerId": 1, "earnRevokeDetails": [{"promotionId": P1, "earnIds": ["a"]}, {"promotionId": P2, "earnIds": ["b"]}]},
+        {"customerId": 2, "earnRevokeDetails": [{"promotionId": P1, "earnIds": ["bad", "c"]}]},
+    ]
+    s = ctx["ti"].pushed["return_value"]
+    assert (s["succeeded"], s["failed"]) == (3, 1)
+    assert s["failures"] == [{"customer_id": 2, "promotion_id": P1, "earn_id": "bad", "code": "729", "message": "code 729"}]
+
+
+def test_auth_failure_stops_the_run_and_accounts_for_everything(requests_mock, capillary_conn) -> None:
+    requests_mock.post(REVOKE, status_code=401, json={"errors": [{"code": 401, "message": "Unauthorized"}]})
+    ctx = context()
+    with pytest.raises(AirflowException, match="credentials refused"):
+        RevokeEarnOperator(task_id="r", earns=[(c, P1, f"e{c}") for c in range(1, 30)], max_concurrency=2).execute(ctx)
+    s = ctx["ti"].pushed["return_value"]
+    assert s["failed"] == 29 and s["failed_transient"] == 29
+    assert requests_mock.call_count <= 4  # stopped early, not 29 refused calls
+
+
+def test_settings_are_checked(xoxoday_conn) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        CancelPointsOperator(task_id="c", unique_ids=[], batch_size=501)
+    with pytest.raises(ValueError, match="max_failed_ratio"):
+        CancelPointsOperator(task_id="c", unique_ids=[], max_failed_ratio=2)
+    with pytest.raises(ValueError, match="max_concurrency"):
+        RevokeEarnOperator(task_id="r", earns=[], max_concurrency=0)
+    op = CancelPointsOperator(task_id="c", unique_ids=[], dry_run="{{ params.dry_run }}")
+    op.dry_run = "maybe"
+    with pytest.raises(AirflowFailException, match="dry_run must be true or false"):
+        op.execute(context())
+
+
+def test_ledger_skips_done_items_and_records_every_outcome(requests_mock, xoxoday_conn, monkeypatch, tmp_path) -> None:
+    db = tmp_path / "ledger.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
+    requests_mock.post(API, json=echo_cancel(fail={3}))
+    op = CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger", max_failed_ratio=1.0)
+    first = op.execute(context())
+    assert (first["succeeded"], first["failed"], first["skipped"]) == (2, 1, 0)
+    second = CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger",
+                                  max_failed_ratio=1.0).execute(context())
+    assert (second["succeeded"], second["failed"], second["skipped"]) == (0, 1, 2)
+    assert sent_ids(requests_mock) == [[1, 2, 3], [3]]
+    rows = sqlite3.connect(db).execute(
+        "SELECT item_key, status, failure_kind, code, dag_id, run_id, try_number FROM loyalty_reversal_ledger "
+        "ORDER BY recorded_at, item_key").fetchall()
+    assert sorted(rows) == sorted([
+        ("1", "succeeded", None, None, "d", "r1", 1), ("2", "succeeded", None, None, "d", "r1", 1),
+        ("3", "failed", "permanent", "rejected", "d", "r1", 1), ("3", "failed", "permanent", "rejected", "d", "r1", 1),
+    ])
