@@ -29,7 +29,7 @@ test-fast: install
 	AIRFLOW_HOME=$(CURDIR)/.airflow/test $(PY) -m pytest -m "not e2e" -q $(PYTEST_ARGS)
 
 demo: install
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 bench: install
 	$(PY) benchmarks/run.py

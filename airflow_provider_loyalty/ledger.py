@@ -2,7 +2,8 @@
 
 One row per item outcome of every attempt. An item is *done* when a ``succeeded`` row exists for
 its ``(vendor, item_key)``: task retries and tomorrow's run skip it, and extraction queries can
-anti-join it (:func:`not_done_predicate`) so done rows are not even extracted.
+anti-join it (:func:`not_done_predicate`) so done rows — and, by default, rows the vendor refused
+for good — are not even extracted.
 
 The SQL is portable (DuckDB, SQLite, PostgreSQL, Snowflake...): ``CREATE ... IF NOT EXISTS``,
 multi-row ``INSERT ... VALUES``, ``IN`` look-ups in chunks, and the hook's own placeholder.
@@ -97,17 +98,31 @@ def earn_key_sql(customer_column: str, promotion_column: str, earn_column: str) 
     return f"CAST({customer_column} AS VARCHAR) || '/' || {promotion_column} || '/' || {earn_column}"
 
 
-def not_done_predicate(vendor: str, key_sql: str, table: str = DEFAULT_TABLE) -> str:
-    """SQL predicate for an extraction query's ``WHERE``: true for rows the ledger does not record as done.
+def not_done_predicate(
+    vendor: str, key_sql: str, table: str = DEFAULT_TABLE, *, skip_permanent_failures: bool = True
+) -> str:
+    """SQL predicate for an extraction query's ``WHERE``: true for rows still to be sent.
 
-    Example: ``WHERE NOT EXISTS (...)`` built from :func:`points_key_sql` or :func:`earn_key_sql`.
+    Excludes items the ledger records as done and, unless ``skip_permanent_failures`` is false, items
+    the vendor refused for good (already redeemed, invalid id...): resending those every day would
+    fail the same way. To retry a refused item after fixing it, delete its ledger rows.
+
+    :param vendor: ``xoxoday`` or ``capillary``.
+    :param key_sql: SQL expression of the item key (:func:`points_key_sql`, :func:`earn_key_sql`).
+    :param table: ledger table.
+    :param skip_permanent_failures: also leave out items refused permanently.
     """
     if vendor not in ("xoxoday", "capillary"):
         raise ValueError(f"vendor must be 'xoxoday' or 'capillary', got {vendor!r}")
     table = check_table_name(table)
+    settled = (
+        "(ledger.status = 'succeeded' OR ledger.failure_kind = 'permanent')"
+        if skip_permanent_failures
+        else ("ledger.status = 'succeeded'")
+    )
     return (
         f"NOT EXISTS (SELECT 1 FROM {table} ledger WHERE ledger.vendor = '{vendor}' "
-        f"AND ledger.status = 'succeeded' AND ledger.item_key = {key_sql})"
+        f"AND {settled} AND ledger.item_key = {key_sql})"
     )
 
 

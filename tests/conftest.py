@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# An Airflow home of the test suite's own (Makefile sets the same), before anything imports airflow.
+os.environ.setdefault("AIRFLOW_HOME", os.path.join(REPO, ".airflow", "test"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
 XOXODAY_URL = "https://xoxo.test"
 CAPILLARY_URL = "https://cap.test"

@@ -50,7 +50,9 @@ def ledger_conn(request, monkeypatch, tmp_path) -> tuple[str, str]:
 
 
 def results(keys: range, ok: bool = True, vendor_field: str = "unique_id") -> list[ItemResult]:
-    return [ItemResult(str(k), {vendor_field: k}, ok, None if ok else "rejected", "" if ok else "no", False) for k in keys]
+    return [
+        ItemResult(str(k), {vendor_field: k}, ok, None if ok else "rejected", "" if ok else "no", False) for k in keys
+    ]
 
 
 def run(n: int = 1) -> dict:
@@ -83,21 +85,31 @@ def test_extraction_anti_join(ledger_conn) -> None:
     conn_id, table = ledger_conn
     ledger = ReversalLedger(conn_id, table)
     ledger.record("xoxoday", results(range(1, 3)), run())
-    ledger.record("capillary", [ItemResult("7/p1/e1", {"customer_id": 7, "promotion_id": "p1", "earn_id": "e1"}, True)],
-                  run())
+    ledger.record("xoxoday", results(range(3, 4), ok=False), run())  # refused for good
+    ledger.record("xoxoday", [ItemResult("4", {"unique_id": 4}, False, "http_503", "", True)], run())  # transient
+    ledger.record(
+        "capillary", [ItemResult("7/p1/e1", {"customer_id": 7, "promotion_id": "p1", "earn_id": "e1"}, True)], run()
+    )
     conn = ledger.hook.get_conn()
     cursor = conn.cursor()
     src_p, src_e = f"{table}_points", f"{table}_earns"
     cursor.execute(f"CREATE TABLE {src_p} (unique_id BIGINT)")
-    cursor.execute(f"INSERT INTO {src_p} VALUES (1), (2), (3)")
+    cursor.execute(f"INSERT INTO {src_p} VALUES (1), (2), (3), (4), (5)")
     cursor.execute(f"CREATE TABLE {src_e} (customer_id BIGINT, promotion_id VARCHAR(30), earn_id VARCHAR(30))")
     cursor.execute(f"INSERT INTO {src_e} VALUES (7, 'p1', 'e1'), (7, 'p1', 'e2')")
     conn.commit()
-    cursor.execute(f"SELECT unique_id FROM {src_p} s WHERE "
-                   f"{not_done_predicate('xoxoday', points_key_sql('s.unique_id'), table)} ORDER BY 1")
-    assert [r[0] for r in cursor.fetchall()] == [3]
-    cursor.execute(f"SELECT earn_id FROM {src_e} s WHERE "
-                   f"{not_done_predicate('capillary', earn_key_sql('s.customer_id', 's.promotion_id', 's.earn_id'), table)}")
+    cursor.execute(
+        f"SELECT unique_id FROM {src_p} s WHERE "
+        f"{not_done_predicate('xoxoday', points_key_sql('s.unique_id'), table)} ORDER BY 1"
+    )
+    assert [r[0] for r in cursor.fetchall()] == [4, 5]
+    predicate = not_done_predicate("xoxoday", points_key_sql("s.unique_id"), table, skip_permanent_failures=False)
+    cursor.execute(f"SELECT unique_id FROM {src_p} s WHERE {predicate} ORDER BY 1")
+    assert [r[0] for r in cursor.fetchall()] == [3, 4, 5]
+    cursor.execute(
+        f"SELECT earn_id FROM {src_e} s WHERE "
+        f"{not_done_predicate('capillary', earn_key_sql('s.customer_id', 's.promotion_id', 's.earn_id'), table)}"
+    )
     assert [r[0] for r in cursor.fetchall()] == ["e2"]
     for t in (src_p, src_e):
         cursor.execute(f"DROP TABLE {t}")

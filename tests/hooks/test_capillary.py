@@ -8,7 +8,12 @@ import logging
 
 import pytest
 
-from airflow_provider_loyalty.hooks._http import CredentialsMissingError, RetryPolicy, VendorAuthError, VendorRequestError
+from airflow_provider_loyalty.hooks._http import (
+    CredentialsMissingError,
+    RetryPolicy,
+    VendorAuthError,
+    VendorRequestError,
+)
 from airflow_provider_loyalty.hooks.capillary import CapillaryHook
 from tests.conftest import CAPILLARY_URL, FakeClock, set_connection
 
@@ -42,27 +47,47 @@ def test_basic_auth_is_till_and_md5_of_password(requests_mock, capillary_conn) -
         "customerId": 566881933,
         "earnRevokeDetails": [{"promotionId": P1, "earnIds": [E1]}, {"promotionId": P2, "earnIds": [E2]}],
     }
-    assert [(o.promotion_id, o.earn_id, o.status) for o in result.outcomes] == [(P1, E1, "revoked"), (P2, E2, "revoked")]
+    assert [(o.promotion_id, o.earn_id, o.status) for o in result.outcomes] == [
+        (P1, E1, "revoked"),
+        (P2, E2, "revoked"),
+    ]
 
 
 def test_partial_success_with_codes(requests_mock, capillary_conn) -> None:
-    requests_mock.post(REVOKE, json=shape_a((P1, [E1]), errors=[
-        {"code": 729, "message": "Earn already redeemed", "promotionId": P1, "earnIds": [E2]},
-    ]))
+    requests_mock.post(
+        REVOKE,
+        json=shape_a(
+            (P1, [E1]),
+            errors=[
+                {"code": 729, "message": "Earn already redeemed", "promotionId": P1, "earnIds": [E2]},
+            ],
+        ),
+    )
     result = make_hook().revoke_earn(5, [(P1, [E1, E2, E3])])
     assert [(o.earn_id, o.status, o.code) for o in result.outcomes] == [
-        (E1, "revoked", None), (E2, "failed", "729"), (E3, "unknown", None)]
+        (E1, "revoked", None),
+        (E2, "failed", "729"),
+        (E3, "unknown", None),
+    ]
 
 
 def test_second_documented_shape(requests_mock, capillary_conn) -> None:
-    requests_mock.post(REVOKE, json={
-        "data": {"code": 731, "message": "Invalid earn id"},
-        "errors": [{"code": 731, "message": "Invalid earn id", "promotionId": P1, "earnIds": [E1]},
-                   {"code": 730, "message": "POS promotion", "promotionId": P2}],
-    })
+    requests_mock.post(
+        REVOKE,
+        json={
+            "data": {"code": 731, "message": "Invalid earn id"},
+            "errors": [
+                {"code": 731, "message": "Invalid earn id", "promotionId": P1, "earnIds": [E1]},
+                {"code": 730, "message": "POS promotion", "promotionId": P2},
+            ],
+        },
+    )
     result = make_hook().revoke_earn(5, {P1: [E1, E2], P2: [E3]})
     assert [(o.earn_id, o.status, o.code) for o in result.outcomes] == [
-        (E1, "failed", "731"), (E2, "unknown", None), (E3, "failed", "730")]
+        (E1, "failed", "731"),
+        (E2, "unknown", None),
+        (E3, "failed", "730"),
+    ]
 
 
 def test_request_level_error_without_ids_fails_every_earn(requests_mock, capillary_conn) -> None:
@@ -105,8 +130,13 @@ def test_oauth_token_generated_cached_and_sent(requests_mock, capillary_oauth_co
 
 def test_oauth_regenerated_before_expiry(requests_mock, capillary_oauth_conn) -> None:
     clock = FakeClock()
-    requests_mock.post(TOKEN, [{"json": {"data": {"accessToken": "t1", "ttlSeconds": 100}}},
-                               {"json": {"data": {"accessToken": "t2", "ttlSeconds": 100}}}])
+    requests_mock.post(
+        TOKEN,
+        [
+            {"json": {"data": {"accessToken": "t1", "ttlSeconds": 100}}},
+            {"json": {"data": {"accessToken": "t2", "ttlSeconds": 100}}},
+        ],
+    )
     requests_mock.post(REVOKE, json=shape_a((P1, [E1])))
     hook = make_hook("capillary_oauth", clock)
     hook.revoke_earn(5, {P1: [E1]})
@@ -117,13 +147,26 @@ def test_oauth_regenerated_before_expiry(requests_mock, capillary_oauth_conn) ->
 
 @pytest.mark.parametrize("status", [401, 498], ids=["status_401", "status_498"])
 def test_oauth_regenerated_once_on_rejection(requests_mock, capillary_oauth_conn, status) -> None:
-    requests_mock.post(TOKEN, [{"json": {"data": {"accessToken": "t1", "ttlSeconds": 3600}}},
-                               {"json": {"data": {"accessToken": "t2", "ttlSeconds": 3600}}}])
-    requests_mock.post(REVOKE, [{"status_code": status, "json": {"errors": [{"code": status, "message": "expired"}]}},
-                                {"json": shape_a((P1, [E1]))}])
+    requests_mock.post(
+        TOKEN,
+        [
+            {"json": {"data": {"accessToken": "t1", "ttlSeconds": 3600}}},
+            {"json": {"data": {"accessToken": "t2", "ttlSeconds": 3600}}},
+        ],
+    )
+    requests_mock.post(
+        REVOKE,
+        [
+            {"status_code": status, "json": {"errors": [{"code": status, "message": "expired"}]}},
+            {"json": shape_a((P1, [E1]))},
+        ],
+    )
     result = make_hook("capillary_oauth").revoke_earn(5, {P1: [E1]})
     assert result.outcomes[0].status == "revoked"
-    assert [r.headers.get("X-CAP-API-OAUTH-TOKEN") for r in requests_mock.request_history if r.url == REVOKE] == ["t1", "t2"]
+    assert [r.headers.get("X-CAP-API-OAUTH-TOKEN") for r in requests_mock.request_history if r.url == REVOKE] == [
+        "t1",
+        "t2",
+    ]
 
 
 def test_basic_auth_rejection_is_final(requests_mock, capillary_conn) -> None:
@@ -137,8 +180,15 @@ def test_missing_and_invalid_settings_are_named(monkeypatch) -> None:
     set_connection(monkeypatch, "capillary_default", conn_type="capillary", host=CAPILLARY_URL, login="till")
     with pytest.raises(CredentialsMissingError, match="till password"):
         make_hook().credentials  # noqa: B018
-    set_connection(monkeypatch, "capillary_default", conn_type="capillary", host=CAPILLARY_URL, login="a",
-                   password="b", extra={"auth_type": "jwt"})
+    set_connection(
+        monkeypatch,
+        "capillary_default",
+        conn_type="capillary",
+        host=CAPILLARY_URL,
+        login="a",
+        password="b",
+        extra={"auth_type": "jwt"},
+    )
     with pytest.raises(CredentialsMissingError, match="'basic' or 'oauth'"):
         make_hook().credentials  # noqa: B018
 

@@ -77,16 +77,25 @@ def test_partial_success_gives_per_id_outcomes(requests_mock, xoxoday_conn) -> N
 
 
 def test_custom_api_path_and_host_without_scheme(requests_mock, monkeypatch) -> None:
-    set_connection(monkeypatch, "xoxoday_default", conn_type="xoxoday", host="accounts.xoxoday.example",
-                   login="id", password="secret", extra={"access_token": "a", "refresh_token": "r",
-                                                         "api_path": "chef/v1/oauth/api/cancelPoints"})
-    requests_mock.post("https://accounts.xoxoday.example/chef/v1/oauth/api/cancelPoints", json=cancel_answer((5, True, "")))
+    set_connection(
+        monkeypatch,
+        "xoxoday_default",
+        conn_type="xoxoday",
+        host="accounts.xoxoday.example",
+        login="id",
+        password="secret",
+        extra={"access_token": "a", "refresh_token": "r", "api_path": "chef/v1/oauth/api/cancelPoints"},
+    )
+    requests_mock.post(
+        "https://accounts.xoxoday.example/chef/v1/oauth/api/cancelPoints", json=cancel_answer((5, True, ""))
+    )
     assert make_hook().cancel_points([5]).succeeded == [5]
 
 
 def test_401_refreshes_once_retries_and_persists_the_rotated_pair(requests_mock, xoxoday_conn) -> None:
-    requests_mock.post(API, [{"status_code": 401, "json": {"error": "Unauthorized"}},
-                             {"json": cancel_answer((7, True, "ok"))}])
+    requests_mock.post(
+        API, [{"status_code": 401, "json": {"error": "Unauthorized"}}, {"json": cancel_answer((7, True, "ok"))}]
+    )
     requests_mock.post(TOKEN, json=token_answer("access-NEW", "refresh-NEW"))
     store = MemoryTokenStore()
     hook = make_hook(store)
@@ -123,8 +132,9 @@ def test_second_401_after_refresh_fails_clearly(requests_mock, xoxoday_conn) -> 
 def test_refused_refresh_recovers_from_a_pair_another_task_stored(requests_mock, xoxoday_conn) -> None:
     """Two tasks refreshed at once: ours is refused (invalid_grant), the other's pair is in the store."""
     store = MemoryTokenStore()
-    requests_mock.post(API, [{"status_code": 401, "json": {"error": "Unauthorized"}},
-                             {"json": cancel_answer((9, True, "ok"))}])
+    requests_mock.post(
+        API, [{"status_code": 401, "json": {"error": "Unauthorized"}}, {"json": cancel_answer((9, True, "ok"))}]
+    )
 
     def refused(request, context):
         store.save(TokenPair("access-OTHER", "refresh-OTHER", origin=fingerprint("refresh-RRR")))
@@ -157,8 +167,11 @@ def test_connection_pair_replaces_a_stored_pair_of_another_lineage(requests_mock
 
 def test_refreshes_proactively_before_expiry(requests_mock, xoxoday_conn) -> None:
     clock = FakeClock()
-    store = MemoryTokenStore(TokenPair("access-SOON", "refresh-RRR", access_token_expiry=clock.time() + 60,
-                                       origin=fingerprint("refresh-RRR")))
+    store = MemoryTokenStore(
+        TokenPair(
+            "access-SOON", "refresh-RRR", access_token_expiry=clock.time() + 60, origin=fingerprint("refresh-RRR")
+        )
+    )
     requests_mock.post(TOKEN, json=token_answer("access-NEW", "refresh-NEW"))
     requests_mock.post(API, json=cancel_answer((1, True, "ok")))
     make_hook(store, clock).cancel_points([1])
@@ -168,10 +181,16 @@ def test_refreshes_proactively_before_expiry(requests_mock, xoxoday_conn) -> Non
 
 def test_penalty_seconds_waits_then_succeeds(requests_mock, xoxoday_conn) -> None:
     clock = FakeClock()
-    requests_mock.post(API, [
-        {"status_code": 429, "json": {"errors": [{"message": "auth.request_limit_exceeded", "penaltySeconds": 60}]}},
-        {"json": cancel_answer((1, True, "ok"))},
-    ])
+    requests_mock.post(
+        API,
+        [
+            {
+                "status_code": 429,
+                "json": {"errors": [{"message": "auth.request_limit_exceeded", "penaltySeconds": 60}]},
+            },
+            {"json": cancel_answer((1, True, "ok"))},
+        ],
+    )
     start = clock.monotonic()
     assert make_hook(clock=clock).cancel_points([1]).succeeded == [1]
     assert clock.monotonic() - start == pytest.approx(60.0)
@@ -196,8 +215,16 @@ def test_no_secret_in_logs_or_errors(requests_mock, xoxoday_conn, caplog) -> Non
 
 
 def test_validate_token_and_test_connection(requests_mock, xoxoday_conn) -> None:
-    requests_mock.get(VALIDATE, json={"access_token": "access-AAA", "token_type": "bearer", "expires_in": 1200,
-                                      "access_token_expiry": 1, "refresh_token_expiry": 2})
+    requests_mock.get(
+        VALIDATE,
+        json={
+            "access_token": "access-AAA",
+            "token_type": "bearer",
+            "expires_in": 1200,
+            "access_token_expiry": 1,
+            "refresh_token_expiry": 2,
+        },
+    )
     ok, message = make_hook().test_connection()
     assert ok and "valid" in message
     assert requests_mock.last_request.headers["Authorization"] == "Bearer access-AAA"
@@ -213,7 +240,9 @@ def test_request_body_validates_against_the_openapi_excerpt(requests_mock, xoxod
 
     import yaml  # shipped with Airflow
 
-    spec_path = pathlib.Path(__file__).resolve().parents[3] / "shared" / "vendor-docs" / "xoxoday-points-openapi-excerpt.yaml"
+    spec_path = (
+        pathlib.Path(__file__).resolve().parents[3] / "shared" / "vendor-docs" / "xoxoday-points-openapi-excerpt.yaml"
+    )
     if not spec_path.exists():
         pytest.skip("vendor docs not beside the checkout")
     spec = yaml.safe_load(spec_path.read_text())

@@ -54,8 +54,11 @@ def test_unique_ids_accepted(value, ids) -> None:
         pytest.param(None, ["upstream task pushed no XCom"], id="none_xcom"),
         pytest.param("LazySelectSequence([3 items])", ["render_template_as_native_obj"], id="unparseable_string"),
         pytest.param("__import__('os').system('true')", ["cannot read"], id="no_eval"),
-        pytest.param(["x", 1, "y", "z", "w", "v", "u"], ["row 0: 'x'", "row 2: 'y'", "and 1 more", "6 invalid"],
-                     id="first_offenders_and_count"),
+        pytest.param(
+            ["x", 1, "y", "z", "w", "v", "u"],
+            ["row 0: 'x'", "row 2: 'y'", "and 1 more", "6 invalid"],
+            id="first_offenders_and_count",
+        ),
     ],
 )
 def test_unique_ids_rejected_with_offenders_named(value, named) -> None:
@@ -68,10 +71,17 @@ def test_unique_ids_rejected_with_offenders_named(value, named) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        pytest.param([(1, P1, "e1"), (1, P2, "e2"), (2, P1, "e3")], {1: {P1: ["e1"], P2: ["e2"]}, 2: {P1: ["e3"]}},
-                     id="sql_rows"),
-        pytest.param([{"customer_id": 1, "promotion_id": P1, "earn_id": "e1"},
-                      {"customerId": "1", "promotionId": P1, "earnId": "e2"}], {1: {P1: ["e1", "e2"]}}, id="dicts"),
+        pytest.param(
+            [(1, P1, "e1"), (1, P2, "e2"), (2, P1, "e3")], {1: {P1: ["e1"], P2: ["e2"]}, 2: {P1: ["e3"]}}, id="sql_rows"
+        ),
+        pytest.param(
+            [
+                {"customer_id": 1, "promotion_id": P1, "earn_id": "e1"},
+                {"customerId": "1", "promotionId": P1, "earnId": "e2"},
+            ],
+            {1: {P1: ["e1", "e2"]}},
+            id="dicts",
+        ),
         pytest.param(f"[(1, '{P1}', 'e1'), (1, '{P1}', 'e1')]", {1: {P1: ["e1"]}}, id="jinja_repr_deduped"),
         pytest.param(f'[[1, "{P1}", "e1"]]', {1: {P1: ["e1"]}}, id="jinja_json"),
     ],

@@ -34,8 +34,11 @@ def echo_cancel(fail: set[int] = frozenset(), omit: set[int] = frozenset()):
 
     def answer(request, ctx):
         ids = [r["unique_id"] for r in request.json()["variables"]["recipients_data"]["recipients"]]
-        recipients = [{"unique_id": i, "success": i not in fail, "message": "nope" if i in fail else "ok"}
-                      for i in ids if i not in omit]
+        recipients = [
+            {"unique_id": i, "success": i not in fail, "message": "nope" if i in fail else "ok"}
+            for i in ids
+            if i not in omit
+        ]
         return {"data": {"cancelBalance": {"error": bool(fail), "message": "", "recipients": recipients}}}
 
     return answer
@@ -53,22 +56,32 @@ def echo_revoke(codes: dict[str, int] | None = None):
                 revoked.append({"promotionId": d["promotionId"], "revokedEarnIds": ok, "status": "SUCCESS"})
             for e in d["earnIds"]:
                 if e in codes:
-                    errors.append({"code": codes[e], "message": f"code {codes[e]}", "promotionId": d["promotionId"],
-                                   "earnIds": [e]})
+                    errors.append(
+                        {
+                            "code": codes[e],
+                            "message": f"code {codes[e]}",
+                            "promotionId": d["promotionId"],
+                            "earnIds": [e],
+                        }
+                    )
         return {"data": {"customerId": body["customerId"], "revokedDetails": revoked}, "errors": errors}
 
     return answer
 
 
 def sent_ids(requests_mock) -> list[list[int]]:
-    return [[r["unique_id"] for r in req.json()["variables"]["recipients_data"]["recipients"]]
-            for req in requests_mock.request_history if req.url == API]
+    return [
+        [r["unique_id"] for r in req.json()["variables"]["recipients_data"]["recipients"]]
+        for req in requests_mock.request_history
+        if req.url == API
+    ]
 
 
 def test_cancel_points_batches_and_summarises(requests_mock, xoxoday_conn) -> None:
     requests_mock.post(API, json=echo_cancel())
-    op = CancelPointsOperator(task_id="cancel", unique_ids=[(i,) for i in range(1, 1202)] + [(5,)], batch_size=500,
-                              max_concurrency=1)
+    op = CancelPointsOperator(
+        task_id="cancel", unique_ids=[(i,) for i in range(1, 1202)] + [(5,)], batch_size=500, max_concurrency=1
+    )
     summary = op.execute(context())
     assert sent_ids(requests_mock) == [list(range(1, 501)), list(range(501, 1001)), list(range(1001, 1202))]
     assert summary["requested"] == 1202
@@ -132,14 +145,29 @@ def test_empty_input_is_a_zero_summary(requests_mock, xoxoday_conn) -> None:
 
 def test_dry_run_sends_nothing_not_even_for_a_token(requests_mock, monkeypatch) -> None:
     # a connection that would need a refresh and an OAuth one: still no call at all
-    set_connection(monkeypatch, "xoxoday_default", conn_type="xoxoday", host=XOXODAY_URL, login="i", password="s",
-                   extra={"refresh_token": "r"})
-    set_connection(monkeypatch, "capillary_default", conn_type="capillary", host=CAPILLARY_URL, login="k",
-                   password="s", extra={"auth_type": "oauth"})
+    set_connection(
+        monkeypatch,
+        "xoxoday_default",
+        conn_type="xoxoday",
+        host=XOXODAY_URL,
+        login="i",
+        password="s",
+        extra={"refresh_token": "r"},
+    )
+    set_connection(
+        monkeypatch,
+        "capillary_default",
+        conn_type="capillary",
+        host=CAPILLARY_URL,
+        login="k",
+        password="s",
+        extra={"auth_type": "oauth"},
+    )
     s = CancelPointsOperator(task_id="c", unique_ids=list(range(1, 702)), dry_run=True).execute(context())
     assert (s["dry_run"], s["planned"], s["requests"], s["succeeded"]) == (True, 701, 2, 0)
-    s = RevokeEarnOperator(task_id="r", earns=[(1, P1, "a"), (2, P1, "b")], dry_run="{{ params.x }}".replace(
-        "{{ params.x }}", "True")).execute(context())
+    s = RevokeEarnOperator(
+        task_id="r", earns=[(1, P1, "a"), (2, P1, "b")], dry_run="{{ params.x }}".replace("{{ params.x }}", "True")
+    ).execute(context())
     assert (s["dry_run"], s["planned"], s["requests"]) == (True, 2, 2)
     assert requests_mock.call_count == 0
 
@@ -152,12 +180,17 @@ def test_revoke_earn_one_request_per_customer_with_codes(requests_mock, capillar
         RevokeEarnOperator(task_id="r", earns=rows, max_concurrency=1).execute(ctx)
     bodies = [r.json() for r in requests_mock.request_history]
     assert bodies == [
-        {"customerId": 1, "earnRevokeDetails": [{"promotionId": P1, "earnIds": ["a"]}, {"promotionId": P2, "earnIds": ["b"]}]},
+        {
+            "customerId": 1,
+            "earnRevokeDetails": [{"promotionId": P1, "earnIds": ["a"]}, {"promotionId": P2, "earnIds": ["b"]}],
+        },
         {"customerId": 2, "earnRevokeDetails": [{"promotionId": P1, "earnIds": ["bad", "c"]}]},
     ]
     s = ctx["ti"].pushed["return_value"]
     assert (s["succeeded"], s["failed"]) == (3, 1)
-    assert s["failures"] == [{"customer_id": 2, "promotion_id": P1, "earn_id": "bad", "code": "729", "message": "code 729"}]
+    assert s["failures"] == [
+        {"customer_id": 2, "promotion_id": P1, "earn_id": "bad", "code": "729", "message": "code 729"}
+    ]
 
 
 def test_auth_failure_stops_the_run_and_accounts_for_everything(requests_mock, capillary_conn) -> None:
@@ -190,14 +223,24 @@ def test_ledger_skips_done_items_and_records_every_outcome(requests_mock, xoxoda
     op = CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger", max_failed_ratio=1.0)
     first = op.execute(context())
     assert (first["succeeded"], first["failed"], first["skipped"]) == (2, 1, 0)
-    second = CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger",
-                                  max_failed_ratio=1.0).execute(context())
+    second = CancelPointsOperator(
+        task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger", max_failed_ratio=1.0
+    ).execute(context())
     assert (second["succeeded"], second["failed"], second["skipped"]) == (0, 1, 2)
     assert sent_ids(requests_mock) == [[1, 2, 3], [3]]
-    rows = sqlite3.connect(db).execute(
-        "SELECT item_key, status, failure_kind, code, dag_id, run_id, try_number FROM loyalty_reversal_ledger "
-        "ORDER BY recorded_at, item_key").fetchall()
-    assert sorted(rows) == sorted([
-        ("1", "succeeded", None, None, "d", "r1", 1), ("2", "succeeded", None, None, "d", "r1", 1),
-        ("3", "failed", "permanent", "rejected", "d", "r1", 1), ("3", "failed", "permanent", "rejected", "d", "r1", 1),
-    ])
+    rows = (
+        sqlite3.connect(db)
+        .execute(
+            "SELECT item_key, status, failure_kind, code, dag_id, run_id, try_number FROM loyalty_reversal_ledger "
+            "ORDER BY recorded_at, item_key"
+        )
+        .fetchall()
+    )
+    assert sorted(rows) == sorted(
+        [
+            ("1", "succeeded", None, None, "d", "r1", 1),
+            ("2", "succeeded", None, None, "d", "r1", 1),
+            ("3", "failed", "permanent", "rejected", "d", "r1", 1),
+            ("3", "failed", "permanent", "rejected", "d", "r1", 1),
+        ]
+    )

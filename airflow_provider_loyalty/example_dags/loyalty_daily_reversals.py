@@ -1,0 +1,125 @@
+"""Daily loyalty reversals: extract what must be undone, cancel points at Xoxoday, revoke earns at Capillary.
+
+Connections: ``loyalty_warehouse`` (any common-sql database; DuckDB in the demo), ``xoxoday_default``,
+``capillary_default``. The ledger lives in the warehouse: the extraction anti-joins it, so a rerun
+does not even extract what is done, and the operators skip and record per item.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+from airflow.sdk import Param, dag, task
+
+from airflow_provider_loyalty.ledger import (
+    create_table_sql,
+    earn_key_sql,
+    not_done_predicate,
+    points_key_sql,
+)
+from airflow_provider_loyalty.operators.capillary import RevokeEarnOperator
+from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
+
+log = logging.getLogger(__name__)
+
+WAREHOUSE = "loyalty_warehouse"
+LEDGER_TABLE = "loyalty_reversal_ledger"
+
+POINTS_SQL = f"""
+SELECT r.unique_id
+FROM loyalty_points_reversals r
+WHERE r.reversal_date <= '{{{{ ds }}}}'
+  AND {not_done_predicate("xoxoday", points_key_sql("r.unique_id"), LEDGER_TABLE)}
+ORDER BY r.unique_id
+"""
+
+EARNS_SQL = f"""
+SELECT r.customer_id, r.promotion_id, r.earn_id
+FROM loyalty_earn_reversals r
+WHERE r.reversal_date <= '{{{{ ds }}}}'
+  AND {not_done_predicate("capillary", earn_key_sql("r.customer_id", "r.promotion_id", "r.earn_id"), LEDGER_TABLE)}
+ORDER BY r.customer_id, r.promotion_id, r.earn_id
+"""
+
+
+@dag(
+    dag_id="loyalty_daily_reversals",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+    params={
+        "dry_run": Param(False, type="boolean", description="Plan and log only; no vendor call."),
+        "max_failed_ratio": Param(
+            0.1,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="Share of vendor refusals (already redeemed, invalid ids...) tolerated before a task fails.",
+        ),
+        "capillary_requests_per_minute": Param(
+            1000, type="integer", minimum=1, description="Capillary's limit for this API key (brand-specific)."
+        ),
+        "xoxoday_requests_per_minute": Param(
+            None, type=["null", "integer"], description="Xoxoday request rate; empty for no limit."
+        ),
+    },
+    tags=["loyalty", "example"],
+    doc_md=__doc__,
+)
+def loyalty_daily_reversals() -> None:
+    """Extract pending reversals, undo them at both vendors, report the day."""
+    prepare_ledger = SQLExecuteQueryOperator(
+        task_id="prepare_ledger", conn_id=WAREHOUSE, sql=create_table_sql(LEDGER_TABLE)
+    )
+    extract_points = SQLExecuteQueryOperator(task_id="extract_points", conn_id=WAREHOUSE, sql=POINTS_SQL)
+    extract_earns = SQLExecuteQueryOperator(task_id="extract_earns", conn_id=WAREHOUSE, sql=EARNS_SQL)
+
+    cancel_points = CancelPointsOperator(
+        task_id="cancel_points",
+        unique_ids=extract_points.output,
+        ledger_conn_id=WAREHOUSE,
+        ledger_table=LEDGER_TABLE,
+        dry_run="{{ params.dry_run }}",
+        max_failed_ratio="{{ params.max_failed_ratio }}",
+        max_requests_per_minute="{{ params.xoxoday_requests_per_minute }}",
+    )
+    revoke_earns = RevokeEarnOperator(
+        task_id="revoke_earns",
+        earns=extract_earns.output,
+        ledger_conn_id=WAREHOUSE,
+        ledger_table=LEDGER_TABLE,
+        dry_run="{{ params.dry_run }}",
+        max_failed_ratio="{{ params.max_failed_ratio }}",
+        max_requests_per_minute="{{ params.capillary_requests_per_minute }}",
+    )
+
+    @task(trigger_rule="all_done")
+    def report(points: dict | None, earns: dict | None) -> dict:
+        """Log the day's outcome in one place; the ledger holds every item."""
+        day = {"points": points or {}, "earns": earns or {}}
+        for name, summary in day.items():
+            if not summary:
+                log.warning("%s: no summary (the task failed before sending)", name)
+                continue
+            log.info(
+                "%s: requested=%s succeeded=%s failed=%s skipped=%s dry_run=%s",
+                name,
+                summary["requested"],
+                summary["succeeded"],
+                summary["failed"],
+                summary["skipped"],
+                summary["dry_run"],
+            )
+            for failure in summary.get("failures", [])[:10]:
+                log.info("  failed: %s", failure)
+        return {name: {k: v for k, v in s.items() if k != "failures"} for name, s in day.items()}
+
+    prepare_ledger >> [extract_points, extract_earns]
+    report(cancel_points.output, revoke_earns.output)
+
+
+loyalty_daily_reversals()

@@ -1,0 +1,120 @@
+"""Loyalty reversals at volume: sharded extraction, mapped operators, one Airflow pool per vendor.
+
+Each shard of the extraction becomes one mapped task (``.partial().expand()``) that any worker of a
+Celery or Kubernetes executor can run. The pools ``loyalty_xoxoday`` and ``loyalty_capillary``
+bound how many of those tasks talk to a vendor at once, and each task takes an equal share of the
+vendor's rate limit (limit / pool slots), so together they stay under it. Earns are sharded by
+customer, so a customer's earns stay in one task (Capillary takes one customer per request).
+
+The ledger must be a database several workers can write at once (PostgreSQL, Snowflake...); the
+demo's DuckDB file works only while tasks run one at a time (``airflow dags test``).
+
+Create the pools once: ``airflow pools set loyalty_capillary 4 "Capillary reversals"`` (and
+``loyalty_xoxoday``), and keep the ``*_pool_slots`` params equal to their sizes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+from airflow.sdk import Param, dag, task
+
+from airflow_provider_loyalty.ledger import (
+    create_table_sql,
+    earn_key_sql,
+    not_done_predicate,
+    points_key_sql,
+)
+from airflow_provider_loyalty.operators.capillary import RevokeEarnOperator
+from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
+
+WAREHOUSE = "loyalty_warehouse"
+LEDGER = "loyalty_ledger"
+LEDGER_TABLE = "loyalty_reversal_ledger"
+
+POINTS_SHARD_SQL = (
+    "SELECT r.unique_id FROM loyalty_points_reversals r "
+    "WHERE r.reversal_date <= '{ds}' AND r.unique_id % {shards} = {shard} AND "
+    + not_done_predicate("xoxoday", points_key_sql("r.unique_id"), LEDGER_TABLE)
+    + " ORDER BY r.unique_id"
+)
+EARNS_SHARD_SQL = (
+    "SELECT r.customer_id, r.promotion_id, r.earn_id FROM loyalty_earn_reversals r "
+    "WHERE r.reversal_date <= '{ds}' AND r.customer_id % {shards} = {shard} AND "
+    + not_done_predicate("capillary", earn_key_sql("r.customer_id", "r.promotion_id", "r.earn_id"), LEDGER_TABLE)
+    + " ORDER BY r.customer_id, r.promotion_id, r.earn_id"
+)
+
+
+@dag(
+    dag_id="loyalty_reversals_fanout",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=30)},
+    params={
+        "shards": Param(4, type="integer", minimum=1, maximum=1024, description="Extraction shards = mapped tasks."),
+        "dry_run": Param(False, type="boolean"),
+        "max_failed_ratio": Param(0.1, type="number", minimum=0, maximum=1),
+        "capillary_requests_per_minute": Param(1000, type="integer", minimum=1),
+        "capillary_pool_slots": Param(4, type="integer", minimum=1),
+        "xoxoday_requests_per_minute": Param(600, type="integer", minimum=1),
+        "xoxoday_pool_slots": Param(2, type="integer", minimum=1),
+    },
+    tags=["loyalty", "example"],
+    doc_md=__doc__,
+)
+def loyalty_reversals_fanout() -> None:
+    """Shard, fan out per vendor under a pool, summarise."""
+    prepare_ledger = SQLExecuteQueryOperator(
+        task_id="prepare_ledger", conn_id=LEDGER, sql=create_table_sql(LEDGER_TABLE)
+    )
+
+    @task
+    def shard_queries(template: str, params: dict | None = None, ds: str | None = None) -> list[str]:
+        """One extraction query per shard."""
+        shards = int((params or {}).get("shards", 4))
+        return [template.format(ds=ds, shards=shards, shard=shard) for shard in range(shards)]
+
+    extract_points = SQLExecuteQueryOperator.partial(task_id="extract_points", conn_id=WAREHOUSE).expand(
+        sql=shard_queries.override(task_id="points_shards")(POINTS_SHARD_SQL)
+    )
+    extract_earns = SQLExecuteQueryOperator.partial(task_id="extract_earns", conn_id=WAREHOUSE).expand(
+        sql=shard_queries.override(task_id="earns_shards")(EARNS_SHARD_SQL)
+    )
+
+    cancel_points = CancelPointsOperator.partial(
+        task_id="cancel_points",
+        pool="loyalty_xoxoday",
+        ledger_conn_id=LEDGER,
+        ledger_table=LEDGER_TABLE,
+        dry_run="{{ params.dry_run }}",
+        max_failed_ratio="{{ params.max_failed_ratio }}",
+        max_requests_per_minute="{{ params.xoxoday_requests_per_minute / params.xoxoday_pool_slots }}",
+    ).expand(unique_ids=extract_points.output)
+    revoke_earns = RevokeEarnOperator.partial(
+        task_id="revoke_earns",
+        pool="loyalty_capillary",
+        ledger_conn_id=LEDGER,
+        ledger_table=LEDGER_TABLE,
+        dry_run="{{ params.dry_run }}",
+        max_failed_ratio="{{ params.max_failed_ratio }}",
+        max_requests_per_minute="{{ params.capillary_requests_per_minute / params.capillary_pool_slots }}",
+    ).expand(earns=extract_earns.output)
+
+    @task(trigger_rule="all_done")
+    def totals(points: list[dict], earns: list[dict]) -> dict:
+        """Add up the mapped tasks' summaries."""
+        keys = ("requested", "succeeded", "failed", "skipped")
+        return {
+            name: {k: sum(int(s.get(k, 0)) for s in summaries if s) for k in keys}
+            for name, summaries in (("points", points), ("earns", earns))
+        }
+
+    prepare_ledger >> [extract_points, extract_earns]
+    totals(cancel_points.output, revoke_earns.output)
+
+
+loyalty_reversals_fanout()

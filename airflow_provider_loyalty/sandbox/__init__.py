@@ -1,0 +1,42 @@
+"""Local emulator of the Xoxoday Plum and Capillary APIs, written from the vendors' docs only.
+
+In process::
+
+    with Sandbox(SandboxConfig(capillary_rpm=1000), generate_dataset(seed=42)) as sandbox:
+        ...  # point the connections' host at sandbox.url
+
+As a process: ``python -m airflow_provider_loyalty.sandbox --port 0 --ready-file url.txt``; tests and
+demos then steer it through the ``/_sandbox/...`` admin endpoints (stats, config, tokens, attempts).
+"""
+
+from __future__ import annotations
+
+from airflow_provider_loyalty.sandbox.config import (
+    CAPILLARY_OAUTH_KEY,
+    CAPILLARY_OAUTH_SECRET,
+    CAPILLARY_PASSWORD,
+    CAPILLARY_TILL,
+    XOXODAY_ACCESS_TOKEN,
+    XOXODAY_CLIENT_ID,
+    XOXODAY_CLIENT_SECRET,
+    XOXODAY_REFRESH_TOKEN,
+    SandboxConfig,
+)
+from airflow_provider_loyalty.sandbox.seed import Dataset, generate_dataset, write_duckdb
+from airflow_provider_loyalty.sandbox.server import Sandbox
+
+__all__ = [
+    "CAPILLARY_OAUTH_KEY",
+    "CAPILLARY_OAUTH_SECRET",
+    "CAPILLARY_PASSWORD",
+    "CAPILLARY_TILL",
+    "XOXODAY_ACCESS_TOKEN",
+    "XOXODAY_CLIENT_ID",
+    "XOXODAY_CLIENT_SECRET",
+    "XOXODAY_REFRESH_TOKEN",
+    "Dataset",
+    "Sandbox",
+    "SandboxConfig",
+    "generate_dataset",
+    "write_duckdb",
+]

@@ -1,0 +1,1 @@
+"""Tests of the vendor sandbox, over real HTTP on loopback."""
