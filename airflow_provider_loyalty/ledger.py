@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -50,6 +50,14 @@ COLUMNS = (
     "try_number",
     "recorded_at",
 )
+
+
+class Settled(NamedTuple):
+    """A settled item's outcome in the ledger."""
+
+    ok: bool
+    code: str | None
+    message: str | None
 
 
 def check_table_name(table: str) -> str:
@@ -197,22 +205,36 @@ class ReversalLedger:
 
     def done_keys(self, vendor: str, keys: Iterable[str]) -> set[str]:
         """Return those of ``keys`` with a ``succeeded`` row for ``vendor`` (looked up in chunks)."""
+        return {key for key, outcome in self.settled(vendor, keys, include_refused=False).items() if outcome.ok}
+
+    def settled(self, vendor: str, keys: Iterable[str], *, include_refused: bool = True) -> dict[str, Settled]:
+        """Return the outcome of those ``keys`` that are settled: succeeded, or (optionally) refused for good.
+
+        Looked up in chunks of candidate keys; a success wins over any refusal of the same item.
+
+        :param vendor: ``xoxoday`` or ``capillary``.
+        :param keys: candidate item keys (an iterator is fine: consumed once).
+        :param include_refused: also return items the vendor refused permanently.
+        """
         conn = self._connection()
-        done: set[str] = set()
+        wanted = "(status = 'succeeded' OR failure_kind = 'permanent')" if include_refused else "status = 'succeeded'"
+        found: dict[str, Settled] = {}
         for chunk in _chunks(keys, LOOKUP_CHUNK):
             marks = ", ".join([self.placeholder] * len(chunk))
             cursor = conn.cursor()
             try:
                 cursor.execute(
-                    f"SELECT DISTINCT item_key FROM {self.table} "
-                    f"WHERE vendor = {self.placeholder} AND status = 'succeeded' AND item_key IN ({marks})",
+                    f"SELECT item_key, status, code, message FROM {self.table} "
+                    f"WHERE vendor = {self.placeholder} AND {wanted} AND item_key IN ({marks})",
                     [vendor, *chunk],
                 )
-                done.update(row[0] for row in cursor.fetchall())
+                for key, status, code, message in cursor.fetchall():
+                    if status == "succeeded" or key not in found:
+                        found[key] = Settled(status == "succeeded", code, message)
             finally:
                 cursor.close()
         conn.commit()  # end the read transaction (PostgreSQL would keep it open otherwise)
-        return done
+        return found
 
     def record(self, vendor: str, results: Sequence[ItemResult], run: dict[str, Any] | None = None) -> None:
         """Append one row per result and commit (called as each response arrives)."""

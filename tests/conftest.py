@@ -13,6 +13,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # An Airflow home of the test suite's own (Makefile sets the same), before anything imports airflow.
 os.environ.setdefault("AIRFLOW_HOME", os.path.join(REPO, ".airflow", "test"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# End-to-end DAG runs use test DAGs plus links to the example DAGs (dag.test() needs them in the bundle).
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(REPO, "tests", "e2e", "dags"))
 
 XOXODAY_URL = "https://xoxo.test"
 CAPILLARY_URL = "https://cap.test"

@@ -167,6 +167,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
     :param max_failed_ratio: tolerated share of failed items (of those sent) before the task fails.
     :param max_requests_per_minute: request rate of this task (``None``: no limit).
     :param max_concurrency: requests in flight at once.
+    :param hook_params: extra keyword arguments of the vendor hook (``timeout``, ``retry_policy``...).
+    :param retry_refused: resend items the ledger records as refused for good (by default they are
+        reported as failed again without a request: the vendor would refuse them the same way).
     """
 
     template_fields: Sequence[str] = ("dry_run", "max_failed_ratio", "max_requests_per_minute", "ledger_conn_id")
@@ -182,9 +185,13 @@ class ReversalOperator(BaseOperator, Generic[P]):
         max_failed_ratio: float = 0.0,
         max_requests_per_minute: float | None = None,
         max_concurrency: int = 8,
+        hook_params: dict[str, Any] | None = None,
+        retry_refused: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.hook_params = dict(hook_params or {})
+        self.retry_refused = retry_refused
         # Settings may be Jinja strings (``"{{ params.dry_run }}"``): checked now when they are
         # values, and again after rendering.
         self.dry_run = dry_run  # type: ignore[assignment,method-assign]
@@ -244,6 +251,10 @@ class ReversalOperator(BaseOperator, Generic[P]):
         """Return a failed result for every item of ``request`` (whole-request failures)."""
         raise NotImplementedError
 
+    def ident(self, key: str) -> dict[str, Any]:
+        """Return the identity fields of an item from its ledger key."""
+        raise NotImplementedError
+
     def describe(self, request: P) -> str:
         """Return a short description of a request for logs (counts, no payloads)."""
         raise NotImplementedError
@@ -278,11 +289,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         ledger = self.ledger
         try:
             if ledger is not None:
-                done = ledger.done_keys(self.vendor, self.item_keys(items))
-                if done:
-                    summary.skipped = len(done)
-                    items = self.drop_done(items, done)
-                    self.log.info("Skipping %d %s the ledger records as done", len(done), self.what)
+                items = self._drop_settled(ledger, items, summary)
             if self.dry_run:  # type: ignore[truthy-function]
                 return self._dry_run(items, summary)
             self._send_all(items, summary, context)
@@ -291,6 +298,29 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 ledger.close()
             self.close_hook()
         return self._decide(summary, context)
+
+    def _drop_settled(self, ledger: ReversalLedger, items: Any, summary: Summary) -> Any:
+        """Leave out what the ledger says is done (skipped) or was refused for good (failed, not resent)."""
+        settled = ledger.settled(self.vendor, self.item_keys(items), include_refused=not self.retry_refused)
+        if not settled:
+            return items
+        refused = [
+            ItemResult(key, self.ident(key), False, outcome.code, f"refused earlier: {outcome.message or ''}", False)
+            for key, outcome in settled.items()
+            if not outcome.ok
+        ]
+        summary.skipped = len(settled) - len(refused)
+        summary.add(refused)
+        if summary.skipped:
+            self.log.info("Skipping %d %s the ledger records as done", summary.skipped, self.what)
+        if refused:
+            self.log.info(
+                "Not resending %d %s the vendor refused for good in an earlier attempt (counted as failed; "
+                "retry_refused=True resends them)",
+                len(refused),
+                self.what,
+            )
+        return self.drop_done(items, set(settled))
 
     def _dry_run(self, items: Any, summary: Summary) -> dict[str, Any]:
         requests = 0

@@ -110,6 +110,9 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
     :param max_requests_per_minute: request rate of this task: Capillary's limit per API key
         (1000/min on demo clusters, brand-specific in production) divided by the tasks sharing it.
     :param max_concurrency: requests in flight at once.
+    :param hook_params: extra keyword arguments of the hook (``timeout``, ``retry_policy``...).
+    :param retry_refused: resend items the ledger records as refused for good (default: report them
+        as failed again without sending).
     """
 
     template_fields: Sequence[str] = ("earns", *ReversalOperator.template_fields)
@@ -128,6 +131,8 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
         max_failed_ratio: float = 0.0,
         max_requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE,
         max_concurrency: int = 8,
+        hook_params: dict[str, Any] | None = None,
+        retry_refused: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -137,6 +142,8 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
             max_failed_ratio=max_failed_ratio,
             max_requests_per_minute=max_requests_per_minute,
             max_concurrency=max_concurrency,
+            hook_params=hook_params,
+            retry_refused=retry_refused,
             **kwargs,
         )
         self.earns = earns
@@ -151,6 +158,7 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
             self.capillary_conn_id,
             max_requests_per_minute=self.max_requests_per_minute,
             max_concurrency=self.max_concurrency,
+            **self.hook_params,
         )
 
     def close_hook(self) -> None:
@@ -168,6 +176,11 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
             for promotion_id, earn_ids in promotions.items():
                 for earn_id in earn_ids:
                     yield earn_key(customer_id, promotion_id, earn_id)
+
+    def ident(self, key: str) -> dict[str, Any]:
+        """Identity of an item from its ledger key ``customer/promotion/earn``."""
+        customer, promotion, earn = key.split("/", 2)
+        return {"customer_id": int(customer), "promotion_id": promotion, "earn_id": earn}
 
     def drop_done(self, items: Earns, done: set[str]) -> Earns:
         """Remove earns the ledger records as done (in place) and empty groups."""

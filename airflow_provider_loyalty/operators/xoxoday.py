@@ -64,6 +64,9 @@ class CancelPointsOperator(ReversalOperator[Sequence[int]]):
     :param max_requests_per_minute: request rate of this task (``None``: no limit; Xoxoday
         documents none, its rate-limit answers are honoured whatever the setting).
     :param max_concurrency: requests in flight at once.
+    :param hook_params: extra keyword arguments of the hook (``timeout``, ``retry_policy``...).
+    :param retry_refused: resend items the ledger records as refused for good (default: report them
+        as failed again without sending).
     """
 
     template_fields: Sequence[str] = ("unique_ids", *ReversalOperator.template_fields)
@@ -83,6 +86,8 @@ class CancelPointsOperator(ReversalOperator[Sequence[int]]):
         max_failed_ratio: float = 0.0,
         max_requests_per_minute: float | None = None,
         max_concurrency: int = 8,
+        hook_params: dict[str, Any] | None = None,
+        retry_refused: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -92,6 +97,8 @@ class CancelPointsOperator(ReversalOperator[Sequence[int]]):
             max_failed_ratio=max_failed_ratio,
             max_requests_per_minute=max_requests_per_minute,
             max_concurrency=max_concurrency,
+            hook_params=hook_params,
+            retry_refused=retry_refused,
             **kwargs,
         )
         if not 1 <= int(batch_size) <= MAX_BATCH_SIZE:
@@ -109,6 +116,7 @@ class CancelPointsOperator(ReversalOperator[Sequence[int]]):
             self.xoxoday_conn_id,
             max_requests_per_minute=self.max_requests_per_minute,
             max_concurrency=self.max_concurrency,
+            **self.hook_params,
         )
 
     def close_hook(self) -> None:
@@ -123,6 +131,10 @@ class CancelPointsOperator(ReversalOperator[Sequence[int]]):
     def item_keys(self, items: list[int]) -> Iterator[str]:
         """Ledger keys: the unique_id as text."""
         return (str(uid) for uid in items)
+
+    def ident(self, key: str) -> dict[str, Any]:
+        """Identity of an item from its ledger key."""
+        return {"unique_id": int(key)}
 
     def drop_done(self, items: list[int], done: set[str]) -> list[int]:
         """Keep the ids the ledger does not record as done."""

@@ -226,14 +226,18 @@ def test_ledger_skips_done_items_and_records_every_outcome(requests_mock, xoxoda
     second = CancelPointsOperator(
         task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger", max_failed_ratio=1.0
     ).execute(context())
-    assert (second["succeeded"], second["failed"], second["skipped"]) == (0, 1, 2)
+    # 1 and 2 are done; 3 was refused for good: reported as failed again, not resent
+    assert (second["succeeded"], second["failed"], second["skipped"], second["requests"]) == (0, 1, 2, 0)
+    assert second["failures"] == [{"unique_id": 3, "code": "rejected", "message": "refused earlier: nope"}]
+    assert sent_ids(requests_mock) == [[1, 2, 3]]
+    third = CancelPointsOperator(
+        task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger", max_failed_ratio=1.0, retry_refused=True
+    ).execute(context())
+    assert (third["failed"], third["skipped"]) == (1, 2)
     assert sent_ids(requests_mock) == [[1, 2, 3], [3]]
     rows = (
         sqlite3.connect(db)
-        .execute(
-            "SELECT item_key, status, failure_kind, code, dag_id, run_id, try_number FROM loyalty_reversal_ledger "
-            "ORDER BY recorded_at, item_key"
-        )
+        .execute("SELECT item_key, status, failure_kind, code, dag_id, run_id, try_number FROM loyalty_reversal_ledger")
         .fetchall()
     )
     assert sorted(rows) == sorted(

@@ -1,0 +1,1 @@
+../../../airflow_provider_loyalty/example_dags/loyalty_reversals_fanout.py
