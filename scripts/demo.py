@@ -114,13 +114,20 @@ def ledger_report(since: datetime) -> dict[str, Counter[tuple[str, ...]]]:
                 "SELECT vendor, COUNT(DISTINCT item_key) FROM loyalty_reversal_ledger WHERE status = 'succeeded' GROUP BY 1"
             ).fetchall()
         )
+        refused = dict(
+            db.execute(
+                "SELECT vendor, COUNT(DISTINCT item_key) FROM loyalty_reversal_ledger l WHERE failure_kind = 'permanent' "
+                "AND NOT EXISTS (SELECT 1 FROM loyalty_reversal_ledger s WHERE s.vendor = l.vendor "
+                "AND s.item_key = l.item_key AND s.status = 'succeeded') GROUP BY 1"
+            ).fetchall()
+        )
         rows = db.execute(
             "SELECT vendor, status, COALESCE(failure_kind, ''), COALESCE(code, ''), COALESCE(message, '') "
             "FROM loyalty_reversal_ledger WHERE recorded_at >= ?",
             [since.replace(tzinfo=None)],
         ).fetchall()
     this_run: Counter[tuple[str, ...]] = Counter(rows)
-    return {"pending": Counter(pending), "done": Counter(done), "run": this_run}
+    return {"pending": Counter(pending), "done": Counter(done), "refused": Counter(refused), "run": this_run}
 
 
 def print_summary(report: dict[str, Counter[tuple[str, ...]]], seconds: float) -> None:
@@ -134,10 +141,12 @@ def print_summary(report: dict[str, Counter[tuple[str, ...]]], seconds: float) -
         total_failed = sum(n for _, n in failed)
         pending = report["pending"]["points" if vendor == "xoxoday" else "earns"]
         done_before = report["done"][vendor] - ok
-        print(
-            f"  {label}: {pending} in the warehouse; this run {verb} {ok}, failed {total_failed}, "
-            f"skipped {done_before} already done per the ledger"
-        )
+        refused_before = max(0, report["refused"][vendor] - total_failed)
+        line = f"  {label}: {pending} in the warehouse; this run {verb} {ok}, failed {total_failed}; "
+        line += f"already done before: {done_before}"
+        if refused_before:
+            line += f", refused before (not resent): {refused_before}"
+        print(line)
         for (_, _, kind, code, message), n in sorted(failed, key=lambda kv: -kv[1]):
             print(f"      {n:5d} x {code or '?'} ({kind}): {message}")
     print()
@@ -147,7 +156,7 @@ def print_summary(report: dict[str, Counter[tuple[str, ...]]], seconds: float) -
     )
     if not run:
         print(
-            "  Nothing was left to reverse: every pending row is done per the ledger (run `make demo` with "
+            "  Nothing was left to reverse: every pending row is done or refused per the ledger (run `make demo` with "
             "DEMO_ARGS=--fresh to start over)."
         )
 

@@ -61,7 +61,12 @@ class RunAborted(Exception):
 
 @dataclass
 class Summary:
-    """Counts of one run; :meth:`as_xcom` is the task's small result."""
+    """Counts of one run; :meth:`as_xcom` is the task's small result.
+
+    ``requested`` counts distinct items (duplicate input rows are removed and counted apart), so
+    ``succeeded + failed + skipped == requested`` always holds (``planned`` replaces the first two
+    in a dry run).
+    """
 
     requested: int = 0
     succeeded: int = 0
@@ -228,7 +233,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
 
     # ---------------------------------------------------------------- what subclasses provide
     def parse(self) -> tuple[Any, int, int]:
-        """Validate the input; return ``(items, requested, duplicates_removed)``."""
+        """Validate the input; return ``(items, input_rows, duplicates_removed)``."""
         raise NotImplementedError
 
     def item_keys(self, items: Any) -> Iterator[str]:
@@ -278,7 +283,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
             self._settings()
         except ValueError as exc:
             raise AirflowFailException(f"{type(self).__name__}: {exc}") from None
-        items, requested, duplicates = self.parse()
+        items, rows, duplicates = self.parse()
+        requested = rows - duplicates  # distinct items: a duplicate row is the same reversal
         summary = Summary(requested=requested, duplicates=duplicates, dry_run=bool(self.dry_run))  # type: ignore[truthy-function]
         if duplicates:
             self.log.info("Removed %d duplicate %s; each is sent once", duplicates, self.what)
@@ -371,7 +377,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         )
         elapsed = time.monotonic() - started
         self.log.info(
-            "%s: %d requested, %d succeeded, %d failed (%d transient), %d skipped, %d duplicates removed; "
+            "%s: %d requested, %d succeeded, %d failed (%d transient), %d skipped, %d duplicate rows removed; "
             "%d request(s) in %.1f s",
             self.vendor,
             summary.requested,
