@@ -139,3 +139,28 @@ def test_resume_after_vendor_outage_sends_each_earn_once(vendor, monkeypatch, tm
     assert vendor.stats()["capillary"]["duplicate_attempts"] == 0
     assert summary["succeeded"] + len(done_first) == vendor.dataset.expected()["earns"]["revoked"]
     assert customers > 4
+
+
+def test_fanout_dag_mapped_over_shards(vendor, monkeypatch, tmp_path) -> None:
+    """The fan-out example: sharded extraction, mapped operators; every item once, summaries add up."""
+    from airflow_provider_loyalty.sandbox import write_duckdb
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_duckdb(warehouse, vendor.dataset, datetime.now(timezone.utc).date())
+    for conn_id in ("loyalty_warehouse", "loyalty_ledger"):
+        set_connection(monkeypatch, conn_id, conn_type="duckdb", host=str(warehouse))
+    expected = vendor.dataset.expected()
+    run = load_dag("loyalty_reversals_fanout").test(run_conf={"shards": 3, "max_failed_ratio": 0.5})
+    assert run.state == "success"
+    totals = xcom(run, "totals")
+    assert totals["points"] == {
+        "requested": expected["points"]["rows"],
+        "succeeded": expected["points"]["cancelled"],
+        "failed": expected["points"]["not_found"],
+        "skipped": 0,
+    }
+    assert totals["earns"]["succeeded"] == expected["earns"]["revoked"]
+    assert totals["earns"]["requested"] == expected["earns"]["rows"]
+    stats = vendor.stats()
+    assert stats["capillary"]["duplicate_attempts"] == 0 and stats["xoxoday"]["duplicate_attempts"] == 0
+    assert stats["capillary"]["api_requests"] == expected["earns"]["min_requests"]  # customers never split by shards
