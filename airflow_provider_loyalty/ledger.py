@@ -31,6 +31,7 @@ LOOKUP_CHUNK = 500
 INSERT_CHUNK = 60
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 _MESSAGE_CHARS = 1000
+_CODE_CHARS = 64
 
 COLUMNS = (
     "vendor",
@@ -69,18 +70,16 @@ def check_table_name(table: str) -> str:
     return table
 
 
-def create_table_sql(table: str = DEFAULT_TABLE) -> list[str]:
-    """Return the statements creating the ledger table and its look-up index, if missing."""
+def create_table_sql(table: str = DEFAULT_TABLE) -> str:
+    """Return the portable ``CREATE TABLE IF NOT EXISTS`` statement of the ledger."""
     table = check_table_name(table)
-    index = table.rsplit(".", 1)[-1] + "_lookup_idx"
-    return [
-        f"""CREATE TABLE IF NOT EXISTS {table} (
+    return f"""CREATE TABLE IF NOT EXISTS {table} (
     vendor VARCHAR(16) NOT NULL,
-    item_key VARCHAR(400) NOT NULL,
+    item_key VARCHAR(512) NOT NULL,
     unique_id BIGINT,
     customer_id BIGINT,
-    promotion_id VARCHAR(100),
-    earn_id VARCHAR(100),
+    promotion_id VARCHAR(200),
+    earn_id VARCHAR(200),
     status VARCHAR(16) NOT NULL,
     failure_kind VARCHAR(16),
     code VARCHAR(64),
@@ -91,9 +90,13 @@ def create_table_sql(table: str = DEFAULT_TABLE) -> list[str]:
     map_index INTEGER,
     try_number INTEGER,
     recorded_at TIMESTAMP NOT NULL
-)""",
-        f"CREATE INDEX IF NOT EXISTS {index} ON {table} (vendor, item_key, status)",
-    ]
+)"""
+
+
+def create_index_sql(table: str = DEFAULT_TABLE) -> str:
+    """Return the look-up index statement (databases without secondary indexes, e.g. Snowflake, refuse it)."""
+    table = check_table_name(table)
+    return f"CREATE INDEX IF NOT EXISTS {table.rsplit('.', 1)[-1]}_lookup_idx ON {table} (vendor, item_key, status)"
 
 
 def points_key_sql(unique_id_column: str) -> str:
@@ -179,17 +182,26 @@ class ReversalLedger:
         if self._conn is None:
             self._conn = self.hook.get_conn()
             self._execute(create_table_sql(self.table))
+            try:
+                self._execute(create_index_sql(self.table))
+            except Exception as exc:  # an index only speeds look-ups up; some warehouses have none
+                log.info("No look-up index on %s (%s); look-ups still work", self.table, type(exc).__name__)
+                self._rollback()
         return self._conn
 
-    def _execute(self, statements: Sequence[str], params: Sequence[Sequence[Any]] | None = None) -> None:
-        conn = self._conn
-        cursor = conn.cursor()
+    def _execute(self, statement: str) -> None:
+        cursor = self._conn.cursor()
         try:
-            for i, statement in enumerate(statements):
-                cursor.execute(statement, params[i]) if params else cursor.execute(statement)
+            cursor.execute(statement)
         finally:
             cursor.close()
-        conn.commit()
+        self._conn.commit()
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.rollback()
+        except Exception:  # noqa: BLE001, S110 - autocommit drivers have nothing to roll back
+            pass
 
     def ensure_table(self) -> None:
         """Create the table (and its index) if missing."""
@@ -257,7 +269,6 @@ class ReversalLedger:
     @staticmethod
     def _row(vendor: str, result: ItemResult, run: dict[str, Any], now: datetime) -> tuple[Any, ...]:
         ident = result.ident
-        kind = None if result.ok else ("transient" if result.transient else "permanent")
         message = (result.message or "")[:_MESSAGE_CHARS]
         return (
             vendor,
@@ -267,8 +278,8 @@ class ReversalLedger:
             ident.get("promotion_id"),
             ident.get("earn_id"),
             "succeeded" if result.ok else "failed",
-            kind,
-            result.code,
+            result.failure_kind,
+            (result.code or "")[:_CODE_CHARS] or None,
             message,
             run.get("dag_id"),
             run.get("run_id"),

@@ -7,7 +7,7 @@ are accepted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -62,7 +62,7 @@ class XoxodayRecipientResult(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     unique_id: int | None = None
-    success: bool = False
+    success: bool | None = None  # absent or null: the vendor did not say, so the outcome is unknown
     message: str | None = None
 
 
@@ -261,6 +261,9 @@ class CancelPointsResult:
     outcomes: list[PointOutcome]
     error: bool | None = None
     message: str | None = None
+    #: an earlier attempt of this request may have been applied (timeout, 5xx): refusals such as
+    #: "already cancelled" may be the echo of our own first attempt.
+    after_ambiguous_attempt: bool = False
 
     @property
     def succeeded(self) -> list[int]:
@@ -285,6 +288,8 @@ class EarnOutcome:
     status: EarnStatus
     code: str | None = None
     message: str = ""
+    #: the refusal was about the request as a whole (e.g. the customer), not this earn
+    whole_request: bool = False
 
 
 @dataclass(frozen=True)
@@ -293,18 +298,5 @@ class RevokeEarnResult:
 
     customer_id: int
     outcomes: list[EarnOutcome] = field(default_factory=list)
-
-    @property
-    def revoked(self) -> list[EarnOutcome]:
-        """Earns the vendor revoked."""
-        return [o for o in self.outcomes if o.status == "revoked"]
-
-    @property
-    def not_revoked(self) -> list[EarnOutcome]:
-        """Earns refused or not mentioned (unknown)."""
-        return [o for o in self.outcomes if o.status != "revoked"]
-
-
-def total_earn_ids(details: Sequence[tuple[str, Sequence[str]]]) -> int:
-    """Count the earn ids of a request's ``(promotion_id, earn_ids)`` details."""
-    return sum(len(earn_ids) for _, earn_ids in details)
+    #: an earlier attempt of this request may have been applied (timeout, 5xx).
+    after_ambiguous_attempt: bool = False

@@ -14,7 +14,6 @@ from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import Param, dag, task
 
 from airflow_provider_loyalty.ledger import (
-    create_table_sql,
     earn_key_sql,
     not_done_predicate,
     points_key_sql,
@@ -42,6 +41,18 @@ WHERE r.reversal_date <= '{{{{ ds }}}}'
   AND {not_done_predicate("capillary", earn_key_sql("r.customer_id", "r.promotion_id", "r.earn_id"), LEDGER_TABLE)}
 ORDER BY r.customer_id, r.promotion_id, r.earn_id
 """
+
+
+@task
+def create_ledger(conn_id: str, table: str) -> None:
+    """Create the ledger table if missing, so the extraction's anti-join works on the first run."""
+    from airflow_provider_loyalty.ledger import ReversalLedger
+
+    ledger = ReversalLedger(conn_id, table)
+    try:
+        ledger.ensure_table()
+    finally:
+        ledger.close()
 
 
 @dag(
@@ -72,9 +83,7 @@ ORDER BY r.customer_id, r.promotion_id, r.earn_id
 )
 def loyalty_daily_reversals() -> None:
     """Extract pending reversals, undo them at both vendors, report the day."""
-    prepare_ledger = SQLExecuteQueryOperator(
-        task_id="prepare_ledger", conn_id=WAREHOUSE, sql=create_table_sql(LEDGER_TABLE)
-    )
+    prepare_ledger = create_ledger.override(task_id="prepare_ledger")(WAREHOUSE, LEDGER_TABLE)
     extract_points = SQLExecuteQueryOperator(task_id="extract_points", conn_id=WAREHOUSE, sql=POINTS_SQL)
     extract_earns = SQLExecuteQueryOperator(task_id="extract_earns", conn_id=WAREHOUSE, sql=EARNS_SQL)
 

@@ -6,8 +6,9 @@ bound how many of those tasks talk to a vendor at once, and each task takes an e
 vendor's rate limit (limit / pool slots), so together they stay under it. Earns are sharded by
 customer, so a customer's earns stay in one task (Capillary takes one customer per request).
 
-The ledger must be a database several workers can write at once (PostgreSQL, Snowflake...); the
-demo's DuckDB file works only while tasks run one at a time (``airflow dags test``).
+The ledger lives in the warehouse (the extraction anti-joins it), which must then be a database
+several workers can write at once (PostgreSQL, Snowflake...); the demo's DuckDB file works only
+while tasks run one at a time (``airflow dags test``).
 
 Create the pools once: ``airflow pools set loyalty_capillary 4 "Capillary reversals"`` (and
 ``loyalty_xoxoday``), and keep the ``*_pool_slots`` params equal to their sizes.
@@ -21,7 +22,6 @@ from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import Param, dag, task
 
 from airflow_provider_loyalty.ledger import (
-    create_table_sql,
     earn_key_sql,
     not_done_predicate,
     points_key_sql,
@@ -30,7 +30,9 @@ from airflow_provider_loyalty.operators.capillary import RevokeEarnOperator
 from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
 
 WAREHOUSE = "loyalty_warehouse"
-LEDGER = "loyalty_ledger"
+# The extraction anti-joins the ledger, so the ledger lives in the warehouse (a database that several
+# workers can write at once: PostgreSQL, Snowflake...).
+LEDGER = WAREHOUSE
 LEDGER_TABLE = "loyalty_reversal_ledger"
 
 POINTS_SHARD_SQL = (
@@ -45,6 +47,18 @@ EARNS_SHARD_SQL = (
     + not_done_predicate("capillary", earn_key_sql("r.customer_id", "r.promotion_id", "r.earn_id"), LEDGER_TABLE)
     + " ORDER BY r.customer_id, r.promotion_id, r.earn_id"
 )
+
+
+@task
+def create_ledger(conn_id: str, table: str) -> None:
+    """Create the ledger table if missing, so the extraction's anti-join works on the first run."""
+    from airflow_provider_loyalty.ledger import ReversalLedger
+
+    ledger = ReversalLedger(conn_id, table)
+    try:
+        ledger.ensure_table()
+    finally:
+        ledger.close()
 
 
 @dag(
@@ -68,9 +82,7 @@ EARNS_SHARD_SQL = (
 )
 def loyalty_reversals_fanout() -> None:
     """Shard, fan out per vendor under a pool, summarise."""
-    prepare_ledger = SQLExecuteQueryOperator(
-        task_id="prepare_ledger", conn_id=LEDGER, sql=create_table_sql(LEDGER_TABLE)
-    )
+    prepare_ledger = create_ledger.override(task_id="prepare_ledger")(LEDGER, LEDGER_TABLE)
 
     @task
     def shard_queries(template: str, params: dict | None = None, ds: str | None = None) -> list[str]:

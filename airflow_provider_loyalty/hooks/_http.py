@@ -76,6 +76,9 @@ class VendorError(AirflowException):
     :param transient: whether trying again later may succeed (5xx, 429, transport trouble).
     """
 
+    #: whether no further request of the task can succeed (see :class:`VendorAuthError`).
+    fatal = False
+
     def __init__(
         self,
         vendor: str,
@@ -104,6 +107,9 @@ class VendorRequestError(VendorError):
 class VendorAuthError(VendorError):
     """Credentials were refused (401/498, or a refused token refresh)."""
 
+    #: no further request of the task can succeed: stop, and don't let Airflow retry blindly.
+    fatal = True
+
 
 class VendorRateLimitError(VendorError):
     """Still rate limited when the retry budget ran out."""
@@ -117,8 +123,16 @@ class VendorResponseError(VendorError):
     """The vendor answered 2xx with a body we cannot read."""
 
 
+class VendorConfigError(VendorError):
+    """The request cannot be sent as configured (malformed URL, unsupported scheme...)."""
+
+    fatal = True
+
+
 class CredentialsMissingError(AirflowException):
     """A connection lacks a field the chosen authentication needs."""
+
+    fatal = True
 
 
 def _shorten(text: str) -> str:
@@ -137,6 +151,26 @@ class RetryDecision:
     #: the vendor announced a rate-limit window: every thread must wait it out.
     throttled: bool = False
     reason: str = ""
+
+
+#: Transport failures worth another attempt: the network, not the request, was the problem.
+RETRYABLE_TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+def may_have_been_applied(error: BaseException | None, response: requests.Response | None) -> bool:
+    """Whether a failed attempt may still have been processed by the vendor (so a resend is not clean).
+
+    A connection that was never established or a connect timeout sent nothing; a read timeout, a
+    dropped connection or a 5xx may come after the vendor applied the request.
+    """
+    if error is not None:
+        if isinstance(error, requests.ConnectTimeout):
+            return False
+        reason = getattr(error.args[0], "reason", None) if error.args else None
+        from urllib3.exceptions import NewConnectionError
+
+        return not isinstance(reason, NewConnectionError)
+    return response is not None and response.status_code >= 500
 
 
 #: Extracts a vendor-specific rate-limit wait from any answer (e.g. Xoxoday's ``penaltySeconds``).
@@ -194,7 +228,7 @@ class RetryPolicy:
         :param now: wall-clock epoch seconds, for ``Retry-After`` given as an HTTP date.
         """
         if error is not None:
-            if isinstance(error, (requests.ConnectionError, requests.Timeout)):
+            if isinstance(error, RETRYABLE_TRANSPORT_ERRORS):
                 return RetryDecision(True, self.backoff(attempt, rng), reason=type(error).__name__)
             return RetryDecision(False, reason=type(error).__name__)
         assert response is not None
@@ -261,23 +295,32 @@ class RateLimiter:
         self._next_slot = -math.inf
         self._blocked_until = -math.inf
 
-    def acquire(self) -> float:
-        """Block until this thread may send; return the seconds waited."""
+    def acquire(self, served_until: float = -math.inf) -> float:
+        """Block until this thread may send; return the seconds waited.
+
+        :param served_until: end of a vendor window this thread has already slept through itself
+            (the thread that received the rate-limit answer); blocks ending by then are not waited
+            again.
+        """
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock.monotonic()
-                slot = max(now, self._next_slot, self._blocked_until)
+                blocked = self._blocked_until if self._blocked_until > served_until else -math.inf
+                next_slot = self._next_slot if self._next_slot > served_until else -math.inf
+                slot = max(now, next_slot, blocked)
                 if self.interval:
                     self._next_slot = slot + self.interval
+                seen_block = self._blocked_until
             if slot <= now:
                 return waited
             self._clock.sleep(slot - now)
             waited += slot - now
             with self._lock:
-                # A window announced while we slept: our slot may be inside it; take a new one.
-                if self._clock.monotonic() >= self._blocked_until:
+                # Only a window announced while we slept can have moved our slot: then take a new one.
+                if self._blocked_until <= seen_block:
                     return waited
+                served_until = -math.inf
 
     def block_until(self, deadline: float) -> None:
         """Let no thread send before monotonic time ``deadline``; slots restart evenly after it."""
@@ -351,19 +394,24 @@ class RequestPacer:
         self.clock = clock
 
     @contextmanager
-    def slot(self) -> Iterator[dict[str, bool]]:
-        """Hold a place in flight and a rate slot for one request; yields a mutable status dict."""
+    def slot(self, served_until: float = -math.inf) -> Iterator[dict[str, bool]]:
+        """Hold a place in flight and a rate slot for one request; yields a mutable status dict.
+
+        :param served_until: end of a vendor window the calling thread already slept through.
+        """
         self.gate.acquire()
         status = {"throttled": False}
         try:
-            self.limiter.acquire()
+            self.limiter.acquire(served_until)
             yield status
         finally:
             self.gate.release(throttled=status["throttled"])
 
-    def penalize(self, seconds: float) -> None:
-        """Open a vendor-announced window of ``seconds`` during which no thread sends."""
-        self.limiter.block_until(self.clock.monotonic() + seconds)
+    def penalize(self, seconds: float) -> float:
+        """Open a vendor-announced window of ``seconds`` during which no thread sends; return its end."""
+        deadline = self.clock.monotonic() + seconds
+        self.limiter.block_until(deadline)
+        return deadline
 
 
 # ------------------------------------------------------------------------------------------- client
@@ -453,17 +501,20 @@ class VendorHTTPClient:
         budget = max_attempts or self.retry_policy.max_attempts
         policy = self.retry_policy
         attempt = 0
+        served_until = -math.inf  # end of a vendor window this thread already slept through
+        ambiguous = False  # an earlier attempt may have reached the vendor and been applied
         while True:
             attempt += 1
             response: requests.Response | None = None
             error: BaseException | None = None
             throttle_wait: float | None = None
-            with self.pacer.slot() as status:
+            deadline = -math.inf
+            with self.pacer.slot(served_until) as status:
                 try:
                     response = self.session.request(
                         method, url, json=json, auth=auth, headers=headers, timeout=self.timeout
                     )
-                except (requests.ConnectionError, requests.Timeout) as exc:
+                except requests.RequestException as exc:
                     error = exc
                 if response is not None and self.throttle_hint is not None:
                     throttle_wait = self.throttle_hint(response)
@@ -475,14 +526,16 @@ class VendorHTTPClient:
                     throttle_wait=throttle_wait,
                     now=self.clock.time(),
                 )
-                if decision.throttled:
+                if decision.throttled and decision.retry:  # open only windows we are willing to wait out
                     status["throttled"] = True
-                    self.pacer.penalize(decision.wait)
+                    deadline = self.pacer.penalize(decision.wait)
             if not decision.retry and error is None and not decision.throttled:
                 assert response is not None
+                response.after_ambiguous_attempt = ambiguous  # type: ignore[attr-defined]
                 return response  # success, or a final answer for the caller to read
             if not decision.retry or attempt >= budget:
                 raise self._give_up(decision, response, error, attempt)
+            ambiguous = ambiguous or (not decision.throttled and may_have_been_applied(error, response))
             log.warning(
                 "%s %s %s: %s; attempt %d of %d, next in %.1f s",
                 self.vendor,
@@ -493,8 +546,11 @@ class VendorHTTPClient:
                 budget,
                 decision.wait,
             )
-            if not decision.throttled:  # throttled waits are served by the shared limiter
-                self.clock.sleep(decision.wait)
+            # The thread that got the vendor's answer waits exactly what it said; the others are
+            # held back by the shared window until its end.
+            self.clock.sleep(decision.wait)
+            if decision.throttled:
+                served_until = deadline
 
     def _give_up(
         self,
@@ -513,10 +569,10 @@ class VendorHTTPClient:
                 transient=True,
             )
         if error is not None:
+            if not decision.retry:  # a malformed URL, a bad header...: sending again cannot help
+                return VendorConfigError(self.vendor, f"{type(error).__name__}: {_shorten(str(error))}")
             return VendorUnavailableError(
-                self.vendor,
-                f"{type(error).__name__} after {attempts} attempt(s)",
-                transient=isinstance(error, (requests.ConnectionError, requests.Timeout)),
+                self.vendor, f"{type(error).__name__} after {attempts} attempt(s)", transient=True
             )
         return VendorUnavailableError(
             self.vendor,

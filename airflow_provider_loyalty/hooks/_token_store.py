@@ -32,6 +32,8 @@ class TokenPair:
     access_token_expiry: float | None = None
     refresh_token_expiry: float | None = None
     origin: str | None = None
+    #: when to refresh proactively (epoch seconds): shortly before the access token expires.
+    refresh_after: float | None = None
 
     def __repr__(self) -> str:  # never print tokens, even in a debugger or a traceback
         return f"TokenPair(access_token_expiry={self.access_token_expiry}, origin={self.origin})"
@@ -51,6 +53,7 @@ class TokenPair:
                 access_token_expiry=raw.get("access_token_expiry"),
                 refresh_token_expiry=raw.get("refresh_token_expiry"),
                 origin=raw.get("origin"),
+                refresh_after=raw.get("refresh_after"),
             )
         except (ValueError, TypeError, KeyError):
             return None
@@ -93,38 +96,35 @@ class MemoryTokenStore:
             self.saves += 1
 
 
-_PROCESS_FALLBACK: dict[str, MemoryTokenStore] = {}
-
-
 def _in_task_context() -> bool:
     try:
         from airflow.sdk.execution_time import task_runner
-    except ImportError:  # pragma: no cover - task SDK always ships with Airflow 3
+    except ImportError:  # pragma: no cover - the task SDK always ships with Airflow 3
         return False
     return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
 
 
 class VariableTokenStore:
-    """The pair in the Airflow Variable ``loyalty_xoxoday_token__<conn_id>``.
+    """The pair in the Airflow Variable ``loyalty_xoxoday_token__<conn_id>`` (JSON).
 
-    Inside a task the Variable is read and written through the Task SDK. Outside one (a script,
-    the API server's connection test) Airflow offers no write path: the pair is then kept in
-    process memory and a warning says so, because a rotation that is not persisted would lock
-    the next run out.
+    Reads and writes go through the Task SDK (``airflow.sdk.Variable``), so any worker sees the pair
+    another one stored. Outside a task Airflow offers no write path: the pair then lives only in
+    this store object, and an error says so — a rotation that is not persisted locks the next run
+    out.
 
     :param conn_id: the Xoxoday connection id; one pair per connection.
     """
 
     def __init__(self, conn_id: str) -> None:
         self.key = f"loyalty_xoxoday_token__{conn_id}"
-        self._fallback = _PROCESS_FALLBACK.setdefault(self.key, MemoryTokenStore())
+        self._unsaved: TokenPair | None = None
 
     def load(self) -> TokenPair | None:
-        """Read the stored pair (bypassing nothing: reads are not cached by default)."""
+        """Read the stored pair (a pair that could not be persisted from this object wins)."""
+        if self._unsaved is not None:
+            return self._unsaved
         from airflow.sdk import Variable
 
-        if self._fallback.pair is not None and not _in_task_context():
-            return self._fallback.pair
         try:
             text = Variable.get(self.key, default=None)
         except Exception as exc:  # no API server reachable, secrets backend down...
@@ -132,21 +132,25 @@ class VariableTokenStore:
             return None
         if not text:
             return None
-        pair = TokenPair.from_json(text)
+        pair = TokenPair.from_json(text if isinstance(text, str) else json.dumps(text))
         if pair is None:
             log.warning("Variable %s does not hold a token pair; ignoring it", self.key)
         return pair
 
     def save(self, pair: TokenPair) -> None:
-        """Write ``pair`` to the Variable (or to process memory outside a task)."""
+        """Write ``pair`` to the Variable; if that fails, keep it here and log an error."""
         from airflow.sdk import Variable
 
-        if not _in_task_context():
-            self._fallback.save(pair)
-            log.warning(
-                "Not inside an Airflow task: the rotated Xoxoday token pair is kept in this process only. "
-                "Variable %s was not updated.",
+        try:
+            Variable.set(self.key, pair.to_json(), description="Rotated Xoxoday token pair (airflow-provider-loyalty)")
+        except Exception as exc:
+            self._unsaved = pair
+            log.error(
+                "The rotated Xoxoday token pair could NOT be stored in Variable %s (%s)%s. This run goes on "
+                "with it, but the next run will need a new pair from the Xoxoday dashboard in the connection.",
                 self.key,
+                type(exc).__name__,
+                "" if _in_task_context() else " — not inside an Airflow task",
             )
             return
-        Variable.set(self.key, pair.to_json(), description="Rotated Xoxoday token pair (airflow-provider-loyalty)")
+        self._unsaved = None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,9 +41,6 @@ TOKEN_PATH = "/v3/oauth/token/generate"  # noqa: S105 - a URL path
 OAUTH_HEADER = "X-CAP-API-OAUTH-TOKEN"
 #: Status codes meaning "this token is no good": regenerate it once.
 TOKEN_REJECTED = (401, 498)
-#: Capillary's documented per-earn refusals: retrying cannot change them.
-PERMANENT_CODES = {"729": "already redeemed", "730": "POS/CODE promotion, not revocable", "731": "invalid earn id"}
-
 AuthType = Literal["basic", "oauth"]
 
 
@@ -50,8 +48,13 @@ class CapillaryBasicAuth(requests.auth.AuthBase):
     """``Authorization: Basic base64(till:md5(password))`` — Capillary hashes the password first."""
 
     def __init__(self, till: str, password: str) -> None:
+        from airflow.sdk.log import mask_secret
+
         digest = hashlib.md5(password.encode()).hexdigest()  # noqa: S324 - the vendor's scheme, not our choice
-        self._header = "Basic " + base64.b64encode(f"{till}:{digest}".encode()).decode()
+        credentials = base64.b64encode(f"{till}:{digest}".encode()).decode()
+        mask_secret(digest)  # the hash is as good as the password at Capillary
+        mask_secret(credentials)
+        self._header = f"Basic {credentials}"
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         """Sign ``request``."""
@@ -186,6 +189,14 @@ class CapillaryHook(BaseHook):
         """Return the HTTP client."""
         return self.client
 
+    def prepare(self) -> None:
+        """Resolve connection, client and auth now (in the calling thread), not in the senders.
+
+        With OAuth this generates the token, so refused credentials stop the task before any revoke.
+        """
+        _ = self.client
+        self._auth()
+
     def close(self) -> None:
         """Release pooled connections."""
         if "client" in self.__dict__:
@@ -199,6 +210,7 @@ class CapillaryHook(BaseHook):
         :param rejected: the token the vendor just refused; another thread may have replaced it.
         """
         from airflow.sdk.log import mask_secret
+        from pydantic import ValidationError
 
         from airflow_provider_loyalty.models import CapillaryTokenRequest, CapillaryTokenResponse
 
@@ -221,9 +233,7 @@ class CapillaryHook(BaseHook):
                 )
             try:
                 parsed = CapillaryTokenResponse.model_validate(json_body(VENDOR, response))
-            except ValueError as exc:
-                if isinstance(exc, VendorError):
-                    raise
+            except ValidationError:
                 parsed = CapillaryTokenResponse()
             if parsed.data is None:
                 raise VendorResponseError(
@@ -266,38 +276,30 @@ class CapillaryHook(BaseHook):
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------------------ revoke
-    def revoke_earn(
-        self,
-        customer_id: int,
-        details: Mapping[str, Sequence[str]] | Sequence[tuple[str, Sequence[str]]],
-    ) -> RevokeEarnResult:
+    def revoke_earn(self, customer_id: int, details: Any) -> RevokeEarnResult:
         """Revoke a customer's cart-promotion earns in one request.
 
         :param customer_id: the customer's Capillary id.
-        :param details: earn ids per promotion id, as a mapping or ``(promotion_id, earn_ids)`` pairs;
+        :param details: earn ids per promotion: a mapping ``{promotion_id: [earn_id, ...]}``,
+            ``(promotion_id, earn_ids)`` pairs, or the vendor's own ``[{"promotionId", "earnIds"}]``;
             at most 1000 earn ids in total (checked before sending).
         :return: one outcome per requested earn id: ``revoked``, ``failed`` (with the vendor's code),
             or ``unknown`` when the answer neither revoked it nor named it in an error.
+        :raises ValueError: the request would be invalid (nothing is sent).
         """
         from pydantic import ValidationError
 
-        from airflow_provider_loyalty.models import (
-            EarnRevokeDetail,
-            RevokeEarnRequest,
-            RevokeEarnResponse,
-        )
+        from airflow_provider_loyalty.models import EarnRevokeDetail, RevokeEarnRequest, RevokeEarnResponse
 
-        pairs = list(details.items()) if isinstance(details, Mapping) else list(details)
+        pairs = _detail_pairs(details)
         try:
             request = RevokeEarnRequest(
                 customerId=customer_id,
-                earnRevokeDetails=[EarnRevokeDetail(promotionId=p, earnIds=list(e)) for p, e in pairs],
+                earnRevokeDetails=[EarnRevokeDetail(promotionId=p, earnIds=e) for p, e in pairs],
             )
         except ValidationError as exc:
-            raise ValueError(
-                f"invalid revokeEarn request for customer {customer_id!r}: "
-                f"{exc.errors(include_url=False, include_input=False)}"
-            ) from None
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+            raise ValueError(f"invalid revokeEarn request for customer {customer_id!r}: {problems}") from None
         response = self._authorized_post(self.credentials.revoke_path, request.model_dump())
         if not response.ok:
             code, message = _first_error(response)
@@ -308,7 +310,10 @@ class CapillaryHook(BaseHook):
             raise VendorResponseError(
                 VENDOR, f"unreadable revokeEarn answer: {response_snippet(response)}", status_code=response.status_code
             ) from None
-        return interpret_revoke(customer_id, request, parsed)
+        result = interpret_revoke(customer_id, request, parsed)
+        if getattr(response, "after_ambiguous_attempt", False):
+            result = dataclasses.replace(result, after_ambiguous_attempt=True)
+        return result
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the credentials without side effects (used by the UI's Test button).
@@ -351,18 +356,19 @@ def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnR
     for promo, earn in wanted:
         by_earn.setdefault(earn, []).append(promo)
 
-    result: dict[tuple[str, str], tuple[str, str | None, str]] = {}
+    result: dict[tuple[str, str], tuple[str, str | None, str, bool]] = {}
     data = parsed.data
     for detail in data.revokedDetails if data else ():
         for earn in detail.revokedEarnIds:
             promos = [detail.promotionId] if detail.promotionId else by_earn.get(earn, [])
             for promo in promos:
                 if (promo, earn) in wanted_set:
-                    result[(promo, earn)] = ("revoked", None, detail.status or "SUCCESS")
+                    result[(promo, earn)] = ("revoked", None, detail.status or "SUCCESS", False)
     fallback_code = data.code if data is not None and data.code else None
     for error in parsed.errors:
         code = error.code or fallback_code
         message = error.message or (data.message if data and data.message else "") or "refused"
+        whole_request = False  # an error naming no promotion and no earn is about the request itself
         if error.earnIds:
             targets = [
                 (promo, earn)
@@ -373,15 +379,39 @@ def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnR
         elif error.promotionId:
             targets = [(p, e) for p, e in wanted if p == error.promotionId]
         else:
-            targets = wanted
+            targets, whole_request = wanted, True
         for key in targets:
             if key not in result:
-                result[key] = ("failed", code, message)
+                result[key] = ("failed", code, message, whole_request)
     outcomes = []
+    unknown = ("unknown", None, "neither revoked nor named in an error", False)
     for promo, earn in wanted:
-        status, code, message = result.get((promo, earn), ("unknown", None, "neither revoked nor named in an error"))
-        outcomes.append(EarnOutcome(promo, earn, status, code, message))  # type: ignore[arg-type]
+        status, code, message, whole = result.get((promo, earn), unknown)
+        outcomes.append(EarnOutcome(promo, earn, status, code, message, whole))  # type: ignore[arg-type]
     return RevokeEarnResult(customer_id=customer_id, outcomes=outcomes)
+
+
+def _detail_pairs(details: Any) -> list[tuple[str, list[str]]]:
+    """Normalise revoke details to ``(promotion_id, [earn_id, ...])`` pairs; refuse ambiguous shapes."""
+    if isinstance(details, Mapping):
+        items: list[Any] = list(details.items())
+    elif isinstance(details, (list, tuple)):
+        items = list(details)
+    else:
+        raise ValueError(f"details must be a mapping or a list, got {type(details).__name__}")
+    pairs: list[tuple[str, list[str]]] = []
+    for item in items:
+        if isinstance(item, Mapping):
+            keys = {str(k).replace("_", "").lower(): v for k, v in item.items()}
+            promotion, earn_ids = keys.get("promotionid"), keys.get("earnids")
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            promotion, earn_ids = item
+        else:
+            raise ValueError(f"each detail must be (promotion_id, earn_ids) or a dict, got {item!r}")
+        if isinstance(earn_ids, (str, bytes)) or not isinstance(earn_ids, (list, tuple)):
+            raise ValueError(f"earn ids of promotion {promotion!r} must be a list of strings, got {earn_ids!r}")
+        pairs.append((promotion, list(earn_ids)))  # type: ignore[arg-type]  # validated by the model
+    return pairs
 
 
 def _first_error(response: requests.Response) -> tuple[str | None, str]:

@@ -196,6 +196,11 @@ class XoxodayHook(BaseHook):
         """Return the HTTP client."""
         return self.client
 
+    def prepare(self) -> None:
+        """Resolve connection, client and the token pair now (in the calling thread), not in senders."""
+        _ = self.client
+        self._current_pair()
+
     def close(self) -> None:
         """Release pooled connections."""
         if "client" in self.__dict__:
@@ -223,23 +228,35 @@ class XoxodayHook(BaseHook):
     def access_token(self) -> tuple[str, TokenPair]:
         """Return a usable access token (refreshing it first when missing or about to expire)."""
         pair = self._current_pair()
-        expiry = pair.access_token_expiry
-        if not pair.access_token or (expiry is not None and expiry - self.clock.time() < REFRESH_MARGIN_SECONDS):
+        due = pair.refresh_after
+        if due is None and pair.access_token_expiry is not None:
+            due = pair.access_token_expiry - REFRESH_MARGIN_SECONDS
+        if not pair.access_token or (due is not None and self.clock.time() >= due):
             pair = self.refresh(pair)
         return pair.access_token, pair
 
     def refresh(self, stale: TokenPair) -> TokenPair:
         """Exchange ``stale``'s refresh token for a new pair, persist it and return it.
 
-        Threads of one hook refresh once: whoever comes second finds a newer pair and uses it. A
-        refusal usually means another task already rotated the pair: the stored pair is read
-        again (for a short while, in case that task is still saving it) and used if newer.
+        Threads of one hook refresh once: whoever comes second finds a newer pair and uses it.
+        Another task may have rotated the pair already: the store is read first, and again after a
+        refusal (for a short while, in case that task is still saving it); a newer stored pair is
+        used instead of spending a refresh token.
 
         :param stale: the pair whose access token was refused or is expiring.
         """
+        from pydantic import ValidationError
+
+        from airflow_provider_loyalty.models import XoxodayRefreshRequest, XoxodayTokenResponse
+
         with self._token_lock:
             if self._pair is not None and self._pair is not stale:
                 return self._pair  # another thread refreshed meanwhile
+            newer = self._newer_stored_pair(stale)
+            if newer is not None:
+                self.log.info("Another task rotated the Xoxoday token pair; using the stored one")
+                self._pair = newer
+                return newer
             creds = self.credentials
             if not stale.refresh_token:
                 raise VendorAuthError(
@@ -247,8 +264,6 @@ class XoxodayHook(BaseHook):
                     f"no refresh token for connection {self.xoxoday_conn_id!r}; "
                     "add extra refresh_token from the Xoxoday dashboard",
                 )
-            from airflow_provider_loyalty.models import XoxodayRefreshRequest, XoxodayTokenResponse
-
             body = XoxodayRefreshRequest(
                 refresh_token=stale.refresh_token, client_id=creds.client_id, client_secret=creds.client_secret
             ).model_dump()
@@ -256,55 +271,72 @@ class XoxodayHook(BaseHook):
             if response.ok:
                 try:
                     token = XoxodayTokenResponse.model_validate(json_body(VENDOR, response))
-                except ValueError as exc:
-                    if isinstance(exc, VendorError):
-                        raise
+                except ValidationError:
                     raise VendorResponseError(
                         VENDOR, "token refresh answer lacks access_token", status_code=response.status_code
                     ) from None
                 pair = self._pair_from(token, stale)
                 self._mask(pair)
-                self.token_store.save(pair)
-                self._pair = pair
+                self._pair = pair  # in use at once, even if storing it fails below
                 self.refreshes += 1
+                self.token_store.save(pair)
                 self.log.info("Refreshed the Xoxoday access token; the rotated pair is stored")
                 return pair
             newer = self._await_newer_stored_pair(stale)
             if newer is not None:
                 self.log.info("Xoxoday refused the refresh; another task had rotated the pair: using the stored one")
-                self._mask(newer)
                 self._pair = newer
                 return newer
-            error = _error_code(response)
             raise VendorAuthError(
                 VENDOR,
                 f"token refresh refused ({response_snippet(response)}); the refresh token was used or has "
                 f"expired: put a new pair from the Xoxoday dashboard into connection {self.xoxoday_conn_id!r}",
                 status_code=response.status_code,
-                code=error,
+                code=_error_code(response),
                 response=response,
             )
 
+    def _newer_stored_pair(self, stale: TokenPair) -> TokenPair | None:
+        stored = self.token_store.load()
+        if stored is None or not stored.refresh_token or stored.refresh_token == stale.refresh_token:
+            return None
+        if stored.origin is not None and stale.origin is not None and stored.origin != stale.origin:
+            return None  # from another connection pair; ours replaced it
+        self._mask(stored)
+        return stored
+
     def _await_newer_stored_pair(self, stale: TokenPair, attempts: int = 4, pause: float = 1.0) -> TokenPair | None:
         for attempt in range(attempts):
-            stored = self.token_store.load()
-            if stored is not None and stored.refresh_token and stored.refresh_token != stale.refresh_token:
-                return stored
+            newer = self._newer_stored_pair(stale)
+            if newer is not None:
+                return newer
             if attempt < attempts - 1:
                 self.clock.sleep(pause)
         return None
 
     def _pair_from(self, token: Any, stale: TokenPair) -> TokenPair:
+        """Build the new pair from a token answer.
+
+        The expiry comes from ``expires_in`` (relative: immune to clock skew and unit mix-ups), else
+        from ``access_token_expiry`` (epoch ms) when that lies in the future.
+        """
         now = self.clock.time()
-        expiry = token.access_token_expiry / 1000 if token.access_token_expiry else None
-        if expiry is None and token.expires_in:
-            expiry = now + float(token.expires_in)
+        lifetime: float | None = None
+        if token.expires_in and token.expires_in > 0:
+            lifetime = float(token.expires_in)
+        elif token.access_token_expiry and token.access_token_expiry / 1000 > now:
+            lifetime = token.access_token_expiry / 1000 - now
+        expiry = now + lifetime if lifetime is not None else None
+        # renew ahead of expiry: 10 % of the lifetime, at most REFRESH_MARGIN_SECONDS
+        refresh_after = now + lifetime - min(REFRESH_MARGIN_SECONDS, lifetime / 10) if lifetime is not None else None
+        refresh_expiry = token.refresh_token_expiry / 1000 if token.refresh_token_expiry else None
         return TokenPair(
             access_token=token.access_token,
             refresh_token=token.refresh_token or stale.refresh_token,
             access_token_expiry=expiry,
-            refresh_token_expiry=token.refresh_token_expiry / 1000 if token.refresh_token_expiry else None,
+            refresh_token_expiry=refresh_expiry,
             origin=stale.origin,
+            refresh_after=refresh_after,
         )
 
     @staticmethod
@@ -351,6 +383,8 @@ class XoxodayHook(BaseHook):
         :return: one outcome per requested id, in request order; ids the vendor did not mention
             have ``success=None``.
         """
+        from pydantic import ValidationError
+
         from airflow_provider_loyalty.models import (
             CancelPointsRequest,
             CancelPointsResponse,
@@ -358,13 +392,12 @@ class XoxodayHook(BaseHook):
             PointOutcome,
         )
 
-        body = CancelPointsRequest.for_ids(unique_ids).model_dump()
+        ids = _as_unique_ids(unique_ids)
+        body = CancelPointsRequest.for_ids(ids).model_dump()
         response = self._authorized("POST", self.credentials.api_path, json=body)
         try:
             parsed = CancelPointsResponse.model_validate(json_body(VENDOR, response))
-        except ValueError as exc:
-            if isinstance(exc, VendorError):
-                raise
+        except ValidationError:
             raise VendorResponseError(
                 VENDOR, f"unreadable cancel answer: {response_snippet(response)}", status_code=response.status_code
             ) from None
@@ -375,18 +408,23 @@ class XoxodayHook(BaseHook):
                 f"cancel answer lacks data.cancelBalance: {response_snippet(response)}",
                 status_code=response.status_code,
             )
-        said: dict[int, tuple[bool, str]] = {}
+        said: dict[int, tuple[bool | None, str]] = {}
         for recipient in balance.recipients:
             if recipient.unique_id is not None and recipient.unique_id not in said:
                 said[recipient.unique_id] = (recipient.success, recipient.message or "")
         outcomes = []
-        for uid in unique_ids:
+        for uid in ids:
             if uid in said:
                 success, message = said[uid]
                 outcomes.append(PointOutcome(uid, success, message))
             else:
                 outcomes.append(PointOutcome(uid, None, "not mentioned in the vendor's answer"))
-        return CancelPointsResult(outcomes=outcomes, error=balance.error, message=balance.message)
+        return CancelPointsResult(
+            outcomes=outcomes,
+            error=balance.error,
+            message=balance.message,
+            after_ambiguous_attempt=bool(getattr(response, "after_ambiguous_attempt", False)),
+        )
 
     def validate_token(self) -> dict[str, Any]:
         """Ask Xoxoday whether the current access token is valid (``GET /chef/v1/oauth/token``).
@@ -419,6 +457,24 @@ class XoxodayHook(BaseHook):
         except requests.RequestException as exc:  # pragma: no cover - transport layer wraps these
             return False, f"{type(exc).__name__} reaching Xoxoday"
         return True, f"Xoxoday token is valid (expires_in={info.get('expires_in')})"
+
+
+def _as_unique_ids(values: Sequence[Any]) -> list[int]:
+    """Return ``values`` as positive ints (digit strings accepted) or raise ``ValueError`` naming the bad ones."""
+    if isinstance(values, (str, bytes)) or not values:
+        raise ValueError(f"cancel_points needs a non-empty list of unique_ids, got {values!r}")
+    ids: list[int] = []
+    bad: list[Any] = []
+    for value in values:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            ids.append(value)
+        else:
+            bad.append(value)
+    if bad:
+        raise ValueError(f"unique_ids must be positive integers; got {bad[:5]!r}" + (" ..." if len(bad) > 5 else ""))
+    return ids
 
 
 def _error_code(response: requests.Response) -> str | None:

@@ -41,6 +41,9 @@ class ItemResult:
     :param code: vendor error code or our own (``unknown``, ``http_503``, ``not_sent``).
     :param message: the vendor's (or our) message.
     :param transient: a later retry may succeed (transport trouble, unknown outcome).
+    :param settles: for a non-transient failure: the vendor refused *this item* for good (already
+        redeemed, invalid id...), so the ledger settles it; ``False`` when the whole request was
+        refused (bad configuration, 4xx) or the refusal may echo an earlier attempt of ours.
     """
 
     key: str
@@ -49,6 +52,16 @@ class ItemResult:
     code: str | None = None
     message: str = ""
     transient: bool = False
+    settles: bool = True
+
+    @property
+    def failure_kind(self) -> str | None:
+        """How the ledger files a failure: ``permanent`` (settled), ``rejected`` or ``transient``."""
+        if self.ok:
+            return None
+        if self.transient:
+            return "transient"
+        return "permanent" if self.settles else "rejected"
 
 
 class RunAborted(Exception):
@@ -76,6 +89,7 @@ class Summary:
     requests: int = 0
     dry_run: bool = False
     failed_transient: int = 0
+    failed_earlier: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, results: Iterable[ItemResult]) -> tuple[int, int]:
@@ -105,6 +119,7 @@ class Summary:
             "duplicates_removed": self.duplicates,
             "requests": self.requests,
             "failed_transient": self.failed_transient,
+            "failed_earlier": self.failed_earlier,
             "failures": list(self.failures),
             **extra,
         }
@@ -123,42 +138,78 @@ def run_requests(
     At most ``2 * max_concurrency`` requests are planned ahead of the senders, so a million-row
     input is never turned into a million futures. ``on_results`` runs in the calling thread (the
     ledger's connection is not shared across threads). When a sender raises :class:`RunAborted`,
-    nothing more is sent and every request not sent is reported through ``unsent``.
+    or results cannot be recorded, nothing more is sent and every request not sent is reported
+    through ``unsent``. Whatever ends the loop — an abort, a task timeout, SIGTERM — the answers of
+    requests already in flight are still waited for and recorded: nothing the vendor applied is lost.
 
     :return: the abort, if one happened (the caller raises it after recording everything).
     """
     abort: RunAborted | None = None
     pending: dict[Future[list[ItemResult]], P] = {}
     planned: Iterator[P] = iter(plan)
-    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="loyalty") as pool:
+
+    def guarded(request: P) -> list[ItemResult]:
+        try:
+            return send(request)
+        except RunAborted:
+            raise
+        except Exception as exc:  # a bug or an unreadable answer: this request's items are not done
+            log.exception("Unexpected error while sending a request; its items count as failed (transient)")
+            return unsent(request, exc)
+
+    def record(request: P, results: list[ItemResult]) -> None:
+        nonlocal abort
+        try:
+            on_results(request, results)
+        except Exception as exc:  # the ledger is unreachable: stop sending what could not be recorded
+            log.exception("Could not record a request's outcomes; stopping")
+            abort = abort or RunAborted(exc)
+
+    def collect(future: Future[list[ItemResult]]) -> list[ItemResult]:
+        nonlocal abort
+        request = pending.pop(future)
+        try:
+            return future.result()
+        except RunAborted as exc:
+            abort = abort or exc
+            return unsent(request, exc.cause)
+
+    pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="loyalty")
+    try:
 
         def refill() -> None:
             while abort is None and len(pending) < 2 * max_concurrency:
                 request = next(planned, None)
                 if request is None:
                     return
-                pending[pool.submit(send, request)] = request
+                pending[pool.submit(guarded, request)] = request
 
         refill()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                request = pending.pop(future)
-                try:
-                    results = future.result()
-                except RunAborted as exc:
-                    abort = abort or exc
-                    results = unsent(request, exc.cause)
-                on_results(request, results)
+                request = pending[future]
+                record(request, collect(future))
             if abort is not None:
                 for future, request in list(pending.items()):
                     if future.cancel():
                         pending.pop(future)
-                        on_results(request, unsent(request, abort.cause))
+                        record(request, unsent(request, abort.cause))
             refill()
+    finally:
+        for future in list(pending):
+            if future.cancel():
+                pending.pop(future)  # never started: nothing was sent
+        for future in list(pending):  # in flight: wait for the answer and record it
+            request = pending[future]
+            try:
+                record(request, collect(future))
+            except BaseException:  # noqa: BLE001 - best effort while already unwinding
+                log.exception("Could not record an in-flight request's outcomes")
+        pool.shutdown(wait=True, cancel_futures=True)
     if abort is not None:
         for request in planned:
-            on_results(request, unsent(request, abort.cause))
+            record(request, unsent(request, abort.cause))
     return abort
 
 
@@ -267,6 +318,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
     def close_hook(self) -> None:
         """Release the hook's pooled connections (subclasses with a hook override)."""
 
+    def prepare_hook(self) -> None:
+        """Resolve the connection (and credentials) in the main thread, before the senders start."""
+
     # ---------------------------------------------------------------------- the shared path
     @cached_property
     def ledger(self) -> ReversalLedger | None:
@@ -317,6 +371,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         ]
         summary.skipped = len(settled) - len(refused)
         summary.add(refused)
+        summary.failed_earlier = len(refused)
         if summary.skipped:
             self.log.info("Skipping %d %s the ledger records as done", summary.skipped, self.what)
         if refused:
@@ -349,6 +404,14 @@ class ReversalOperator(BaseOperator, Generic[P]):
         ledger = self.ledger
         run_info = _run_info(context) if ledger is not None else None
         started = time.monotonic()
+        try:
+            self.prepare_hook()
+        except Exception as exc:
+            from airflow_provider_loyalty.hooks._http import CredentialsMissingError
+
+            if isinstance(exc, CredentialsMissingError):
+                raise AirflowFailException(f"{type(self).__name__}: {exc}") from None
+            raise
         state = {"index": 0}
 
         def on_results(request: P, results: list[ItemResult]) -> None:
@@ -392,20 +455,28 @@ class ReversalOperator(BaseOperator, Generic[P]):
         if abort is not None:
             self._push_summary(context, summary)
             cause = abort.cause
-            if isinstance(cause, AirflowFailException):
-                raise cause
+            if isinstance(cause, AirflowFailException) or getattr(cause, "fatal", False):
+                raise AirflowFailException(f"{type(self).__name__}: stopped, {cause}") from cause
             raise AirflowException(f"{type(self).__name__}: stopped, {cause}") from cause
 
     def _decide(self, summary: Summary, context: Context) -> dict[str, Any]:
+        """Apply ``max_failed_ratio`` to this attempt's failures (refusals found in the ledger were decided before)."""
         result = summary.as_xcom()
-        sent = summary.requested - summary.skipped
-        if not summary.failed or not sent:
+        failed = summary.failed - summary.failed_earlier
+        sent = summary.requested - summary.skipped - summary.failed_earlier
+        if summary.failed_earlier:
+            self.log.warning(
+                "%d %s stay failed: the vendor refused them in an earlier run (see the ledger)",
+                summary.failed_earlier,
+                self.what,
+            )
+        if not failed or not sent:
             return result
-        ratio = summary.failed / sent
+        ratio = failed / sent
         if ratio <= self.max_failed_ratio:
             self.log.warning(
                 "%d of %d %s failed (%.1f%%), within max_failed_ratio=%s",
-                summary.failed,
+                failed,
                 sent,
                 self.what,
                 100 * ratio,
@@ -418,14 +489,13 @@ class ReversalOperator(BaseOperator, Generic[P]):
             codes[str(failure.get("code"))] = codes.get(str(failure.get("code")), 0) + 1
         top = ", ".join(f"{code} x{n}" for code, n in sorted(codes.items(), key=lambda kv: -kv[1])[:5])
         message = (
-            f"{type(self).__name__}: {summary.failed} of {sent} {self.what} failed "
+            f"{type(self).__name__}: {failed} of {sent} {self.what} failed "
             f"({summary.failed_transient} transient; codes among the first {len(summary.failures)}: {top}), "
             f"above max_failed_ratio={self.max_failed_ratio}"
         )
         if summary.failed_transient:
-            raise AirflowException(
-                message + "; a retry sends only what is not done yet" if self.ledger_conn_id else message
-            )
+            hint = "; a retry sends only what is not done yet" if self.ledger_conn_id else ""
+            raise AirflowException(message + hint)
         raise AirflowFailException(message + "; the vendor refused them, retrying cannot help")
 
     def _push_summary(self, context: Context, summary: Summary) -> None:

@@ -209,32 +209,54 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
         c = request.customer_id
         return [
             ItemResult(
-                earn_key(c, p, e), {"customer_id": c, "promotion_id": p, "earn_id": e}, False, code, message, transient
+                earn_key(c, p, e),
+                {"customer_id": c, "promotion_id": p, "earn_id": e},
+                False,
+                code,
+                message,
+                transient,
+                settles=False,
             )
             for p, earn_ids in request.details
             for e in earn_ids
         ]
 
+    def prepare_hook(self) -> None:
+        """Resolve the connection (and an OAuth token) before the senders start."""
+        self.hook.prepare()
+
     def send(self, request: RevokeRequest) -> list[ItemResult]:
         """Revoke one request's earns; vendor refusals are permanent, unknown outcomes transient."""
-        from airflow_provider_loyalty.hooks._http import CredentialsMissingError, VendorAuthError, VendorError
+        from airflow_provider_loyalty.hooks._http import VendorError, VendorRateLimitError
 
         try:
             result = self.hook.revoke_earn(request.customer_id, request.details)
-        except (VendorAuthError, CredentialsMissingError) as exc:
-            raise RunAborted(exc) from exc
+        except VendorRateLimitError as exc:
+            raise RunAborted(exc) from exc  # every further request would meet the same limit
         except VendorError as exc:
+            if exc.fatal:
+                raise RunAborted(exc) from exc
             code = exc.code or (f"http_{exc.status_code}" if exc.status_code else "unavailable")
             return self.request_items(request, code, exc.message, transient=exc.transient)
         c = request.customer_id
-        return [
-            ItemResult(
+        doubt = result.after_ambiguous_attempt
+        results = []
+        for o in result.outcomes:
+            key, ident = (
                 earn_key(c, o.promotion_id, o.earn_id),
-                {"customer_id": c, "promotion_id": o.promotion_id, "earn_id": o.earn_id},
-                o.status == "revoked",
-                None if o.status == "revoked" else (o.code or o.status),
-                o.message,
-                o.status == "unknown",
+                {
+                    "customer_id": c,
+                    "promotion_id": o.promotion_id,
+                    "earn_id": o.earn_id,
+                },
             )
-            for o in result.outcomes
-        ]
+            if o.status == "revoked":
+                results.append(ItemResult(key, ident, True, None, o.message))
+            elif o.status == "unknown":
+                results.append(ItemResult(key, ident, False, "unknown", o.message, transient=True))
+            elif doubt:
+                message = f"in doubt, an earlier attempt may have applied it: {o.message}"
+                results.append(ItemResult(key, ident, False, o.code, message, settles=False))
+            else:
+                results.append(ItemResult(key, ident, False, o.code, o.message, settles=not o.whole_request))
+        return results

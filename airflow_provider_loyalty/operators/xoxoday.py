@@ -149,28 +149,39 @@ class CancelPointsOperator(ReversalOperator[Sequence[int]]):
         return f"{len(request)} unique_ids"
 
     def request_items(self, request: Sequence[int], code: str, message: str, *, transient: bool) -> list[ItemResult]:
-        """A failed result per id of the batch."""
-        return [ItemResult(str(uid), {"unique_id": uid}, False, code, message, transient) for uid in request]
+        """A failed result per id of the batch (the request as a whole failed: nothing is settled)."""
+        return [
+            ItemResult(str(uid), {"unique_id": uid}, False, code, message, transient, settles=False) for uid in request
+        ]
+
+    def prepare_hook(self) -> None:
+        """Resolve the connection and the token pair before the senders start."""
+        self.hook.prepare()
 
     def send(self, request: Sequence[int]) -> list[ItemResult]:
         """Cancel one batch; a refused id is a permanent failure, an unmentioned one a transient one."""
-        from airflow_provider_loyalty.hooks._http import CredentialsMissingError, VendorAuthError, VendorError
+        from airflow_provider_loyalty.hooks._http import VendorError, VendorRateLimitError
 
         try:
             result = self.hook.cancel_points(request)
-        except (VendorAuthError, CredentialsMissingError) as exc:
-            raise RunAborted(exc) from exc
+        except VendorRateLimitError as exc:
+            raise RunAborted(exc) from exc  # every further request would meet the same limit
         except VendorError as exc:
+            if exc.fatal:
+                raise RunAborted(exc) from exc
             code = exc.code or (f"http_{exc.status_code}" if exc.status_code else "unavailable")
             return self.request_items(request, code, exc.message, transient=exc.transient)
-        return [
-            ItemResult(
-                str(o.unique_id),
-                {"unique_id": o.unique_id},
-                bool(o.success),
-                None if o.success else ("unknown" if o.success is None else "rejected"),
-                o.message,
-                o.success is None,
-            )
-            for o in result.outcomes
-        ]
+        doubt = result.after_ambiguous_attempt
+        results = []
+        for o in result.outcomes:
+            ident = {"unique_id": o.unique_id}
+            if o.success:
+                results.append(ItemResult(str(o.unique_id), ident, True, None, o.message))
+            elif o.success is None:
+                results.append(ItemResult(str(o.unique_id), ident, False, "unknown", o.message, transient=True))
+            elif doubt:
+                message = f"in doubt, an earlier attempt may have applied it: {o.message}"
+                results.append(ItemResult(str(o.unique_id), ident, False, "in_doubt", message, settles=False))
+            else:
+                results.append(ItemResult(str(o.unique_id), ident, False, "rejected", o.message))
+        return results

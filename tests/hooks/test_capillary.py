@@ -213,3 +213,35 @@ def test_no_secret_in_logs_or_errors(requests_mock, capillary_oauth_conn, caplog
     text = caplog.text + str(info.value) + repr(hook.credentials)
     for secret in ("oauth-secret-SSS", "cap-token-SECRET"):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        pytest.param({P1: [E1], P2: [E2]}, id="mapping"),
+        pytest.param([(P1, [E1]), (P2, (E2,))], id="pairs"),
+        pytest.param([{"promotionId": P1, "earnIds": [E1]}, {"promotion_id": P2, "earn_ids": [E2]}], id="vendor_dicts"),
+    ],
+)
+def test_revoke_details_shapes(requests_mock, capillary_conn, details) -> None:
+    requests_mock.post(REVOKE, json=shape_a((P1, [E1]), (P2, [E2])))
+    make_hook().revoke_earn(9, details)
+    assert requests_mock.last_request.json()["earnRevokeDetails"] == [
+        {"promotionId": P1, "earnIds": [E1]},
+        {"promotionId": P2, "earnIds": [E2]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("details", "message"),
+    [
+        pytest.param({P1: E1}, "must be a list of strings", id="string_not_list"),
+        pytest.param({P1: []}, "earnIds", id="empty_earns"),
+        pytest.param([], "earnRevokeDetails", id="no_details"),
+        pytest.param({P1: [7]}, "earnIds", id="non_string_earn"),
+    ],
+)
+def test_invalid_details_are_refused_before_sending(requests_mock, capillary_conn, details, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_hook().revoke_earn(9, details)
+    assert requests_mock.call_count == 0

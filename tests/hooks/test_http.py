@@ -238,3 +238,61 @@ def test_gate_halves_after_throttle_and_regrows() -> None:
 def test_policy_rejects_zero_attempts() -> None:
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+
+
+def test_patched_time_sleep_waits_exactly_once_and_never_spins(requests_mock, monkeypatch) -> None:
+    """With the system clock and time.sleep replaced (as many test suites do): one exact wait, no spin."""
+    import time
+
+    from airflow_provider_loyalty.hooks import _http
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    requests_mock.post(f"{URL}/x", [{"status_code": 429, "headers": {"Retry-After": "7"}}, {"json": {}}])
+    http = VendorHTTPClient("vendor", URL, clock=_http.SYSTEM_CLOCK)
+    assert http.request("POST", "/x").status_code == 200
+    assert slept == [7.0]
+    requests_mock.post(f"{URL}/x", [{"json": PENALTY}, {"json": {}}])
+    slept.clear()
+    other = VendorHTTPClient("vendor", URL, clock=_http.SYSTEM_CLOCK, throttle_hint=penalty_seconds)
+    assert other.request("POST", "/x").status_code == 200
+    assert slept == [7.0]
+
+
+def test_window_longer_than_max_wait_is_not_opened(requests_mock) -> None:
+    clock = FakeClock()
+    pacer = RequestPacer(clock=clock)
+    requests_mock.post(f"{URL}/x", [{"status_code": 429, "headers": {"Retry-After": "86400"}}, {"json": {}}])
+    http = client(clock, pacer=pacer)
+    with pytest.raises(VendorRateLimitError):
+        http.request("POST", "/x")
+    http.request("POST", "/x")
+    assert clock.sleeps == []  # nobody waits a day: the task gives up and Airflow retries later
+
+
+@pytest.mark.parametrize(
+    ("first", "ambiguous"),
+    [
+        pytest.param({"status_code": 502}, True, id="status_502_may_have_been_applied"),
+        pytest.param({"exc": requests.ReadTimeout}, True, id="read_timeout_may_have_been_applied"),
+        pytest.param({"exc": requests.ConnectTimeout}, False, id="connect_timeout_sent_nothing"),
+        pytest.param({"status_code": 429, "headers": {"Retry-After": "1"}}, False, id="status_429_refused_unapplied"),
+    ],
+)
+def test_resend_after_an_ambiguous_attempt_is_flagged(requests_mock, first, ambiguous) -> None:
+    requests_mock.post(f"{URL}/x", [first, {"json": {}}])
+    response = client(FakeClock()).request("POST", "/x")
+    assert response.after_ambiguous_attempt is ambiguous
+
+
+def test_dropped_body_is_retried(requests_mock) -> None:
+    requests_mock.post(f"{URL}/x", [{"exc": requests.exceptions.ChunkedEncodingError}, {"json": {}}])
+    assert client(FakeClock()).request("POST", "/x").status_code == 200
+
+
+def test_bad_url_is_a_config_error_not_retried() -> None:
+    from airflow_provider_loyalty.hooks._http import VendorConfigError
+
+    bad = VendorHTTPClient("vendor", "htp://nowhere", clock=FakeClock())
+    with pytest.raises(VendorConfigError):
+        bad.request("POST", "/x")

@@ -251,3 +251,103 @@ def test_request_body_validates_against_the_openapi_excerpt(requests_mock, xoxod
     assert body["tag"] in schema["properties"]["tag"]["enum"]
     recipients = body["variables"]["recipients_data"]["recipients"]
     assert all(type(r["unique_id"]) is int and set(r) == {"unique_id"} for r in recipients)
+
+
+def spec_token_answer(access: str, refresh: str) -> dict:
+    """The OpenAPI excerpt's own example: its access_token_expiry (epoch ms) lies in the past."""
+    return {
+        "access_token": access,
+        "token_type": "bearer",
+        "expires_in": 1296000,
+        "refresh_token": refresh,
+        "access_token_expiry": 1718000000000,
+        "refresh_token_expiry": 1720000000000,
+    }
+
+
+def test_spec_example_expiry_does_not_cause_refresh_storms(requests_mock, xoxoday_conn) -> None:
+    requests_mock.post(
+        API, [{"status_code": 401, "json": {"error": "Unauthorized"}}, {"json": cancel_answer((1, True, ""))}]
+    )
+    requests_mock.post(TOKEN, json=spec_token_answer("access-NEW", "refresh-NEW"))
+    hook = make_hook()
+    hook.cancel_points([1])
+    requests_mock.post(API, json=cancel_answer((2, True, "")))
+    hook.cancel_points([2])
+    assert [r.url for r in requests_mock.request_history].count(TOKEN) == 1
+    assert requests_mock.last_request.headers["Authorization"] == "Bearer access-NEW"
+
+
+def test_rotated_pair_goes_to_the_airflow_variable(requests_mock, xoxoday_conn, monkeypatch) -> None:
+    """The default store writes Variable loyalty_xoxoday_token__<conn_id>; the next hook reads it back."""
+    from airflow.sdk import Variable
+
+    variables: dict[str, str] = {}
+    monkeypatch.setattr(Variable, "set", classmethod(lambda cls, key, value, **kw: variables.__setitem__(key, value)))
+    monkeypatch.setattr(Variable, "get", classmethod(lambda cls, key, default=None, **kw: variables.get(key, default)))
+    requests_mock.post(
+        API, [{"status_code": 401, "json": {"error": "Unauthorized"}}, {"json": cancel_answer((1, True, ""))}]
+    )
+    requests_mock.post(TOKEN, json=token_answer("access-NEW", "refresh-NEW"))
+    XoxodayHook(clock=FakeClock()).cancel_points([1])
+    stored = json.loads(variables["loyalty_xoxoday_token__xoxoday_default"])
+    assert (stored["access_token"], stored["refresh_token"]) == ("access-NEW", "refresh-NEW")
+    requests_mock.post(API, json=cancel_answer((2, True, "")))
+    XoxodayHook(clock=FakeClock()).cancel_points([2])  # a new instance, as in tomorrow's task
+    assert requests_mock.last_request.headers["Authorization"] == "Bearer access-NEW"
+
+
+def test_a_pair_that_cannot_be_stored_is_still_used_and_reported(
+    requests_mock, xoxoday_conn, monkeypatch, caplog
+) -> None:
+    from airflow.sdk import Variable
+
+    def refuse(cls, key, value, **kw):
+        raise RuntimeError("API server down")
+
+    monkeypatch.setattr(Variable, "set", classmethod(refuse))
+    monkeypatch.setattr(Variable, "get", classmethod(lambda cls, key, default=None, **kw: default))
+    requests_mock.post(
+        API, [{"status_code": 401, "json": {"error": "Unauthorized"}}, {"json": cancel_answer((1, True, ""))}]
+    )
+    requests_mock.post(TOKEN, json=token_answer("access-NEW", "refresh-NEW"))
+    assert XoxodayHook(clock=FakeClock()).cancel_points([1]).succeeded == [1]
+    assert requests_mock.last_request.headers["Authorization"] == "Bearer access-NEW"
+    assert "could NOT be stored" in caplog.text and "refresh-NEW" not in caplog.text
+
+
+def test_uses_a_pair_another_task_stored_instead_of_spending_a_refresh(requests_mock, xoxoday_conn) -> None:
+    store = MemoryTokenStore()
+    hook = make_hook(store)
+    requests_mock.post(API, json=cancel_answer((1, True, "")))
+    hook.cancel_points([1])
+    # meanwhile another worker rotated the pair; our access token is now refused
+    store.save(TokenPair("access-OTHER", "refresh-OTHER", origin=fingerprint("refresh-RRR")))
+    requests_mock.post(
+        API, [{"status_code": 401, "json": {"error": "Unauthorized"}}, {"json": cancel_answer((2, True, ""))}]
+    )
+    hook.cancel_points([2])
+    assert TOKEN not in [r.url for r in requests_mock.request_history]
+    assert requests_mock.last_request.headers["Authorization"] == "Bearer access-OTHER"
+
+
+def test_missing_success_is_unknown_and_digit_strings_are_accepted(requests_mock, xoxoday_conn) -> None:
+    requests_mock.post(
+        API,
+        json={
+            "data": {
+                "cancelBalance": {
+                    "error": False,
+                    "recipients": [{"unique_id": 1, "message": "queued"}, {"unique_id": 2, "success": None}],
+                }
+            }
+        },
+    )
+    result = make_hook().cancel_points(["1", 2])
+    assert [(o.unique_id, o.success) for o in result.outcomes] == [(1, None), (2, None)]
+    assert requests_mock.last_request.json()["variables"]["recipients_data"]["recipients"] == [
+        {"unique_id": 1},
+        {"unique_id": 2},
+    ]
+    with pytest.raises(ValueError, match="positive integers"):
+        make_hook().cancel_points([1, "x", -2])

@@ -249,3 +249,82 @@ def test_ledger_skips_done_items_and_records_every_outcome(requests_mock, xoxoda
             ("3", "failed", "permanent", "rejected", "d", "r1", 1),
         ]
     )
+
+
+def ledger_rows(db) -> list[tuple]:
+    return (
+        sqlite3.connect(db)
+        .execute(
+            "SELECT item_key, status, failure_kind, code FROM loyalty_reversal_ledger ORDER BY recorded_at, item_key"
+        )
+        .fetchall()
+    )
+
+
+def test_whole_request_refusal_is_not_settled(requests_mock, xoxoday_conn, monkeypatch, tmp_path) -> None:
+    """A 403 (say, IP not allow-listed) fails the batch, but tomorrow's run sends it again."""
+    db = tmp_path / "ledger.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
+    requests_mock.post(API, status_code=403, json={"error": "forbidden", "message": "IP not whitelisted"})
+    with pytest.raises(AirflowFailException, match="http_403|forbidden"):
+        CancelPointsOperator(task_id="c", unique_ids=[1, 2], ledger_conn_id="ledger").execute(context())
+    assert {row[2] for row in ledger_rows(db)} == {"rejected"}
+    requests_mock.post(API, json=echo_cancel())
+    s = CancelPointsOperator(task_id="c", unique_ids=[1, 2], ledger_conn_id="ledger").execute(context())
+    assert (s["succeeded"], s["failed"], s["skipped"]) == (2, 0, 0)
+
+
+def test_refusals_from_earlier_runs_do_not_fail_every_later_run(requests_mock, xoxoday_conn, monkeypatch, tmp_path):
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
+    requests_mock.post(API, json=echo_cancel(fail={2}))
+    with pytest.raises(AirflowFailException):
+        CancelPointsOperator(task_id="c", unique_ids=[1, 2], ledger_conn_id="ledger").execute(context())
+    s = CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger").execute(context())
+    assert (s["succeeded"], s["failed"], s["failed_earlier"], s["skipped"]) == (1, 1, 1, 1)
+    assert s["succeeded"] + s["failed"] + s["skipped"] == s["requested"] == 3
+
+
+def test_refusal_after_an_ambiguous_resend_is_in_doubt(requests_mock, xoxoday_conn, monkeypatch, tmp_path) -> None:
+    from airflow_provider_loyalty.hooks import _http
+
+    monkeypatch.setattr(_http.SYSTEM_CLOCK, "sleep", lambda s: None)
+    db = tmp_path / "ledger.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
+    # the first attempt timed out after the vendor applied it; the resend is refused as already cancelled
+    requests_mock.post(API, [{"exc": requests_exceptions().ReadTimeout}, {"json": echo_cancel(fail={1})}])
+    with pytest.raises(AirflowFailException, match="in_doubt"):
+        CancelPointsOperator(task_id="c", unique_ids=[1], ledger_conn_id="ledger").execute(context())
+    assert ledger_rows(db) == [("1", "failed", "rejected", "in_doubt")]
+
+
+def requests_exceptions():
+    import requests
+
+    return requests
+
+
+def test_ledger_failure_stops_sending(requests_mock, xoxoday_conn, monkeypatch, tmp_path) -> None:
+    from airflow_provider_loyalty.ledger import ReversalLedger
+
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
+    requests_mock.post(API, json=echo_cancel())
+
+    def broken(self, vendor, results, run=None):
+        raise RuntimeError("warehouse down")
+
+    monkeypatch.setattr(ReversalLedger, "record", broken)
+    with pytest.raises(AirflowException, match="warehouse down"):
+        CancelPointsOperator(
+            task_id="c", unique_ids=list(range(1, 101)), batch_size=5, max_concurrency=1, ledger_conn_id="ledger"
+        ).execute(context())
+    assert requests_mock.call_count <= 3  # the in-flight ones, not all 20 batches
+
+
+def test_rate_limit_outlasting_the_budget_stops_the_run_for_a_later_retry(requests_mock, capillary_conn) -> None:
+    requests_mock.post(REVOKE, status_code=429, headers={"Retry-After": "3600"})
+    ctx = context()
+    with pytest.raises(AirflowException) as info:
+        RevokeEarnOperator(task_id="r", earns=[(c, P1, f"e{c}") for c in range(1, 20)]).execute(ctx)
+    assert not isinstance(info.value, AirflowFailException)
+    assert requests_mock.call_count <= 16  # what was in flight, never 19 x 5 attempts
+    assert ctx["ti"].pushed["return_value"]["failed_transient"] == 19
