@@ -13,8 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
-#: Capillary's documented ceiling of earn ids in one revokeEarn request (all promotions together).
-CAPILLARY_MAX_EARN_IDS = 1000
+from airflow_provider_loyalty.vendor_limits import CAPILLARY_MAX_EARN_IDS
 
 _REQUEST = ConfigDict(extra="forbid", frozen=True)
 _RESPONSE = ConfigDict(extra="ignore", coerce_numbers_to_str=True)

@@ -2,7 +2,11 @@
 
 Connections: ``loyalty_warehouse`` (any common-sql database; DuckDB in the demo), ``xoxoday_default``,
 ``capillary_default``. The ledger lives in the warehouse: the extraction anti-joins it, so a rerun
-does not even extract what is done, and the operators skip and record per item.
+does not even extract what is done (or refused for good), and the operators skip and record per item.
+
+A DuckDB file admits one writing process at a time: with the demo's DuckDB warehouse under a
+scheduler whose executor runs tasks in parallel, set ``max_active_tasks=1`` (``airflow dags test``
+runs them one by one anyway). Server databases (PostgreSQL, Snowflake...) need nothing.
 """
 
 from __future__ import annotations

@@ -86,21 +86,19 @@ class XoxodayCredentials:
 
 def penalty_seconds(response: requests.Response) -> float | None:
     """Read Xoxoday's rate-limit answer (``auth.request_limit_exceeded``), whatever its status."""
-    if response.status_code < 400 and "request_limit" not in (response.text[:200] if response.content else ""):
-        return None  # fast path: a normal 2xx answer
+    if response.status_code < 400 and b"request_limit" not in response.content[:500]:
+        return None  # fast path: a normal answer
+    from pydantic import ValidationError
+
+    from airflow_provider_loyalty.models import XoxodayErrorBody
+
     try:
-        body = response.json()
-    except ValueError:
+        body = XoxodayErrorBody.model_validate(response.json())
+    except (ValueError, ValidationError):
         return None
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        return None
-    for error in errors:
-        if isinstance(error, dict) and error.get("message") == RATE_LIMIT_MESSAGE:
-            try:
-                return max(0.0, float(error.get("penaltySeconds", 60)))
-            except (TypeError, ValueError):
-                return 60.0
+    for error in body.errors or ():
+        if error.message == RATE_LIMIT_MESSAGE:
+            return max(0.0, error.penaltySeconds if error.penaltySeconds is not None else 60.0)
     return None
 
 

@@ -13,10 +13,8 @@ from airflow_provider_loyalty.operators._reversal import ItemResult, ReversalOpe
 if TYPE_CHECKING:
     from airflow_provider_loyalty.hooks.capillary import CapillaryHook
 
-#: Capillary's ceiling of earn ids per revokeEarn request, all promotions together.
-MAX_EARN_IDS_PER_REQUEST = 1000
-#: Capillary's documented limit on demo clusters; production limits are brand-specific.
-DEFAULT_REQUESTS_PER_MINUTE = 1000
+from airflow_provider_loyalty.vendor_limits import CAPILLARY_DEFAULT_REQUESTS_PER_MINUTE as DEFAULT_REQUESTS_PER_MINUTE
+from airflow_provider_loyalty.vendor_limits import CAPILLARY_MAX_EARN_IDS as MAX_EARN_IDS_PER_REQUEST
 
 #: customer_id -> promotion_id -> earn ids (dict as an ordered set)
 Earns = dict[int, dict[str, dict[str, None]]]
@@ -68,6 +66,8 @@ def parse_earns(value: Any, owner: str = "RevokeEarnOperator") -> tuple[Earns, i
             errors.add(position, row, f"customer_id {why_customer}")
         elif promotion is None:
             errors.add(position, row, f"promotion_id {why_promotion}")
+        elif "/" in promotion:
+            errors.add(position, row, "promotion_id contains '/'")
         elif earn is None:
             errors.add(position, row, f"earn_id {why_earn}")
         elif errors.count == 0:  # stop building once the input is known to be bad

@@ -12,8 +12,7 @@ from airflow_provider_loyalty.operators._reversal import ItemResult, ReversalOpe
 if TYPE_CHECKING:
     from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook
 
-#: Xoxoday documents no per-request maximum; its dashboard's bulk cap is 500.
-MAX_BATCH_SIZE = 500
+from airflow_provider_loyalty.vendor_limits import XOXODAY_MAX_BATCH_SIZE as MAX_BATCH_SIZE
 
 
 def parse_unique_ids(value: Any, owner: str = "CancelPointsOperator") -> tuple[list[int], int, int]:
