@@ -102,3 +102,15 @@ def sandbox() -> Iterator[object]:
 
     with Sandbox(SandboxConfig()) as sb:
         yield sb
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stored_xoxoday_pairs() -> None:
+    """Start from the connection's tokens: forget pairs a previous test session stored in the metadata DB."""
+    try:
+        from airflow.models.variable import Variable
+
+        for conn_id in ("xoxoday_default",):
+            Variable.delete(f"loyalty_xoxoday_token__{conn_id}")
+    except Exception:  # noqa: BLE001, S110 - no metadata DB yet: nothing stored
+        pass

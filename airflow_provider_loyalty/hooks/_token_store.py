@@ -107,10 +107,11 @@ def _in_task_context() -> bool:
 class VariableTokenStore:
     """The pair in the Airflow Variable ``loyalty_xoxoday_token__<conn_id>`` (JSON).
 
-    Reads and writes go through the Task SDK (``airflow.sdk.Variable``), so any worker sees the pair
-    another one stored. Outside a task Airflow offers no write path: the pair then lives only in
-    this store object, and an error says so — a rotation that is not persisted locks the next run
-    out.
+    Inside a task the Variable is read and written through the Task SDK (``airflow.sdk.Variable``),
+    so any worker sees the pair another one stored. Outside a task (a script, ``dag.test()``
+    helpers, the API server's connection test) the metadata database is used directly when one is
+    configured. If the pair cannot be written anywhere it lives only in this store object and an
+    error says so — a rotation that is not persisted locks the next run out.
 
     :param conn_id: the Xoxoday connection id; one pair per connection.
     """
@@ -123,13 +124,7 @@ class VariableTokenStore:
         """Read the stored pair (a pair that could not be persisted from this object wins)."""
         if self._unsaved is not None:
             return self._unsaved
-        from airflow.sdk import Variable
-
-        try:
-            text = Variable.get(self.key, default=None)
-        except Exception as exc:  # no API server reachable, secrets backend down...
-            log.warning("Could not read Variable %s (%s); using the connection's tokens", self.key, type(exc).__name__)
-            return None
+        text = self._read()
         if not text:
             return None
         pair = TokenPair.from_json(text if isinstance(text, str) else json.dumps(text))
@@ -137,19 +132,47 @@ class VariableTokenStore:
             log.warning("Variable %s does not hold a token pair; ignoring it", self.key)
         return pair
 
+    def _read(self) -> object:
+        from airflow.sdk import Variable
+
+        try:
+            text = Variable.get(self.key, default=None)
+        except Exception as exc:  # no API server reachable, secrets backend down...
+            log.warning("Could not read Variable %s (%s); using the connection's tokens", self.key, type(exc).__name__)
+            return None
+        if text is None and not _in_task_context():
+            try:  # outside a task the SDK reads env vars and secrets backends only: ask the metadata DB
+                from airflow.models.variable import Variable as MetastoreVariable
+
+                text = MetastoreVariable.get(self.key, default_var=None)
+            except Exception:  # noqa: BLE001 - no metadata DB configured here
+                return None
+        return text
+
     def save(self, pair: TokenPair) -> None:
         """Write ``pair`` to the Variable; if that fails, keep it here and log an error."""
         from airflow.sdk import Variable
 
+        description = "Rotated Xoxoday token pair (airflow-provider-loyalty)"
         try:
-            Variable.set(self.key, pair.to_json(), description="Rotated Xoxoday token pair (airflow-provider-loyalty)")
+            Variable.set(self.key, pair.to_json(), description=description)
         except Exception as exc:
+            error: Exception = exc
+            if not _in_task_context():
+                try:
+                    from airflow.models.variable import Variable as MetastoreVariable
+
+                    MetastoreVariable.set(self.key, pair.to_json(), description=description)
+                    self._unsaved = None
+                    return
+                except Exception as fallback_exc:  # noqa: BLE001 - reported below
+                    error = fallback_exc
             self._unsaved = pair
             log.error(
                 "The rotated Xoxoday token pair could NOT be stored in Variable %s (%s)%s. This run goes on "
                 "with it, but the next run will need a new pair from the Xoxoday dashboard in the connection.",
                 self.key,
-                type(exc).__name__,
+                type(error).__name__,
                 "" if _in_task_context() else " — not inside an Airflow task",
             )
             return

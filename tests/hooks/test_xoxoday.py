@@ -305,8 +305,12 @@ def test_a_pair_that_cannot_be_stored_is_still_used_and_reported(
     def refuse(cls, key, value, **kw):
         raise RuntimeError("API server down")
 
+    from airflow.models.variable import Variable as MetastoreVariable
+
     monkeypatch.setattr(Variable, "set", classmethod(refuse))
     monkeypatch.setattr(Variable, "get", classmethod(lambda cls, key, default=None, **kw: default))
+    monkeypatch.setattr(MetastoreVariable, "set", staticmethod(lambda *a, **kw: refuse(None, *a)))
+    monkeypatch.setattr(MetastoreVariable, "get", classmethod(lambda cls, key, default_var=None, **kw: default_var))
     requests_mock.post(
         API, [{"status_code": 401, "json": {"error": "Unauthorized"}}, {"json": cancel_answer((1, True, ""))}]
     )
