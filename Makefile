@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: install lint test test-fast demo bench constraints clean
+.PHONY: install lint test test-fast demo ui bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "Python >= 3.10 needed (PYTHON=$(PYTHON))"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+	rm -rf airflow_provider_loyalty.egg-info  # build leftover: from the checkout it would list the package twice
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +31,10 @@ test-fast: install
 
 demo: install
 	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+# The Reversals page in the Airflow UI over the demo's ledger (run `make demo` first); Ctrl-C stops it.
+ui: install
+	$(PY) scripts/ui.py $(UI_ARGS)
 
 bench: install
 	$(PY) benchmarks/run.py

@@ -67,7 +67,8 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Path of the points API (the /cancelPoints suffix in Xoxoday's docs is virtual).",
                         "schema": {"type": ["string", "null"], "default": "/chef/v1/oauth/api"},
                     },
-                    "token_path": {
+                    # not "token_path": Airflow's form redacts fields whose names look secret
+                    "refresh_path": {
                         "label": "Token refresh path",
                         "schema": {"type": ["string", "null"], "default": "/chef/v1/oauth/token/company"},
                     },

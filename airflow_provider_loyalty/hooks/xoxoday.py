@@ -107,7 +107,7 @@ class XoxodayHook(BaseHook):
 
     Connection: ``host`` = base URL, ``login`` = client_id, ``password`` = client_secret, extras
     ``access_token`` and ``refresh_token`` (the first pair, from the dashboard), optional
-    ``api_path`` and ``token_path``. On a 401 the hook refreshes once and retries; the rotated
+    ``api_path`` and ``refresh_path`` (``token_path`` is read too). On a 401 the hook refreshes once and retries; the rotated
     pair is persisted (see :mod:`airflow_provider_loyalty.hooks._token_store`) and preferred over the
     connection's extras from then on.
 
@@ -173,8 +173,10 @@ class XoxodayHook(BaseHook):
             client_secret=str(conn.password),
             access_token=extra.get("access_token") or None,
             refresh_token=extra.get("refresh_token") or None,
-            api_path=url_path(extra.get("api_path"), DEFAULT_API_PATH),
-            token_path=url_path(extra.get("token_path"), DEFAULT_TOKEN_PATH),
+            api_path=url_path(_unmasked(extra.get("api_path")), DEFAULT_API_PATH),
+            token_path=url_path(
+                _unmasked(extra.get("refresh_path")) or _unmasked(extra.get("token_path")), DEFAULT_TOKEN_PATH
+            ),
         )
 
     @cached_property
@@ -455,6 +457,11 @@ class XoxodayHook(BaseHook):
         except requests.RequestException as exc:  # pragma: no cover - transport layer wraps these
             return False, f"{type(exc).__name__} reaching Xoxoday"
         return True, f"Xoxoday token is valid (expires_in={info.get('expires_in')})"
+
+
+def _unmasked(value: object) -> object:
+    """Treat the UI's redaction placeholder as unset (a form saved unchanged may store ``***``)."""
+    return None if isinstance(value, str) and value.strip() == "***" else value
 
 
 def _as_unique_ids(values: Sequence[Any]) -> list[int]:

@@ -1,0 +1,94 @@
+"""A small inline SVG chart of the window: one stacked bar per day (no JavaScript, no CDN)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from html import escape
+
+#: Series drawn bottom-up: (field, CSS class, legend label).
+SERIES = (
+    ("succeeded", "bar-succeeded", "succeeded"),
+    ("failed_permanent", "bar-permanent", "failed (permanent)"),
+    ("failed_transient", "bar-transient", "failed (transient)"),
+    ("skipped", "bar-skipped", "skipped (already done)"),
+)
+WIDTH, HEIGHT, TOP, BOTTOM, LEFT = 720, 160, 12, 22, 40
+
+
+@dataclass
+class DayBar:
+    """The counts of one day (all vendors shown, or the one filtered on)."""
+
+    day: date
+    succeeded: int = 0
+    failed_permanent: int = 0
+    failed_transient: int = 0
+    skipped: int = 0
+
+    @property
+    def total(self) -> int:
+        """Height of the bar."""
+        return self.succeeded + self.failed_permanent + self.failed_transient + self.skipped
+
+
+def day_bars(first: date, last: date, counts: Sequence[object]) -> list[DayBar]:
+    """One bar per day from ``first`` to ``last``, summing the vendors' :class:`DayCounts`-like rows.
+
+    :param first: first day of the window.
+    :param last: last day of the window (today).
+    :param counts: objects with ``day``, ``succeeded``, ``failed_permanent``, ``failed_transient``, ``skipped``.
+    """
+    bars = {first + timedelta(days=i): DayBar(first + timedelta(days=i)) for i in range((last - first).days + 1)}
+    for row in counts:
+        bar = bars.get(row.day)  # type: ignore[attr-defined]
+        if bar is None:
+            continue
+        for field, _, _ in SERIES:
+            setattr(bar, field, getattr(bar, field) + (getattr(row, field, 0) or 0))
+    return list(bars.values())
+
+
+def render_svg(bars: Sequence[DayBar]) -> str:
+    """Return the chart as an SVG element (all text escaped; colours come from the page's CSS classes).
+
+    :param bars: the days, oldest first.
+    """
+    peak = max((bar.total for bar in bars), default=0)
+    scale_top = max(peak, 1)
+    plot_height = HEIGHT - TOP - BOTTOM
+    slot = (WIDTH - LEFT) / max(len(bars), 1)
+    bar_width = min(max(slot * 0.72, 1.0), 28.0)
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="Outcomes per day, {len(bars)} days" xmlns="http://www.w3.org/2000/svg">',
+        f'<line class="axis" x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH}" y2="{HEIGHT - BOTTOM}"/>',
+        f'<text class="tick" x="{LEFT - 4}" y="{TOP + 4}" text-anchor="end">{peak}</text>',
+        f'<text class="tick" x="{LEFT - 4}" y="{HEIGHT - BOTTOM}" text-anchor="end">0</text>',
+    ]
+    for index, bar in enumerate(bars):
+        x = LEFT + index * slot + (slot - bar_width) / 2
+        y = float(HEIGHT - BOTTOM)
+        label = (
+            f"{bar.day.isoformat()}: {bar.succeeded} succeeded, {bar.failed_permanent} failed (permanent), "
+            f"{bar.failed_transient} failed (transient), {bar.skipped} skipped"
+        )
+        parts.append(f'<g class="day" data-day="{bar.day.isoformat()}"><title>{escape(label)}</title>')
+        parts.append(f'<rect class="hit" x="{x:.1f}" y="{TOP}" width="{bar_width:.1f}" height="{plot_height}"/>')
+        for field, css, _ in SERIES:
+            value = getattr(bar, field)
+            if not value:
+                continue
+            height = plot_height * value / scale_top
+            y -= height
+            parts.append(f'<rect class="{css}" x="{x:.1f}" y="{y:.1f}" width="{bar_width:.1f}" height="{height:.1f}"/>')
+        parts.append("</g>")
+    if bars:
+        parts.append(
+            f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">{escape(bars[0].day.isoformat())}</text>'
+            f'<text class="tick" x="{WIDTH}" y="{HEIGHT - 6}" text-anchor="end">'
+            f"{escape(bars[-1].day.isoformat())}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,749 @@
+"""Read the reversal ledger for the Reversals page: read-only, parameterised, one connection per request.
+
+The ledger connection is one setting, ``[loyalty] ledger_conn_id`` (env
+``AIRFLOW__LOYALTY__LEDGER_CONN_ID``, default ``loyalty_warehouse``), with ``[loyalty] ledger_table``
+(default ``loyalty_reversal_ledger``). Every value a user types reaches the database as a bound
+parameter; the only names spliced into SQL are the table (checked to be an identifier) and fixed
+column names.
+
+Read-only, per engine:
+
+* DuckDB file: opened with ``read_only=True`` for the duration of one request. A DuckDB file has one
+  writer across processes: while a reversal task writes the ledger, the page answers "busy".
+* SQLite file: opened through a ``mode=ro`` URI.
+* PostgreSQL: each request is one ``READ ONLY`` transaction with a statement timeout, rolled back.
+* Any other common-sql ``DbApiHook``: only ``SELECT`` statements, rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel
+
+from airflow_provider_loyalty.ledger import DEFAULT_TABLE, check_table_name
+
+log = logging.getLogger(__name__)
+
+CONFIG_SECTION = "loyalty"
+DEFAULT_CONN_ID = "loyalty_warehouse"
+VENDORS = ("xoxoday", "capillary")
+Vendor = Literal["xoxoday", "capillary"]
+Status = Literal["succeeded", "failed"]
+
+#: Longest search text accepted (ids and run ids are far shorter).
+MAX_QUERY_CHARS = 250
+#: Attempts listed per item in a search answer (the count covers all of them).
+MAX_ATTEMPTS_SHOWN = 20
+#: Rows of "top failures" and "recent runs".
+TOP_FAILURES = 10
+RECENT_RUNS = 20
+#: PostgreSQL statement timeout of the page's queries, in milliseconds.
+STATEMENT_TIMEOUT_MS = 15_000
+
+_BIGINT_MAX = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+_ROW_COLUMNS = (
+    "vendor",
+    "item_key",
+    "unique_id",
+    "customer_id",
+    "promotion_id",
+    "earn_id",
+    "status",
+    "failure_kind",
+    "code",
+    "message",
+    "dag_id",
+    "run_id",
+    "task_id",
+    "map_index",
+    "try_number",
+    "recorded_at",
+)
+
+
+class LedgerUnavailable(Exception):
+    """The ledger cannot be read right now.
+
+    :param reason: what to tell the user; names the connection id and table, never the connection's
+        host, login, password or extras.
+    :param busy: a writer holds the ledger (DuckDB's single-writer lock); retrying soon will work.
+    :param missing: the ledger table does not exist yet (no reversal task has run).
+    """
+
+    def __init__(self, reason: str, *, busy: bool = False, missing: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.busy = busy
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    """Where the page reads the ledger.
+
+    :param conn_id: Airflow connection of the ledger (any common-sql ``DbApiHook``).
+    :param table: ledger table, optionally schema-qualified.
+    """
+
+    conn_id: str = DEFAULT_CONN_ID
+    table: str = DEFAULT_TABLE
+
+    @classmethod
+    def from_config(cls) -> LedgerSettings:
+        """Read ``[loyalty] ledger_conn_id`` and ``[loyalty] ledger_table`` (raises ``LedgerUnavailable`` if bad)."""
+        from airflow.configuration import conf
+
+        conn_id = (conf.get(CONFIG_SECTION, "ledger_conn_id", fallback=DEFAULT_CONN_ID) or DEFAULT_CONN_ID).strip()
+        table = (conf.get(CONFIG_SECTION, "ledger_table", fallback=DEFAULT_TABLE) or DEFAULT_TABLE).strip()
+        try:
+            check_table_name(table)
+        except ValueError:
+            raise LedgerUnavailable(
+                "the [loyalty] ledger_table setting is not a table name (letters, digits, _ and an optional schema)"
+            ) from None
+        return cls(conn_id=conn_id, table=table)
+
+
+# ------------------------------------------------------------------------------------------ models
+class Attempt(BaseModel):
+    """One recorded outcome of an item (a row of the ledger)."""
+
+    status: str
+    failure_kind: str | None = None
+    code: str | None = None
+    message: str = ""
+    recorded_at: datetime
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    map_index: int | None = None
+    try_number: int | None = None
+    run_url: str | None = None
+    task_url: str | None = None
+
+
+class ItemHistory(BaseModel):
+    """Everything the ledger knows about one item: was it reversed, when, by which run."""
+
+    vendor: str
+    item_key: str
+    unique_id: int | None = None
+    customer_id: int | None = None
+    promotion_id: str | None = None
+    earn_id: str | None = None
+    reversed: bool
+    reversed_at: datetime | None = None
+    reversed_by: Attempt | None = None
+    last: Attempt
+    attempt_count: int
+    attempts: list[Attempt]
+
+
+class ItemsPage(BaseModel):
+    """One page of items matching a search (newest activity first)."""
+
+    query: str
+    vendor: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    total: int
+    limit: int
+    offset: int
+    items: list[ItemHistory]
+
+
+class VendorTotals(BaseModel):
+    """Outcomes of one vendor; ``skipped`` comes from the task summaries (``None``: unknown)."""
+
+    vendor: str
+    succeeded: int = 0
+    failed_permanent: int = 0
+    failed_transient: int = 0
+    skipped: int | None = None
+
+
+class DayCounts(VendorTotals):
+    """Outcomes recorded on one day (UTC) for one vendor."""
+
+    day: date
+
+
+class FailureGroup(BaseModel):
+    """A failure code of a vendor, with how often it was recorded in the window."""
+
+    vendor: str
+    code: str | None = None
+    failure_kind: str | None = None
+    outcomes: int
+    items: int
+    distinct_messages: int
+    example_message: str
+    last_seen: datetime
+
+
+class RunCounts(BaseModel):
+    """What one DAG run recorded in the ledger."""
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    run_url: str | None = None
+    vendors: list[str]
+    first_recorded_at: datetime
+    last_recorded_at: datetime
+    succeeded: int = 0
+    failed_permanent: int = 0
+    failed_transient: int = 0
+
+
+class LedgerRef(BaseModel):
+    """Which ledger the numbers come from (ids only, never connection details)."""
+
+    conn_id: str
+    table: str
+
+
+class Summary(BaseModel):
+    """The page's numbers for a window of days."""
+
+    ledger: LedgerRef
+    days: int
+    since: datetime
+    until: datetime
+    vendor: str | None = None
+    daily: list[DayCounts]
+    totals: list[VendorTotals]
+    top_failures: list[FailureGroup]
+    runs: list[RunCounts]
+    skipped_available: bool
+
+
+# ------------------------------------------------------------------------------- connections
+@dataclass
+class _Session:
+    """An open read-only connection and how to speak to it."""
+
+    conn: Any
+    placeholder: str
+    dialect: str  # duckdb | sqlite | postgres | generic
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one ``SELECT`` with bound parameters; return its rows as tuples."""
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(sql, list(params))
+            return [_values(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def fetch_none(self, sql: str) -> None:
+        """Run one statement that returns no rows (session settings)."""
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    """A row as a tuple, whatever cursor class the connection's extras picked."""
+    if isinstance(row, dict):
+        return tuple(row.values())
+    return tuple(row)
+
+
+def _connection_type(conn_id: str) -> tuple[str, Any]:
+    from airflow.sdk import BaseHook
+
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except Exception:
+        log.warning("Ledger connection %r could not be loaded", conn_id, exc_info=True)
+        raise LedgerUnavailable(
+            f"the ledger connection {conn_id!r} is not defined (set [loyalty] ledger_conn_id or create it)"
+        ) from None
+    return (connection.conn_type or "").lower(), connection
+
+
+def _open_duckdb(conn_id: str, path: str) -> _Session:
+    import duckdb
+
+    try:
+        return _Session(duckdb.connect(path, read_only=True), "?", "duckdb")
+    except duckdb.Error as exc:
+        text = str(exc).lower()
+        if "lock" in text:
+            raise LedgerUnavailable(
+                f"the ledger (DuckDB file of connection {conn_id!r}) is being written by a task; "
+                "DuckDB allows one writer at a time: reload in a moment",
+                busy=True,
+            ) from None
+        log.warning("Could not open the DuckDB ledger of %r read-only", conn_id, exc_info=True)
+        missing = "does not exist" in text or "no such file" in text
+        raise LedgerUnavailable(
+            f"the DuckDB file of connection {conn_id!r} could not be opened read-only"
+            + (" (it does not exist yet)" if missing else f" ({type(exc).__name__})"),
+            missing=missing,
+        ) from None
+
+
+def _open_sqlite(conn_id: str, path: str) -> _Session:
+    import sqlite3
+
+    if path.startswith("file:"):
+        uri = path + ("&" if "?" in path else "?") + "mode=ro"
+    else:
+        uri = "file:" + quote(path) + "?mode=ro"
+    try:
+        return _Session(sqlite3.connect(uri, uri=True, timeout=5, check_same_thread=False), "?", "sqlite")
+    except sqlite3.Error as exc:
+        log.warning("Could not open the SQLite ledger of %r read-only", conn_id, exc_info=True)
+        raise LedgerUnavailable(
+            f"the SQLite file of connection {conn_id!r} could not be opened read-only ({type(exc).__name__})"
+        ) from None
+
+
+def _open_hook(conn_id: str, conn_type: str) -> _Session:
+    from airflow_provider_loyalty.ledger import ReversalLedger
+
+    try:
+        hook = ReversalLedger(conn_id).hook
+        conn = hook.get_conn()
+    except TypeError as exc:
+        raise LedgerUnavailable(str(exc)) from None
+    except Exception as exc:
+        log.warning("Could not connect to the ledger through %r", conn_id, exc_info=True)
+        raise LedgerUnavailable(
+            f"could not connect to the ledger through connection {conn_id!r} ({type(exc).__name__})"
+        ) from None
+    placeholder = getattr(hook, "placeholder", None) or "%s"
+    return _Session(conn, placeholder, "postgres" if conn_type in ("postgres", "postgresql") else "generic")
+
+
+@contextmanager
+def read_only_session(conn_id: str) -> Iterator[_Session]:
+    """Open the ledger connection read-only for one request; always rolled back and closed.
+
+    :param conn_id: the ledger's Airflow connection.
+    :raises LedgerUnavailable: the connection is missing, unreachable or locked by a writer.
+    """
+    conn_type, connection = _connection_type(conn_id)
+    if conn_type == "duckdb" and connection.host and not connection.password:
+        session = _open_duckdb(conn_id, connection.host)
+    elif conn_type == "sqlite" and connection.host:
+        session = _open_sqlite(conn_id, connection.host)
+    else:
+        session = _open_hook(conn_id, conn_type)
+    try:
+        if session.dialect == "postgres":
+            # The first statements of the transaction: nothing after them can write, nothing runs long.
+            try:
+                session.fetch_none("SET TRANSACTION READ ONLY")
+                session.fetch_none(f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
+            except Exception as exc:
+                log.warning("Could not start a read-only transaction on %r", conn_id, exc_info=True)
+                raise LedgerUnavailable(
+                    f"could not start a read-only transaction on connection {conn_id!r} ({type(exc).__name__})"
+                ) from None
+        yield session
+    finally:
+        for step in ("rollback", "close"):
+            try:
+                getattr(session.conn, step)()
+            except Exception:  # a failed rollback of a read must not hide the answer or the real error
+                log.debug("ledger connection %s failed", step, exc_info=True)
+
+
+# ------------------------------------------------------------------------------------- reading
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _as_datetime(value: Any) -> datetime:
+    """A ledger timestamp (naive UTC, or ISO text on SQLite) as an aware UTC datetime."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time.min) if isinstance(value, date) else datetime.fromisoformat(str(value))
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def _as_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _as_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def check_query(text: str) -> str:
+    """Return the search text stripped; raise ``ValueError`` if it is too long or has control characters."""
+    text = text.strip()
+    if len(text) > MAX_QUERY_CHARS:
+        raise ValueError(f"search text longer than {MAX_QUERY_CHARS} characters")
+    if _CONTROL.search(text):
+        raise ValueError("search text contains control characters")
+    return text
+
+
+class LedgerReader:
+    """The page's queries over one ledger.
+
+    :param settings: ledger connection and table.
+    :param airflow_root: path prefix of the Airflow UI (``[api] base_url``'s path), for run links.
+    :param now: clock (UTC), injectable for tests.
+    """
+
+    def __init__(
+        self,
+        settings: LedgerSettings,
+        *,
+        airflow_root: str = "",
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.settings = settings
+        self.table = check_table_name(settings.table)
+        self.airflow_root = airflow_root.rstrip("/")
+        self.now = now
+
+    # ----------------------------------------------------------------------------- helpers
+    def window(self, days: int) -> tuple[datetime, datetime]:
+        """Return the naive-UTC start of the first day of a ``days``-day window ending today, and now."""
+        now = self.now().astimezone(timezone.utc).replace(tzinfo=None)
+        first = now.date() - timedelta(days=days - 1)
+        return datetime.combine(first, time.min), now
+
+    def run_url(self, dag_id: str | None, run_id: str | None) -> str | None:
+        """Path of a DAG run in the Airflow UI."""
+        if not dag_id or not run_id:
+            return None
+        return f"{self.airflow_root}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+    def task_url(
+        self, dag_id: str | None, run_id: str | None, task_id: str | None, map_index: int | None
+    ) -> str | None:
+        """Path of a task instance in the Airflow UI."""
+        run = self.run_url(dag_id, run_id)
+        if run is None or not task_id:
+            return None
+        url = f"{run}/tasks/{quote(task_id, safe='')}"
+        return f"{url}/mapped/{map_index}" if map_index is not None and map_index >= 0 else url
+
+    @staticmethod
+    def _day_sql(session: _Session) -> str:
+        return "DATE(recorded_at)" if session.dialect == "sqlite" else "CAST(recorded_at AS DATE)"
+
+    @staticmethod
+    def _time_param(session: _Session, value: datetime) -> Any:
+        # SQLite stores the ledger's timestamps as ISO text; compare text with text.
+        return value.isoformat(" ") if session.dialect == "sqlite" else value
+
+    def _check_table(self, session: _Session) -> None:
+        try:
+            session.fetch(f"SELECT 1 FROM {self.table} WHERE 1 = 0")
+        except Exception as exc:
+            log.info(
+                "Ledger table %s not readable through %r: %s", self.table, self.settings.conn_id, type(exc).__name__
+            )
+            raise LedgerUnavailable(
+                f"the ledger table {self.table} does not exist yet in connection {self.settings.conn_id!r}: "
+                "reversal tasks create it on their first run",
+                missing=True,
+            ) from None
+
+    @contextmanager
+    def _session(self) -> Iterator[_Session]:
+        with read_only_session(self.settings.conn_id) as session:
+            self._check_table(session)
+            try:
+                yield session
+            except LedgerUnavailable:
+                raise
+            except Exception as exc:
+                log.exception("Reading the ledger %s through %r failed", self.table, self.settings.conn_id)
+                raise LedgerUnavailable(
+                    f"reading the ledger table {self.table} through connection {self.settings.conn_id!r} failed "
+                    f"({type(exc).__name__}; details in the api-server log)"
+                ) from None
+
+    def _attempt(self, row: dict[str, Any]) -> Attempt:
+        map_index = _as_int(row["map_index"])
+        return Attempt(
+            status=str(row["status"]),
+            failure_kind=_as_text(row["failure_kind"]),
+            code=_as_text(row["code"]),
+            message=str(row["message"] or ""),
+            recorded_at=_as_datetime(row["recorded_at"]),
+            dag_id=_as_text(row["dag_id"]),
+            run_id=_as_text(row["run_id"]),
+            task_id=_as_text(row["task_id"]),
+            map_index=map_index,
+            try_number=_as_int(row["try_number"]),
+            run_url=self.run_url(row["dag_id"], row["run_id"]),
+            task_url=self.task_url(row["dag_id"], row["run_id"], row["task_id"], map_index),
+        )
+
+    # ----------------------------------------------------------------------------- summary
+    def summary(
+        self,
+        *,
+        days: int = 30,
+        vendor: str | None = None,
+        skipped: dict[tuple[date, str], int] | None = None,
+    ) -> Summary:
+        """Per day and vendor counts, top failure codes and recent runs over the last ``days`` days.
+
+        :param days: window length, today included.
+        :param vendor: only this vendor.
+        :param skipped: items skipped as already done, per ``(day, vendor)``, from the task summaries
+            (``None``: not known).
+        """
+        since, until = self.window(days)
+        where = "recorded_at >= {p}"
+        with self._session() as session:
+            p = session.placeholder
+            params: list[Any] = [self._time_param(session, since)]
+            if vendor:
+                where += " AND vendor = {p}"
+                params.append(vendor)
+            where = where.format(p=p)
+            day = self._day_sql(session)
+            daily_rows = session.fetch(
+                f"SELECT {day} AS day, vendor, status, failure_kind, COUNT(*) FROM {self.table} "
+                f"WHERE {where} GROUP BY {day}, vendor, status, failure_kind",
+                params,
+            )
+            failure_rows = session.fetch(
+                "SELECT vendor, code, failure_kind, COUNT(*) AS outcomes, COUNT(DISTINCT item_key), "
+                f"COUNT(DISTINCT message), MAX(message), MAX(recorded_at) FROM {self.table} "
+                f"WHERE {where} AND status = 'failed' GROUP BY vendor, code, failure_kind "
+                f"ORDER BY outcomes DESC, vendor, code LIMIT {int(TOP_FAILURES)}",
+                params,
+            )
+            run_rows = session.fetch(
+                "SELECT dag_id, run_id, vendor, status, failure_kind, COUNT(*), MIN(recorded_at), MAX(recorded_at) "
+                f"FROM {self.table} WHERE {where} GROUP BY dag_id, run_id, vendor, status, failure_kind",
+                params,
+            )
+
+        daily = _daily(daily_rows, skipped, first_day=since.date(), vendor=vendor)
+        return Summary(
+            ledger=LedgerRef(conn_id=self.settings.conn_id, table=self.table),
+            days=days,
+            since=since.replace(tzinfo=timezone.utc),
+            until=until.replace(tzinfo=timezone.utc),
+            vendor=vendor,
+            daily=daily,
+            totals=_totals(daily),
+            top_failures=[_failure_group(row) for row in failure_rows],
+            runs=self._runs(run_rows)[:RECENT_RUNS],
+            skipped_available=skipped is not None,
+        )
+
+    def _runs(self, rows: list[tuple[Any, ...]]) -> list[RunCounts]:
+        """Per DAG run counts from ``(dag_id, run_id, vendor, status, kind, n, first, last)`` rows, newest first."""
+        runs: dict[tuple[str | None, str | None], RunCounts] = {}
+        for dag_id, run_id, row_vendor, status, kind, n, first, last in rows:
+            key = (_as_text(dag_id), _as_text(run_id))
+            first_at, last_at = _as_datetime(first), _as_datetime(last)
+            run = runs.get(key)
+            if run is None:
+                run = runs[key] = RunCounts(
+                    dag_id=key[0],
+                    run_id=key[1],
+                    run_url=self.run_url(key[0], key[1]),
+                    vendors=[],
+                    first_recorded_at=first_at,
+                    last_recorded_at=last_at,
+                )
+            run.first_recorded_at = min(run.first_recorded_at, first_at)
+            run.last_recorded_at = max(run.last_recorded_at, last_at)
+            if str(row_vendor) not in run.vendors:
+                run.vendors = sorted([*run.vendors, str(row_vendor)])
+            _add(run, str(status), kind, int(n))
+        return sorted(runs.values(), key=lambda r: r.last_recorded_at, reverse=True)
+
+    # ------------------------------------------------------------------------------ search
+    def items(
+        self,
+        *,
+        query: str = "",
+        vendor: str | None = None,
+        status: str | None = None,
+        days: int = 30,
+        limit: int = 25,
+        offset: int = 0,
+    ) -> ItemsPage:
+        """Items matching ``query`` (an id of any kind, an item key or a run id), newest activity first.
+
+        With a query, the whole ledger is searched ("was it ever reversed?"); without one, the items
+        with activity in the last ``days`` days are listed.
+
+        :param query: unique_id, customer_id, earn_id, promotion_id, item key or run_id; exact match.
+        :param vendor: only this vendor.
+        :param status: only items with an attempt of this status.
+        :param days: window of the listing without a query.
+        :param limit: page size.
+        :param offset: items to skip.
+        """
+        query = check_query(query)
+        since = None if query else self.window(days)[0]
+        with self._session() as session:
+            p = session.placeholder
+            conditions: list[str] = []
+            params: list[Any] = []
+            if query:
+                matches = ["item_key = {p}", "earn_id = {p}", "promotion_id = {p}", "run_id = {p}"]
+                params += [query] * len(matches)
+                if _DIGITS.fullmatch(query) and int(query) <= _BIGINT_MAX:
+                    matches += ["unique_id = {p}", "customer_id = {p}"]
+                    params += [int(query), int(query)]
+                conditions.append("(" + " OR ".join(matches) + ")")
+            if since is not None:
+                conditions.append("recorded_at >= {p}")
+                params.append(self._time_param(session, since))
+            if vendor:
+                conditions.append("vendor = {p}")
+                params.append(vendor)
+            if status:
+                conditions.append("status = {p}")
+                params.append(status)
+            where = (" WHERE " + " AND ".join(conditions)).format(p=p) if conditions else ""
+            total = int(
+                session.fetch(
+                    f"SELECT COUNT(*) FROM (SELECT vendor, item_key FROM {self.table}{where} "
+                    "GROUP BY vendor, item_key) matched",
+                    params,
+                )[0][0]
+            )
+            keys = session.fetch(
+                f"SELECT vendor, item_key, MAX(recorded_at) AS last_at FROM {self.table}{where} "
+                f"GROUP BY vendor, item_key ORDER BY last_at DESC, vendor, item_key LIMIT {p} OFFSET {p}",
+                [*params, int(limit), int(offset)],
+            )
+            histories = self._histories(session, [(str(v), str(k)) for v, k, _ in keys])
+        return ItemsPage(
+            query=query,
+            vendor=vendor,
+            status=status,
+            since=since.replace(tzinfo=timezone.utc) if since else None,
+            total=total,
+            limit=limit,
+            offset=offset,
+            items=[histories[(str(v), str(k))] for v, k, _ in keys if (str(v), str(k)) in histories],
+        )
+
+    def _histories(self, session: _Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], ItemHistory]:
+        by_vendor: dict[str, list[str]] = {}
+        for vendor, key in keys:
+            by_vendor.setdefault(vendor, []).append(key)
+        rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        p = session.placeholder
+        for vendor, item_keys in by_vendor.items():
+            marks = ", ".join([p] * len(item_keys))
+            for values in session.fetch(
+                f"SELECT {', '.join(_ROW_COLUMNS)} FROM {self.table} "
+                f"WHERE vendor = {p} AND item_key IN ({marks}) ORDER BY recorded_at DESC",
+                [vendor, *item_keys],
+            ):
+                row = dict(zip(_ROW_COLUMNS, values, strict=True))
+                rows.setdefault((str(row["vendor"]), str(row["item_key"])), []).append(row)
+        histories: dict[tuple[str, str], ItemHistory] = {}
+        for (vendor, key), item_rows in rows.items():
+            attempts = [self._attempt(r) for r in item_rows]  # newest first
+            successes = [a for a in attempts if a.status == "succeeded"]
+            first_success = successes[-1] if successes else None
+            histories[(vendor, key)] = ItemHistory(
+                vendor=vendor,
+                item_key=key,
+                unique_id=_as_int(_first(item_rows, "unique_id")),
+                customer_id=_as_int(_first(item_rows, "customer_id")),
+                promotion_id=_as_text(_first(item_rows, "promotion_id")),
+                earn_id=_as_text(_first(item_rows, "earn_id")),
+                reversed=first_success is not None,
+                reversed_at=first_success.recorded_at if first_success else None,
+                reversed_by=first_success,
+                last=attempts[0],
+                attempt_count=len(attempts),
+                attempts=attempts[:MAX_ATTEMPTS_SHOWN],
+            )
+        return histories
+
+
+def _daily(
+    rows: list[tuple[Any, ...]],
+    skipped: dict[tuple[date, str], int] | None,
+    *,
+    first_day: date,
+    vendor: str | None,
+) -> list[DayCounts]:
+    """Per day and vendor counts from ``(day, vendor, status, kind, n)`` rows plus the skipped counts, newest first."""
+    counts: dict[tuple[date, str], DayCounts] = {}
+    for day_value, row_vendor, status, kind, n in rows:
+        key = (_as_date(day_value), str(row_vendor))
+        _add(counts.setdefault(key, DayCounts(day=key[0], vendor=key[1])), str(status), kind, int(n))
+    if skipped is not None:
+        for (day, skip_vendor), n in skipped.items():
+            if day >= first_day and (not vendor or skip_vendor == vendor):
+                entry = counts.setdefault((day, skip_vendor), DayCounts(day=day, vendor=skip_vendor))
+                entry.skipped = (entry.skipped or 0) + n
+        for entry in counts.values():
+            entry.skipped = entry.skipped or 0
+    return sorted(counts.values(), key=lambda c: (c.day, c.vendor), reverse=True)
+
+
+def _totals(daily: list[DayCounts]) -> list[VendorTotals]:
+    """The window's totals per vendor (Xoxoday, then Capillary)."""
+    totals: dict[str, VendorTotals] = {}
+    for entry in daily:
+        total = totals.setdefault(entry.vendor, VendorTotals(vendor=entry.vendor))
+        total.succeeded += entry.succeeded
+        total.failed_permanent += entry.failed_permanent
+        total.failed_transient += entry.failed_transient
+        if entry.skipped is not None:
+            total.skipped = (total.skipped or 0) + entry.skipped
+    order = {vendor: i for i, vendor in enumerate(VENDORS)}
+    return sorted(totals.values(), key=lambda t: (order.get(t.vendor, len(order)), t.vendor))
+
+
+def _failure_group(row: tuple[Any, ...]) -> FailureGroup:
+    vendor, code, kind, outcomes, items, messages, example, last_seen = row
+    return FailureGroup(
+        vendor=str(vendor),
+        code=_as_text(code),
+        failure_kind=_as_text(kind),
+        outcomes=int(outcomes),
+        items=int(items),
+        distinct_messages=int(messages),
+        example_message=str(example or ""),
+        last_seen=_as_datetime(last_seen),
+    )
+
+
+def _first(rows: list[dict[str, Any]], column: str) -> Any:
+    return next((r[column] for r in rows if r[column] is not None), None)
+
+
+def _add(target: VendorTotals | RunCounts, status: str, failure_kind: Any, n: int) -> None:
+    if status == "succeeded":
+        target.succeeded += n
+    elif failure_kind == "transient":
+        target.failed_transient += n
+    else:
+        target.failed_permanent += n

@@ -1,0 +1,233 @@
+"""The Reversals app over a seeded ledger on DuckDB, SQLite and PostgreSQL: numbers, search, pages, injection."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pytest
+
+from tests.ui import seed
+from tests.ui.conftest import POSTGRES_URI, fake_skipped
+
+
+def test_postgres_is_configured_where_required() -> None:
+    if os.environ.get("LOYALTY_REQUIRE_POSTGRES") and not POSTGRES_URI:
+        pytest.fail("LOYALTY_REQUIRE_POSTGRES is set but LOYALTY_TEST_POSTGRES_URI is not")
+
+
+def by_day(summary: dict) -> dict[tuple[str, str], dict]:
+    return {(d["day"], d["vendor"]): d for d in summary["daily"]}
+
+
+def test_summary_counts_per_day_vendor_failures_and_runs(ledger, make_client, token) -> None:
+    client = make_client(skipped=fake_skipped(ledger.today), token=token)
+    response = client.get("/loyalty/api/summary")
+    assert response.status_code == 200, response.text
+    summary = response.json()
+    today, yesterday, two_days = (str(ledger.today - timedelta(days=k)) for k in range(3))
+    days = by_day(summary)
+
+    assert summary["ledger"] == {"conn_id": "ledger", "table": ledger.table}
+    assert summary["days"] == 30 and summary["skipped_available"] is True
+    assert days[(today, "xoxoday")] | {"day": None} == {
+        "day": None,
+        "vendor": "xoxoday",
+        "succeeded": 1,
+        "failed_permanent": 5,
+        "failed_transient": 0,
+        "skipped": 7,
+    }
+    assert days[(today, "capillary")]["failed_permanent"] == 3
+    assert days[(yesterday, "xoxoday")]["succeeded"] == 2  # 1002 and 3001's retry
+    assert days[(yesterday, "capillary")] | {"day": None} == {
+        "day": None,
+        "vendor": "capillary",
+        "succeeded": 8,
+        "failed_permanent": 0,
+        "failed_transient": 0,
+        "skipped": 3,
+    }
+    assert days[(two_days, "xoxoday")]["failed_transient"] == 1
+    assert len([d for d in summary["daily"] if d["vendor"] == "xoxoday"]) == 30  # 999 (40 days ago) is outside
+    assert [d["day"] for d in summary["daily"]] == sorted((d["day"] for d in summary["daily"]), reverse=True)
+
+    assert summary["totals"] == [
+        {"vendor": "xoxoday", "succeeded": 31, "failed_permanent": 5, "failed_transient": 1, "skipped": 7},
+        {"vendor": "capillary", "succeeded": 8, "failed_permanent": 3, "failed_transient": 0, "skipped": 3},
+    ]
+    failures = [(f["vendor"], f["code"], f["failure_kind"], f["outcomes"], f["items"]) for f in summary["top_failures"]]
+    assert failures == [
+        ("xoxoday", "rejected", "permanent", 5, 5),
+        ("capillary", "729", "permanent", 2, 2),
+        ("capillary", "731", "permanent", 1, 1),
+        ("xoxoday", "http_503", "transient", 1, 1),
+    ]
+    assert summary["top_failures"][0]["example_message"] == "Transaction not found"
+
+    latest = summary["runs"][0]
+    assert latest["run_id"] == seed.run_id_for(ledger.today)
+    assert (latest["succeeded"], latest["failed_permanent"], latest["vendors"]) == (1, 8, ["capillary", "xoxoday"])
+    assert latest["run_url"] == (
+        f"/dags/{seed.DAG_ID}/runs/scheduled__{ledger.today.isoformat()}T00%3A00%3A00%2B00%3A00"
+    )
+    retried = next(r for r in summary["runs"] if r["run_id"] == seed.run_id_for(ledger.today - timedelta(days=2)))
+    assert (retried["succeeded"], retried["failed_transient"]) == (2, 1)
+
+
+def test_summary_window_and_vendor_filter(ledger, make_client, token) -> None:
+    client = make_client(skipped=fake_skipped(ledger.today), token=token)
+    summary = client.get("/loyalty/api/summary", params={"days": 2, "vendor": "capillary"}).json()
+    assert {(d["day"], d["vendor"]) for d in summary["daily"]} == {
+        (str(ledger.today), "capillary"),
+        (str(ledger.today - timedelta(days=1)), "capillary"),
+    }
+    assert [f["code"] for f in summary["top_failures"]] == ["729", "731"]
+    assert summary["totals"] == [
+        {"vendor": "capillary", "succeeded": 8, "failed_permanent": 3, "failed_transient": 0, "skipped": 3}
+    ]
+
+
+def test_skipped_is_unknown_without_task_summaries(duckdb_ledger, make_client, token) -> None:
+    def broken(since):
+        raise RuntimeError("metadata database unreachable")
+
+    for source in (None, broken):
+        summary = make_client(skipped=source, token=token).get("/loyalty/api/summary").json()
+        assert summary["skipped_available"] is False
+        assert {d["skipped"] for d in summary["daily"]} == {None}
+
+
+@pytest.mark.parametrize(
+    ("query", "keys"),
+    [
+        ("1001", ["1001"]),
+        ("E-9", ["501/P-9/E-9"]),
+        ("501/P-9/E-3", ["501/P-9/E-3"]),
+        ("999", ["999"]),  # all time: reversed 40 days ago, outside the window
+        ("424242", []),
+    ],
+    ids=["unique_id", "earn_id", "item_key", "outside_window", "unknown"],
+)
+def test_search_finds_an_item_by_any_id(ledger, make_client, token, query, keys) -> None:
+    page = make_client(token=token).get("/loyalty/api/items", params={"q": query}).json()
+    assert [item["item_key"] for item in page["items"]] == keys
+    assert page["total"] == len(keys)
+
+
+def test_search_answers_was_it_reversed_when_and_by_which_run(ledger, make_client, token) -> None:
+    client = make_client(token=token)
+    item = client.get("/loyalty/api/items", params={"q": "3001"}).json()["items"][0]
+    assert item["reversed"] is True
+    assert item["reversed_at"].startswith(str(ledger.today - timedelta(days=1)))
+    assert item["reversed_by"]["run_id"] == seed.run_id_for(ledger.today - timedelta(days=2))
+    assert item["reversed_by"]["try_number"] == 2
+    assert item["reversed_by"]["task_url"].endswith("/tasks/cancel_points")
+    assert [a["status"] for a in item["attempts"]] == ["succeeded", "failed"]  # newest first
+    assert item["attempts"][1]["failure_kind"] == "transient"
+
+    refused = client.get("/loyalty/api/items", params={"q": "E-9"}).json()["items"][0]
+    assert (refused["reversed"], refused["reversed_by"], refused["last"]["code"]) == (False, None, "729")
+    assert (refused["customer_id"], refused["promotion_id"], refused["earn_id"]) == (501, "P-9", "E-9")
+
+    mapped = client.get("/loyalty/api/items", params={"q": "E-1"}).json()["items"][0]
+    assert mapped["reversed_by"]["task_url"].endswith("/tasks/revoke_earns/mapped/2")
+
+
+def test_search_by_customer_promotion_and_run_paginates(ledger, make_client, token) -> None:
+    client = make_client(token=token)
+    seen: list[str] = []
+    for offset in (0, 4, 8):
+        page = client.get("/loyalty/api/items", params={"q": "501", "limit": 4, "offset": offset}).json()
+        assert page["total"] == 10 and page["limit"] == 4 and page["offset"] == offset
+        seen += [item["item_key"] for item in page["items"]]
+    assert sorted(seen) == sorted(f"501/P-9/E-{n}" for n in range(1, 11))  # every item once, no overlap
+    assert client.get("/loyalty/api/items", params={"q": "P-9"}).json()["total"] == 10
+    run = client.get("/loyalty/api/items", params={"q": seed.run_id_for(ledger.today)}).json()
+    assert run["total"] == 9  # 1001, 2001..2005, E-9, E-10, E-11
+
+
+def test_listing_without_query_covers_the_window_with_filters(ledger, make_client, token) -> None:
+    client = make_client(token=token)
+    assert client.get("/loyalty/api/items").json()["total"] == 47
+    assert client.get("/loyalty/api/items", params={"vendor": "capillary"}).json()["total"] == 11
+    failed = client.get("/loyalty/api/items", params={"status": "failed", "limit": 100}).json()
+    assert sorted(i["item_key"] for i in failed["items"]) == sorted(
+        ["2001", "2002", "2003", "2004", "2005", "3001", "501/P-9/E-9", "501/P-9/E-10", "502/P-7/E-11"]
+    )
+    assert client.get("/loyalty/api/items", params={"days": 1}).json()["total"] == 9
+
+
+INJECTIONS = [
+    "1 OR 1=1",
+    "1001 OR 1=1",
+    "1' OR '1'='1",
+    "1001') OR ('1'='1",
+    "'; DROP TABLE {table}; --",
+    "1; DELETE FROM {table}",
+    "' UNION SELECT vendor, item_key, recorded_at FROM {table} --",
+    "%",
+    "E-%",
+    "_",
+    "501/P-9/%",
+    "\\",
+    "１００１",  # full-width digits are not digits to the SQL side
+    "9223372036854775808",  # past BIGINT: compared as text only
+]
+
+
+def test_sql_injection_attempts_in_search_match_nothing_and_change_nothing(ledger, make_client, token) -> None:
+    client = make_client(token=token)
+    rows_before = client.get("/loyalty/api/items", params={"days": 366, "limit": 1}).json()["total"]
+    for attempt in INJECTIONS:
+        q = attempt.format(table=ledger.table)
+        for path in ("/loyalty/api/items", "/loyalty/reversals"):
+            response = client.get(path, params={"q": q})
+            assert response.status_code == 200, (q, response.text)
+        assert client.get("/loyalty/api/items", params={"q": q}).json()["total"] == 0, q
+    assert client.get("/loyalty/api/items", params={"days": 366, "limit": 1}).json()["total"] == rows_before
+    assert client.get("/loyalty/api/items", params={"q": "1001"}).json()["total"] == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"vendor": "xoxoday' OR '1'='1"},
+        {"status": "failed; DROP TABLE x"},
+        {"days": "30 OR 1=1"},
+        {"days": 0},
+        {"days": 367},
+        {"limit": 101, "page": 0},
+        {"offset": -1, "page": 10_001},
+        {"q": "x" * 251},
+        {"q": "1001\x00"},
+        {"q": "E-9\n--"},
+    ],
+    ids=["vendor", "status", "days_text", "days_zero", "days_too_many", "limit", "offset", "long", "nul", "newline"],
+)
+def test_bad_parameters_are_refused_before_any_query(duckdb_ledger, make_client, token, params) -> None:
+    client = make_client(token=token)
+    for path in ("/loyalty/api/items", "/loyalty/reversals"):
+        assert client.get(path, params=params).status_code == 422, (path, params)
+
+
+def test_page_shows_the_numbers_and_escapes_ledger_text(ledger, make_client, token) -> None:
+    client = make_client(skipped=fake_skipped(ledger.today), token=token)
+    page = client.get("/loyalty/reversals")
+    assert page.status_code == 200
+    html = page.text
+    assert "<h1>Reversals</h1>" in html and '<svg class="chart"' in html
+    assert f'data-day="{ledger.today}" data-vendor="xoxoday"' in html
+    assert "Transaction not found" in html and "<code>rejected</code>" in html
+    assert 'href="/loyalty/static/reversals.css?v=' in html
+    assert f'href="/dags/{seed.DAG_ID}/runs/scheduled__' in html and "data-airflow-link" in html
+
+    found = client.get("/loyalty/reversals", params={"q": "E-11"}).text
+    assert 'data-item-key="502/P-7/E-11"' in found
+    assert "<script>alert" not in found
+    assert "&lt;script&gt;alert(&#39;ledger&#39;)&lt;/script&gt; &amp; &#34;quoted&#34;" in found
+
+    paged = client.get("/loyalty/reversals", params={"q": "501", "page": 1}).text
+    assert paged.count('class="item ') == 10
+    nothing = client.get("/loyalty/reversals", params={"q": "424242"}).text
+    assert 'id="no-match"' in nothing

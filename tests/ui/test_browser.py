@@ -1,0 +1,421 @@
+"""The Airflow UI in a real browser: our connection forms, and the Reversals page after a real reversal run.
+
+A module fixture builds a throw-away Airflow home (``airflow db migrate``), a DuckDB warehouse whose
+ledger holds a month of history, runs ``tests/ui/dags/loyalty_ui_reversals.py`` with ``airflow dags
+test`` against the vendor sandbox (some ids already done, so they are skipped; some refused by the
+vendors), then starts ``airflow api-server`` on a free loopback port with the plugin loaded from a
+plugins folder. Headless Debian Chromium (``/usr/bin/chromium``, never a downloaded browser) logs in
+through Airflow's login form. Screenshots go to ``tests/ui/artifacts/``.
+
+Skips when Chromium or Playwright is missing, unless ``LOYALTY_REQUIRE_BROWSER`` is set (CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from tests.ui import seed
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HERE = Path(__file__).parent
+ARTIFACTS = HERE / "artifacts"
+DAG_ID = "loyalty_ui_reversals"
+USER = "admin"
+
+
+def require_browser() -> None:
+    missing = None
+    if not os.access(CHROMIUM, os.X_OK):
+        missing = f"{CHROMIUM} not found (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            missing = "the playwright package is not installed"
+    if missing:
+        if os.environ.get("LOYALTY_REQUIRE_BROWSER"):
+            pytest.fail(f"LOYALTY_REQUIRE_BROWSER is set but {missing}")
+        pytest.skip(missing)
+
+
+@dataclass
+class Server:
+    url: str
+    password: str
+    home: Path
+    run_id: str
+    run_day: date
+    reversed_id: int
+    refused_earn: str
+    skipped: dict[str, int]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def airflow(*args: str, env: dict[str, str], log: Path, timeout: float = 180) -> None:
+    command = [str(Path(sys.executable).with_name("airflow")), *args]
+    with log.open("w") as out:
+        code = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout).returncode
+    assert code == 0, f"airflow {' '.join(args)} failed:\n" + log.read_text()[-4000:]
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "api-server exited:\n" + log.read_text()[-4000:]
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise AssertionError("api-server not healthy in time:\n" + log.read_text()[-4000:])
+
+
+def seed_ledger(warehouse: Path, done_points: list[int], done_earns: list[tuple[int, str, str]]) -> None:
+    """A month of history, plus yesterday's success for the items the run will find already done."""
+    import duckdb
+
+    yesterday = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=1)
+    rows = seed.history().rows
+    earlier = {"task": "cancel_points", "run_id": f"scheduled__{yesterday.date()}T00:00:00+00:00"}
+    for uid in done_points:
+        rows.append(seed._row("xoxoday", str(uid), {"unique_id": uid}, True, yesterday, **earlier))
+    for customer, promotion, earn in done_earns:
+        ids = {"customer_id": customer, "promotion_id": promotion, "earn_id": earn}
+        key = f"{customer}/{promotion}/{earn}"
+        rows.append(seed._row("capillary", key, ids, True, yesterday, **{**earlier, "task": "revoke_earns"}))
+    conn = duckdb.connect(str(warehouse))
+    seed.write(conn, "loyalty_reversal_ledger", rows, "?")
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    require_browser()
+    ARTIFACTS.mkdir(exist_ok=True)
+    home = tmp_path_factory.mktemp("airflow-home")
+    warehouse = home / "warehouse.duckdb"
+    password = secrets.token_urlsafe(12)
+    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({USER: password}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__LOYALTY__"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(HERE / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{USER}:admin",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="False",
+        AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(48),
+        AIRFLOW__LOYALTY__LEDGER_CONN_ID="loyalty_warehouse",
+        AIRFLOW_CONN_LOYALTY_WAREHOUSE=json.dumps({"conn_type": "duckdb", "host": str(warehouse)}),
+        PYTHONUNBUFFERED="1",
+    )
+    airflow("db", "migrate", env=env, log=home / "migrate.log")
+    # The api-server starts while the run goes on (it reads the ledger only when asked, after the run).
+    url = f"http://127.0.0.1:{free_port()}"
+    log = home / "api-server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("airflow")),
+                "api-server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                url.rsplit(":", 1)[1],
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield from _run_and_serve(env, home, warehouse, password, url, process, log)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _run_and_serve(
+    env: dict[str, str],
+    home: Path,
+    warehouse: Path,
+    password: str,
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+) -> Iterator[Server]:
+    from airflow_provider_loyalty import sandbox as sb
+
+    dataset = sb.generate_dataset(seed=11, points=120, earns=160, big_customer_earns=0, customers=12)
+    points = [uid for uid, _ in dataset.point_reversals]
+    earns = [(c, p, e) for c, p, e, _ in dataset.earn_reversals]
+    done_points, done_earns = points[:5], earns[:4]
+    seed_ledger(warehouse, done_points, done_earns)
+    reversed_id = next(
+        uid for uid, outcome in list(zip(points, dataset.point_outcomes, strict=True))[5:] if outcome == "cancel"
+    )
+    refused_earn = next(e for (c, p, e), code in zip(earns, dataset.earn_outcomes, strict=True) if code == 729)
+
+    with sb.Sandbox(sb.SandboxConfig(), dataset) as vendor:
+        run_env = dict(env)
+        run_env["AIRFLOW_CONN_XOXODAY_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "xoxoday",
+                "host": vendor.url,
+                "login": sb.XOXODAY_CLIENT_ID,
+                "password": sb.XOXODAY_CLIENT_SECRET,
+                "extra": json.dumps(
+                    {"access_token": sb.XOXODAY_ACCESS_TOKEN, "refresh_token": sb.XOXODAY_REFRESH_TOKEN}
+                ),
+            }
+        )
+        run_env["AIRFLOW_CONN_CAPILLARY_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "capillary",
+                "host": vendor.url,
+                "login": sb.CAPILLARY_TILL,
+                "password": sb.CAPILLARY_PASSWORD,
+            }
+        )
+        conf = json.dumps({"unique_ids": points, "earns": [list(e) for e in earns]})
+        airflow("dags", "test", DAG_ID, "-c", conf, env=run_env, log=home / "dags-test.log")
+
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        run_id, first = db.execute(
+            "SELECT run_id, MIN(recorded_at) FROM loyalty_reversal_ledger WHERE dag_id = ? GROUP BY run_id", [DAG_ID]
+        ).fetchone()
+
+    wait_healthy(url, process, log)
+    yield Server(
+        url=url,
+        password=password,
+        home=home,
+        run_id=run_id,
+        run_day=first.date(),
+        reversed_id=reversed_id,
+        refused_earn=refused_earn,
+        skipped={"xoxoday": len(set(done_points)), "capillary": len(set(done_earns))},
+    )
+
+
+@pytest.fixture(scope="module")
+def browser_context(server: Server) -> Iterator[object]:
+    """One logged-in browser context (through Airflow's own login form) for the module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 1400})
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        page.goto(f"{server.url}/loyalty/reversals")  # anonymous: the app's own 401 page
+        assert "Not authenticated" in page.content()
+        page.goto(f"{server.url}/")
+        page.get_by_label("Username").fill(USER)
+        page.get_by_label("Password").fill(server.password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{server.url}/")
+        page.close()
+        yield context
+        context.close()
+        browser.close()
+
+
+@pytest.fixture
+def page(browser_context: object) -> Iterator[object]:
+    page = browser_context.new_page()  # type: ignore[attr-defined]
+    yield page
+    page.close()
+
+
+def open_add_connection(page, server: Server, type_text: str, type_name: str):
+    page.goto(f"{server.url}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("combobox", name="Connection Type").fill(type_text)
+    page.get_by_role("option", name=type_name, exact=True).click()
+    return dialog
+
+
+def label_texts(dialog) -> list[str]:
+    return [" ".join(label.inner_text().replace("*", "").split()) for label in dialog.locator("label").all()]
+
+
+def test_xoxoday_connection_form_shows_relabelled_and_masked_fields(page, server: Server) -> None:
+    dialog = open_add_connection(page, server, "xoxo", "Xoxoday Plum")
+    labels = label_texts(dialog)
+    assert {"Base URL", "Client ID", "Client Secret"} <= set(labels)
+    assert not {"Host", "Login", "Password", "Schema", "Port"} & set(labels)
+    assert dialog.get_by_label("Client Secret").get_attribute("type") == "password"
+    assert dialog.get_by_label("Client ID").get_attribute("type") == "text"
+    assert "stagingstores.xoxoday.com" in dialog.get_by_label("Base URL").get_attribute("placeholder")
+    dialog.get_by_label("Client Secret").fill("typed-secret")
+    assert dialog.get_by_label("Client Secret").get_attribute("type") == "password"  # still masked
+    page.screenshot(path=str(ARTIFACTS / "connection-xoxoday.png"))
+    dialog.get_by_role("button", name="Extra Fields", exact=True).click()
+    assert {"Access token", "Refresh token", "API path", "Token refresh path"} <= set(label_texts(dialog))
+    for name in ("access_token", "refresh_token"):
+        field = dialog.locator(f"#element_{name}")
+        field.fill(f"typed-{name}")
+        assert field.get_attribute("type") == "password", name
+    assert dialog.locator("#element_api_path").input_value() == "/chef/v1/oauth/api"
+    page.screenshot(path=str(ARTIFACTS / "connection-xoxoday-extra.png"))
+
+
+def test_form_defaults_are_shown_unredacted(server: Server) -> None:
+    """What the Add Connection form pre-fills comes from /ui/connections/hook_meta.
+
+    Airflow redacts values of extra fields whose names look secret (``token`` in ``token_path``
+    once showed as ``***`` and would have been saved so): no non-secret field may be named so.
+    """
+    request = urllib.request.Request(
+        f"{server.url}/ui/connections/hook_meta", headers={"Authorization": f"Bearer {api_token(server)}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        meta = {hook["connection_type"]: hook for hook in json.loads(response.read())}
+    prefilled = {
+        (conn_type, name): field["value"]
+        for conn_type in ("xoxoday", "capillary")
+        for name, field in meta[conn_type]["extra_fields"].items()
+        if field["schema"].get("default") is not None
+    }
+    assert prefilled == {
+        ("xoxoday", "api_path"): "/chef/v1/oauth/api",
+        ("xoxoday", "refresh_path"): "/chef/v1/oauth/token/company",
+        ("capillary", "auth_type"): "basic",
+    }
+
+
+def test_capillary_connection_form_shows_relabelled_fields_and_auth_type(page, server: Server) -> None:
+    dialog = open_add_connection(page, server, "capil", "Capillary")
+    labels = label_texts(dialog)
+    assert {"Cluster base URL", "Till ID or OAuth client key", "Till password or OAuth client secret"} <= set(labels)
+    assert not {"Host", "Login", "Password", "Schema", "Port"} & set(labels)
+    assert dialog.get_by_label("Till password or OAuth client secret").get_attribute("type") == "password"
+    dialog.get_by_role("button", name="Extra Fields", exact=True).click()
+    assert "Auth type" in label_texts(dialog)
+    auth_type = dialog.get_by_role("group").filter(has_text="Auth type")
+    assert "basic" in auth_type.inner_text()
+    auth_type.get_by_role("combobox").click()
+    options = [o.inner_text() for o in page.get_by_role("option").all()]
+    assert options == ["basic", "oauth"], options
+    page.screenshot(path=str(ARTIFACTS / "connection-capillary.png"))
+    page.get_by_role("option", name="oauth", exact=True).click()
+    assert "oauth" in auth_type.inner_text()
+
+
+def search(frame, text: str) -> None:
+    """Search from the page's form and wait for the answer page."""
+    frame.locator("#q").fill(text)
+    frame.locator("#search").click()
+    frame.locator("#items h2 q", has_text=text).wait_for()
+
+
+def test_reversals_page_in_the_ui_shows_the_run_and_finds_an_id(page, server: Server) -> None:
+    page.goto(f"{server.url}/")
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="Reversals").click()
+    frame = page.frame_locator("iframe[title='Reversals']")
+    frame.locator("h1").wait_for()
+    assert page.url.startswith(f"{server.url}/plugin/reversals")
+
+    day = server.run_day.isoformat()
+    for vendor in ("xoxoday", "capillary"):
+        row = frame.locator(f"#daily tr[data-day='{day}'][data-vendor='{vendor}']")
+        cells = row.locator("td").all_inner_texts()
+        succeeded, permanent, _transient, skipped = (int(c.replace(",", "")) for c in cells[2:6])
+        assert succeeded > 0 and skipped == server.skipped[vendor], (vendor, cells)
+        if vendor == "capillary":
+            assert permanent > 0
+    assert frame.locator("svg.chart g.day").count() == 30
+    assert frame.locator("#failures").get_by_text("Earn already redeemed").count() >= 1
+    assert frame.locator("#runs a.run-link", has_text=server.run_id).count() == 1
+    page.screenshot(path=str(ARTIFACTS / "reversals.png"))
+
+    search(frame, str(server.reversed_id))
+    item = frame.locator("#items tr.item").first
+    assert frame.locator("#items tr.item").count() == 1
+    assert "Yes" in item.locator("td").nth(2).inner_text()
+    assert item.get_attribute("data-item-key") == str(server.reversed_id)
+    page.screenshot(path=str(ARTIFACTS / "reversals-search.png"))
+
+    search(frame, server.refused_earn)
+    refused = frame.locator("#items tr.item").first
+    assert "No" in refused.locator("td").nth(2).inner_text() and "729" in refused.inner_text()
+
+    search(frame, str(server.reversed_id))
+    frame.locator("#items a.run-link").first.click()  # opens the run in the Airflow UI itself
+    run_path = f"/dags/{DAG_ID}/runs/{quote(server.run_id, safe='')}"
+    page.wait_for_url(f"{server.url}{run_path}")
+    page.get_by_text("cancel_points").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "dag-run.png"))
+
+
+def api_token(server: Server) -> str:
+    """A JWT from the api-server's token endpoint, as a script would get one."""
+    login = urllib.request.Request(
+        f"{server.url}/auth/token",
+        data=json.dumps({"username": USER, "password": server.password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(login, timeout=10) as response:
+        return str(json.loads(response.read())["access_token"])
+
+
+def test_api_of_the_real_server_needs_a_login_and_counts_skips(server: Server) -> None:
+    for path in ("/loyalty/api/summary", "/loyalty/reversals", "/loyalty/api/items?q=1"):
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(f"{server.url}{path}", timeout=10)
+        assert anonymous.value.code == 401, path
+    token = api_token(server)
+    request = urllib.request.Request(f"{server.url}/loyalty/api/summary", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        summary = json.loads(response.read())
+    days = {(d["day"], d["vendor"]): d for d in summary["daily"]}
+    for vendor, skipped in server.skipped.items():
+        assert days[(server.run_day.isoformat(), vendor)]["skipped"] == skipped  # from the tasks' summary XComs
+    run = next(r for r in summary["runs"] if r["run_id"] == server.run_id)
+    assert run["dag_id"] == DAG_ID and run["run_url"] == f"/dags/{DAG_ID}/runs/{quote(server.run_id, safe='')}"
+    assert summary["ledger"] == {"conn_id": "loyalty_warehouse", "table": "loyalty_reversal_ledger"}
+    assert str(server.home) not in json.dumps(summary)  # the ledger's path is a connection detail

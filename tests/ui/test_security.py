@@ -1,0 +1,226 @@
+"""Who may read the page, what it never shows, and that it only ever reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import set_connection
+
+ROUTES = [
+    "/loyalty/",
+    "/loyalty/reversals",
+    "/loyalty/reversals?q=1001",
+    "/loyalty/api/summary",
+    "/loyalty/api/items?q=1001",
+    "/loyalty/static/reversals.css",
+    "/loyalty/static/reversals-icon.svg",
+    "/loyalty/static/nothing-here",
+]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_anonymous_requests_get_401(duckdb_ledger, make_client, route) -> None:
+    response = make_client().get(route, follow_redirects=False)
+    assert response.status_code == 401, response.text
+    assert "1001" not in response.text and "Transaction not found" not in response.text
+
+
+@pytest.mark.parametrize("route", ["/loyalty/docs", "/loyalty/redoc", "/loyalty/openapi.json"])
+def test_no_unprotected_docs(make_client, token, route) -> None:
+    assert make_client().get(route).status_code == 404
+    assert make_client(token=token).get(route).status_code == 404
+
+
+def test_anonymous_browser_gets_a_401_page_with_a_login_link(duckdb_ledger, make_client) -> None:
+    response = make_client().get("/loyalty/reversals?q=1001", headers={"Accept": "text/html"})
+    assert response.status_code == 401
+    assert 'id="login"' in response.text and "/auth/login" in response.text
+    assert "next=%2Floyalty%2Freversals%3Fq%3D1001" in response.text
+
+
+def test_invalid_and_expired_tokens_are_refused(duckdb_ledger, make_client, auth_manager) -> None:
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    assert make_client(token="not-a-jwt").get("/loyalty/api/summary").status_code == 403
+    expired = auth_manager.generate_jwt(  # type: ignore[attr-defined]
+        SimpleAuthManagerUser(username="support", role="viewer"), expiration_time_in_seconds=-120
+    )
+    assert make_client(token=expired).get("/loyalty/api/summary").status_code == 401
+
+
+def test_the_ui_cookie_authenticates_like_the_airflow_ui(duckdb_ledger, make_client, token) -> None:
+    client = make_client()
+    client.cookies.set("_token", token)
+    assert client.get("/loyalty/reversals").status_code == 200
+    assert client.get("/loyalty/api/summary").status_code == 200
+
+
+def test_root_redirects_to_the_page(duckdb_ledger, make_client, token) -> None:
+    response = make_client(token=token).get("/loyalty/", follow_redirects=False)
+    assert response.status_code == 307 and response.headers["location"] == "/loyalty/reversals"
+
+
+def test_security_headers_and_no_caching_of_data(duckdb_ledger, make_client, token) -> None:
+    client = make_client(token=token)
+    for path in ("/loyalty/reversals", "/loyalty/api/summary", "/loyalty/api/items"):
+        headers = client.get(path).headers
+        assert "frame-ancestors 'self'" in headers["content-security-policy"]
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("name", "media_type"),
+    [("reversals.css", "text/css"), ("reversals.js", "text/javascript"), ("reversals-icon.svg", "image/svg+xml")],
+)
+def test_assets_come_from_the_package(make_client, token, name, media_type) -> None:
+    response = make_client(token=token).get(f"/loyalty/static/{name}")
+    assert response.status_code == 200 and response.headers["content-type"].startswith(media_type)
+    assert b"http://" not in response.content.replace(b"http://www.w3.org/2000/svg", b"")
+    assert b"https://" not in response.content
+
+
+@pytest.mark.parametrize("name", ["../reader.py", "..%2Freader.py", "reversals.html", "app.py", "%2e%2e"])
+def test_static_serves_only_its_allow_list(make_client, token, name) -> None:
+    assert make_client(token=token).get(f"/loyalty/static/{name}").status_code == 404
+
+
+def test_no_connection_detail_is_ever_shown(monkeypatch, tmp_path, make_client, token) -> None:
+    secret = "S3cr3t-Pa55w0rd-XYZ"
+    # An unreachable PostgreSQL ledger whose URI carries a password.
+    monkeypatch.setenv("AIRFLOW_CONN_LEDGER", f"postgresql://ledger_user:{secret}@127.0.0.1:1/ledger_db")
+    monkeypatch.setenv("AIRFLOW__LOYALTY__LEDGER_CONN_ID", "ledger")
+    client = make_client(token=token)
+    for path in ("/loyalty/api/summary", "/loyalty/api/items?q=1", "/loyalty/reversals"):
+        response = client.get(path)
+        assert response.status_code == 503
+        for leaked in (secret, "ledger_user", "ledger_db", "127.0.0.1"):
+            assert leaked not in response.text
+        assert "'ledger'" in response.text or "&#39;ledger&#39;" in response.text  # the connection id only
+    # A DuckDB ledger with secret-looking extras: the page names the id and table, nothing else.
+    path = tmp_path / "w.duckdb"
+    set_connection(monkeypatch, "ledger", conn_type="duckdb", host=str(path), extra={"aws_secret": secret})
+    for response in (client.get("/loyalty/reversals"), client.get("/loyalty/api/summary")):
+        assert secret not in response.text and str(tmp_path) not in response.text
+
+
+def test_missing_ledger_pieces_answer_503_with_a_hint(monkeypatch, tmp_path, make_client, token) -> None:
+    client = make_client(token=token)
+    monkeypatch.setenv("AIRFLOW__LOYALTY__LEDGER_CONN_ID", "no_such_connection")
+    response = client.get("/loyalty/api/summary")
+    assert response.status_code == 503 and "no_such_connection" in response.json()["detail"]
+
+    set_connection(monkeypatch, "ledger", conn_type="duckdb", host=str(tmp_path / "missing.duckdb"))
+    monkeypatch.setenv("AIRFLOW__LOYALTY__LEDGER_CONN_ID", "ledger")
+    body = client.get("/loyalty/api/summary").json()
+    assert body["missing"] is True
+    assert not (tmp_path / "missing.duckdb").exists()  # read-only: nothing created
+
+    import duckdb
+
+    duckdb.connect(str(tmp_path / "empty.duckdb")).close()
+    set_connection(monkeypatch, "ledger", conn_type="duckdb", host=str(tmp_path / "empty.duckdb"))
+    page = client.get("/loyalty/reversals")
+    assert page.status_code == 503 and "No ledger yet" in page.text and "loyalty_reversal_ledger" in page.text
+
+    monkeypatch.setenv("AIRFLOW__LOYALTY__LEDGER_TABLE", "ledger; DROP TABLE x")
+    response = client.get("/loyalty/api/summary")
+    assert response.status_code == 503 and "ledger_table setting" in response.json()["detail"]
+
+
+def test_duckdb_ledger_being_written_answers_busy(duckdb_ledger, make_client, token) -> None:
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(60)",
+            str(duckdb_ledger.path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        client = make_client(token=token)
+        response = client.get("/loyalty/api/summary")
+        assert response.status_code == 503 and response.json()["busy"] is True
+        assert response.headers["retry-after"] == "5"
+        page = client.get("/loyalty/reversals")
+        assert page.status_code == 503 and "The ledger is busy" in page.text
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_the_page_leaves_no_lock_behind(duckdb_ledger, make_client, token) -> None:
+    """A reversal task can open the DuckDB ledger read-write right after a page load."""
+    import duckdb
+
+    client = make_client(token=token)
+    assert client.get("/loyalty/reversals").status_code == 200
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; duckdb.connect(sys.argv[1]).execute('SELECT 1'); print('ok')",
+            str(duckdb_ledger.path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.stdout.strip() == "ok", probe.stderr
+    writer = duckdb.connect(str(duckdb_ledger.path))  # and in-process too
+    writer.close()
+
+
+def test_read_only_session_refuses_writes(ledger) -> None:
+    from airflow_provider_loyalty.ui.reader import read_only_session
+
+    with read_only_session("ledger") as session:
+        with pytest.raises(Exception) as refused:
+            session.fetch(f"DELETE FROM {ledger.table}")
+        assert any(word in str(refused.value).lower() for word in ("read-only", "read only", "readonly")), refused.value
+    with read_only_session("ledger") as session:
+        assert session.fetch(f"SELECT COUNT(*) FROM {ledger.table}")[0][0] == len(ledger.seeded.rows)
+
+
+def test_skipped_counts_read_from_real_task_summaries(airflow_metadata) -> None:
+    """The metadata query runs on Airflow's own schema (the browser test checks real numbers)."""
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_provider_loyalty.ui.summaries import skipped_from_task_summaries
+
+    started = time.monotonic()
+    totals = skipped_from_task_summaries(datetime.now(timezone.utc) - timedelta(days=30))
+    assert isinstance(totals, dict) and all(isinstance(v, int) for v in totals.values())
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("value", "added"),
+    [
+        ({"requested": 5, "succeeded": 2, "failed": 0, "skipped": 3, "dry_run": False}, 3),
+        ({"requested": 5, "skipped": 3, "dry_run": True}, 0),
+        ({"skipped": True}, 0),
+        ({"skipped": -1}, 0),
+        ({"skipped": "3"}, 0),
+        ([1, 2, 3], 0),
+        (json.dumps({"skipped": 3}), 0),
+    ],
+    ids=["summary", "dry_run", "bool", "negative", "text", "list", "json_text"],
+)
+def test_only_real_summaries_count_as_skipped(value, added) -> None:
+    from datetime import date
+
+    from airflow_provider_loyalty.ui.summaries import add_summary
+
+    totals = {(date(2026, 1, 1), "xoxoday"): 1}
+    add_summary(totals, date(2026, 1, 1), "xoxoday", value)
+    assert totals[(date(2026, 1, 1), "xoxoday")] == 1 + added
