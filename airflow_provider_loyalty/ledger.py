@@ -137,6 +137,19 @@ def not_done_predicate(
     )
 
 
+def ensure_ledger(conn_id: str, table: str = DEFAULT_TABLE) -> None:
+    """Create the ledger table (and its index, where the database has them) if missing.
+
+    Meant as a DAG's first task (``task(ensure_ledger)(conn_id)``) so that extraction queries can
+    anti-join the ledger on the very first run.
+    """
+    ledger = ReversalLedger(conn_id, table)
+    try:
+        ledger.ensure_table()
+    finally:
+        ledger.close()
+
+
 def _chunks(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(values)
     while chunk := list(islice(iterator, size)):

@@ -19,6 +19,7 @@ from airflow.sdk import Param, dag, task
 
 from airflow_provider_loyalty.ledger import (
     earn_key_sql,
+    ensure_ledger,
     not_done_predicate,
     points_key_sql,
 )
@@ -45,18 +46,6 @@ WHERE r.reversal_date <= '{{{{ ds }}}}'
   AND {not_done_predicate("capillary", earn_key_sql("r.customer_id", "r.promotion_id", "r.earn_id"), LEDGER_TABLE)}
 ORDER BY r.customer_id, r.promotion_id, r.earn_id
 """
-
-
-@task
-def create_ledger(conn_id: str, table: str) -> None:
-    """Create the ledger table if missing, so the extraction's anti-join works on the first run."""
-    from airflow_provider_loyalty.ledger import ReversalLedger
-
-    ledger = ReversalLedger(conn_id, table)
-    try:
-        ledger.ensure_table()
-    finally:
-        ledger.close()
 
 
 @dag(
@@ -87,7 +76,7 @@ def create_ledger(conn_id: str, table: str) -> None:
 )
 def loyalty_daily_reversals() -> None:
     """Extract pending reversals, undo them at both vendors, report the day."""
-    prepare_ledger = create_ledger.override(task_id="prepare_ledger")(WAREHOUSE, LEDGER_TABLE)
+    prepare_ledger = task(ensure_ledger, task_id="prepare_ledger")(WAREHOUSE, LEDGER_TABLE)
     extract_points = SQLExecuteQueryOperator(task_id="extract_points", conn_id=WAREHOUSE, sql=POINTS_SQL)
     extract_earns = SQLExecuteQueryOperator(task_id="extract_earns", conn_id=WAREHOUSE, sql=EARNS_SQL)
 

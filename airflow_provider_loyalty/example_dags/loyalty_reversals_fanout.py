@@ -23,6 +23,7 @@ from airflow.sdk import Param, dag, task
 
 from airflow_provider_loyalty.ledger import (
     earn_key_sql,
+    ensure_ledger,
     not_done_predicate,
     points_key_sql,
 )
@@ -49,18 +50,6 @@ EARNS_SHARD_SQL = (
 )
 
 
-@task
-def create_ledger(conn_id: str, table: str) -> None:
-    """Create the ledger table if missing, so the extraction's anti-join works on the first run."""
-    from airflow_provider_loyalty.ledger import ReversalLedger
-
-    ledger = ReversalLedger(conn_id, table)
-    try:
-        ledger.ensure_table()
-    finally:
-        ledger.close()
-
-
 @dag(
     dag_id="loyalty_reversals_fanout",
     schedule="@daily",
@@ -82,7 +71,7 @@ def create_ledger(conn_id: str, table: str) -> None:
 )
 def loyalty_reversals_fanout() -> None:
     """Shard, fan out per vendor under a pool, summarise."""
-    prepare_ledger = create_ledger.override(task_id="prepare_ledger")(LEDGER, LEDGER_TABLE)
+    prepare_ledger = task(ensure_ledger, task_id="prepare_ledger")(LEDGER, LEDGER_TABLE)
 
     @task
     def shard_queries(template: str, params: dict | None = None, ds: str | None = None) -> list[str]:

@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from airflow_provider_loyalty.ledger import DEFAULT_TABLE, check_table_name
+from airflow_provider_loyalty.ledger import COLUMNS, DEFAULT_TABLE, check_table_name
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +52,7 @@ _BIGINT_MAX = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-_ROW_COLUMNS = (
-    "vendor",
-    "item_key",
-    "unique_id",
-    "customer_id",
-    "promotion_id",
-    "earn_id",
-    "status",
-    "failure_kind",
-    "code",
-    "message",
-    "dag_id",
-    "run_id",
-    "task_id",
-    "map_index",
-    "try_number",
-    "recorded_at",
-)
+_ROW_COLUMNS = COLUMNS
 
 
 class LedgerUnavailable(Exception):
