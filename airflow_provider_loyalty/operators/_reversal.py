@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Failures listed in the summary XCom; the ledger holds all of them.
+#: Failures (and, in a dry run, planned requests) listed in the summary XCom; the ledger holds all.
 MAX_LISTED_FAILURES = 100
 
 P = TypeVar("P")
@@ -386,10 +386,14 @@ class ReversalOperator(BaseOperator, Generic[P]):
     def _dry_run(self, items: Any, summary: Summary) -> dict[str, Any]:
         requests = 0
         planned = 0
+        plan: list[str] = []
         for request in self.plan(items):
             requests += 1
             planned += len(self.request_items(request, "dry_run", "", transient=False))
-            self.log.info("Dry run: would send %s", self.describe(request))
+            description = self.describe(request)
+            if len(plan) < MAX_LISTED_FAILURES:
+                plan.append(description)
+            self.log.info("Dry run: would send %s", description)
         summary.requests = requests
         self.log.info(
             "Dry run: %d %s in %d request(s) would be sent; %d skipped as done. Nothing was sent.",
@@ -398,7 +402,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
             requests,
             summary.skipped,
         )
-        return summary.as_xcom(planned=planned)
+        return summary.as_xcom(planned=planned, plan=plan)
 
     def _send_all(self, items: Any, summary: Summary, context: Context) -> None:
         ledger = self.ledger

@@ -166,6 +166,7 @@ def test_dry_run_sends_nothing_not_even_for_a_token(requests_mock, monkeypatch) 
     )
     s = CancelPointsOperator(task_id="c", unique_ids=list(range(1, 702)), dry_run=True).execute(context())
     assert (s["dry_run"], s["planned"], s["requests"], s["succeeded"]) == (True, 701, 2, 0)
+    assert s["plan"] == ["500 unique_ids", "201 unique_ids"]
     s = RevokeEarnOperator(
         task_id="r", earns=[(1, P1, "a"), (2, P1, "b")], dry_run="{{ params.x }}".replace("{{ params.x }}", "True")
     ).execute(context())
