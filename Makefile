@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: install lint test test-fast demo ui bench constraints clean
+.PHONY: install lint test test-fast demo ui bench cluster-test constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "Python >= 3.10 needed (PYTHON=$(PYTHON))"; exit 1; }
@@ -35,6 +35,12 @@ demo: install
 # The Reversals page in the Airflow UI over the demo's ledger (run `make demo` first); Ctrl-C stops it.
 ui: install
 	$(PY) scripts/ui.py $(UI_ARGS)
+
+# A real CeleryExecutor deployment on loopback (PostgreSQL, Redis, api-server, scheduler, dag-processor,
+# two workers) runs the fan-out DAG twice, SIGKILLing a worker mid-run; see cluster/README.md.
+# Needs the PostgreSQL server binaries and redis-server (apt-get install postgresql redis-server).
+cluster-test: install
+	$(PY) cluster/run.py $(CLUSTER_ARGS)
 
 bench: install
 	$(PY) benchmarks/run.py

@@ -120,8 +120,13 @@ def loyalty_daily_reversals() -> None:
                 log.info("  failed: %s", failure)
         return {name: {k: v for k, v in s.items() if k != "failures"} for name, s in day.items()}
 
+    @task
+    def all_reversed() -> None:
+        """Fail the run when a vendor task failed (``report`` runs whatever happened upstream)."""
+
     prepare_ledger >> [extract_points, extract_earns]
     report(cancel_points.output, revoke_earns.output)
+    [cancel_points, revoke_earns] >> all_reversed()
 
 
 loyalty_daily_reversals()

@@ -114,8 +114,13 @@ def loyalty_reversals_fanout() -> None:
             for name, summaries in (("points", points), ("earns", earns))
         }
 
+    @task
+    def all_reversed() -> None:
+        """Fail the run when a vendor task failed (``totals`` runs whatever happened upstream)."""
+
     prepare_ledger >> [extract_points, extract_earns]
     totals(cancel_points.output, revoke_earns.output)
+    [cancel_points, revoke_earns] >> all_reversed()
 
 
 loyalty_reversals_fanout()

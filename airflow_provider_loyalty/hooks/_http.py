@@ -292,7 +292,9 @@ class RateLimiter:
         self.interval = 60.0 / per_minute if per_minute else 0.0
         self._clock = clock
         self._lock = threading.Lock()
-        self._next_slot = -math.inf
+        # The first request waits one interval too: whoever shared this limit before (the task that
+        # held this pool slot) may have sent its last request just before this task started.
+        self._next_slot = clock.monotonic() + self.interval if self.interval else -math.inf
         self._blocked_until = -math.inf
 
     def acquire(self, served_until: float = -math.inf) -> float:

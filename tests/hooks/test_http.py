@@ -202,12 +202,21 @@ def test_limiter_gives_no_burst_after_idle() -> None:
 def test_limiter_window_restarts_spacing_after_it() -> None:
     clock = FakeClock()
     limiter = RateLimiter(60, clock=clock)
-    limiter.acquire()
+    limiter.acquire()  # the first slot is one interval out: at 1_001
     limiter.block_until(clock.monotonic() + 10)
     limiter.acquire()
-    assert clock.monotonic() == pytest.approx(1_010.0)
-    limiter.acquire()
     assert clock.monotonic() == pytest.approx(1_011.0)
+    limiter.acquire()
+    assert clock.monotonic() == pytest.approx(1_012.0)
+
+
+def test_first_request_waits_one_interval() -> None:
+    """A task taking over a pool slot must not send right after its predecessor's last request."""
+    clock = FakeClock()
+    RateLimiter(120, clock=clock).acquire()
+    assert clock.sleeps == [0.5]
+    RateLimiter(None, clock=clock).acquire()  # no limit: no wait
+    assert clock.sleeps == [0.5]
 
 
 def test_limiter_threads_share_one_rate() -> None:
