@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
@@ -52,8 +52,16 @@ class CancelPointsRequest(BaseModel):
     @classmethod
     def for_ids(cls, unique_ids: Iterable[int]) -> CancelPointsRequest:
         """Build the request cancelling ``unique_ids``."""
-        recipients = [XoxodayRecipient(unique_id=uid) for uid in unique_ids]
-        return cls(variables=XoxodayCancelVariables(recipients_data=XoxodayRecipientsData(recipients=recipients)))
+        return cls.model_validate(cancel_points_body(unique_ids))
+
+
+def cancel_points_body(unique_ids: Iterable[int]) -> dict[str, Any]:
+    """Return the JSON body cancelling ``unique_ids`` (validate it with :class:`CancelPointsRequest`)."""
+    return {
+        "query": "storesAdmin.mutation.cancelBalance",
+        "tag": "storeAdmin",
+        "variables": {"recipients_data": {"recipients": [{"unique_id": uid} for uid in unique_ids]}},
+    }
 
 
 class XoxodayRecipientResult(BaseModel):
@@ -244,7 +252,7 @@ class CapillaryTokenResponse(BaseModel):
 
 
 # ------------------------------------------------------------------------------- typed hook results
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per id, and frozen dataclasses cost 3x to build
 class PointOutcome:
     """What Xoxoday said about one unique_id; ``success`` is ``None`` when it said nothing."""
 

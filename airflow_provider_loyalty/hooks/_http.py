@@ -273,6 +273,10 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
 
 
 # ------------------------------------------------------------------------------------------- pacing
+#: Slots are this much wider than ``60 / per_minute`` (see :class:`RateLimiter`).
+PACING_MARGIN = 1.02
+
+
 class RateLimiter:
     """Evenly spaced request slots shared by all threads, plus vendor-announced blocking windows.
 
@@ -289,7 +293,9 @@ class RateLimiter:
         if per_minute is not None and per_minute <= 0:
             raise ValueError(f"per_minute must be positive or None, got {per_minute}")
         self.per_minute = per_minute
-        self.interval = 60.0 / per_minute if per_minute else 0.0
+        # Paced 2 % under the configured rate: at exactly the vendor's limit, arrival jitter puts one
+        # request too many into some window of the vendor's (measured: 101 in a window of 100).
+        self.interval = 60.0 / per_minute * PACING_MARGIN if per_minute else 0.0
         self._clock = clock
         self._lock = threading.Lock()
         # The first request waits one interval too: whoever shared this limit before (the task that
@@ -466,6 +472,12 @@ class VendorHTTPClient:
                     session.mount("http://", adapter)
                     session.headers["User-Agent"] = user_agent()
                     session.headers["Accept"] = "application/json"
+                    # Read proxy and CA settings from the environment once, not on every request
+                    # (11-19 % of the client's CPU per request otherwise).
+                    settings = session.merge_environment_settings(self.base_url, {}, None, None, None)
+                    session.proxies.update(settings.get("proxies") or {})
+                    session.verify = settings.get("verify", True)
+                    session.trust_env = False
                     self._session = session
         return self._session
 

@@ -390,10 +390,12 @@ class XoxodayHook(BaseHook):
             CancelPointsResponse,
             CancelPointsResult,
             PointOutcome,
+            cancel_points_body,
         )
 
         ids = _as_unique_ids(unique_ids)
-        body = CancelPointsRequest.for_ids(ids).model_dump()
+        body = cancel_points_body(ids)
+        CancelPointsRequest.model_validate(body)  # what we send validates against the published schema
         response = self._authorized("POST", self.credentials.api_path, json=body)
         try:
             parsed = CancelPointsResponse.model_validate(json_body(VENDOR, response))

@@ -31,7 +31,7 @@ MAX_LISTED_FAILURES = 100
 P = TypeVar("P")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per item, and frozen dataclasses cost 3x to build
 class ItemResult:
     """The outcome of one item: its ledger key, identity fields, and what the vendor said.
 
