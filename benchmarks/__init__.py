@@ -1,0 +1,1 @@
+"""Benchmarks of airflow-provider-loyalty: ``make bench`` runs ``benchmarks/run.py``."""
