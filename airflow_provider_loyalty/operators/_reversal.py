@@ -315,6 +315,25 @@ class ReversalOperator(BaseOperator, Generic[P]):
         """Return a short description of a request for logs (counts, no payloads)."""
         raise NotImplementedError
 
+    def call_vendor(self, request: P, call: Callable[..., Any], *args: Any) -> tuple[Any, list[ItemResult]]:
+        """Run one hook call for ``request``; return ``(result, [])``, or ``(None, failed items)``.
+
+        Vendor errors of the request as a whole fail its items (transiently or not, never settled);
+        errors no further request can escape — refused credentials, a bad URL, a rate limit that
+        outlasted the retry budget — stop the run (:class:`RunAborted`).
+        """
+        from airflow_provider_loyalty.hooks._http import VendorError, VendorRateLimitError
+
+        try:
+            return call(*args), []
+        except VendorRateLimitError as exc:
+            raise RunAborted(exc) from exc  # every further request would meet the same limit
+        except VendorError as exc:
+            if exc.fatal:
+                raise RunAborted(exc) from exc
+            code = exc.code or (f"http_{exc.status_code}" if exc.status_code else "unavailable")
+            return None, self.request_items(request, code, exc.message, transient=exc.transient)
+
     def close_hook(self) -> None:
         """Release the hook's pooled connections (subclasses with a hook override)."""
 

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_loyalty.operators._inputs import InputErrors, load_rows, normalised_keys, positive_int, text_id
-from airflow_provider_loyalty.operators._reversal import ItemResult, ReversalOperator, RunAborted
+from airflow_provider_loyalty.operators._reversal import ItemResult, ReversalOperator
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.hooks.capillary import CapillaryHook
@@ -227,17 +227,9 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
 
     def send(self, request: RevokeRequest) -> list[ItemResult]:
         """Revoke one request's earns; vendor refusals are permanent, unknown outcomes transient."""
-        from airflow_provider_loyalty.hooks._http import VendorError, VendorRateLimitError
-
-        try:
-            result = self.hook.revoke_earn(request.customer_id, request.details)
-        except VendorRateLimitError as exc:
-            raise RunAborted(exc) from exc  # every further request would meet the same limit
-        except VendorError as exc:
-            if exc.fatal:
-                raise RunAborted(exc) from exc
-            code = exc.code or (f"http_{exc.status_code}" if exc.status_code else "unavailable")
-            return self.request_items(request, code, exc.message, transient=exc.transient)
+        result, failed = self.call_vendor(request, self.hook.revoke_earn, request.customer_id, request.details)
+        if result is None:
+            return failed
         c = request.customer_id
         doubt = result.after_ambiguous_attempt
         results = []

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_loyalty.operators._inputs import InputErrors, load_rows, normalised_keys, positive_int
-from airflow_provider_loyalty.operators._reversal import ItemResult, ReversalOperator, RunAborted, chunked
+from airflow_provider_loyalty.operators._reversal import ItemResult, ReversalOperator, chunked
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook
@@ -159,17 +159,9 @@ class CancelPointsOperator(ReversalOperator[Sequence[int]]):
 
     def send(self, request: Sequence[int]) -> list[ItemResult]:
         """Cancel one batch; a refused id is a permanent failure, an unmentioned one a transient one."""
-        from airflow_provider_loyalty.hooks._http import VendorError, VendorRateLimitError
-
-        try:
-            result = self.hook.cancel_points(request)
-        except VendorRateLimitError as exc:
-            raise RunAborted(exc) from exc  # every further request would meet the same limit
-        except VendorError as exc:
-            if exc.fatal:
-                raise RunAborted(exc) from exc
-            code = exc.code or (f"http_{exc.status_code}" if exc.status_code else "unavailable")
-            return self.request_items(request, code, exc.message, transient=exc.transient)
+        result, failed = self.call_vendor(request, self.hook.cancel_points, request)
+        if result is None:
+            return failed
         doubt = result.after_ambiguous_attempt
         results = []
         for o in result.outcomes:
