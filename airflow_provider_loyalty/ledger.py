@@ -59,6 +59,7 @@ class Settled(NamedTuple):
     ok: bool
     code: str | None
     message: str | None
+    run_id: str | None = None
 
 
 def check_table_name(table: str) -> str:
@@ -249,13 +250,13 @@ class ReversalLedger:
             cursor = conn.cursor()
             try:
                 cursor.execute(
-                    f"SELECT item_key, status, code, message FROM {self.table} "
+                    f"SELECT item_key, status, code, message, run_id FROM {self.table} "
                     f"WHERE vendor = {self.placeholder} AND {wanted} AND item_key IN ({marks})",
                     [vendor, *chunk],
                 )
-                for key, status, code, message in cursor.fetchall():
+                for key, status, code, message, run_id in cursor.fetchall():
                     if status == "succeeded" or key not in found:
-                        found[key] = Settled(status == "succeeded", code, message)
+                        found[key] = Settled(status == "succeeded", code, message, run_id)
             finally:
                 cursor.close()
         conn.commit()  # end the read transaction (PostgreSQL would keep it open otherwise)

@@ -325,8 +325,8 @@ class RateLimiter:
             self._clock.sleep(slot - now)
             waited += slot - now
             with self._lock:
-                # Only a window announced while we slept can have moved our slot: then take a new one.
-                if self._blocked_until <= seen_block:
+                # Only a window announced while we slept that reaches past our slot moves it.
+                if self._blocked_until <= max(seen_block, slot):
                     return waited
                 served_until = -math.inf
 

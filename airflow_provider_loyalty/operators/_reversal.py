@@ -166,13 +166,15 @@ def run_requests(
             abort = abort or RunAborted(exc)
 
     def collect(future: Future[list[ItemResult]]) -> list[ItemResult]:
+        # The future stays pending until its results are recorded: if a task timeout or SIGTERM
+        # interrupts the recording, the finally clause below records it (at worst twice, which the
+        # append-only ledger tolerates) instead of losing an answered request.
         nonlocal abort
-        request = pending.pop(future)
         try:
             return future.result()
         except RunAborted as exc:
             abort = abort or exc
-            return unsent(request, exc.cause)
+            return unsent(pending[future], exc.cause)
 
     pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="loyalty")
     try:
@@ -188,8 +190,8 @@ def run_requests(
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                request = pending[future]
-                record(request, collect(future))
+                record(pending[future], collect(future))
+                pending.pop(future)
             if abort is not None:
                 for future, request in list(pending.items()):
                     if future.cancel():
@@ -200,12 +202,12 @@ def run_requests(
         for future in list(pending):
             if future.cancel():
                 pending.pop(future)  # never started: nothing was sent
-        for future in list(pending):  # in flight: wait for the answer and record it
-            request = pending[future]
+        for future in list(pending):  # in flight (or answered, not yet recorded): record it
             try:
-                record(request, collect(future))
+                record(pending[future], collect(future))
             except BaseException:  # noqa: BLE001 - best effort while already unwinding
                 log.exception("Could not record an in-flight request's outcomes")
+            pending.pop(future, None)
         pool.shutdown(wait=True, cancel_futures=True)
     if abort is not None:
         for request in planned:
@@ -368,7 +370,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         ledger = self.ledger
         try:
             if ledger is not None:
-                items = self._drop_settled(ledger, items, summary)
+                items = self._drop_settled(ledger, items, summary, _run_info(context)["run_id"])
             if self.dry_run:  # type: ignore[truthy-function]
                 return self._dry_run(items, summary)
             self._send_all(items, summary, context)
@@ -378,19 +380,26 @@ class ReversalOperator(BaseOperator, Generic[P]):
             self.close_hook()
         return self._decide(summary, context)
 
-    def _drop_settled(self, ledger: ReversalLedger, items: Any, summary: Summary) -> Any:
-        """Leave out what the ledger says is done (skipped) or was refused for good (failed, not resent)."""
+    def _drop_settled(self, ledger: ReversalLedger, items: Any, summary: Summary, run_id: str | None) -> Any:
+        """Leave out what the ledger says is done (skipped) or was refused for good (failed, not resent).
+
+        Refusals recorded by an earlier DAG run were judged against ``max_failed_ratio`` then
+        (``failed_earlier``); those of this run's earlier tries still count in this decision.
+        """
         settled = ledger.settled(self.vendor, self.item_keys(items), include_refused=not self.retry_refused)
         if not settled:
             return items
         refused = [
-            ItemResult(key, self.ident(key), False, outcome.code, f"refused earlier: {outcome.message or ''}", False)
+            (
+                outcome.run_id,
+                ItemResult(key, self.ident(key), False, outcome.code, f"refused earlier: {outcome.message or ''}"),
+            )
             for key, outcome in settled.items()
             if not outcome.ok
         ]
         summary.skipped = len(settled) - len(refused)
-        summary.add(refused)
-        summary.failed_earlier = len(refused)
+        summary.add(result for _, result in refused)
+        summary.failed_earlier = sum(1 for refused_in, _ in refused if refused_in != run_id)
         if summary.skipped:
             self.log.info("Skipping %d %s the ledger records as done", summary.skipped, self.what)
         if refused:
@@ -437,11 +446,11 @@ class ReversalOperator(BaseOperator, Generic[P]):
             raise
         state = {"index": 0}
 
+        ledger_error: list[BaseException] = []
+
         def on_results(request: P, results: list[ItemResult]) -> None:
             state["index"] += 1
             summary.requests += 1
-            if ledger is not None:
-                ledger.record(self.vendor, results, run_info)
             ok, bad = summary.add(results)
             self.log.info(
                 "%s request %d (%s): %d succeeded, %d failed",
@@ -451,6 +460,12 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 ok,
                 bad,
             )
+            if ledger is not None and not ledger_error:  # once the ledger is down, stop trying it
+                try:
+                    ledger.record(self.vendor, results, run_info)
+                except Exception as exc:
+                    ledger_error.append(exc)
+                    raise
 
         abort = run_requests(
             self.plan(items),

@@ -18,15 +18,15 @@ P1, P2 = "69117663b1cfc114606fd7fb", "69058646b1cfc114606f7bbe"
 
 
 class FakeTI(SimpleNamespace):
-    def __init__(self) -> None:
-        super().__init__(dag_id="d", run_id="r1", task_id="t", map_index=-1, try_number=1, pushed={})
+    def __init__(self, run_id: str = "r1", try_number: int = 1) -> None:
+        super().__init__(dag_id="d", run_id=run_id, task_id="t", map_index=-1, try_number=try_number, pushed={})
 
     def xcom_push(self, key: str, value: object) -> None:
         self.pushed[key] = value
 
 
-def context() -> dict:
-    return {"ti": FakeTI()}
+def context(run_id: str = "r1", try_number: int = 1) -> dict:
+    return {"ti": FakeTI(run_id, try_number)}
 
 
 def echo_cancel(fail: set[int] = frozenset(), omit: set[int] = frozenset()):
@@ -279,10 +279,23 @@ def test_refusals_from_earlier_runs_do_not_fail_every_later_run(requests_mock, x
     set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
     requests_mock.post(API, json=echo_cancel(fail={2}))
     with pytest.raises(AirflowFailException):
-        CancelPointsOperator(task_id="c", unique_ids=[1, 2], ledger_conn_id="ledger").execute(context())
-    s = CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger").execute(context())
+        CancelPointsOperator(task_id="c", unique_ids=[1, 2], ledger_conn_id="ledger").execute(context("day1"))
+    s = CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger").execute(context("day2"))
     assert (s["succeeded"], s["failed"], s["failed_earlier"], s["skipped"]) == (1, 1, 1, 1)
     assert s["succeeded"] + s["failed"] + s["skipped"] == s["requested"] == 3
+
+
+def test_a_retry_of_the_same_run_still_counts_its_refusals(requests_mock, xoxoday_conn, monkeypatch, tmp_path):
+    """Try 1: 2 refused, 3 unanswered (transient: retry). Try 2 must not turn the refusal into success."""
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
+    requests_mock.post(API, json=echo_cancel(fail={2}, omit={3}))
+    with pytest.raises(AirflowException) as first:
+        CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger").execute(context("day1", 1))
+    assert not isinstance(first.value, AirflowFailException)
+    requests_mock.post(API, json=echo_cancel())
+    with pytest.raises(AirflowFailException, match="1 of 2"):
+        CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger").execute(context("day1", 2))
+    assert sent_ids(requests_mock) == [[1, 2, 3], [3]]
 
 
 def test_refusal_after_an_ambiguous_resend_is_in_doubt(requests_mock, xoxoday_conn, monkeypatch, tmp_path) -> None:
@@ -310,15 +323,22 @@ def test_ledger_failure_stops_sending(requests_mock, xoxoday_conn, monkeypatch, 
     set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
     requests_mock.post(API, json=echo_cancel())
 
+    calls: list[int] = []
+
     def broken(self, vendor, results, run=None):
+        calls.append(1)
         raise RuntimeError("warehouse down")
 
     monkeypatch.setattr(ReversalLedger, "record", broken)
+    ctx = context()
     with pytest.raises(AirflowException, match="warehouse down"):
         CancelPointsOperator(
             task_id="c", unique_ids=list(range(1, 101)), batch_size=5, max_concurrency=1, ledger_conn_id="ledger"
-        ).execute(context())
+        ).execute(ctx)
     assert requests_mock.call_count <= 3  # the in-flight ones, not all 20 batches
+    assert calls == [1]  # the ledger is not tried again for every request left
+    s = ctx["ti"].pushed["return_value"]
+    assert s["succeeded"] + s["failed"] == s["requested"] == 100
 
 
 def test_rate_limit_outlasting_the_budget_stops_the_run_for_a_later_retry(requests_mock, capillary_conn) -> None:
@@ -329,3 +349,29 @@ def test_rate_limit_outlasting_the_budget_stops_the_run_for_a_later_retry(reques
     assert not isinstance(info.value, AirflowFailException)
     assert requests_mock.call_count <= 16  # what was in flight, never 19 x 5 attempts
     assert ctx["ti"].pushed["return_value"]["failed_transient"] == 19
+
+
+def test_an_answer_interrupted_while_recording_is_still_recorded() -> None:
+    """A task timeout (a BaseException) while the first answer is being recorded loses nothing."""
+    from airflow_provider_loyalty.operators._reversal import ItemResult, run_requests
+
+    class Timeout(BaseException):
+        pass
+
+    recorded: list[int] = []
+
+    def on_results(request: int, results: list) -> None:
+        if request == 1 and not recorded:
+            recorded.append(-1)
+            raise Timeout
+        recorded.append(request)
+
+    with pytest.raises(Timeout):
+        run_requests(
+            [1, 2, 3],
+            lambda r: [ItemResult(str(r), {}, True)],
+            on_results,
+            max_concurrency=1,
+            unsent=lambda r, exc: [],
+        )
+    assert 1 in recorded
