@@ -48,3 +48,21 @@ def test_dag_files_do_no_io_and_import_nothing_heavy_at_parse_time() -> None:
     env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_airflow_loads_the_packaged_examples_as_the_providers_example_bundle(tmp_path) -> None:
+    """With [core] load_examples on, Airflow finds airflow_provider_loyalty/example_dags as a bundle."""
+    code = (
+        "from airflow.dag_processing.bundles.manager import DagBundlesManager\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "bundle = DagBundlesManager().get_bundle('airflow-provider-loyalty-example-dags')\n"
+        "bag = DagBag(dag_folder=str(bundle.path))\n"
+        "assert bag.import_errors == {}, bag.import_errors\n"
+        "print(sorted(bag.dag_ids))\n"
+    )
+    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "True", "AIRFLOW_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "['loyalty_daily_reversals', 'loyalty_reversals_fanout']" in result.stdout
