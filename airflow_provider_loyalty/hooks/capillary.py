@@ -162,7 +162,7 @@ class CapillaryHook(BaseHook):
             )
         mask_secret(conn.password)
         return CapillaryCredentials(
-            base_url=base_url(conn.host, conn.port, ""),
+            base_url=base_url(conn.host, conn.port, "", vendor_paths=("/api_gateway/", "/v3/oauth/")),
             auth_type=auth_type,  # type: ignore[arg-type]
             login=str(conn.login),
             password=str(conn.password),

@@ -168,7 +168,7 @@ class XoxodayHook(BaseHook):
             if secret:
                 mask_secret(secret)
         return XoxodayCredentials(
-            base_url=base_url(conn.host, conn.port, DEFAULT_HOST),
+            base_url=base_url(conn.host, conn.port, DEFAULT_HOST, vendor_paths=("/chef/",)),
             client_id=str(conn.login),
             client_secret=str(conn.password),
             access_token=extra.get("access_token") or None,

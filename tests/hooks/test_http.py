@@ -307,3 +307,27 @@ def test_bad_url_is_a_config_error_not_retried() -> None:
     bad = VendorHTTPClient("vendor", "htp://nowhere", clock=FakeClock())
     with pytest.raises(VendorConfigError):
         bad.request("POST", "/x")
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        pytest.param("accounts.xoxoday.com", None, "https://accounts.xoxoday.com", id="bare_host_gets_https"),
+        pytest.param("http://127.0.0.1", 8099, "http://127.0.0.1:8099", id="port_field"),
+        pytest.param("http://127.0.0.1:8099/", None, "http://127.0.0.1:8099", id="port_in_host"),
+        pytest.param(
+            "https://accounts.xoxoday.com/chef/v1/oauth/api",
+            None,
+            "https://accounts.xoxoday.com",
+            id="docs_url_pasted_as_host",
+        ),
+        pytest.param(
+            "https://proxy.example/xoxoday", 8443, "https://proxy.example:8443/xoxoday", id="proxy_prefix_kept"
+        ),
+        pytest.param(None, None, "https://default.example", id="default"),
+    ],
+)
+def test_base_url(host, port, expected) -> None:
+    from airflow_provider_loyalty.hooks._http import base_url
+
+    assert base_url(host, port, "https://default.example", vendor_paths=("/chef/",)) == expected
