@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +105,18 @@ def sandbox() -> Iterator[object]:
 
     with Sandbox(SandboxConfig()) as sb:
         yield sb
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Migrate the test AIRFLOW_HOME's metadata DB once (idempotent, ~5 s the first time)."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    result = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, env=dict(os.environ), timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 @pytest.fixture(scope="session", autouse=True)

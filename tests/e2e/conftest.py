@@ -1,29 +1,13 @@
-"""End-to-end fixtures: a migrated Airflow metadata DB, the sandbox in-process, connections to it."""
+"""End-to-end fixtures: the sandbox in-process and connections to it (the migrated DB is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import set_connection
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """Migrate the test AIRFLOW_HOME's metadata DB once (idempotent, ~5 s the first time)."""
-    home = Path(os.environ["AIRFLOW_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    airflow = Path(sys.executable).with_name("airflow")
-    result = subprocess.run(
-        [str(airflow), "db", "migrate"], capture_output=True, text=True, env=dict(os.environ), timeout=300
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 @pytest.fixture
