@@ -10,6 +10,8 @@ import sys
 import textwrap
 from datetime import date
 
+import pytest
+
 from tests.conftest import REPO
 
 PLUGIN_PATH = "airflow_provider_loyalty.ui.plugin:LoyaltyReversalsPlugin"
