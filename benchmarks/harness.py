@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import subprocess
@@ -209,36 +208,19 @@ class SandboxProcess:
 
 def wait_for_url(ready_file: Path, process: subprocess.Popen[bytes] | None = None, timeout: float = 180.0) -> str:
     """Wait until a sandbox wrote its base URL to ``ready_file``; return it."""
-    deadline = time.monotonic() + timeout
-    while not ready_file.exists():
-        if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
-            raise RuntimeError(f"the sandbox did not start; see {log_file('sandbox.log')}")
-        time.sleep(0.02)
-    return ready_file.read_text().strip()
+    from airflow_provider_loyalty.sandbox import wait_for_url as wait
+
+    try:
+        return wait(ready_file, process, timeout)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}; see {log_file('sandbox.log')}") from None
 
 
 def connections(url: str) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables pointing both default connections at the sandbox at ``url``."""
-    from airflow_provider_loyalty import sandbox
+    from airflow_provider_loyalty.sandbox import connection_env
 
-    tokens = {"access_token": sandbox.XOXODAY_ACCESS_TOKEN, "refresh_token": sandbox.XOXODAY_REFRESH_TOKEN}
-    xoxoday = {
-        "conn_type": "xoxoday",
-        "host": url,
-        "login": sandbox.XOXODAY_CLIENT_ID,
-        "password": sandbox.XOXODAY_CLIENT_SECRET,
-        "extra": json.dumps(tokens),
-    }
-    capillary = {
-        "conn_type": "capillary",
-        "host": url,
-        "login": sandbox.CAPILLARY_TILL,
-        "password": sandbox.CAPILLARY_PASSWORD,
-    }
-    return {
-        "AIRFLOW_CONN_XOXODAY_DEFAULT": json.dumps(xoxoday),
-        "AIRFLOW_CONN_CAPILLARY_DEFAULT": json.dumps(capillary),
-    }
+    return connection_env(url)
 
 
 class FakeTI:

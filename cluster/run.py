@@ -399,12 +399,7 @@ def airflow_env(cluster: Cluster, settings: Settings, access: str, refresh: str)
     """The environment shared by every Airflow process (configuration and connections)."""
     from cryptography.fernet import Fernet
 
-    from airflow_provider_loyalty.sandbox import (
-        CAPILLARY_PASSWORD,
-        CAPILLARY_TILL,
-        XOXODAY_CLIENT_ID,
-        XOXODAY_CLIENT_SECRET,
-    )
+    from airflow_provider_loyalty.sandbox import connection_env
 
     api = f"http://127.0.0.1:{cluster.api_port}"
     metadata = f"postgresql+psycopg2://loyalty:{cluster.pg_password}@127.0.0.1:{cluster.pg_port}/airflow"
@@ -453,24 +448,7 @@ def airflow_env(cluster: Cluster, settings: Settings, access: str, refresh: str)
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_LOYALTY_WAREHOUSE": json.dumps({"conn_type": "postgres", **database}),
             "AIRFLOW_CONN_LOYALTY_LEDGER": json.dumps({"conn_type": "postgres", **database}),
-            "AIRFLOW_CONN_XOXODAY_DEFAULT": json.dumps(
-                {
-                    "conn_type": "xoxoday",
-                    "host": cluster.sandbox_url,
-                    "login": XOXODAY_CLIENT_ID,
-                    "password": XOXODAY_CLIENT_SECRET,
-                    "extra": json.dumps({"access_token": access, "refresh_token": refresh}),
-                }
-            ),
-            "AIRFLOW_CONN_CAPILLARY_DEFAULT": json.dumps(
-                {
-                    "conn_type": "capillary",
-                    "host": cluster.sandbox_url,
-                    "login": CAPILLARY_TILL,
-                    "password": CAPILLARY_PASSWORD,
-                    "extra": json.dumps({"auth_type": "basic"}),
-                }
-            ),
+            **connection_env(cluster.sandbox_url, access_token=access, refresh_token=refresh),
         }
     )
     return env

@@ -92,13 +92,13 @@ def start_sandbox(access: str, refresh: str) -> tuple[subprocess.Popen[bytes], s
         stdout=subprocess.DEVNULL,
         stderr=(DEMO / "sandbox.log").open("w"),
     )
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit(f"the sandbox did not start; see {DEMO / 'sandbox.log'}")
-        time.sleep(0.1)
-    return process, ready.read_text().strip()
+    from airflow_provider_loyalty.sandbox import wait_for_url
+
+    try:
+        return process, wait_for_url(ready, process, timeout=30)
+    except RuntimeError as exc:
+        process.kill()
+        raise SystemExit(f"{exc}; see {DEMO / 'sandbox.log'}") from None
 
 
 def ledger_report(since: datetime) -> dict[str, Counter[tuple[str, ...]]]:
@@ -188,31 +188,9 @@ def main() -> int:
     access, refresh = f"demo-access-{secrets.token_hex(8)}", f"demo-refresh-{secrets.token_hex(8)}"
     sandbox, url = start_sandbox(access, refresh)
     say(f"vendor sandbox on {url}")
-    from airflow_provider_loyalty.sandbox import (
-        CAPILLARY_PASSWORD,
-        CAPILLARY_TILL,
-        XOXODAY_CLIENT_ID,
-        XOXODAY_CLIENT_SECRET,
-    )
+    from airflow_provider_loyalty.sandbox import connection_env
 
-    env["AIRFLOW_CONN_XOXODAY_DEFAULT"] = json.dumps(
-        {
-            "conn_type": "xoxoday",
-            "host": url,
-            "login": XOXODAY_CLIENT_ID,
-            "password": XOXODAY_CLIENT_SECRET,
-            "extra": json.dumps({"access_token": access, "refresh_token": refresh}),
-        }
-    )
-    env["AIRFLOW_CONN_CAPILLARY_DEFAULT"] = json.dumps(
-        {
-            "conn_type": "capillary",
-            "host": url,
-            "login": CAPILLARY_TILL,
-            "password": CAPILLARY_PASSWORD,
-            "extra": json.dumps({"auth_type": "basic"}),
-        }
-    )
+    env.update(connection_env(url, access_token=access, refresh_token=refresh))
     env["AIRFLOW_CONN_LOYALTY_WAREHOUSE"] = json.dumps({"conn_type": "duckdb", "host": str(WAREHOUSE)})
 
     since = datetime.now(timezone.utc)

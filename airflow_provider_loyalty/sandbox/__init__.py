@@ -22,6 +22,7 @@ from airflow_provider_loyalty.sandbox.config import (
     XOXODAY_REFRESH_TOKEN,
     SandboxConfig,
 )
+from airflow_provider_loyalty.sandbox.launch import connection_env, wait_for_url
 from airflow_provider_loyalty.sandbox.seed import Dataset, generate_dataset, write_duckdb
 from airflow_provider_loyalty.sandbox.server import Sandbox
 
@@ -37,6 +38,8 @@ __all__ = [
     "Dataset",
     "Sandbox",
     "SandboxConfig",
+    "connection_env",
     "generate_dataset",
+    "wait_for_url",
     "write_duckdb",
 ]

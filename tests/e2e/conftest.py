@@ -7,8 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import set_connection
-
 
 @pytest.fixture
 def vendor(monkeypatch) -> Iterator[object]:
@@ -17,23 +15,8 @@ def vendor(monkeypatch) -> Iterator[object]:
 
     dataset = sb.generate_dataset(seed=7, points=60, earns=80, big_customer_earns=0, customers=12)
     with sb.Sandbox(sb.SandboxConfig(), dataset) as server:
-        set_connection(
-            monkeypatch,
-            "xoxoday_default",
-            conn_type="xoxoday",
-            host=server.url,
-            login=sb.XOXODAY_CLIENT_ID,
-            password=sb.XOXODAY_CLIENT_SECRET,
-            extra={"access_token": sb.XOXODAY_ACCESS_TOKEN, "refresh_token": sb.XOXODAY_REFRESH_TOKEN},
-        )
-        set_connection(
-            monkeypatch,
-            "capillary_default",
-            conn_type="capillary",
-            host=server.url,
-            login=sb.CAPILLARY_TILL,
-            password=sb.CAPILLARY_PASSWORD,
-        )
+        for name, value in sb.connection_env(server.url).items():
+            monkeypatch.setenv(name, value)
         server.dataset = dataset  # type: ignore[attr-defined]
         yield server
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 import requests
 
 from tests.sandbox.helpers import cancel
@@ -74,3 +75,48 @@ def test_cli_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, stderr
     assert f"sandbox listening on {url}" in stdout.splitlines()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_launch_helpers_point_airflow_at_a_sandbox_process(tmp_path) -> None:
+    """``wait_for_url`` reads the ready file; ``connection_env`` gives connections that authenticate there."""
+    import json
+
+    from airflow_provider_loyalty.sandbox import connection_env, wait_for_url
+
+    ready = tmp_path / "url"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_loyalty.sandbox",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--points",
+            "5",
+            "--earns",
+            "5",
+            "--big-customer-earns",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = wait_for_url(ready, process, timeout=30)
+        env = connection_env(url, access_token="a-1", refresh_token="r-1")
+        xoxoday = json.loads(env["AIRFLOW_CONN_XOXODAY_DEFAULT"])
+        assert xoxoday["host"] == url and json.loads(xoxoday["extra"]) == {
+            "access_token": "a-1",
+            "refresh_token": "r-1",
+        }
+        capillary = json.loads(env["AIRFLOW_CONN_CAPILLARY_DEFAULT"])
+        assert requests.get(f"{capillary['host']}/_sandbox/stats", timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    dead.wait()
+    with pytest.raises(RuntimeError, match="exited with status 3"):
+        wait_for_url(tmp_path / "never", dead, timeout=5)
