@@ -337,10 +337,16 @@ class ReversalOperator(BaseOperator, Generic[P]):
             return None, self.request_items(request, code, exc.message, transient=exc.transient)
 
     def close_hook(self) -> None:
-        """Release the hook's pooled connections (subclasses with a hook override)."""
+        """Release the hook's pooled connections, if the hook was created."""
+        if "hook" in self.__dict__:
+            self.__dict__["hook"].close()
 
     def prepare_hook(self) -> None:
-        """Resolve the connection (and credentials) in the main thread, before the senders start."""
+        """Resolve connection, credentials and tokens in the main thread, before the senders start.
+
+        Subclasses expose their vendor hook as the ``hook`` property; its ``prepare()`` does the work.
+        """
+        self.hook.prepare()  # type: ignore[attr-defined]
 
     # ---------------------------------------------------------------------- the shared path
     @cached_property

@@ -161,11 +161,6 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
             **self.hook_params,
         )
 
-    def close_hook(self) -> None:
-        """Release the hook's connections, if it was created."""
-        if "hook" in self.__dict__:
-            self.hook.close()
-
     def parse(self) -> tuple[Earns, int, int]:
         """Validate ``earns``."""
         return parse_earns(self.earns, type(self).__name__)
@@ -220,10 +215,6 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
             for p, earn_ids in request.details
             for e in earn_ids
         ]
-
-    def prepare_hook(self) -> None:
-        """Resolve the connection (and an OAuth token) before the senders start."""
-        self.hook.prepare()
 
     def send(self, request: RevokeRequest) -> list[ItemResult]:
         """Revoke one request's earns; vendor refusals are permanent, unknown outcomes transient."""

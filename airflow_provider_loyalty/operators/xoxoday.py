@@ -118,11 +118,6 @@ class CancelPointsOperator(ReversalOperator[Sequence[int]]):
             **self.hook_params,
         )
 
-    def close_hook(self) -> None:
-        """Release the hook's connections, if it was created."""
-        if "hook" in self.__dict__:
-            self.hook.close()
-
     def parse(self) -> tuple[list[int], int, int]:
         """Validate ``unique_ids``."""
         return parse_unique_ids(self.unique_ids, type(self).__name__)
@@ -152,10 +147,6 @@ class CancelPointsOperator(ReversalOperator[Sequence[int]]):
         return [
             ItemResult(str(uid), {"unique_id": uid}, False, code, message, transient, settles=False) for uid in request
         ]
-
-    def prepare_hook(self) -> None:
-        """Resolve the connection and the token pair before the senders start."""
-        self.hook.prepare()
 
     def send(self, request: Sequence[int]) -> list[ItemResult]:
         """Cancel one batch; a refused id is a permanent failure, an unmentioned one a transient one."""
