@@ -110,7 +110,9 @@ class Settings:
     #: kill when the victim's Capillary task has recorded this share of its shard (mid-run).
     kill_window: tuple[float, float] = (0.1, 0.5)
     #: per DAG run; a normal run takes 60-110 s.
-    run_timeout: float = 300.0
+    run_timeout: float = 420.0
+    #: seconds a task may stay queued before the scheduler requeues it (Airflow's default is 600).
+    queued_timeout: int = 90
 
     def dag_conf(self) -> dict[str, Any]:
         """The run's params: rates = headroom x vendor limit, pool slots = the pools' sizes."""
@@ -444,7 +446,9 @@ def airflow_env(cluster: Cluster, settings: Settings, access: str, refresh: str)
             # Notice a dead worker's task in seconds, not 5 minutes; and a message lost with it.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(settings.heartbeat_timeout),
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
-            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "180",
+            # A task message the killed worker had already taken is lost with it (Redis redelivers
+            # only after the visibility timeout): the scheduler requeues tasks stuck in queued.
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(settings.queued_timeout),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_LOYALTY_WAREHOUSE": json.dumps({"conn_type": "postgres", **database}),
             "AIRFLOW_CONN_LOYALTY_LEDGER": json.dumps({"conn_type": "postgres", **database}),
