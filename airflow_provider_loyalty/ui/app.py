@@ -28,16 +28,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_loyalty import __version__
 from airflow_provider_loyalty.ui.chart import SERIES, day_bars, render_svg
-from airflow_provider_loyalty.ui.reader import (
-    MAX_QUERY_CHARS,
-    VENDORS,
-    ItemsPage,
-    LedgerReader,
-    LedgerSettings,
-    LedgerUnavailable,
-    Summary,
-    check_query,
-)
+from airflow_provider_loyalty.ui.models import ItemsPage, Summary
+from airflow_provider_loyalty.ui.reader import MAX_QUERY_CHARS, VENDORS, LedgerReader, check_query
+from airflow_provider_loyalty.ui.settings import LedgerSettings, LedgerUnavailable
 
 if TYPE_CHECKING:
     from jinja2 import Environment

@@ -1,39 +1,37 @@
 """Read the reversal ledger for the Reversals page: read-only, parameterised, one connection per request.
 
-The ledger connection is one setting, ``[loyalty] ledger_conn_id`` (env
-``AIRFLOW__LOYALTY__LEDGER_CONN_ID``, default ``loyalty_warehouse``), with ``[loyalty] ledger_table``
-(default ``loyalty_reversal_ledger``). Every value a user types reaches the database as a bound
-parameter; the only names spliced into SQL are the table (checked to be an identifier) and fixed
-column names.
-
-Read-only, per engine:
-
-* DuckDB file: opened with ``read_only=True`` for the duration of one request. A DuckDB file has one
-  writer across processes: while a reversal task writes the ledger, the page answers "busy".
-* SQLite file: opened through a ``mode=ro`` URI.
-* PostgreSQL: each request is one ``READ ONLY`` transaction with a statement timeout, rolled back.
-* Any other common-sql ``DbApiHook``: only ``SELECT`` statements, rolled back.
+Every value a user types reaches the database as a bound parameter; the only names spliced into SQL
+are the table (checked to be an identifier) and fixed column names. :mod:`.settings` says where the
+ledger is, :mod:`.connections` opens it read-only, :mod:`.models` are the answers.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel
-
-from airflow_provider_loyalty.ledger import COLUMNS, DEFAULT_TABLE, check_table_name
+from airflow_provider_loyalty.ledger import COLUMNS, check_table_name
+from airflow_provider_loyalty.ui.connections import Session, read_only_session
+from airflow_provider_loyalty.ui.models import (
+    Attempt,
+    DayCounts,
+    FailureGroup,
+    ItemHistory,
+    ItemsPage,
+    LedgerRef,
+    RunCounts,
+    Summary,
+    VendorTotals,
+)
+from airflow_provider_loyalty.ui.settings import LedgerSettings, LedgerUnavailable
 
 log = logging.getLogger(__name__)
 
-CONFIG_SECTION = "loyalty"
-DEFAULT_CONN_ID = "loyalty_warehouse"
 VENDORS = ("xoxoday", "capillary")
 Vendor = Literal["xoxoday", "capillary"]
 Status = Literal["succeeded", "failed"]
@@ -45,8 +43,6 @@ MAX_ATTEMPTS_SHOWN = 20
 #: Rows of "top failures" and "recent runs".
 TOP_FAILURES = 10
 RECENT_RUNS = 20
-#: PostgreSQL statement timeout of the page's queries, in milliseconds.
-STATEMENT_TIMEOUT_MS = 15_000
 
 _BIGINT_MAX = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -55,299 +51,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ROW_COLUMNS = COLUMNS
 
 
-class LedgerUnavailable(Exception):
-    """The ledger cannot be read right now.
-
-    :param reason: what to tell the user; names the connection id and table, never the connection's
-        host, login, password or extras.
-    :param busy: a writer holds the ledger (DuckDB's single-writer lock); retrying soon will work.
-    :param missing: the ledger table does not exist yet (no reversal task has run).
-    """
-
-    def __init__(self, reason: str, *, busy: bool = False, missing: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.busy = busy
-        self.missing = missing
-
-
-@dataclass(frozen=True)
-class LedgerSettings:
-    """Where the page reads the ledger.
-
-    :param conn_id: Airflow connection of the ledger (any common-sql ``DbApiHook``).
-    :param table: ledger table, optionally schema-qualified.
-    """
-
-    conn_id: str = DEFAULT_CONN_ID
-    table: str = DEFAULT_TABLE
-
-    @classmethod
-    def from_config(cls) -> LedgerSettings:
-        """Read ``[loyalty] ledger_conn_id`` and ``[loyalty] ledger_table`` (raises ``LedgerUnavailable`` if bad)."""
-        from airflow.configuration import conf
-
-        conn_id = (conf.get(CONFIG_SECTION, "ledger_conn_id", fallback=DEFAULT_CONN_ID) or DEFAULT_CONN_ID).strip()
-        table = (conf.get(CONFIG_SECTION, "ledger_table", fallback=DEFAULT_TABLE) or DEFAULT_TABLE).strip()
-        try:
-            check_table_name(table)
-        except ValueError:
-            raise LedgerUnavailable(
-                "the [loyalty] ledger_table setting is not a table name (letters, digits, _ and an optional schema)"
-            ) from None
-        return cls(conn_id=conn_id, table=table)
-
-
-# ------------------------------------------------------------------------------------------ models
-class Attempt(BaseModel):
-    """One recorded outcome of an item (a row of the ledger)."""
-
-    status: str
-    failure_kind: str | None = None
-    code: str | None = None
-    message: str = ""
-    recorded_at: datetime
-    dag_id: str | None = None
-    run_id: str | None = None
-    task_id: str | None = None
-    map_index: int | None = None
-    try_number: int | None = None
-    run_url: str | None = None
-    task_url: str | None = None
-
-
-class ItemHistory(BaseModel):
-    """Everything the ledger knows about one item: was it reversed, when, by which run."""
-
-    vendor: str
-    item_key: str
-    unique_id: int | None = None
-    customer_id: int | None = None
-    promotion_id: str | None = None
-    earn_id: str | None = None
-    reversed: bool
-    reversed_at: datetime | None = None
-    reversed_by: Attempt | None = None
-    last: Attempt
-    attempt_count: int
-    attempts: list[Attempt]
-
-
-class ItemsPage(BaseModel):
-    """One page of items matching a search (newest activity first)."""
-
-    query: str
-    vendor: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-    total: int
-    limit: int
-    offset: int
-    items: list[ItemHistory]
-
-
-class VendorTotals(BaseModel):
-    """Outcomes of one vendor; ``skipped`` comes from the task summaries (``None``: unknown)."""
-
-    vendor: str
-    succeeded: int = 0
-    failed_permanent: int = 0
-    failed_transient: int = 0
-    skipped: int | None = None
-
-
-class DayCounts(VendorTotals):
-    """Outcomes recorded on one day (UTC) for one vendor."""
-
-    day: date
-
-
-class FailureGroup(BaseModel):
-    """A failure code of a vendor, with how often it was recorded in the window."""
-
-    vendor: str
-    code: str | None = None
-    failure_kind: str | None = None
-    outcomes: int
-    items: int
-    distinct_messages: int
-    example_message: str
-    last_seen: datetime
-
-
-class RunCounts(BaseModel):
-    """What one DAG run recorded in the ledger."""
-
-    dag_id: str | None = None
-    run_id: str | None = None
-    run_url: str | None = None
-    vendors: list[str]
-    first_recorded_at: datetime
-    last_recorded_at: datetime
-    succeeded: int = 0
-    failed_permanent: int = 0
-    failed_transient: int = 0
-
-
-class LedgerRef(BaseModel):
-    """Which ledger the numbers come from (ids only, never connection details)."""
-
-    conn_id: str
-    table: str
-
-
-class Summary(BaseModel):
-    """The page's numbers for a window of days."""
-
-    ledger: LedgerRef
-    days: int
-    since: datetime
-    until: datetime
-    vendor: str | None = None
-    daily: list[DayCounts]
-    totals: list[VendorTotals]
-    top_failures: list[FailureGroup]
-    runs: list[RunCounts]
-    skipped_available: bool
-
-
-# ------------------------------------------------------------------------------- connections
-@dataclass
-class _Session:
-    """An open read-only connection and how to speak to it."""
-
-    conn: Any
-    placeholder: str
-    dialect: str  # duckdb | sqlite | postgres | generic
-
-    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one ``SELECT`` with bound parameters; return its rows as tuples."""
-        cursor = self.conn.cursor()
-        try:
-            cursor.execute(sql, list(params))
-            return [_values(row) for row in cursor.fetchall()]
-        finally:
-            cursor.close()
-
-    def fetch_none(self, sql: str) -> None:
-        """Run one statement that returns no rows (session settings)."""
-        cursor = self.conn.cursor()
-        try:
-            cursor.execute(sql)
-        finally:
-            cursor.close()
-
-
-def _values(row: Any) -> tuple[Any, ...]:
-    """A row as a tuple, whatever cursor class the connection's extras picked."""
-    if isinstance(row, dict):
-        return tuple(row.values())
-    return tuple(row)
-
-
-def _connection_type(conn_id: str) -> tuple[str, Any]:
-    from airflow.sdk import BaseHook
-
-    try:
-        connection = BaseHook.get_connection(conn_id)
-    except Exception:
-        log.warning("Ledger connection %r could not be loaded", conn_id, exc_info=True)
-        raise LedgerUnavailable(
-            f"the ledger connection {conn_id!r} is not defined (set [loyalty] ledger_conn_id or create it)"
-        ) from None
-    return (connection.conn_type or "").lower(), connection
-
-
-def _open_duckdb(conn_id: str, path: str) -> _Session:
-    import duckdb
-
-    try:
-        return _Session(duckdb.connect(path, read_only=True), "?", "duckdb")
-    except duckdb.Error as exc:
-        text = str(exc).lower()
-        if "lock" in text:
-            raise LedgerUnavailable(
-                f"the ledger (DuckDB file of connection {conn_id!r}) is being written by a task; "
-                "DuckDB allows one writer at a time: reload in a moment",
-                busy=True,
-            ) from None
-        log.warning("Could not open the DuckDB ledger of %r read-only", conn_id, exc_info=True)
-        missing = "does not exist" in text or "no such file" in text
-        raise LedgerUnavailable(
-            f"the DuckDB file of connection {conn_id!r} could not be opened read-only"
-            + (" (it does not exist yet)" if missing else f" ({type(exc).__name__})"),
-            missing=missing,
-        ) from None
-
-
-def _open_sqlite(conn_id: str, path: str) -> _Session:
-    import sqlite3
-
-    if path.startswith("file:"):
-        uri = path + ("&" if "?" in path else "?") + "mode=ro"
-    else:
-        uri = "file:" + quote(path) + "?mode=ro"
-    try:
-        return _Session(sqlite3.connect(uri, uri=True, timeout=5, check_same_thread=False), "?", "sqlite")
-    except sqlite3.Error as exc:
-        log.warning("Could not open the SQLite ledger of %r read-only", conn_id, exc_info=True)
-        raise LedgerUnavailable(
-            f"the SQLite file of connection {conn_id!r} could not be opened read-only ({type(exc).__name__})"
-        ) from None
-
-
-def _open_hook(conn_id: str, conn_type: str) -> _Session:
-    from airflow_provider_loyalty.ledger import ReversalLedger
-
-    try:
-        hook = ReversalLedger(conn_id).hook
-        conn = hook.get_conn()
-    except TypeError as exc:
-        raise LedgerUnavailable(str(exc)) from None
-    except Exception as exc:
-        log.warning("Could not connect to the ledger through %r", conn_id, exc_info=True)
-        raise LedgerUnavailable(
-            f"could not connect to the ledger through connection {conn_id!r} ({type(exc).__name__})"
-        ) from None
-    placeholder = getattr(hook, "placeholder", None) or "%s"
-    return _Session(conn, placeholder, "postgres" if conn_type in ("postgres", "postgresql") else "generic")
-
-
-@contextmanager
-def read_only_session(conn_id: str) -> Iterator[_Session]:
-    """Open the ledger connection read-only for one request; always rolled back and closed.
-
-    :param conn_id: the ledger's Airflow connection.
-    :raises LedgerUnavailable: the connection is missing, unreachable or locked by a writer.
-    """
-    conn_type, connection = _connection_type(conn_id)
-    if conn_type == "duckdb" and connection.host and not connection.password:
-        session = _open_duckdb(conn_id, connection.host)
-    elif conn_type == "sqlite" and connection.host:
-        session = _open_sqlite(conn_id, connection.host)
-    else:
-        session = _open_hook(conn_id, conn_type)
-    try:
-        if session.dialect == "postgres":
-            # The first statements of the transaction: nothing after them can write, nothing runs long.
-            try:
-                session.fetch_none("SET TRANSACTION READ ONLY")
-                session.fetch_none(f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
-            except Exception as exc:
-                log.warning("Could not start a read-only transaction on %r", conn_id, exc_info=True)
-                raise LedgerUnavailable(
-                    f"could not start a read-only transaction on connection {conn_id!r} ({type(exc).__name__})"
-                ) from None
-        yield session
-    finally:
-        for step in ("rollback", "close"):
-            try:
-                getattr(session.conn, step)()
-            except Exception:  # a failed rollback of a read must not hide the answer or the real error
-                log.debug("ledger connection %s failed", step, exc_info=True)
-
-
-# ------------------------------------------------------------------------------------- reading
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -429,15 +132,15 @@ class LedgerReader:
         return f"{url}/mapped/{map_index}" if map_index is not None and map_index >= 0 else url
 
     @staticmethod
-    def _day_sql(session: _Session) -> str:
+    def _day_sql(session: Session) -> str:
         return "DATE(recorded_at)" if session.dialect == "sqlite" else "CAST(recorded_at AS DATE)"
 
     @staticmethod
-    def _time_param(session: _Session, value: datetime) -> Any:
+    def _time_param(session: Session, value: datetime) -> Any:
         # SQLite stores the ledger's timestamps as ISO text; compare text with text.
         return value.isoformat(" ") if session.dialect == "sqlite" else value
 
-    def _check_table(self, session: _Session) -> None:
+    def _check_table(self, session: Session) -> None:
         try:
             session.fetch(f"SELECT 1 FROM {self.table} WHERE 1 = 0")
         except Exception as exc:
@@ -451,7 +154,7 @@ class LedgerReader:
             ) from None
 
     @contextmanager
-    def _session(self) -> Iterator[_Session]:
+    def _session(self) -> Iterator[Session]:
         with read_only_session(self.settings.conn_id) as session:
             self._check_table(session)
             try:
@@ -632,7 +335,7 @@ class LedgerReader:
             items=[histories[(str(v), str(k))] for v, k, _ in keys if (str(v), str(k)) in histories],
         )
 
-    def _histories(self, session: _Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], ItemHistory]:
+    def _histories(self, session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], ItemHistory]:
         by_vendor: dict[str, list[str]] = {}
         for vendor, key in keys:
             by_vendor.setdefault(vendor, []).append(key)

@@ -80,7 +80,7 @@ def test_loading_the_plugin_imports_nothing_heavy() -> None:
         """
         import sys, json
         from airflow_provider_loyalty.ui.plugin import LoyaltyReversalsPlugin
-        heavy = ["fastapi", "duckdb", "airflow_provider_loyalty.ui.app", "airflow_provider_loyalty.ui.reader"]
+        heavy = ["fastapi", "duckdb", *(f"airflow_provider_loyalty.ui.{m}" for m in ("app", "reader", "models", "connections"))]
         print(json.dumps([m for m in heavy if m in sys.modules]))
         """
     )
@@ -122,7 +122,7 @@ def test_entry_point_declared_in_pyproject_names_the_plugin() -> None:
 
 def test_chart_has_a_bar_per_day_and_escapes_nothing_unsafe() -> None:
     from airflow_provider_loyalty.ui.chart import day_bars, render_svg
-    from airflow_provider_loyalty.ui.reader import DayCounts
+    from airflow_provider_loyalty.ui.models import DayCounts
 
     rows = [
         DayCounts(day=date(2026, 3, 3), vendor="xoxoday", succeeded=5, failed_permanent=1, skipped=None),

@@ -181,7 +181,7 @@ def test_the_page_leaves_no_lock_behind(duckdb_ledger, make_client, token) -> No
 
 
 def test_read_only_session_refuses_writes(ledger) -> None:
-    from airflow_provider_loyalty.ui.reader import read_only_session
+    from airflow_provider_loyalty.ui.connections import read_only_session
 
     with read_only_session("ledger") as session:
         with pytest.raises(Exception) as refused:
