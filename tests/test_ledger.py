@@ -11,11 +11,13 @@ import pytest
 from airflow_provider_loyalty.ledger import (
     ReversalLedger,
     check_table_name,
+    create_table_sql,
+    in_doubt_sql,
     earn_key_sql,
     not_done_predicate,
     points_key_sql,
 )
-from airflow_provider_loyalty.operators._reversal import ItemResult
+from airflow_provider_loyalty.outcomes import EarnItem, FailureKind, Outcome, PointItem
 from tests.conftest import set_connection
 
 POSTGRES_URI = os.environ.get("LOYALTY_TEST_POSTGRES_URI")
@@ -49,10 +51,10 @@ def ledger_conn(request, monkeypatch, tmp_path) -> tuple[str, str]:
         conn.close()
 
 
-def results(keys: range, ok: bool = True, vendor_field: str = "unique_id") -> list[ItemResult]:
-    return [
-        ItemResult(str(k), {vendor_field: k}, ok, None if ok else "rejected", "" if ok else "no", False) for k in keys
-    ]
+def results(keys: range, ok: bool = True) -> list[Outcome]:
+    if ok:
+        return [Outcome.succeeded(PointItem(k)) for k in keys]
+    return [Outcome.failed(PointItem(k), "refused", "no", FailureKind.PERMANENT) for k in keys]
 
 
 def run(n: int = 1) -> dict:
@@ -86,15 +88,15 @@ def test_extraction_anti_join(ledger_conn) -> None:
     ledger = ReversalLedger(conn_id, table)
     ledger.record("xoxoday", results(range(1, 3)), run())
     ledger.record("xoxoday", results(range(3, 4), ok=False), run())  # refused for good
-    ledger.record("xoxoday", [ItemResult("4", {"unique_id": 4}, False, "http_503", "", True)], run())  # transient
-    ledger.record(
-        "capillary", [ItemResult("7/p1/e1", {"customer_id": 7, "promotion_id": "p1", "earn_id": "e1"}, True)], run()
-    )
+    ledger.record("xoxoday", [Outcome.failed(PointItem(4), "http_503", "", FailureKind.TRANSIENT)], run())
+    ledger.record("xoxoday", [Outcome.succeeded(PointItem(6))], run())
+    ledger.record_intent("xoxoday", [PointItem(5)], run())  # in doubt: extracted again, to reconcile
+    ledger.record("capillary", [Outcome.succeeded(EarnItem(7, "p1", "e1"))], run())
     conn = ledger.hook.get_conn()
     cursor = conn.cursor()
     src_p, src_e = f"{table}_points", f"{table}_earns"
     cursor.execute(f"CREATE TABLE {src_p} (unique_id BIGINT)")
-    cursor.execute(f"INSERT INTO {src_p} VALUES (1), (2), (3), (4), (5)")
+    cursor.execute(f"INSERT INTO {src_p} VALUES (1), (2), (3), (4), (5), (6)")
     cursor.execute(f"CREATE TABLE {src_e} (customer_id BIGINT, promotion_id VARCHAR(30), earn_id VARCHAR(30))")
     cursor.execute(f"INSERT INTO {src_e} VALUES (7, 'p1', 'e1'), (7, 'p1', 'e2')")
     conn.commit()
@@ -144,10 +146,92 @@ def test_concurrent_writers(ledger_conn) -> None:
     assert ReversalLedger(conn_id, table).counts() == [("xoxoday", "succeeded", None, 2000)]
 
 
-@pytest.mark.parametrize("name", ["ledger; DROP TABLE x", "a b", "", "1abc", "a.b.c.d"])
+@pytest.mark.parametrize(
+    "name",
+    ["ledger; DROP TABLE x", "a b", "", "1abc", "a.b.c.d", "a.b.c", "ledger\n", " ledger", "lédger", "a..b"],
+    ids=[
+        "injection",
+        "space",
+        "empty",
+        "digit_first",
+        "four_parts",
+        "three_parts",
+        "trailing_newline",
+        "leading_space",
+        "non_ascii",
+        "empty_part",
+    ],
+)
 def test_table_names_are_identifiers(name) -> None:
     with pytest.raises(ValueError, match="identifier"):
         check_table_name(name)
+
+
+@pytest.mark.parametrize("name", ["select", "ORDER", "user", "public.table", "group.ledger"])
+def test_reserved_words_are_refused_as_table_names(name) -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        check_table_name(name)
+
+
+@pytest.mark.parametrize("name", ["loyalty_reversal_ledger", "analytics.loyalty_ledger", "_l2", "users"])
+def test_plain_table_names_pass(name) -> None:
+    assert check_table_name(name) == name
+
+
+def test_lookup_tells_settled_from_in_doubt(ledger_conn) -> None:
+    """An intent with no outcome after it is in doubt; a definite refusal or not-sent answer is not."""
+    conn_id, table = ledger_conn
+    ledger = ReversalLedger(conn_id, table)
+    items = {n: PointItem(n) for n in range(1, 8)}
+    ledger.record_intent("xoxoday", list(items.values()), run(1))
+    ledger.record("xoxoday", [Outcome.succeeded(items[1])], run(1))
+    ledger.record(
+        "xoxoday", [Outcome.failed(items[2], "refused", "Transaction not found", FailureKind.PERMANENT)], run(1)
+    )
+    ledger.record("xoxoday", [Outcome.failed(items[3], "unknown", "not in answer", FailureKind.TRANSIENT)], run(1))
+    ledger.record("xoxoday", [Outcome.failed(items[4], "not_sent", "not sent", FailureKind.TRANSIENT)], run(1))
+    ledger.record("xoxoday", [Outcome.failed(items[5], "401", "credentials", FailureKind.REJECTED)], run(1))
+    # 6 and 7: intent only (the worker died); 7 then resent and answered in run 2
+    ledger.record_intent("xoxoday", [items[7]], run(2))
+    ledger.record("xoxoday", [Outcome.failed(items[7], "refused", "nope", FailureKind.PERMANENT)], run(2))
+    settled, doubt = ledger.lookup("xoxoday", [i.key for i in items.values()])
+    assert {k: v.ok for k, v in settled.items()} == {"1": True, "2": False, "7": False}
+    assert set(doubt) == {"3", "6"}
+    assert doubt["6"].run_id == "run1"
+    settled, doubt = ledger.lookup("xoxoday", [i.key for i in items.values()], include_refused=False)
+    assert set(settled) == {"1"}
+    assert ledger.counts() == [
+        ("xoxoday", "failed", "permanent", 2),
+        ("xoxoday", "failed", "rejected", 1),
+        ("xoxoday", "failed", "transient", 2),
+        ("xoxoday", "succeeded", None, 1),
+    ]
+    cursor = ledger.hook.get_conn().cursor()
+    cursor.execute(in_doubt_sql(table))
+    assert sorted(r[1] for r in cursor.fetchall()) == ["6"]
+    ledger.close()
+
+
+def test_a_ledger_table_of_the_previous_release_keeps_working(ledger_conn) -> None:
+    """0.1 tables have the same columns; rows written by 0.1 are read as before."""
+    conn_id, table = ledger_conn
+    ledger = ReversalLedger(conn_id, table)
+    conn = ledger.hook.get_conn()
+    cursor = conn.cursor()
+    cursor.execute(create_table_sql(table))
+    ph = ledger.placeholder
+    cursor.execute(
+        f"INSERT INTO {table} (vendor, item_key, customer_id, promotion_id, earn_id, status, failure_kind, code, "
+        f"message, run_id, recorded_at) VALUES ({', '.join([ph] * 11)})",
+        ["capillary", "7/p/e", 7, "p", "e", "failed", "permanent", "729", "redeemed", "old", "2026-01-01 00:00:00"],
+    )
+    conn.commit()
+    conn.close()
+    ledger.record("capillary", [Outcome.succeeded(EarnItem(7, "p", "f"))], run())
+    settled, doubt = ledger.lookup("capillary", ["7/p/e", "7/p/f"])
+    assert {k: (v.ok, v.code) for k, v in settled.items()} == {"7/p/e": (False, "729"), "7/p/f": (True, None)}
+    assert doubt == {}
+    ledger.close()
 
 
 def test_non_sql_connection_is_refused(monkeypatch, xoxoday_conn) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_loyalty.outcomes import EarnItem, PointItem
+
 #: How many offending values an input error names.
 MAX_REPORTED = 5
 
@@ -156,3 +158,73 @@ def text_id(value: Any) -> tuple[str | None, str]:
 def normalised_keys(row: Mapping[Any, Any]) -> dict[str, Any]:
     """Map a dict row's keys to lower case without ``_``: ``unique_id``, ``uniqueId``, ``UNIQUE_ID`` all match."""
     return {str(k).replace("_", "").lower(): v for k, v in row.items()}
+
+
+def parse_unique_ids(value: Any, owner: str = "CancelPointsOperator") -> tuple[list[PointItem], int, int]:
+    """Validate an XCom of unique_ids; return ``(items in first-seen order, rows, duplicates)``.
+
+    Accepts ints or digit strings, 1-column rows (``[(123,), (456,)]``), dicts with ``unique_id``,
+    and the string a non-native Jinja render makes of any of these.
+
+    :raises AirflowFailException: naming the first offending rows, before anything is sent.
+    """
+    rows = load_rows(value, "unique_ids", owner)
+    errors = InputErrors("unique_ids", owner)
+    ids: dict[int, None] = {}
+    for position, row in enumerate(rows):
+        raw = row
+        if isinstance(row, (list, tuple)):
+            if len(row) != 1:
+                errors.add(position, row, f"a row of {len(row)} columns; expected 1 (unique_id)")
+                continue
+            raw = row[0]
+        elif isinstance(row, dict):
+            keys = normalised_keys(row)
+            if "uniqueid" not in keys:
+                errors.add(position, row, "a dict without unique_id")
+                continue
+            raw = keys["uniqueid"]
+        number, reason = positive_int(raw)
+        if number is None:
+            errors.add(position, raw, reason)
+        else:
+            ids[number] = None
+    errors.raise_if_any()
+    return [PointItem(uid) for uid in ids], len(rows), len(rows) - len(ids)
+
+
+def parse_earns(value: Any, owner: str = "RevokeEarnOperator") -> tuple[list[EarnItem], int, int]:
+    """Validate an XCom of earns; return ``(items in first-seen order, rows, duplicates)``.
+
+    Accepts rows ``(customer_id, promotion_id, earn_id)``, dicts with ``customer_id``/``promotion_id``/
+    ``earn_id`` (camelCase too), and the string a non-native Jinja render makes of either.
+
+    :raises AirflowFailException: naming the first offending rows, before anything is sent.
+    """
+    rows = load_rows(value, "earns", owner)
+    errors = InputErrors("earns", owner)
+    earns: dict[EarnItem, None] = {}
+    for position, row in enumerate(rows):
+        if isinstance(row, dict):
+            keys = normalised_keys(row)
+            fields = (keys.get("customerid"), keys.get("promotionid"), keys.get("earnid"))
+        elif isinstance(row, (list, tuple)) and len(row) == 3:
+            fields = (row[0], row[1], row[2])
+        else:
+            errors.add(position, row, "expected (customer_id, promotion_id, earn_id) or a dict with those keys")
+            continue
+        customer, why_customer = positive_int(fields[0])
+        promotion, why_promotion = text_id(fields[1])
+        earn, why_earn = text_id(fields[2])
+        if customer is None:
+            errors.add(position, row, f"customer_id {why_customer}")
+        elif promotion is None:
+            errors.add(position, row, f"promotion_id {why_promotion}")
+        elif "/" in promotion:
+            errors.add(position, row, "promotion_id contains '/'")
+        elif earn is None:
+            errors.add(position, row, f"earn_id {why_earn}")
+        elif errors.count == 0:  # stop building once the input is known to be bad
+            earns[EarnItem(customer, promotion, earn)] = None
+    errors.raise_if_any()
+    return list(earns), len(rows), len(rows) - len(earns)

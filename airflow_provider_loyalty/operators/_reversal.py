@@ -1,218 +1,43 @@
-"""The one path every reversal takes: parse -> skip done -> plan -> send -> record -> summarise -> decide.
+"""The one path every reversal takes: parse -> skip done -> guard -> plan -> send -> record -> summarise -> decide.
 
-Vendor operators supply four small pieces (parse the XCom, list item keys, plan requests, send one
-request); everything else — ledger, bounded concurrency, per-request logging, the summary and the
+Vendor operators supply their parser, planner and one request's send; everything else — the
+ledger (intents before sends, outcomes before reports, a spool while it is down), bounded
+concurrency, reconciliation of "already reversed" answers, progress, the summary and the
 fail/retry decision — lives here once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_loyalty.operators import _settings
+from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
+from airflow_provider_loyalty.operators._summary import MAX_LISTED, Progress, Summary
+from airflow_provider_loyalty.outcomes import AlreadyReversed, FailureKind, Item, Outcome, Settled, reconcile
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_loyalty.ledger import ReversalLedger
+    from airflow_provider_loyalty.ledger.spool import LedgerSpool
 
 log = logging.getLogger(__name__)
 
-#: Failures (and, in a dry run, planned requests) listed in the summary XCom; the ledger holds all.
-MAX_LISTED_FAILURES = 100
-
 P = TypeVar("P")
 
-
-@dataclass(slots=True)  # not frozen: one per item, and frozen dataclasses cost 3x to build
-class ItemResult:
-    """The outcome of one item: its ledger key, identity fields, and what the vendor said.
-
-    :param key: stable item key (``"123"``, ``"<customer>/<promotion>/<earn>"``).
-    :param ident: the item's fields as the summary and the ledger show them.
-    :param ok: the vendor applied the reversal.
-    :param code: vendor error code or our own (``unknown``, ``http_503``, ``not_sent``).
-    :param message: the vendor's (or our) message.
-    :param transient: a later retry may succeed (transport trouble, unknown outcome).
-    :param settles: for a non-transient failure: the vendor refused *this item* for good (already
-        redeemed, invalid id...), so the ledger settles it; ``False`` when the whole request was
-        refused (bad configuration, 4xx) or the refusal may echo an earlier attempt of ours.
-    """
-
-    key: str
-    ident: dict[str, Any]
-    ok: bool
-    code: str | None = None
-    message: str = ""
-    transient: bool = False
-    settles: bool = True
-
-    @property
-    def failure_kind(self) -> str | None:
-        """How the ledger files a failure: ``permanent`` (settled), ``rejected`` or ``transient``."""
-        if self.ok:
-            return None
-        if self.transient:
-            return "transient"
-        return "permanent" if self.settles else "rejected"
+__all__ = ["ReversalOperator", "RunAborted", "Summary", "run_requests"]
 
 
-class RunAborted(Exception):
-    """Raised by a sender when no further request can succeed (credentials refused)."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
-@dataclass
-class Summary:
-    """Counts of one run; :meth:`as_xcom` is the task's small result.
-
-    ``requested`` counts distinct items (duplicate input rows are removed and counted apart), so
-    ``succeeded + failed + skipped == requested`` always holds (``planned`` replaces the first two
-    in a dry run).
-    """
-
-    requested: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    skipped: int = 0
-    duplicates: int = 0
-    requests: int = 0
-    dry_run: bool = False
-    failed_transient: int = 0
-    failed_earlier: int = 0
-    failures: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, results: Iterable[ItemResult]) -> tuple[int, int]:
-        """Count ``results``; return ``(ok, failed)`` among them."""
-        ok = bad = 0
-        for result in results:
-            if result.ok:
-                ok += 1
-                continue
-            bad += 1
-            if result.transient:
-                self.failed_transient += 1
-            if len(self.failures) < MAX_LISTED_FAILURES:
-                self.failures.append({**result.ident, "code": result.code, "message": result.message})
-        self.succeeded += ok
-        self.failed += bad
-        return ok, bad
-
-    def as_xcom(self, **extra: Any) -> dict[str, Any]:
-        """Return the JSON-able summary pushed to XCom."""
-        return {
-            "requested": self.requested,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "dry_run": self.dry_run,
-            "duplicates_removed": self.duplicates,
-            "requests": self.requests,
-            "failed_transient": self.failed_transient,
-            "failed_earlier": self.failed_earlier,
-            "failures": list(self.failures),
-            **extra,
-        }
-
-
-def run_requests(
-    plan: Iterable[P],
-    send: Callable[[P], list[ItemResult]],
-    on_results: Callable[[P, list[ItemResult]], None],
-    *,
-    max_concurrency: int,
-    unsent: Callable[[P, BaseException], list[ItemResult]],
-) -> RunAborted | None:
-    """Send planned requests on a bounded thread pool; hand each request's results back in this thread.
-
-    At most ``2 * max_concurrency`` requests are planned ahead of the senders, so a million-row
-    input is never turned into a million futures. ``on_results`` runs in the calling thread (the
-    ledger's connection is not shared across threads). When a sender raises :class:`RunAborted`,
-    or results cannot be recorded, nothing more is sent and every request not sent is reported
-    through ``unsent``. Whatever ends the loop — an abort, a task timeout, SIGTERM — the answers of
-    requests already in flight are still waited for and recorded: nothing the vendor applied is lost.
-
-    :return: the abort, if one happened (the caller raises it after recording everything).
-    """
-    abort: RunAborted | None = None
-    pending: dict[Future[list[ItemResult]], P] = {}
-    planned: Iterator[P] = iter(plan)
-
-    def guarded(request: P) -> list[ItemResult]:
-        try:
-            return send(request)
-        except RunAborted:
-            raise
-        except Exception as exc:  # a bug or an unreadable answer: this request's items are not done
-            log.exception("Unexpected error while sending a request; its items count as failed (transient)")
-            return unsent(request, exc)
-
-    def record(request: P, results: list[ItemResult]) -> None:
-        nonlocal abort
-        try:
-            on_results(request, results)
-        except Exception as exc:  # the ledger is unreachable: stop sending what could not be recorded
-            log.exception("Could not record a request's outcomes; stopping")
-            abort = abort or RunAborted(exc)
-
-    def collect(future: Future[list[ItemResult]]) -> list[ItemResult]:
-        # The future stays pending until its results are recorded: if a task timeout or SIGTERM
-        # interrupts the recording, the finally clause below records it (at worst twice, which the
-        # append-only ledger tolerates) instead of losing an answered request.
-        nonlocal abort
-        try:
-            return future.result()
-        except RunAborted as exc:
-            abort = abort or exc
-            return unsent(pending[future], exc.cause)
-
-    pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="loyalty")
-    try:
-
-        def refill() -> None:
-            while abort is None and len(pending) < 2 * max_concurrency:
-                request = next(planned, None)
-                if request is None:
-                    return
-                pending[pool.submit(guarded, request)] = request
-
-        refill()
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                record(pending[future], collect(future))
-                pending.pop(future)
-            if abort is not None:
-                for future, request in list(pending.items()):
-                    if future.cancel():
-                        pending.pop(future)
-                        record(request, unsent(request, abort.cause))
-            refill()
-    finally:
-        for future in list(pending):
-            if future.cancel():
-                pending.pop(future)  # never started: nothing was sent
-        for future in list(pending):  # in flight (or answered, not yet recorded): record it
-            try:
-                record(pending[future], collect(future))
-            except BaseException:  # noqa: BLE001 - best effort while already unwinding
-                log.exception("Could not record an in-flight request's outcomes")
-            pending.pop(future, None)
-        pool.shutdown(wait=True, cancel_futures=True)
-    if abort is not None:
-        for request in planned:
-            record(request, unsent(request, abort.cause))
-    return abort
+class LedgerDown(Exception):
+    """The ledger refused a write after its retries; what was answered is kept in the spool."""
 
 
 class ReversalOperator(BaseOperator, Generic[P]):
@@ -220,19 +45,33 @@ class ReversalOperator(BaseOperator, Generic[P]):
 
     :param dry_run: plan and log only; no vendor call at all, not even for a token.
     :param ledger_conn_id: SQL connection (any common-sql ``DbApiHook``) of the outcomes ledger;
-        items it records as done are skipped, every outcome is recorded as it arrives.
+        items it records as done are skipped, every item is marked as being sent before its request
+        leaves, and every outcome is recorded as it arrives.
     :param ledger_table: ledger table name.
     :param max_failed_ratio: tolerated share of failed items (of those sent) before the task fails.
     :param max_requests_per_minute: request rate of this task (``None``: no limit).
     :param max_concurrency: requests in flight at once.
+    :param max_items: (templated) refuse to send more than this many items in one run (after
+        de-duplication and the ledger's skip): the task fails before any vendor call. ``None``: no limit.
+    :param already_reversed: which refusals of a resent item that an earlier attempt may have
+        applied mean "already reversed" (recorded as succeeded, code ``already_reversed``): ``None``
+        for the vendor's defaults, ``False`` for never, or ``{"codes": [...], "messages": [regex...]}``.
     :param hook_params: extra keyword arguments of the vendor hook (``timeout``, ``retry_policy``...).
     :param retry_refused: resend items the ledger records as refused for good (by default they are
         reported as failed again without a request: the vendor would refuse them the same way).
     """
 
-    template_fields: Sequence[str] = ("dry_run", "max_failed_ratio", "max_requests_per_minute", "ledger_conn_id")
+    template_fields: Sequence[str] = (
+        "dry_run",
+        "max_failed_ratio",
+        "max_requests_per_minute",
+        "max_items",
+        "ledger_conn_id",
+    )
     vendor: str = ""
     what: str = "items"
+    #: the vendor's "already reversed" answers (subclasses set theirs)
+    default_already_reversed: AlreadyReversed = AlreadyReversed()
 
     def __init__(
         self,
@@ -243,86 +82,81 @@ class ReversalOperator(BaseOperator, Generic[P]):
         max_failed_ratio: float = 0.0,
         max_requests_per_minute: float | None = None,
         max_concurrency: int = 8,
+        max_items: int | None = None,
+        already_reversed: Any = None,
         hook_params: dict[str, Any] | None = None,
         retry_refused: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        from airflow_provider_loyalty.ledger.schema import check_table_name
+
         self.hook_params = dict(hook_params or {})
         self.retry_refused = retry_refused
+        self.ledger_table = check_table_name(ledger_table)
+        self.already_reversed = AlreadyReversed.coerce(already_reversed, self.default_already_reversed)
         # Settings may be Jinja strings (``"{{ params.dry_run }}"``): checked now when they are
         # values, and again after rendering.
         self.dry_run = dry_run  # type: ignore[assignment,method-assign]
         self.ledger_conn_id = ledger_conn_id
-        self.ledger_table = ledger_table
         self.max_failed_ratio = max_failed_ratio
         self.max_requests_per_minute = max_requests_per_minute
         self.max_concurrency = max_concurrency
+        self.max_items = max_items
         self._settings(lenient=True)
+        self._maybe_applied: dict[str, Settled] = {}
 
     def _settings(self, *, lenient: bool = False) -> None:
         """Coerce and check the rendered settings; ``lenient`` lets unrendered templates through."""
-
-        def templated(value: Any) -> bool:
-            return lenient and isinstance(value, str) and "{{" in value
-
-        if not templated(self.dry_run):
-            self.dry_run = as_bool(self.dry_run, "dry_run")  # type: ignore[assignment,method-assign]
-        if not templated(self.max_failed_ratio):
-            ratio = as_number(self.max_failed_ratio, "max_failed_ratio")
-            if ratio is None or not 0.0 <= ratio <= 1.0:
-                raise ValueError(f"max_failed_ratio must be between 0 and 1, got {self.max_failed_ratio!r}")
-            self.max_failed_ratio = ratio
-        if not templated(self.max_requests_per_minute):
-            rate = as_number(self.max_requests_per_minute, "max_requests_per_minute")
-            if rate is not None and rate <= 0:
-                raise ValueError(f"max_requests_per_minute must be positive or None, got {rate!r}")
-            self.max_requests_per_minute = rate
-        if not templated(self.max_concurrency):
-            concurrency = as_number(self.max_concurrency, "max_concurrency")
-            if concurrency is None or concurrency < 1 or concurrency != int(concurrency):
-                raise ValueError(f"max_concurrency must be an integer >= 1, got {self.max_concurrency!r}")
-            self.max_concurrency = int(concurrency)
+        checks: dict[str, Callable[[Any, str], Any]] = {
+            "dry_run": _settings.as_bool,
+            "max_failed_ratio": _settings.ratio,
+            "max_requests_per_minute": _settings.positive_or_none,
+            "max_concurrency": _settings.count,
+            "max_items": lambda v, n: _settings.count(v, n, minimum=0, optional=True),
+        }
+        for name, check in checks.items():
+            value = getattr(self, name)
+            if not (lenient and _settings.templated(value)):
+                setattr(self, name, check(value, name))
 
     # ---------------------------------------------------------------- what subclasses provide
-    def parse(self) -> tuple[Any, int, int]:
+    def parse(self) -> tuple[list[Any], int, int]:
         """Validate the input; return ``(items, input_rows, duplicates_removed)``."""
         raise NotImplementedError
 
-    def item_keys(self, items: Any) -> Iterator[str]:
-        """Yield the ledger key of every parsed item."""
-        raise NotImplementedError
-
-    def drop_done(self, items: Any, done: set[str]) -> Any:
-        """Return ``items`` without those whose key is in ``done``."""
-        raise NotImplementedError
-
-    def plan(self, items: Any) -> Iterator[P]:
+    def plan(self, items: list[Any]) -> Iterator[P]:
         """Yield the requests that send ``items`` (vendor batching rules)."""
         raise NotImplementedError
 
-    def send(self, request: P) -> list[ItemResult]:
-        """Send one planned request; return one result per item (raise :class:`RunAborted` to stop)."""
+    def items_of(self, request: P) -> Sequence[Item]:
+        """The items one planned request carries."""
         raise NotImplementedError
 
-    def request_items(self, request: P, code: str, message: str, *, transient: bool) -> list[ItemResult]:
-        """Return a failed result for every item of ``request`` (whole-request failures)."""
-        raise NotImplementedError
+    def send(self, request: P) -> tuple[list[Outcome], bool]:
+        """Send one planned request; return one outcome per item, and whether it was a resend.
 
-    def ident(self, key: str) -> dict[str, Any]:
-        """Return the identity fields of an item from its ledger key."""
+        The flag is true when an earlier attempt of this very request may have been applied (the
+        hook resent it after a timeout or 5xx): "already reversed" answers then reconcile.
+        """
         raise NotImplementedError
 
     def describe(self, request: P) -> str:
         """Return a short description of a request for logs (counts, no payloads)."""
         raise NotImplementedError
 
-    def call_vendor(self, request: P, call: Callable[..., Any], *args: Any) -> tuple[Any, list[ItemResult]]:
+    @property
+    def hook(self) -> Any:
+        """The vendor hook (subclasses return theirs)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------- shared vendor calling
+    def call_vendor(self, request: P, call: Callable[..., Any], *args: Any) -> tuple[Any, list[Outcome]]:
         """Run one hook call for ``request``; return ``(result, [])``, or ``(None, failed items)``.
 
-        Vendor errors of the request as a whole fail its items (transiently or not, never settled);
-        errors no further request can escape — refused credentials, a bad URL, a rate limit that
-        outlasted the retry budget — stop the run (:class:`RunAborted`).
+        Vendor errors of the request as a whole fail its items (transiently, or ``rejected``: never
+        settled); errors no further request can escape — refused credentials, a bad URL, a rate
+        limit that outlasted the retry budget — stop the run (:class:`RunAborted`).
         """
         from airflow_provider_loyalty.hooks._http import VendorError, VendorRateLimitError
 
@@ -334,19 +168,32 @@ class ReversalOperator(BaseOperator, Generic[P]):
             if exc.fatal:
                 raise RunAborted(exc) from exc
             code = exc.code or (f"http_{exc.status_code}" if exc.status_code else "unavailable")
-            return None, self.request_items(request, code, exc.message, transient=exc.transient)
+            kind = FailureKind.TRANSIENT if exc.transient else FailureKind.REJECTED
+            return None, self.failed_request(request, code, exc.message, kind)
+
+    def failed_request(self, request: P, code: str, message: str, kind: FailureKind) -> list[Outcome]:
+        """A failed outcome for every item of ``request`` (the request as a whole failed)."""
+        return [Outcome.failed(item, code, message, kind) for item in self.items_of(request)]
+
+    def _send_one(self, request: P) -> list[Outcome]:
+        """Send (in a sender thread); reconcile the "already reversed" answers of items in doubt."""
+        started = time.monotonic()
+        outcomes, resent = self.send(request)
+        _timing(self.vendor, time.monotonic() - started)
+        maybe_applied = self._maybe_applied
+        if resent:
+            attempted = [item.key for item in self.items_of(request)]
+            where = "an earlier attempt of this request in this try"
+        else:
+            attempted = [item.key for item in self.items_of(request) if item.key in maybe_applied]
+            runs = sorted({str(maybe_applied[k].run_id) for k in attempted})
+            where = f"run {', '.join(runs[:3])}" if runs else ""
+        return reconcile(outcomes, attempted, self.already_reversed, where)
 
     def close_hook(self) -> None:
         """Release the hook's pooled connections, if the hook was created."""
         if "hook" in self.__dict__:
             self.__dict__["hook"].close()
-
-    def prepare_hook(self) -> None:
-        """Resolve connection, credentials and tokens in the main thread, before the senders start.
-
-        Subclasses expose their vendor hook as the ``hook`` property; its ``prepare()`` does the work.
-        """
-        self.hook.prepare()  # type: ignore[attr-defined]
 
     # ---------------------------------------------------------------------- the shared path
     @cached_property
@@ -374,91 +221,157 @@ class ReversalOperator(BaseOperator, Generic[P]):
             return summary.as_xcom()
 
         ledger = self.ledger
+        run = _run_info(context)
         try:
             if ledger is not None:
-                items = self._drop_settled(ledger, items, summary, _run_info(context)["run_id"])
+                self._replay_spool(ledger, run)
+                items = self._drop_settled(ledger, items, summary, run["run_id"])
             if self.dry_run:  # type: ignore[truthy-function]
                 return self._dry_run(items, summary)
-            self._send_all(items, summary, context)
+            self._guard(items)
+            if items:
+                self._send_all(items, summary, context, run)
         finally:
             if ledger is not None:
                 ledger.close()
             self.close_hook()
         return self._decide(summary, context)
 
-    def _drop_settled(self, ledger: ReversalLedger, items: Any, summary: Summary, run_id: str | None) -> Any:
+    def _spool(self, run: dict[str, Any]) -> LedgerSpool:
+        from airflow_provider_loyalty.ledger.spool import LedgerSpool, spool_key
+
+        return LedgerSpool(spool_key(str(self.ledger_conn_id), self.ledger_table, run))
+
+    def _replay_spool(self, ledger: ReversalLedger, run: dict[str, Any]) -> None:
+        """Write what an earlier try answered but could not record, before anything is sent."""
+        spool = self._spool(run)
+        try:
+            rows = spool.pending()
+        except Exception as exc:  # an unreadable spool must not be taken for an empty one
+            raise AirflowException(
+                f"{type(self).__name__}: cannot read the ledger spool Variable {spool.key} "
+                f"({type(exc).__name__}: {exc}); nothing was sent"
+            ) from exc
+        if not rows:
+            return
+        try:
+            ledger.insert(rows)
+        except Exception as exc:
+            raise AirflowException(
+                f"{type(self).__name__}: the ledger {self.ledger_conn_id!r} is still unreachable "
+                f"({type(exc).__name__}); {len(rows)} answered outcome(s) stay in Variable {spool.key}; nothing was sent"
+            ) from exc
+        spool.clear()
+        self.log.info("Replayed %d outcome(s) an earlier try kept while the ledger was down", len(rows))
+
+    def _drop_settled(
+        self, ledger: ReversalLedger, items: list[Item], summary: Summary, run_id: str | None
+    ) -> list[Item]:
         """Leave out what the ledger says is done (skipped) or was refused for good (failed, not resent).
 
         Refusals recorded by an earlier DAG run were judged against ``max_failed_ratio`` then
-        (``failed_earlier``); those of this run's earlier tries still count in this decision.
+        (``failed_earlier``); those of this run's earlier tries still count in this decision. Items
+        an earlier attempt may have applied (in doubt) are kept for reconciliation.
         """
-        settled = ledger.settled(self.vendor, self.item_keys(items), include_refused=not self.retry_refused)
+        try:
+            settled, self._maybe_applied = ledger.lookup(
+                self.vendor, (item.key for item in items), include_refused=not self.retry_refused
+            )
+        except Exception as exc:
+            raise AirflowException(
+                f"{type(self).__name__}: cannot read the ledger {self.ledger_conn_id!r} "
+                f"({type(exc).__name__}: {str(exc)[:200]}); nothing was sent"
+            ) from exc
+        if self._maybe_applied:
+            self.log.info(
+                "%d %s may have been applied by an earlier attempt that recorded no answer (in doubt): "
+                "resending them, an 'already reversed' answer counts as done",
+                len(self._maybe_applied),
+                self.what,
+            )
         if not settled:
             return items
-        refused = [
-            (
-                outcome.run_id,
-                ItemResult(key, self.ident(key), False, outcome.code, f"refused earlier: {outcome.message or ''}"),
-            )
-            for key, outcome in settled.items()
-            if not outcome.ok
-        ]
-        summary.skipped = len(settled) - len(refused)
-        summary.add(result for _, result in refused)
-        summary.failed_earlier = sum(1 for refused_in, _ in refused if refused_in != run_id)
+        kept: list[Item] = []
+        for item in items:
+            outcome = settled.get(item.key)
+            if outcome is None:
+                kept.append(item)
+            elif outcome.ok:
+                summary.skipped += 1
+            else:
+                refusal = Outcome.failed(
+                    item, outcome.code, f"refused earlier: {outcome.message or ''}", FailureKind.PERMANENT
+                )
+                summary.add_refused([refusal], earlier_run=outcome.run_id != run_id)
         if summary.skipped:
             self.log.info("Skipping %d %s the ledger records as done", summary.skipped, self.what)
+        refused = len(settled) - summary.skipped
         if refused:
             self.log.info(
                 "Not resending %d %s the vendor refused for good in an earlier attempt (counted as failed; "
                 "retry_refused=True resends them)",
-                len(refused),
+                refused,
                 self.what,
             )
-        return self.drop_done(items, set(settled))
+        return kept
 
-    def _dry_run(self, items: Any, summary: Summary) -> dict[str, Any]:
+    def _guard(self, items: list[Item]) -> None:
+        """Refuse a runaway reversal before any vendor call (not even a token)."""
+        if self.max_items is not None and len(items) > self.max_items:  # type: ignore[operator]
+            raise AirflowFailException(
+                f"{type(self).__name__}: {len(items)} {self.what} to send, above max_items={self.max_items}; "
+                "nothing was sent. Check the extraction (a broken join?) or raise max_items."
+            )
+
+    def _dry_run(self, items: list[Item], summary: Summary) -> dict[str, Any]:
         requests = 0
-        planned = 0
         plan: list[str] = []
         for request in self.plan(items):
             requests += 1
-            planned += len(self.request_items(request, "dry_run", "", transient=False))
             description = self.describe(request)
-            if len(plan) < MAX_LISTED_FAILURES:
+            if len(plan) < MAX_LISTED:
                 plan.append(description)
-            self.log.info("Dry run: would send %s", description)
+            self.log.debug("Dry run: would send %s", description)
         summary.requests = requests
+        over = self.max_items is not None and len(items) > self.max_items  # type: ignore[operator]
         self.log.info(
-            "Dry run: %d %s in %d request(s) would be sent; %d skipped as done. Nothing was sent.",
-            planned,
+            "Dry run: %d %s in %d request(s) would be sent; %d skipped as done. Nothing was sent.%s",
+            len(items),
             self.what,
             requests,
             summary.skipped,
+            f" A real run would refuse: above max_items={self.max_items}." if over else "",
         )
-        return summary.as_xcom(planned=planned, plan=plan)
+        sample = [item.ident() for item in items[:MAX_LISTED]]
+        return summary.as_xcom(planned=len(items), plan=plan, sample=sample, max_items_exceeded=over)
 
-    def _send_all(self, items: Any, summary: Summary, context: Context) -> None:
+    def _send_all(self, items: list[Item], summary: Summary, context: Context, run: dict[str, Any]) -> None:
         ledger = self.ledger
-        run_info = _run_info(context) if ledger is not None else None
-        started = time.monotonic()
         try:
-            self.prepare_hook()
+            self.hook.prepare()
         except Exception as exc:
             from airflow_provider_loyalty.hooks._http import CredentialsMissingError
 
-            if isinstance(exc, CredentialsMissingError):
+            if getattr(exc, "fatal", False) or isinstance(exc, CredentialsMissingError):
                 raise AirflowFailException(f"{type(self).__name__}: {exc}") from None
             raise
-        state = {"index": 0}
+        progress = Progress(self.log, self.vendor, self.what, len(items), getattr(self.hook, "waited_seconds", None))
+        spool = self._spool(run) if ledger is not None else None
+        state: dict[str, Any] = {"index": 0, "ledger_down": None, "spooled": 0}
 
-        ledger_error: list[BaseException] = []
+        def before_send(request: P) -> None:
+            if ledger is not None:
+                if state["ledger_down"] is not None:
+                    raise LedgerDown("the ledger is down")
+                ledger.record_intent(self.vendor, self.items_of(request), run)
 
-        def on_results(request: P, results: list[ItemResult]) -> None:
+        def on_results(request: P, outcomes: list[Outcome]) -> None:
             state["index"] += 1
+            if ledger is not None:  # recorded before it is counted or logged as done
+                self._record(ledger, spool, outcomes, run, state)
             summary.requests += 1
-            ok, bad = summary.add(results)
-            self.log.info(
+            ok, bad = summary.add(outcomes)
+            self.log.debug(
                 "%s request %d (%s): %d succeeded, %d failed",
                 self.vendor,
                 state["index"],
@@ -466,36 +379,30 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 ok,
                 bad,
             )
-            if ledger is not None and not ledger_error:  # once the ledger is down, stop trying it
-                try:
-                    ledger.record(self.vendor, results, run_info)
-                except Exception as exc:
-                    ledger_error.append(exc)
-                    raise
+            progress.request_done(summary, outcomes)
+            if state["ledger_down"] is not None:
+                raise LedgerDown("the ledger is down")  # stop sending; in-flight answers still land in the spool
 
         abort = run_requests(
             self.plan(items),
-            self.send,
+            self._send_one,
             on_results,
-            max_concurrency=self.max_concurrency,
-            unsent=lambda request, cause: self.request_items(
-                request, "not_sent", f"not sent: {type(cause).__name__}", transient=True
+            max_concurrency=self.max_concurrency,  # type: ignore[arg-type]
+            unsent=lambda request, cause: self.failed_request(
+                request, "not_sent", f"not sent: {type(cause).__name__}", FailureKind.TRANSIENT
             ),
+            before_send=before_send if ledger is not None else None,
         )
-        elapsed = time.monotonic() - started
-        self.log.info(
-            "%s: %d requested, %d succeeded, %d failed (%d transient), %d skipped, %d duplicate rows removed; "
-            "%d request(s) in %.1f s",
-            self.vendor,
-            summary.requested,
-            summary.succeeded,
-            summary.failed,
-            summary.failed_transient,
-            summary.skipped,
-            summary.duplicates,
-            summary.requests,
-            elapsed,
-        )
+        progress.line(summary, final=True)
+        if summary.failed_this_run:
+            self.log.info("%s failures this run by code: %s", self.vendor, dict(summary.codes.most_common()))
+        if state["ledger_down"] is not None:
+            self._push_summary(context, summary)
+            raise AirflowException(
+                f"{type(self).__name__}: the ledger {self.ledger_conn_id!r} went down mid-run "
+                f"({state['ledger_down']}); {state['spooled']} answered outcome(s) are kept in Variable "
+                f"{spool.key if spool else '?'} and are written to the ledger before the next try sends anything"
+            )
         if abort is not None:
             self._push_summary(context, summary)
             cause = abort.cause
@@ -503,44 +410,80 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 raise AirflowFailException(f"{type(self).__name__}: stopped, {cause}") from cause
             raise AirflowException(f"{type(self).__name__}: stopped, {cause}") from cause
 
+    def _record(
+        self,
+        ledger: ReversalLedger,
+        spool: LedgerSpool | None,
+        outcomes: list[Outcome],
+        run: dict[str, Any],
+        state: dict[str, Any],
+    ) -> None:
+        """Write outcomes to the ledger (it retries); once it is down, keep them in the spool instead."""
+        if state["ledger_down"] is not None:
+            # Requests that never left tell the next try nothing: keep only what the vendor answered
+            # (a run stopped early would otherwise rewrite a growing spool once per unsent request).
+            outcomes = [o for o in outcomes if o.code != "not_sent"]
+            if not outcomes:
+                return
+        rows = ledger.rows(self.vendor, outcomes, run)
+        if state["ledger_down"] is None:
+            try:
+                ledger.insert(rows)
+                return
+            except Exception as exc:
+                state["ledger_down"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self.log.error("The ledger %r is down (%s); keeping answers in the spool", self.ledger_conn_id, exc)
+        try:
+            assert spool is not None
+            spool.add(rows)
+            state["spooled"] += len(rows)
+        except Exception:
+            # Last resort: the rows in the task log, where a person can replay them by hand.
+            self.log.exception(
+                "Could not keep answered outcomes in the spool either; they are only in this log: %s",
+                json.dumps([list(map(str, r)) for r in rows]),
+            )
+            raise
+
     def _decide(self, summary: Summary, context: Context) -> dict[str, Any]:
-        """Apply ``max_failed_ratio`` to this attempt's failures (refusals found in the ledger were decided before)."""
+        """Apply ``max_failed_ratio`` to this run's failures (refusals of earlier runs were decided then)."""
         result = summary.as_xcom()
-        failed = summary.failed - summary.failed_earlier
+        failed = summary.failed_this_run
         sent = summary.requested - summary.skipped - summary.failed_earlier
         if summary.failed_earlier:
-            self.log.warning(
-                "%d %s stay failed: the vendor refused them in an earlier run (see the ledger)",
-                summary.failed_earlier,
+            self.log.warning("%s: %s (see the ledger)", self.what, summary.earlier_report())
+        if summary.reconciled:
+            self.log.info(
+                "%d %s were already reversed by an earlier attempt that recorded no answer: recorded as done",
+                summary.reconciled,
                 self.what,
             )
         if not failed or not sent:
             return result
         ratio = failed / sent
-        if ratio <= self.max_failed_ratio:
+        if ratio <= self.max_failed_ratio:  # type: ignore[operator]
             self.log.warning(
-                "%d of %d %s failed (%.1f%%), within max_failed_ratio=%s",
+                "%d of %d %s failed this run (%.1f%%), within max_failed_ratio=%s; %s",
                 failed,
                 sent,
                 self.what,
                 100 * ratio,
                 self.max_failed_ratio,
+                summary.failure_report(),
             )
             return result
         self._push_summary(context, summary)
-        codes: dict[str, int] = {}
-        for failure in summary.failures:
-            codes[str(failure.get("code"))] = codes.get(str(failure.get("code")), 0) + 1
-        top = ", ".join(f"{code} x{n}" for code, n in sorted(codes.items(), key=lambda kv: -kv[1])[:5])
+        earlier = f" Also {summary.earlier_report()}." if summary.failed_earlier else ""
         message = (
-            f"{type(self).__name__}: {failed} of {sent} {self.what} failed "
-            f"({summary.failed_transient} transient; codes among the first {len(summary.failures)}: {top}), "
-            f"above max_failed_ratio={self.max_failed_ratio}"
+            f"{type(self).__name__}: {failed} of {sent} {self.what} failed this run "
+            f"({summary.failed_transient} transient), above max_failed_ratio={self.max_failed_ratio}; "
+            f"{summary.failure_report()}.{earlier}"
         )
+        self.log.error("%s", message)
         if summary.failed_transient:
-            hint = "; a retry sends only what is not done yet" if self.ledger_conn_id else ""
+            hint = " A retry sends only what is not done yet." if self.ledger_conn_id else ""
             raise AirflowException(message + hint)
-        raise AirflowFailException(message + "; the vendor refused them, retrying cannot help")
+        raise AirflowFailException(message + " The vendor refused them: retrying cannot help.")
 
     def _push_summary(self, context: Context, summary: Summary) -> None:
         """Push the summary before raising, so downstream ``all_done`` tasks can read it."""
@@ -552,40 +495,16 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 self.log.warning("Could not push the summary XCom before failing", exc_info=True)
 
 
-def as_bool(value: Any, name: str) -> bool:
-    """Read a flag given as a bool or as rendered text (``"True"``, ``"false"``, ``"1"``)."""
-    if isinstance(value, bool) or value is None:
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {value!r}")
-
-
-def as_number(value: Any, name: str) -> float | None:
-    """Read a number given as such or as rendered text; ``None``/``"None"``/``""`` mean unset."""
-    if value is None or isinstance(value, bool):
-        if isinstance(value, bool):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() in ("", "none", "null"):
-            return None
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
+def _timing(vendor: str, seconds: float) -> None:
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        from airflow.sdk.observability.stats import Stats
+    except ImportError:  # pragma: no cover - Airflow < 3.2
+        return
+    Stats.timing(f"loyalty.{vendor}.request_seconds", seconds * 1000.0)
 
 
 def _run_info(context: Context) -> dict[str, Any]:
-    ti = context.get("ti")
+    ti = context.get("ti") if context else None
     return {
         "dag_id": getattr(ti, "dag_id", None),
         "run_id": getattr(ti, "run_id", None),

@@ -96,7 +96,7 @@ def test_every_requested_item_is_accounted_for(requests_mock, xoxoday_conn) -> N
     s = op.execute(context())
     assert s["succeeded"] + s["failed"] + s["skipped"] == s["requested"] == 3
     assert s["duplicates_removed"] == 1
-    assert sorted((f["unique_id"], f["code"]) for f in s["failures"]) == [(2, "rejected"), (3, "unknown")]
+    assert sorted((f["unique_id"], f["code"]) for f in s["failures"]) == [(2, "refused"), (3, "unknown")]
 
 
 def test_permanent_failures_fail_without_retry(requests_mock, xoxoday_conn) -> None:
@@ -230,7 +230,7 @@ def test_ledger_skips_done_items_and_records_every_outcome(requests_mock, xoxoda
     ).execute(context())
     # 1 and 2 are done; 3 was refused for good: reported as failed again, not resent
     assert (second["succeeded"], second["failed"], second["skipped"], second["requests"]) == (0, 1, 2, 0)
-    assert second["failures"] == [{"unique_id": 3, "code": "rejected", "message": "refused earlier: nope"}]
+    assert second["failures"] == [{"unique_id": 3, "code": "refused", "message": "refused earlier: nope"}]
     assert sent_ids(requests_mock) == [[1, 2, 3]]
     third = CancelPointsOperator(
         task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger", max_failed_ratio=1.0, retry_refused=True
@@ -239,15 +239,22 @@ def test_ledger_skips_done_items_and_records_every_outcome(requests_mock, xoxoda
     assert sent_ids(requests_mock) == [[1, 2, 3], [3]]
     rows = (
         sqlite3.connect(db)
-        .execute("SELECT item_key, status, failure_kind, code, dag_id, run_id, try_number FROM loyalty_reversal_ledger")
+        .execute(
+            "SELECT item_key, status, failure_kind, code, dag_id, run_id, try_number FROM loyalty_reversal_ledger "
+            "WHERE status <> 'sending'"
+        )
         .fetchall()
     )
+    intents = sqlite3.connect(db).execute(
+        "SELECT item_key, COUNT(*) FROM loyalty_reversal_ledger WHERE status = 'sending' GROUP BY item_key"
+    )
+    assert sorted(intents) == [("1", 1), ("2", 1), ("3", 2)]  # one per send, written before it
     assert sorted(rows) == sorted(
         [
             ("1", "succeeded", None, None, "d", "r1", 1),
             ("2", "succeeded", None, None, "d", "r1", 1),
-            ("3", "failed", "permanent", "rejected", "d", "r1", 1),
-            ("3", "failed", "permanent", "rejected", "d", "r1", 1),
+            ("3", "failed", "permanent", "refused", "d", "r1", 1),
+            ("3", "failed", "permanent", "refused", "d", "r1", 1),
         ]
     )
 
@@ -256,7 +263,8 @@ def ledger_rows(db) -> list[tuple]:
     return (
         sqlite3.connect(db)
         .execute(
-            "SELECT item_key, status, failure_kind, code FROM loyalty_reversal_ledger ORDER BY recorded_at, item_key"
+            "SELECT item_key, status, failure_kind, code FROM loyalty_reversal_ledger WHERE status <> 'sending' "
+            "ORDER BY recorded_at, item_key"
         )
         .fetchall()
     )
@@ -298,17 +306,46 @@ def test_a_retry_of_the_same_run_still_counts_its_refusals(requests_mock, xoxoda
     assert sent_ids(requests_mock) == [[1, 2, 3], [3]]
 
 
-def test_refusal_after_an_ambiguous_resend_is_in_doubt(requests_mock, xoxoday_conn, monkeypatch, tmp_path) -> None:
+def already_cancelled(request, ctx):
+    ids = [r["unique_id"] for r in request.json()["variables"]["recipients_data"]["recipients"]]
+    recipients = [{"unique_id": i, "success": False, "message": "Points already cancelled"} for i in ids]
+    return {"data": {"cancelBalance": {"error": True, "message": "", "recipients": recipients}}}
+
+
+def test_already_cancelled_after_an_ambiguous_resend_is_reconciled(
+    requests_mock, xoxoday_conn, monkeypatch, tmp_path
+) -> None:
     from airflow_provider_loyalty.hooks import _http
 
     monkeypatch.setattr(_http.SYSTEM_CLOCK, "sleep", lambda s: None)
     db = tmp_path / "ledger.sqlite"
     set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
-    # the first attempt timed out after the vendor applied it; the resend is refused as already cancelled
+    # the first attempt timed out after the vendor applied it; the resend is answered "already cancelled"
+    requests_mock.post(API, [{"exc": requests_exceptions().ReadTimeout}, {"json": already_cancelled}])
+    s = CancelPointsOperator(task_id="c", unique_ids=[1], ledger_conn_id="ledger").execute(context())
+    assert (s["succeeded"], s["reconciled"], s["failed"]) == (1, 1, 0)
+    assert ledger_rows(db) == [("1", "succeeded", None, "already_reversed")]
+
+
+def test_a_refusal_that_is_not_already_reversed_stays_a_refusal_after_a_resend(
+    requests_mock, xoxoday_conn, monkeypatch, tmp_path
+) -> None:
+    from airflow_provider_loyalty.hooks import _http
+
+    monkeypatch.setattr(_http.SYSTEM_CLOCK, "sleep", lambda s: None)
+    db = tmp_path / "ledger.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
     requests_mock.post(API, [{"exc": requests_exceptions().ReadTimeout}, {"json": echo_cancel(fail={1})}])
-    with pytest.raises(AirflowFailException, match="in_doubt"):
+    with pytest.raises(AirflowFailException, match="unique_id=1: refused nope"):
         CancelPointsOperator(task_id="c", unique_ids=[1], ledger_conn_id="ledger").execute(context())
-    assert ledger_rows(db) == [("1", "failed", "rejected", "in_doubt")]
+    assert ledger_rows(db) == [("1", "failed", "permanent", "refused")]
+
+
+def test_already_cancelled_for_an_item_never_sent_is_a_refusal(requests_mock, xoxoday_conn, monkeypatch, tmp_path):
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
+    requests_mock.post(API, json=already_cancelled)
+    with pytest.raises(AirflowFailException, match="Points already cancelled"):
+        CancelPointsOperator(task_id="c", unique_ids=[1, 2], ledger_conn_id="ledger").execute(context())
 
 
 def requests_exceptions():
@@ -317,28 +354,67 @@ def requests_exceptions():
     return requests
 
 
-def test_ledger_failure_stops_sending(requests_mock, xoxoday_conn, monkeypatch, tmp_path) -> None:
+def test_ledger_failure_stops_sending_and_keeps_answers_for_the_next_try(
+    requests_mock, xoxoday_conn, monkeypatch, tmp_path, airflow_db
+) -> None:
+    """The ledger dies after the first intent: that request's answer goes to the spool, nothing more is
+    sent, and the next try writes the kept answer before it sends anything."""
+    import airflow_provider_loyalty.ledger.store as store
     from airflow_provider_loyalty.ledger import ReversalLedger
 
-    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
+    monkeypatch.setattr(store, "BACKOFF_SECONDS", 0.0)
+    db = tmp_path / "l.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
     requests_mock.post(API, json=echo_cancel())
+    real_insert = ReversalLedger.insert
+    inserts: list[int] = []
 
-    calls: list[int] = []
+    def failing_after_first(self, rows):
+        inserts.append(len(rows))
+        if len(inserts) > 1:
+            raise RuntimeError("warehouse down")
+        real_insert(self, rows)
 
-    def broken(self, vendor, results, run=None):
-        calls.append(1)
-        raise RuntimeError("warehouse down")
-
-    monkeypatch.setattr(ReversalLedger, "record", broken)
-    ctx = context()
-    with pytest.raises(AirflowException, match="warehouse down"):
+    monkeypatch.setattr(ReversalLedger, "insert", failing_after_first)
+    ctx = context("spool-run")
+    ctx["ti"].task_id = f"t_{tmp_path.name}"  # a spool of its own
+    with pytest.raises(AirflowException, match="kept in Variable") as info:
         CancelPointsOperator(
             task_id="c", unique_ids=list(range(1, 101)), batch_size=5, max_concurrency=1, ledger_conn_id="ledger"
         ).execute(ctx)
-    assert requests_mock.call_count <= 3  # the in-flight ones, not all 20 batches
-    assert calls == [1]  # the ledger is not tried again for every request left
+    assert not isinstance(info.value, AirflowFailException)
+    assert sent_ids(requests_mock) == [[1, 2, 3, 4, 5]]  # one intent recorded, one request sent
     s = ctx["ti"].pushed["return_value"]
     assert s["succeeded"] + s["failed"] == s["requested"] == 100
+    assert s["succeeded"] == 5
+
+    monkeypatch.setattr(ReversalLedger, "insert", real_insert)
+    s = CancelPointsOperator(
+        task_id="c", unique_ids=list(range(1, 101)), batch_size=50, ledger_conn_id="ledger"
+    ).execute(ctx)
+    assert (s["skipped"], s["succeeded"], s["failed"]) == (5, 95, 0)  # the kept answers count as done
+    assert sent_ids(requests_mock)[1:] == [list(range(6, 56)), list(range(56, 101))]
+    done = sqlite3.connect(db).execute(
+        "SELECT COUNT(DISTINCT item_key) FROM loyalty_reversal_ledger WHERE status = 'succeeded'"
+    )
+    assert done.fetchone() == (100,)
+
+
+def test_an_unwritable_intent_sends_nothing(requests_mock, xoxoday_conn, monkeypatch, tmp_path) -> None:
+    import airflow_provider_loyalty.ledger.store as store
+    from airflow_provider_loyalty.ledger import ReversalLedger
+
+    monkeypatch.setattr(store, "BACKOFF_SECONDS", 0.0)
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
+    requests_mock.post(API, json=echo_cancel())
+
+    def broken(self, vendor, items, run=None):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ReversalLedger, "record_intent", broken)
+    with pytest.raises(AirflowException, match="disk full"):
+        CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger").execute(context())
+    assert requests_mock.call_count == 0
 
 
 def test_rate_limit_outlasting_the_budget_stops_the_run_for_a_later_retry(requests_mock, capillary_conn) -> None:
@@ -353,7 +429,8 @@ def test_rate_limit_outlasting_the_budget_stops_the_run_for_a_later_retry(reques
 
 def test_an_answer_interrupted_while_recording_is_still_recorded() -> None:
     """A task timeout (a BaseException) while the first answer is being recorded loses nothing."""
-    from airflow_provider_loyalty.operators._reversal import ItemResult, run_requests
+    from airflow_provider_loyalty.operators._runner import run_requests
+    from airflow_provider_loyalty.outcomes import Outcome, PointItem
 
     class Timeout(BaseException):
         pass
@@ -369,7 +446,7 @@ def test_an_answer_interrupted_while_recording_is_still_recorded() -> None:
     with pytest.raises(Timeout):
         run_requests(
             [1, 2, 3],
-            lambda r: [ItemResult(str(r), {}, True)],
+            lambda r: [Outcome.succeeded(PointItem(r))],
             on_results,
             max_concurrency=1,
             unsent=lambda r, exc: [],

@@ -1,0 +1,84 @@
+"""Answered outcomes the ledger could not take, kept in an Airflow Variable until it can.
+
+When the ledger goes away mid-run, the answers of requests already in flight must not be lost:
+the vendor applied them. They are written to the Variable
+``loyalty_ledger_spool__<conn>__<table>__<dag>__<task>__<map_index>`` (in the metadata database,
+which every worker reaches) and replayed into the ledger before the next try of the same task —
+or tomorrow's run of it — sends anything. The key holds no run id on purpose: a task whose
+retries ran out hands its spool to the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from airflow_provider_loyalty._variables import delete_variable, get_variable, set_variable
+from airflow_provider_loyalty.ledger.schema import COLUMNS
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "loyalty_ledger_spool__"
+_MAX_KEY = 250  # Airflow's Variable.key column
+_RECORDED_AT = COLUMNS.index("recorded_at")
+
+Row = tuple[Any, ...]
+
+
+def spool_key(conn_id: str, table: str, run: dict[str, Any]) -> str:
+    """The Variable key of one task's spool."""
+    parts = [conn_id, table, str(run.get("dag_id")), str(run.get("task_id")), str(run.get("map_index", -1))]
+    key = _PREFIX + "__".join(parts)
+    if len(key) > _MAX_KEY:
+        digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+        key = f"{key[: _MAX_KEY - 34]}__{digest}"
+    return key
+
+
+class LedgerSpool:
+    """The rows one task could not write to its ledger.
+
+    :param key: the Variable key (:func:`spool_key`).
+    """
+
+    description = "Ledger rows waiting for the ledger to come back (airflow-provider-loyalty); replayed by the next try"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self._rows: list[Row] | None = None
+
+    def pending(self) -> list[Row]:
+        """The rows kept by earlier tries (read once; raises when the Variable cannot be read)."""
+        if self._rows is None:
+            text = get_variable(self.key)
+            self._rows = [_decode(row) for row in json.loads(text)] if text else []
+        return list(self._rows)
+
+    def add(self, rows: list[Row]) -> None:
+        """Keep ``rows`` with those already kept (raises when the Variable cannot be written)."""
+        kept = self.pending() + list(rows)
+        set_variable(self.key, json.dumps([_encode(row) for row in kept]), self.description)
+        self._rows = kept
+
+    def clear(self) -> None:
+        """Forget the kept rows (they are in the ledger now)."""
+        if self._rows:
+            delete_variable(self.key)
+        self._rows = []
+
+
+def _encode(row: Row) -> list[Any]:
+    values = list(row)
+    at = values[_RECORDED_AT]
+    values[_RECORDED_AT] = at.isoformat() if isinstance(at, datetime) else at
+    return values
+
+
+def _decode(values: list[Any]) -> Row:
+    values = list(values)
+    at = values[_RECORDED_AT]
+    values[_RECORDED_AT] = datetime.fromisoformat(at) if isinstance(at, str) else at
+    return tuple(values)

@@ -1,0 +1,350 @@
+"""The ledger writer: append-only outcomes of every attempt, over any common-sql ``DbApiHook``.
+
+One row per item outcome of every attempt, and one ``sending`` row per item just before its
+request leaves. An item is *done* when a ``succeeded`` row exists for its ``(vendor, item_key)``:
+task retries and tomorrow's run skip it, and extraction queries can anti-join it
+(:func:`~.schema.not_done_predicate`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from itertools import islice
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow_provider_loyalty.ledger.schema import (
+    CODE_CHARS,
+    COLUMNS,
+    DEFAULT_TABLE,
+    MESSAGE_CHARS,
+    check_table_name,
+    create_index_sql,
+    create_table_sql,
+)
+from airflow_provider_loyalty.outcomes import FailureKind, Item, Outcome, Settled, Status
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+log = logging.getLogger(__name__)
+
+#: Keys per look-up query and rows per insert statement (well under every engine's parameter limit).
+LOOKUP_CHUNK = 500
+INSERT_CHUNK = 60
+#: Attempts of one ledger operation (open, look-up, insert) before it counts as down; the pauses
+#: between them ride out a DuckDB/SQLite writer's lock or a database restart.
+ATTEMPTS = 4
+BACKOFF_SECONDS = 0.5
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+
+def ensure_ledger(conn_id: str, table: str = DEFAULT_TABLE) -> None:
+    """Create the ledger table (and its index, where the database has them) if missing.
+
+    Meant as a DAG's first task (``task(ensure_ledger)(conn_id)``) so that extraction queries can
+    anti-join the ledger on the very first run.
+    """
+    ledger = ReversalLedger(conn_id, table)
+    try:
+        ledger.ensure_table()
+    finally:
+        ledger.close()
+
+
+def _chunks(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(values)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _time_order(row: Row) -> tuple[str, int]:
+    # (recorded_at, status) of a look-up row; an intent and its outcome never share a timestamp,
+    # but if a coarse clock made them equal, the outcome (written after) is the later one.
+    return (str(row[6]), 0 if row[1] == Status.SENDING.value else 1)
+
+
+class ReversalLedger:
+    """Append-only outcomes of reversals, over a common-sql ``DbApiHook`` connection.
+
+    One database connection per ledger object, used from one thread (the operator's main thread).
+    Every operation is tried :data:`ATTEMPTS` times (reconnecting, with backoff) before its error
+    is raised: a DuckDB/SQLite file locked by a reader or another writer, or a database restart,
+    does not fail a run.
+
+    :param conn_id: Airflow connection whose hook is a ``DbApiHook`` (duckdb, sqlite, postgres, ...).
+    :param table: table name, optionally schema-qualified; created if missing.
+    :param attempts: tries per operation (default :data:`ATTEMPTS`).
+    :param backoff: first pause between tries, seconds, doubled each time (default :data:`BACKOFF_SECONDS`).
+    """
+
+    def __init__(
+        self, conn_id: str, table: str = DEFAULT_TABLE, *, attempts: int | None = None, backoff: float | None = None
+    ) -> None:
+        self.conn_id = conn_id
+        self.table = check_table_name(table)
+        self.attempts = max(1, ATTEMPTS if attempts is None else attempts)
+        self.backoff = BACKOFF_SECONDS if backoff is None else backoff
+        self._hook: DbApiHook | None = None
+        self._conn: Any = None
+
+    @property
+    def hook(self) -> DbApiHook:
+        """The connection's SQL hook (checked to be a ``DbApiHook``)."""
+        if self._hook is None:
+            from airflow.providers.common.sql.hooks.sql import DbApiHook
+            from airflow.sdk import BaseHook
+
+            hook = BaseHook.get_hook(self.conn_id)
+            if not isinstance(hook, DbApiHook):
+                raise TypeError(
+                    f"ledger connection {self.conn_id!r} gives a {type(hook).__name__}, not a SQL DbApiHook"
+                )
+            self._hook = hook
+        return self._hook
+
+    @property
+    def placeholder(self) -> str:
+        """The driver's parameter placeholder (``?`` or ``%s``)."""
+        return getattr(self.hook, "placeholder", None) or "%s"
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = self.hook.get_conn()
+            self._execute(create_table_sql(self.table))
+            try:
+                self._execute(create_index_sql(self.table))
+            except Exception as exc:  # an index only speeds look-ups up; some warehouses have none
+                log.info("No look-up index on %s (%s); look-ups still work", self.table, type(exc).__name__)
+                self._rollback()
+        return self._conn
+
+    def _execute(self, statement: str) -> None:
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+        self._conn.commit()
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.rollback()
+        except Exception:  # noqa: BLE001, S110 - autocommit drivers have nothing to roll back
+            pass
+
+    def _retrying(self, what: str, operation: Callable[[Any], T]) -> T:
+        """Run ``operation(connection)``; on an error, reconnect and try again, up to ``attempts`` times."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return operation(self._connection())
+            except Exception as exc:
+                self._discard()
+                if attempt == self.attempts:
+                    raise
+                pause = self.backoff * 2 ** (attempt - 1)
+                log.warning(
+                    "Ledger %s on %r failed (%s: %s); trying again in %.1f s (%d of %d)",
+                    what,
+                    self.conn_id,
+                    type(exc).__name__,
+                    str(exc)[:200],
+                    pause,
+                    attempt,
+                    self.attempts,
+                )
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _discard(self) -> None:
+        """Drop a connection that failed (its transaction is void); the next operation opens a new one."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                conn.rollback()
+            except Exception:  # noqa: BLE001, S110 - a dead connection cannot roll back
+                pass
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001, S110
+                pass
+
+    def ensure_table(self) -> None:
+        """Create the table (and its index) if missing."""
+        self._retrying("open", lambda conn: None)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def done_keys(self, vendor: str, keys: Iterable[str]) -> set[str]:
+        """Return those of ``keys`` with a ``succeeded`` row for ``vendor`` (looked up in chunks)."""
+        settled, _ = self.lookup(vendor, keys, include_refused=False)
+        return {key for key, outcome in settled.items() if outcome.ok}
+
+    def settled(self, vendor: str, keys: Iterable[str], *, include_refused: bool = True) -> dict[str, Settled]:
+        """Return the outcome of those ``keys`` that are settled (see :meth:`lookup`)."""
+        return self.lookup(vendor, keys, include_refused=include_refused)[0]
+
+    def lookup(
+        self, vendor: str, keys: Iterable[str], *, include_refused: bool = True
+    ) -> tuple[dict[str, Settled], dict[str, Settled]]:
+        """Return what the ledger knows of ``keys``: ``(settled, maybe_applied)``.
+
+        *Settled*: a ``succeeded`` row (which wins over anything else), or, with
+        ``include_refused``, a permanent refusal. *Maybe applied*: not succeeded, and the latest
+        attempt may have reached the vendor without a definite answer — its latest row is an intent
+        (``sending``: the worker died or the ledger went away mid-request) or a transient failure
+        other than ``not_sent`` (timeout, 5xx, unclear answer). A resend of such an item that the
+        vendor answers "already reversed" is reconciled, not refused. Looked up in chunks.
+
+        :param vendor: ``xoxoday`` or ``capillary``.
+        :param keys: candidate item keys (an iterator is fine: consumed once).
+        :param include_refused: also settle items the vendor refused permanently.
+        """
+        settled: dict[str, Settled] = {}
+        maybe_applied: dict[str, Settled] = {}
+        for chunk in _chunks(keys, LOOKUP_CHUNK):
+            rows: list[Row] = self._retrying("look-up", functools.partial(self._select, vendor=vendor, chunk=chunk))
+            by_key: dict[str, list[Row]] = {}
+            for row in rows:
+                by_key.setdefault(row[0], []).append(row)
+            for key, key_rows in by_key.items():
+                done = next((r for r in key_rows if r[1] == Status.SUCCEEDED.value), None)
+                if done is not None:
+                    settled[key] = Settled(True, done[3], done[4], done[5])
+                    continue
+                latest = max(key_rows, key=_time_order)
+                refused = next((r for r in key_rows if r[2] == FailureKind.PERMANENT.value), None)
+                if latest[1] == Status.SENDING.value or (
+                    latest[2] == FailureKind.TRANSIENT.value and latest[3] != "not_sent"
+                ):
+                    maybe_applied[key] = Settled(False, latest[3], latest[4], latest[5])
+                elif include_refused and refused is not None:
+                    settled[key] = Settled(False, refused[3], refused[4], refused[5])
+        return settled, maybe_applied
+
+    def _select(self, conn: Any, vendor: str, chunk: list[str]) -> list[Row]:
+        marks = ", ".join([self.placeholder] * len(chunk))
+        cursor = conn.cursor()
+        try:
+            cursor.execute(
+                f"SELECT item_key, status, failure_kind, code, message, run_id, recorded_at FROM {self.table} "
+                f"WHERE vendor = {self.placeholder} AND item_key IN ({marks})",
+                [vendor, *chunk],
+            )
+            rows = [tuple(r) for r in cursor.fetchall()]
+        finally:
+            cursor.close()
+        conn.commit()  # end the read transaction (PostgreSQL would keep it open otherwise)
+        return rows
+
+    def record(self, vendor: str, outcomes: Sequence[Outcome], run: dict[str, Any] | None = None) -> None:
+        """Append one row per outcome and commit (called as each answer arrives, before it is reported)."""
+        self.insert(self.rows(vendor, outcomes, run))
+
+    def record_intent(self, vendor: str, items: Sequence[Item], run: dict[str, Any] | None = None) -> None:
+        """Append one ``sending`` row per item and commit: called before the request leaves."""
+        now = _now()
+        run = run or {}
+        self.insert([_row(vendor, item, Status.SENDING.value, None, None, "", run, now) for item in items])
+
+    @staticmethod
+    def rows(vendor: str, outcomes: Sequence[Outcome], run: dict[str, Any] | None = None) -> list[Row]:
+        """The ledger rows of ``outcomes`` (JSON-able but for ``recorded_at``)."""
+        now = _now()
+        run = run or {}
+        return [
+            _row(
+                vendor,
+                o.item,
+                Status.SUCCEEDED.value if o.ok else Status.FAILED.value,
+                None if o.kind is None else o.kind.value,
+                o.code,
+                o.message,
+                run,
+                now,
+            )
+            for o in outcomes
+        ]
+
+    def insert(self, rows: Sequence[Row]) -> None:
+        """Insert ready-made rows in one transaction (retried as a whole: all or none are committed)."""
+        if rows:
+            self._retrying("insert", lambda conn: self._insert(conn, rows))
+
+    def _insert(self, conn: Any, rows: Sequence[Row]) -> None:
+        row_marks = "(" + ", ".join([self.placeholder] * len(COLUMNS)) + ")"
+        cursor = conn.cursor()
+        try:
+            for chunk in _chunks(rows, INSERT_CHUNK):
+                sql = f"INSERT INTO {self.table} ({', '.join(COLUMNS)}) VALUES " + ", ".join([row_marks] * len(chunk))
+                cursor.execute(sql, [value for row in chunk for value in row])
+        finally:
+            cursor.close()
+        conn.commit()
+
+    def counts(self, run_id: str | None = None) -> list[tuple[str, str, str | None, int]]:
+        """Return ``(vendor, status, failure_kind, rows)`` counts of outcome rows, optionally for one run."""
+
+        def query(conn: Any) -> list[tuple[str, str, str | None, int]]:
+            where = f" AND run_id = {self.placeholder}" if run_id else ""
+            cursor = conn.cursor()
+            try:
+                cursor.execute(
+                    f"SELECT vendor, status, failure_kind, COUNT(*) FROM {self.table} "
+                    f"WHERE status <> 'sending'{where} "
+                    "GROUP BY vendor, status, failure_kind ORDER BY vendor, status, failure_kind",
+                    [run_id] if run_id else [],
+                )
+                rows = [(r[0], r[1], r[2], int(r[3])) for r in cursor.fetchall()]
+            finally:
+                cursor.close()
+            conn.commit()
+            return rows
+
+        return self._retrying("count", query)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _row(
+    vendor: str,
+    item: Item,
+    status: str,
+    kind: str | None,
+    code: str | None,
+    message: str,
+    run: dict[str, Any],
+    now: datetime,
+) -> Row:
+    fields = item._asdict()
+    return (
+        vendor,
+        item.key,
+        fields.get("unique_id"),
+        fields.get("customer_id"),
+        fields.get("promotion_id"),
+        fields.get("earn_id"),
+        status,
+        kind,
+        (code or "")[:CODE_CHARS] or None,
+        (message or "")[:MESSAGE_CHARS],
+        run.get("dag_id"),
+        run.get("run_id"),
+        run.get("task_id"),
+        run.get("map_index"),
+        run.get("try_number"),
+        now,
+    )

@@ -1,0 +1,240 @@
+"""One item and what became of it: the vocabulary the parsers, the runner and the ledger share.
+
+At the bottom of the import graph (nothing of the provider, nothing of Airflow), so the ledger,
+the operators and the UI all speak it without importing each other.
+
+An item carries its own ledger key and columns; nothing ever splits a key back into fields. An
+outcome says what became of one item in one attempt, in one vocabulary:
+
+============================  ==========  ================  =====================================
+what happened                 ``status``  ``failure_kind``  next try / run
+============================  ==========  ================  =====================================
+vendor confirmed it            succeeded   –                 skipped (done)
+resent after an attempt that   succeeded   –                 skipped (done); ``code`` is
+may have applied it, vendor                                  ``already_reversed``
+says "already reversed"
+vendor refused this item       failed      permanent         not resent (``retry_refused`` resends)
+vendor refused the request     failed      rejected          resent (configuration, credentials...)
+unclear, transport trouble     failed      transient         resent
+about to be sent (intent)      sending     –                 an item whose latest row is
+                                                             ``sending`` is *in doubt*
+============================  ==========  ================  =====================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, NamedTuple
+
+#: The largest id the ledger can store (``BIGINT`` in SQLite, DuckDB, PostgreSQL, Snowflake).
+MAX_BIGINT = 2**63 - 1
+#: The ledger's ``promotion_id`` / ``earn_id`` columns are ``VARCHAR(200)``.
+MAX_TEXT_ID_CHARS = 200
+
+#: ``code`` of an item resent after an attempt that may have applied it, and answered "already reversed".
+ALREADY_REVERSED = "already_reversed"
+
+
+class Status(str, Enum):
+    """The ``status`` column of a ledger row."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    #: intent: written (and committed) just before the request leaves
+    SENDING = "sending"
+
+
+class FailureKind(str, Enum):
+    """Why an item failed, which decides whether a later try sends it again."""
+
+    #: the vendor refused *this item* for good (already redeemed, invalid id): settled, not resent
+    PERMANENT = "permanent"
+    #: the vendor refused the request as a whole (credentials, configuration): not settled, resent
+    REJECTED = "rejected"
+    #: transport trouble or an unclear answer: the vendor may or may not have applied it; resent
+    TRANSIENT = "transient"
+
+
+class PointItem(NamedTuple):
+    """One Xoxoday points issuance to cancel."""
+
+    unique_id: int
+
+    @property
+    def key(self) -> str:
+        """The ledger's ``item_key``."""
+        return str(self.unique_id)
+
+    def ident(self) -> dict[str, Any]:
+        """The item's fields as the summary and failure messages show them."""
+        return {"unique_id": self.unique_id}
+
+
+class EarnItem(NamedTuple):
+    """One Capillary cart-promotion earn to revoke."""
+
+    customer_id: int
+    promotion_id: str
+    earn_id: str
+
+    @property
+    def key(self) -> str:
+        """The ledger's ``item_key`` (``promotion_id`` never contains ``/``: the parser refuses it)."""
+        return f"{self.customer_id}/{self.promotion_id}/{self.earn_id}"
+
+    def ident(self) -> dict[str, Any]:
+        """The item's fields as the summary and failure messages show them."""
+        return {"customer_id": self.customer_id, "promotion_id": self.promotion_id, "earn_id": self.earn_id}
+
+
+Item = PointItem | EarnItem
+
+#: SQL expressions of ``item_key`` over an extraction's columns, next to the Python ``key`` above.
+POINTS_KEY_SQL = "CAST({unique_id} AS VARCHAR)"
+EARN_KEY_SQL = "CAST({customer_id} AS VARCHAR) || '/' || {promotion_id} || '/' || {earn_id}"
+
+
+@dataclass(slots=True)  # not frozen: one per item, and frozen dataclasses cost 3x to build
+class Outcome:
+    """What became of one item in one attempt.
+
+    :param item: the item.
+    :param ok: the vendor confirmed the reversal of exactly this item (or, reconciled, that it was
+        already reversed after an attempt of ours that may have applied it).
+    :param code: the vendor's code, or ours (``unknown``, ``http_503``, ``not_sent``, ``already_reversed``).
+    :param message: the vendor's (or our) message.
+    :param kind: for a failure, what kind (decides whether it is resent).
+    """
+
+    item: Item
+    ok: bool
+    code: str | None = None
+    message: str = ""
+    kind: FailureKind | None = None
+
+    @property
+    def key(self) -> str:
+        """The item's ledger key."""
+        return self.item.key
+
+    @property
+    def transient(self) -> bool:
+        """A later try may get a different answer."""
+        return self.kind is FailureKind.TRANSIENT
+
+    @property
+    def reconciled(self) -> bool:
+        """Done by an earlier attempt, as the vendor's "already reversed" answer to a resend shows."""
+        return self.ok and self.code == ALREADY_REVERSED
+
+    @classmethod
+    def succeeded(cls, item: Item, message: str = "") -> Outcome:
+        """The vendor confirmed it."""
+        return cls(item, True, None, message)
+
+    @classmethod
+    def failed(cls, item: Item, code: str | None, message: str, kind: FailureKind) -> Outcome:
+        """The item is not done."""
+        return cls(item, False, code, message, kind)
+
+    def as_failure(self) -> dict[str, Any]:
+        """The entry of the summary's ``failures`` list."""
+        return {**self.item.ident(), "code": self.code, "message": self.message}
+
+
+class Settled(NamedTuple):
+    """What the ledger already knows of an item: settled (done or refused for good), or attempted."""
+
+    ok: bool
+    code: str | None
+    message: str | None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AlreadyReversed:
+    """Which refusals mean "this item is already reversed" (an earlier attempt of ours applied it).
+
+    Used only for items an earlier attempt may have applied (an intent in the ledger with no
+    outcome, or a resend after an ambiguous answer in this attempt): for any other item the same
+    answer stays a refusal.
+
+    :param codes: vendor codes that mean it (Capillary: ``731`` invalid earn id — the earn was valid
+        when we sent it, and a revoked earn is no longer valid).
+    :param messages: regular expressions searched (case-insensitive) in the vendor's message.
+    """
+
+    codes: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()
+
+    @classmethod
+    def coerce(cls, value: Any, default: AlreadyReversed) -> AlreadyReversed:
+        """Read the operator argument.
+
+        ``None`` means the vendor's default, ``False`` never; otherwise an :class:`AlreadyReversed`
+        or a dict ``{"codes": [...], "messages": [...]}``.
+        """
+        if value is None or value is True:
+            return default
+        if value is False:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict) and set(value) <= {"codes", "messages"}:
+            codes, messages = value.get("codes") or (), value.get("messages") or ()
+            if isinstance(codes, (str, int)) or isinstance(messages, str):
+                raise ValueError("already_reversed: 'codes' and 'messages' must be lists")
+            matcher = cls(tuple(str(c) for c in codes), tuple(str(m) for m in messages))
+            matcher.patterns  # noqa: B018 - compile now: a bad expression fails at DAG parse, not mid-run
+            return matcher
+        raise ValueError(f"already_reversed must be None, False or a dict with 'codes'/'messages' lists, got {value!r}")
+
+    @property
+    def patterns(self) -> list[re.Pattern[str]]:
+        """The compiled message expressions."""
+        try:
+            return [re.compile(m, re.IGNORECASE) for m in self.messages]
+        except re.error as exc:
+            raise ValueError(f"already_reversed: bad message pattern ({exc})") from None
+
+    def matches(self, code: str | None, message: str | None) -> bool:
+        """Whether a refusal with ``code`` and ``message`` says the item is already reversed."""
+        if code is not None and str(code) in self.codes:
+            return True
+        text = message or ""
+        return any(p.search(text) for p in self.patterns)
+
+
+def reconcile(
+    outcomes: Sequence[Outcome], attempted: Iterable[str], matcher: AlreadyReversed, earlier: str
+) -> list[Outcome]:
+    """Turn the "already reversed" refusals of items an earlier attempt may have applied into successes.
+
+    :param outcomes: one request's outcomes.
+    :param attempted: keys of the items an earlier attempt may have applied.
+    :param matcher: what "already reversed" looks like at this vendor.
+    :param earlier: where the earlier attempt was, for the message (e.g. ``run scheduled__…``).
+    """
+    attempted = set(attempted)
+    if not attempted:
+        return list(outcomes)
+    result = []
+    for outcome in outcomes:
+        if (
+            not outcome.ok
+            and outcome.kind is FailureKind.PERMANENT
+            and outcome.key in attempted
+            and matcher.matches(outcome.code, outcome.message)
+        ):
+            outcome = Outcome(
+                outcome.item,
+                True,
+                ALREADY_REVERSED,
+                f"reversed by an earlier attempt ({earlier}); the vendor now answers: "
+                f"{outcome.code + ' ' if outcome.code else ''}{outcome.message}".strip(),
+            )
+        result.append(outcome)
+    return result
