@@ -36,6 +36,16 @@ MAX_TEXT_ID_CHARS = 200
 
 #: ``code`` of an item resent after an attempt that may have applied it, and answered "already reversed".
 ALREADY_REVERSED = "already_reversed"
+#: ``code`` of a request's items when the request may have reached the vendor but no answer came
+#: back (read timeout, connection dropped after sending).
+NO_ANSWER = "no_answer"
+#: ``code`` of an item the vendor's answer did not clearly settle (not mentioned, contradictory).
+UNKNOWN = "unknown"
+#: Transient failures after which the vendor may have applied the item: a resend answered "already
+#: reversed" is reconciled. An error page (``http_503``) or a refused connection is not among them:
+#: the request did not go through, so "already reversed" (Capillary's 731 also means "invalid")
+#: would not be the echo of ours.
+MAYBE_APPLIED_CODES = (NO_ANSWER, UNKNOWN)
 
 
 class Status(str, Enum):

@@ -25,7 +25,7 @@ from airflow_provider_loyalty.ledger.schema import (
     create_index_sql,
     create_table_sql,
 )
-from airflow_provider_loyalty.outcomes import FailureKind, Item, Outcome, Settled, Status
+from airflow_provider_loyalty.outcomes import MAYBE_APPLIED_CODES, FailureKind, Item, Outcome, Settled, Status
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -204,7 +204,7 @@ class ReversalLedger:
         ``include_refused``, a permanent refusal. *Maybe applied*: not succeeded, and the latest
         attempt may have reached the vendor without a definite answer — its latest row is an intent
         (``sending``: the worker died or the ledger went away mid-request) or a transient failure
-        other than ``not_sent`` (timeout, 5xx, unclear answer). A resend of such an item that the
+        that left it open (no answer to a sent request, an unclear answer: ``MAYBE_APPLIED_CODES``). A resend of such an item that the
         vendor answers "already reversed" is reconciled, not refused. Looked up in chunks.
 
         :param vendor: ``xoxoday`` or ``capillary``.
@@ -226,7 +226,7 @@ class ReversalLedger:
                 latest = max(key_rows, key=_time_order)
                 refused = next((r for r in key_rows if r[2] == FailureKind.PERMANENT.value), None)
                 if latest[1] == Status.SENDING.value or (
-                    latest[2] == FailureKind.TRANSIENT.value and latest[3] != "not_sent"
+                    latest[2] == FailureKind.TRANSIENT.value and latest[3] in MAYBE_APPLIED_CODES
                 ):
                     maybe_applied[key] = Settled(False, latest[3], latest[4], latest[5])
                 elif include_refused and refused is not None:

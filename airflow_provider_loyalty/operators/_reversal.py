@@ -21,7 +21,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_provider_loyalty.operators import _settings
 from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
 from airflow_provider_loyalty.operators._summary import MAX_LISTED, Progress, Summary
-from airflow_provider_loyalty.outcomes import AlreadyReversed, FailureKind, Item, Outcome, Settled, reconcile
+from airflow_provider_loyalty.outcomes import NO_ANSWER, AlreadyReversed, FailureKind, Item, Outcome, Settled, reconcile
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -168,6 +168,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
             if exc.fatal:
                 raise RunAborted(exc) from exc
             code = exc.code or (f"http_{exc.status_code}" if exc.status_code else "unavailable")
+            if exc.transient and exc.status_code is None and getattr(exc, "may_have_been_applied", False):
+                code = NO_ANSWER  # sent, never answered: the vendor may have applied it
             kind = FailureKind.TRANSIENT if exc.transient else FailureKind.REJECTED
             return None, self.failed_request(request, code, exc.message, kind)
 

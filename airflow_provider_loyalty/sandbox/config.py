@@ -21,6 +21,7 @@ CAPILLARY_OAUTH_SECRET = "sandbox-oauth-secret"
 _FLOAT_FIELDS = frozenset(
     {
         "latency_ms",
+        "reply_delay_ms",
         "error_rate",
         "rate_window_seconds",
         "xoxoday_penalty_seconds",
@@ -40,7 +41,9 @@ _BOOL_FIELDS = frozenset({"capillary_retry_after"})
 class SandboxConfig:
     """Behaviour knobs of the sandbox; every field is read per request, so tests may change them live.
 
-    :param latency_ms: sleep added to every vendor request that is not rate limited.
+    :param latency_ms: sleep added to every vendor request that is not rate limited, before it is processed.
+    :param reply_delay_ms: sleep after a vendor request was processed (applied), before its answer is
+        sent: a client killed in this window never learns that its reversal was applied.
     :param error_rate: share of vendor requests answered 502/503 with an HTML body
         (drawn from ``random.Random(seed)``, so deterministic for a given request sequence).
     :param fail_next: the next N vendor requests get a 503 (decremented per request).
@@ -60,6 +63,7 @@ class SandboxConfig:
     """
 
     latency_ms: float = 0.0
+    reply_delay_ms: float = 0.0
     error_rate: float = 0.0
     fail_next: int = 0
     xoxoday_rpm: int | None = None

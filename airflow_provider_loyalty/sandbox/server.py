@@ -510,6 +510,8 @@ class _Handler(BaseHTTPRequestHandler):
             return reply
         reply, processed = handler(self, payload)
         state.log_request(vendor, endpoint, reply[0], items, wall, mono, processed=processed)
+        if config.reply_delay_ms > 0 and is_api:
+            time.sleep(config.reply_delay_ms / 1000.0)
         return reply
 
     def _send(self, reply: Reply) -> None:

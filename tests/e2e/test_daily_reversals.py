@@ -54,6 +54,8 @@ def test_daily_dag_twice_exactly_once(vendor, monkeypatch, tmp_path) -> None:
             ).fetchall()
         )
     assert ledger == {
+        "xoxoday:sending": expected["points"]["rows"],  # one intent per item sent, before its request
+        "capillary:sending": expected["earns"]["rows"],
         "xoxoday:succeeded": expected["points"]["cancelled"],
         "xoxoday:failed": expected["points"]["not_found"],
         "capillary:succeeded": expected["earns"]["revoked"],
