@@ -1,13 +1,15 @@
 """The Reversals FastAPI app, mounted by the plugin under ``/loyalty`` in Airflow's api-server.
 
-Routes (every one requires an authenticated Airflow user: a plugin's sub-app is not protected by
-Airflow, so the app declares ``Depends(requires_authenticated())`` for all of them; an anonymous
-request gets 401):
+A plugin's sub-app is not protected by Airflow, so the app asks Airflow's auth manager itself
+(:mod:`.auth`): every route needs an authenticated user (anonymous: 401); the page and its API also
+need the right to view the plugin's view (``is_authorized_custom_view``, resource
+``Loyalty Reversals``; 403 without it), and show only ledger rows of DAGs the user may read.
 
 * ``GET /loyalty/reversals`` — the page shown in the UI (Browse → Reversals).
 * ``GET /loyalty/api/summary?days=30&vendor=`` — per day and vendor counts, top failures, recent runs.
-* ``GET /loyalty/api/items?q=&vendor=&status=&days=30&limit=25&offset=0`` — search by item.
-* ``GET /loyalty/static/<file>`` — the page's stylesheet, script and icon, served from the package.
+* ``GET /loyalty/api/items?q=&vendor=&status=&code=&days=30&limit=25&offset=0`` — search by item.
+* ``GET /loyalty/api/items.csv?q=&vendor=&status=&code=&days=30`` — the same items as CSV (streamed).
+* ``GET /loyalty/static/<file>`` — the page's stylesheet, script and icon (authenticated users).
 
 Airflow authenticates the request either with the UI's ``_token`` cookie (the page, in the UI's
 iframe) or with ``Authorization: Bearer <jwt>`` (scripts; ``POST /auth/token`` issues one).
@@ -15,21 +17,32 @@ iframe) or with ``Authorization: Bearer <jwt>`` (scripts; ``POST /auth/token`` i
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_loyalty import __version__
+from airflow_provider_loyalty.ui.auth import DagScope, page_dependencies
 from airflow_provider_loyalty.ui.chart import SERIES, day_bars, render_svg
-from airflow_provider_loyalty.ui.models import ItemsPage, Summary
-from airflow_provider_loyalty.ui.reader import MAX_QUERY_CHARS, VENDORS, LedgerReader, check_query
+from airflow_provider_loyalty.ui.models import ItemHistory, ItemsPage, Summary
+from airflow_provider_loyalty.ui.reader import (
+    ITEM_STATUSES,
+    MAX_CODE_CHARS,
+    MAX_QUERY_CHARS,
+    VENDORS,
+    LedgerReader,
+    check_code,
+    check_query,
+)
 from airflow_provider_loyalty.ui.settings import LedgerSettings, LedgerUnavailable
 
 if TYPE_CHECKING:
@@ -58,14 +71,37 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
-SkippedSource = Callable[[datetime], dict[tuple[date, str], int]]
+#: Items a CSV export holds at most (read in batches, each a short read-only session).
+MAX_EXPORT_ITEMS = 100_000
+CSV_COLUMNS = (
+    "vendor",
+    "item_key",
+    "unique_id",
+    "customer_id",
+    "promotion_id",
+    "earn_id",
+    "reversed",
+    "reversed_at",
+    "in_doubt",
+    "last_status",
+    "last_failure_kind",
+    "last_code",
+    "last_message",
+    "last_recorded_at",
+    "last_dag_id",
+    "last_run_id",
+    "attempts",
+)
+
+#: ``(since, dag_ids) -> {(day, vendor): skipped}``; ``dag_ids`` ``None`` means every DAG.
+SkippedSource = Callable[[datetime, frozenset[str] | None], dict[tuple[date, str], int]]
 SettingsSource = Callable[[], LedgerSettings]
 
 
-def _default_skipped(since: datetime) -> dict[tuple[date, str], int]:
+def _default_skipped(since: datetime, dag_ids: frozenset[str] | None) -> dict[tuple[date, str], int]:
     from airflow_provider_loyalty.ui.summaries import skipped_from_task_summaries
 
-    return skipped_from_task_summaries(since)
+    return skipped_from_task_summaries(since, dag_ids)
 
 
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str | None:
@@ -83,6 +119,51 @@ def _checked_query(q: str) -> str:
         return check_query(q)
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=f"q: {exc}") from None
+
+
+def _checked_code(code: str) -> str:
+    try:
+        return check_code(code)
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=f"code: {exc}") from None
+
+
+def _csv_line(values: list[Any]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(["" if v is None else _csv_safe(v) for v in values])
+    return out.getvalue()
+
+
+def _csv_safe(value: Any) -> Any:
+    """Ledger text opened in a spreadsheet must not run as a formula (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _csv_row(item: ItemHistory) -> list[Any]:
+    last = item.last
+    return [
+        item.vendor,
+        item.item_key,
+        item.unique_id,
+        item.customer_id,
+        item.promotion_id,
+        item.earn_id,
+        "yes" if item.reversed else "no",
+        item.reversed_at,
+        "yes" if item.in_doubt else "no",
+        last.status,
+        last.failure_kind,
+        last.code,
+        last.message,
+        last.recorded_at,
+        last.dag_id,
+        last.run_id,
+        item.attempt_count,
+    ]
 
 
 def _unavailable(exc: LedgerUnavailable) -> JSONResponse:
@@ -123,6 +204,7 @@ def create_app(
     from airflow.api_fastapi.core_api.security import requires_authenticated
 
     read_settings: SettingsSource = settings or LedgerSettings.from_config
+    allowed = page_dependencies()
     app = FastAPI(
         title="Loyalty reversals",
         version=__version__,
@@ -133,15 +215,17 @@ def create_app(
     )
     templates = _templates()
 
-    def reader(request: Request) -> LedgerReader:
+    def reader(request: Request, scope: DagScope) -> LedgerReader:
         airflow_root = str(request.scope.get("app_root_path", "") or "")
-        return LedgerReader(read_settings(), airflow_root=airflow_root)
+        return LedgerReader(read_settings(), scope=scope, airflow_root=airflow_root)
 
-    def skipped(since: datetime) -> dict[tuple[date, str], int] | None:
+    def skipped(since: datetime, scope: DagScope) -> dict[tuple[date, str], int] | None:
         if skipped_source is None:
             return None
+        if scope.nothing:
+            return {}
         try:
-            return skipped_source(since)
+            return skipped_source(since, None if scope.every_dag else scope.dag_ids)
         except Exception:
             log.warning("Skipped counts unavailable (task summaries could not be read)", exc_info=True)
             return None
@@ -167,63 +251,132 @@ def create_app(
             )
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, dependencies=[allowed.user])
     def index(request: Request) -> RedirectResponse:
         return RedirectResponse(f"{request.scope.get('root_path', '')}/reversals", status_code=307)
 
     @app.get("/api/summary", response_model=Summary)
     def api_summary(
         request: Request,
+        scope: DagScope = allowed.scope,
         days: int = Query(30, ge=1, le=MAX_DAYS, description="window length in days, today included"),
         vendor: str = Query("", max_length=16, description="xoxoday, capillary, or empty for both"),
     ) -> Any:
         """Per day and vendor counts, top failure codes and recent runs over the window."""
         chosen_vendor = _choice(vendor, VENDORS, "vendor")
         try:
-            ledger = reader(request)
+            ledger = reader(request, scope)
             since, _ = ledger.window(days)
-            return ledger.summary(days=days, vendor=chosen_vendor, skipped=skipped(since))
+            return ledger.summary(days=days, vendor=chosen_vendor, skipped=skipped(since, scope))
         except LedgerUnavailable as exc:
             return _unavailable(exc)
 
     @app.get("/api/items", response_model=ItemsPage)
     def api_items(
         request: Request,
+        scope: DagScope = allowed.scope,
         q: str = Query(
             "", max_length=MAX_QUERY_CHARS, description="unique_id, customer id, earn id, item key or run id"
         ),
         vendor: str = Query("", max_length=16),
-        status: str = Query("", max_length=16, description="succeeded or failed: items with such an attempt"),
+        status: str = Query("", max_length=16, description="succeeded or failed: items with such an attempt; in_doubt"),
+        code: str = Query("", max_length=MAX_CODE_CHARS, description="items with an attempt of this code"),
         days: int = Query(30, ge=1, le=MAX_DAYS, description="window of the listing when q is empty"),
         limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
         offset: int = Query(0, ge=0, le=1_000_000),
     ) -> Any:
         """Items matching ``q`` (all time), or the window's items when ``q`` is empty; paginated."""
         query = _checked_query(q)
+        chosen_code = _checked_code(code)
         chosen_vendor = _choice(vendor, VENDORS, "vendor")
-        chosen_status = _choice(status, ("succeeded", "failed"), "status")
+        chosen_status = _choice(status, ITEM_STATUSES, "status")
         try:
-            return reader(request).items(
-                query=query, vendor=chosen_vendor, status=chosen_status, days=days, limit=limit, offset=offset
+            return reader(request, scope).items(
+                query=query,
+                vendor=chosen_vendor,
+                status=chosen_status,
+                code=chosen_code,
+                days=days,
+                limit=limit,
+                offset=offset,
             )
         except LedgerUnavailable as exc:
             return _unavailable(exc)
 
-    @app.get("/reversals", response_class=HTMLResponse, include_in_schema=False)
-    def page(
+    @app.get("/api/items.csv", response_class=StreamingResponse)
+    def api_items_csv(
         request: Request,
+        scope: DagScope = allowed.scope,
         q: str = Query("", max_length=MAX_QUERY_CHARS),
         vendor: str = Query("", max_length=16),
         status: str = Query("", max_length=16),
+        code: str = Query("", max_length=MAX_CODE_CHARS),
+        days: int = Query(30, ge=1, le=MAX_DAYS),
+    ) -> Response:
+        """The items of a search as CSV, newest activity first (same filters as ``/api/items``).
+
+        Streamed in batches, each read in its own short read-only session: an export never holds a
+        DuckDB ledger for long. The first batch is read before answering, so an unreadable ledger
+        still answers 503.
+        """
+        query = _checked_query(q)
+        chosen_code = _checked_code(code)
+        chosen_vendor = _choice(vendor, VENDORS, "vendor")
+        chosen_status = _choice(status, ITEM_STATUSES, "status")
+        items = reader(request, scope).iter_items(
+            query=query,
+            vendor=chosen_vendor,
+            status=chosen_status,
+            code=chosen_code,
+            days=days,
+            max_items=MAX_EXPORT_ITEMS,
+        )
+        try:
+            first = next(items, None)
+        except LedgerUnavailable as exc:
+            return _unavailable(exc)
+
+        def lines() -> Iterator[str]:
+            yield _csv_line(list(CSV_COLUMNS))
+            if first is None:
+                return
+            yield _csv_line(_csv_row(first))
+            try:
+                for item in items:
+                    yield _csv_line(_csv_row(item))
+            except LedgerUnavailable as exc:  # mid-export: say so in the file rather than cut it silently
+                yield _csv_line([f"# export stopped: {exc.reason}"])
+
+        return StreamingResponse(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="reversal-items.csv"'},
+        )
+
+    @app.get("/reversals", response_class=HTMLResponse, include_in_schema=False)
+    def page(
+        request: Request,
+        scope: DagScope = allowed.scope,
+        q: str = Query("", max_length=MAX_QUERY_CHARS),
+        vendor: str = Query("", max_length=16),
+        status: str = Query("", max_length=16),
+        code: str = Query("", max_length=MAX_CODE_CHARS),
         days: int = Query(30, ge=1, le=MAX_DAYS),
         page: int = Query(1, ge=1, le=10_000),
     ) -> HTMLResponse:
         """The Reversals page."""
         query = _checked_query(q)
+        chosen_code = _checked_code(code)
         chosen_vendor = _choice(vendor, VENDORS, "vendor")
-        chosen_status = _choice(status, ("succeeded", "failed"), "status")
+        chosen_status = _choice(status, ITEM_STATUSES, "status")
         base = str(request.scope.get("root_path", ""))
-        filters = {"q": query, "vendor": chosen_vendor or "", "status": chosen_status or "", "days": days}
+        filters: dict[str, Any] = {
+            "q": query,
+            "vendor": chosen_vendor or "",
+            "status": chosen_status or "",
+            "code": chosen_code,
+            "days": days,
+        }
         context: dict[str, Any] = {
             "base": base,
             "version": __version__,
@@ -239,25 +392,35 @@ def create_app(
             "json_summary": f"{base}/api/summary?" + urlencode({"days": days, "vendor": filters["vendor"]}),
             "json_items": f"{base}/api/items?"
             + urlencode({k: v for k, v in filters.items() if v} | {"offset": (page - 1) * PAGE_SIZE}),
+            "csv_items": f"{base}/api/items.csv?" + urlencode({k: v for k, v in filters.items() if v}),
+            "code_url": lambda vendor_name, failure_code: (
+                f"{base}/reversals?"
+                + urlencode({"vendor": vendor_name, "status": "failed", "code": failure_code, "days": days})
+            ),
             "page": page,
             "page_url": lambda target: f"{base}/reversals?" + urlencode({**filters, "page": target}),
         }
         status_code = 200
         try:
-            ledger = reader(request)
+            ledger = reader(request, scope)
             context["ledger"] = ledger.settings
             since, until = ledger.window(days)
-            summary = ledger.summary(days=days, vendor=chosen_vendor, skipped=skipped(since))
+            counts = skipped(since, scope)  # from the metadata DB: before the ledger is opened
+            # One short read-only session for both (the summary's and the items' queries).
+            with ledger.session() as session:
+                summary = ledger.summary(days=days, vendor=chosen_vendor, skipped=counts, session=session)
+                context["items"] = ledger.items(
+                    query=query,
+                    vendor=chosen_vendor,
+                    status=chosen_status,
+                    code=chosen_code,
+                    days=days,
+                    limit=PAGE_SIZE,
+                    offset=(page - 1) * PAGE_SIZE,
+                    session=session,
+                )
             context["summary"] = summary
             context["chart"] = render_svg(day_bars(since.date(), until.date(), summary.daily))
-            context["items"] = ledger.items(
-                query=query,
-                vendor=chosen_vendor,
-                status=chosen_status,
-                days=days,
-                limit=PAGE_SIZE,
-                offset=(page - 1) * PAGE_SIZE,
-            )
         except LedgerUnavailable as exc:
             context["error"] = exc
             status_code = 503

@@ -11,6 +11,7 @@ from html import escape
 SERIES = (
     ("succeeded", "bar-succeeded", "succeeded"),
     ("failed_permanent", "bar-permanent", "failed (permanent)"),
+    ("failed_rejected", "bar-rejected", "rejected request (not settled)"),
     ("failed_transient", "bar-transient", "failed (transient)"),
     ("skipped", "bar-skipped", "skipped (already done)"),
 )
@@ -24,13 +25,14 @@ class DayBar:
     day: date
     succeeded: int = 0
     failed_permanent: int = 0
+    failed_rejected: int = 0
     failed_transient: int = 0
     skipped: int = 0
 
     @property
     def total(self) -> int:
         """Height of the bar."""
-        return self.succeeded + self.failed_permanent + self.failed_transient + self.skipped
+        return self.succeeded + self.failed_permanent + self.failed_rejected + self.failed_transient + self.skipped
 
 
 def day_bars(first: date, last: date, counts: Sequence[object]) -> list[DayBar]:
@@ -38,7 +40,7 @@ def day_bars(first: date, last: date, counts: Sequence[object]) -> list[DayBar]:
 
     :param first: first day of the window.
     :param last: last day of the window (today).
-    :param counts: objects with ``day``, ``succeeded``, ``failed_permanent``, ``failed_transient``, ``skipped``.
+    :param counts: objects with ``day`` and the fields of :data:`SERIES`.
     """
     bars = {first + timedelta(days=i): DayBar(first + timedelta(days=i)) for i in range((last - first).days + 1)}
     for row in counts:
@@ -72,7 +74,8 @@ def render_svg(bars: Sequence[DayBar]) -> str:
         y = float(HEIGHT - BOTTOM)
         label = (
             f"{bar.day.isoformat()}: {bar.succeeded} succeeded, {bar.failed_permanent} failed (permanent), "
-            f"{bar.failed_transient} failed (transient), {bar.skipped} skipped"
+            + (f"{bar.failed_rejected} rejected (not settled), " if bar.failed_rejected else "")
+            + f"{bar.failed_transient} failed (transient), {bar.skipped} skipped"
         )
         parts.append(f'<g class="day" data-day="{bar.day.isoformat()}"><title>{escape(label)}</title>')
         parts.append(f'<rect class="hit" x="{x:.1f}" y="{TOP}" width="{bar_width:.1f}" height="{plot_height}"/>')

@@ -36,6 +36,9 @@ class ItemHistory(BaseModel):
     reversed: bool
     reversed_at: datetime | None = None
     reversed_by: Attempt | None = None
+    #: the latest row is an intent (``sending``) and the item never succeeded: the request left and
+    #: no answer was recorded, so the vendor may have applied it; the next run resends it
+    in_doubt: bool = False
     last: Attempt
     attempt_count: int
     attempts: list[Attempt]
@@ -47,6 +50,7 @@ class ItemsPage(BaseModel):
     query: str
     vendor: str | None = None
     status: str | None = None
+    code: str | None = None
     since: datetime | None = None
     total: int
     limit: int
@@ -54,20 +58,41 @@ class ItemsPage(BaseModel):
     items: list[ItemHistory]
 
 
-class VendorTotals(BaseModel):
-    """Outcomes of one vendor; ``skipped`` comes from the task summaries (``None``: unknown)."""
+class Outcomes(BaseModel):
+    """Outcome rows by kind (intent rows, ``sending``, are not outcomes and are never counted here).
+
+    ``reconciled`` is the part of ``succeeded`` resent after an attempt that may have applied it and
+    answered "already reversed" (``code = 'already_reversed'``). ``failed_permanent``: the vendor
+    refused the item for good (settled). ``failed_rejected``: the vendor refused the whole request
+    (credentials, configuration): not settled, resent. ``failed_transient``: may succeed later
+    (also any failure of a kind this page does not know).
+    """
+
+    succeeded: int = 0
+    reconciled: int = 0
+    failed_permanent: int = 0
+    failed_rejected: int = 0
+    failed_transient: int = 0
+
+
+class VendorTotals(Outcomes):
+    """Outcomes of one vendor over the window.
+
+    ``skipped`` comes from the task summaries (``None``: unknown). ``in_doubt`` counts the items in
+    doubt *now* (their latest row is an intent, whenever it was written), not only the window's.
+    """
 
     vendor: str
-    succeeded: int = 0
-    failed_permanent: int = 0
-    failed_transient: int = 0
     skipped: int | None = None
+    in_doubt: int = 0
 
 
-class DayCounts(VendorTotals):
-    """Outcomes recorded on one day (UTC) for one vendor."""
+class DayCounts(Outcomes):
+    """Outcomes recorded on one day (UTC) for one vendor (``skipped``: from the task summaries)."""
 
     day: date
+    vendor: str
+    skipped: int | None = None
 
 
 class FailureGroup(BaseModel):
@@ -83,8 +108,8 @@ class FailureGroup(BaseModel):
     last_seen: datetime
 
 
-class RunCounts(BaseModel):
-    """What one DAG run recorded in the ledger."""
+class RunCounts(Outcomes):
+    """What one DAG run recorded in the ledger (``in_doubt``: items whose latest row is this run's intent)."""
 
     dag_id: str | None = None
     run_id: str | None = None
@@ -92,9 +117,7 @@ class RunCounts(BaseModel):
     vendors: list[str]
     first_recorded_at: datetime
     last_recorded_at: datetime
-    succeeded: int = 0
-    failed_permanent: int = 0
-    failed_transient: int = 0
+    in_doubt: int = 0
 
 
 class LedgerRef(BaseModel):

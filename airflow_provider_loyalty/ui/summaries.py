@@ -37,10 +37,11 @@ def add_summary(totals: dict[tuple[date, str], int], day: date, vendor: str, val
     totals[(day, vendor)] = totals.get((day, vendor), 0) + skipped
 
 
-def skipped_from_task_summaries(since: datetime) -> dict[tuple[date, str], int]:
+def skipped_from_task_summaries(since: datetime, dag_ids: frozenset[str] | None = None) -> dict[tuple[date, str], int]:
     """Sum ``skipped`` of the reversal tasks' summaries pushed since ``since``, per ``(day, vendor)``.
 
     :param since: start of the window (naive UTC or aware).
+    :param dag_ids: only the summaries of these DAGs (``None``: every DAG).
     """
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
@@ -66,6 +67,8 @@ def skipped_from_task_summaries(since: datetime) -> dict[tuple[date, str], int]:
         )
         .limit(MAX_SUMMARIES)
     )
+    if dag_ids is not None:
+        statement = statement.where(XComModel.dag_id.in_(sorted(dag_ids)))
     totals: dict[tuple[date, str], int] = {}
     with create_session() as session:
         for row in session.execute(statement):

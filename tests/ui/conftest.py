@@ -44,12 +44,62 @@ def auth_manager(airflow_metadata: None) -> object:
     return create_auth_manager()
 
 
-@pytest.fixture
-def token(auth_manager: object) -> str:
-    """A JWT of a plain *viewer*: any authenticated user may read the page."""
+def jwt_for(username: str, role: str | None) -> str:
+    """A JWT of a simple-auth-manager user with ``role`` (``None``: no role, no permission at all)."""
+    from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
-    return auth_manager.generate_jwt(SimpleAuthManagerUser(username="support", role="viewer"))  # type: ignore[attr-defined]
+    return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def token(auth_manager: object) -> str:
+    """A JWT of a plain *viewer*: the simple auth manager lets viewers read the page and every DAG."""
+    return jwt_for("support", "viewer")
+
+
+LIMITED_AUTH_MANAGER = "tests.ui.auth_manager.DagLimitedAuthManager"
+#: The user of the limited auth manager who may read the other team's DAG only.
+ONE_DAG_USER = "partner"
+
+
+@pytest.fixture
+def limited_auth_manager(auth_manager: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Airflow configured with :class:`tests.ui.auth_manager.DagLimitedAuthManager` (``partner``: one DAG).
+
+    The DAGs are made known to the metadata DB (``get_authorized_dag_ids`` lists the DAGs Airflow
+    knows), and removed afterwards.
+    """
+    from airflow.api_fastapi import app as api_app
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", LIMITED_AUTH_MANAGER)
+    monkeypatch.setenv("AIRFLOW__LOYALTY_TESTS__DAG_ACCESS", f'{{"{ONE_DAG_USER}": ["{seed.OTHER_DAG_ID}"]}}')
+    previous = api_app._AuthManagerState.instance
+    api_app._AuthManagerState.instance = None
+    limited = api_app.create_auth_manager()
+    assert type(limited).__name__ == "DagLimitedAuthManager"
+    dag_ids = sorted({seed.DAG_ID, seed.OTHER_DAG_ID})
+    with create_session() as session:
+        if session.get(DagBundleModel, UI_TEST_BUNDLE) is None:
+            session.add(DagBundleModel(name=UI_TEST_BUNDLE))
+            session.flush()
+        for dag_id in dag_ids:
+            if session.get(DagModel, dag_id) is None:
+                session.add(DagModel(dag_id=dag_id, bundle_name=UI_TEST_BUNDLE, fileloc=f"/ui-tests/{dag_id}.py"))
+    try:
+        yield limited
+    finally:
+        api_app._AuthManagerState.instance = previous
+        with create_session() as session:
+            session.execute(delete(DagModel).where(DagModel.bundle_name == UI_TEST_BUNDLE))
+            session.execute(delete(DagBundleModel).where(DagBundleModel.name == UI_TEST_BUNDLE))
+
+
+UI_TEST_BUNDLE = "loyalty-ui-tests"
 
 
 @dataclass
@@ -134,10 +184,15 @@ def duckdb_ledger(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ledger:
     return Ledger("duckdb", "ledger", "loyalty_reversal_ledger", history, path)
 
 
-def fake_skipped(today: date) -> Callable[[datetime], dict[tuple[date, str], int]]:
-    """Skipped counts as the task summaries would give them (one outside a 30-day window)."""
+SkippedFake = Callable[[datetime, "frozenset[str] | None"], dict[tuple[date, str], int]]
 
-    def source(since: datetime) -> dict[tuple[date, str], int]:
+
+def fake_skipped(today: date) -> SkippedFake:
+    """Skipped counts as the task summaries of ``seed.DAG_ID`` would give them (one outside a 30-day window)."""
+
+    def source(since: datetime, dag_ids: frozenset[str] | None) -> dict[tuple[date, str], int]:
+        if dag_ids is not None and seed.DAG_ID not in dag_ids:
+            return {}
         return {
             (today, "xoxoday"): 7,
             (today - timedelta(days=1), "capillary"): 3,
@@ -151,7 +206,7 @@ def fake_skipped(today: date) -> Callable[[datetime], dict[tuple[date, str], int
 def make_client(auth_manager: object) -> Callable[..., object]:
     """A test client of an app like the api-server: the plugin's app mounted under /loyalty."""
 
-    def make(*, skipped: Callable[[datetime], dict[tuple[date, str], int]] | None = None, token: str | None = None):
+    def make(*, skipped: SkippedFake | None = None, token: str | None = None):
         from fastapi import FastAPI
         from fastapi.testclient import TestClient
 

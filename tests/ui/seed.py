@@ -9,12 +9,18 @@ from typing import Any
 from airflow_provider_loyalty.ledger import COLUMNS, create_table_sql
 
 DAG_ID = "loyalty_daily_reversals"
+#: A second team's DAG: a user allowed on it only sees its rows.
+OTHER_DAG_ID = "loyalty_partner_reversals"
 XSS = "<script>alert('ledger')</script> & \"quoted\""
 
 
 def run_id_for(day: date) -> str:
     # ':' and '+' as real run ids have them: links must encode them.
     return f"scheduled__{day.isoformat()}T00:00:00+00:00"
+
+
+def other_run_id_for(day: date) -> str:
+    return f"manual__{day.isoformat()}T08:00:00+00:00"
 
 
 @dataclass
@@ -31,6 +37,9 @@ class Seeded:
             if r[15].date() == day and r[0] == vendor and r[6] == status and (kind is None or r[7] == kind)
         )
 
+    def dag_ids(self) -> set[str]:
+        return {r[10] for r in self.rows}
+
 
 def _row(
     vendor: str,
@@ -46,7 +55,10 @@ def _row(
     try_number: int = 1,
     run_id: str | None = None,
     map_index: int = -1,
+    status: str | None = None,
+    dag_id: str = DAG_ID,
 ) -> tuple[Any, ...]:
+    status = status or ("succeeded" if ok else "failed")
     return (
         vendor,
         key,
@@ -54,12 +66,12 @@ def _row(
         ids.get("customer_id"),
         ids.get("promotion_id"),
         ids.get("earn_id"),
-        "succeeded" if ok else "failed",
-        None if ok else (kind or "permanent"),
+        status,
+        (kind or "permanent") if status == "failed" else None,
         code,
         message,
-        DAG_ID,
-        run_id or run_id_for(when.date()),
+        dag_id,
+        run_id or (run_id_for(when.date()) if dag_id == DAG_ID else other_run_id_for(when.date())),
         task,
         map_index,
         try_number,
@@ -75,6 +87,13 @@ def history(now: datetime | None = None) -> Seeded:
       succeeded yesterday (try 2); 999 reversed 40 days ago (outside the window).
     * capillary: customer 501, promotion P-9, earns E-1..E-8 revoked yesterday (a mapped task, index 2);
       E-9 and E-10 refused today with 729; customer 502 earn E-11 refused with an XSS-looking message.
+    * intents (``sending``): xoxoday 5001 sent today with no answer (in doubt); 5002 sent today and
+      answered "already reversed" (reconciled); capillary 501/P-9/E-12 sent today, the request
+      refused as a whole (``rejected``, http_401); capillary 504/P-4/E-30 sent 40 days ago with no
+      answer (in doubt, outside the window).
+    * the other DAG (``OTHER_DAG_ID``): xoxoday 4001 reversed yesterday, 4002 sent today with no
+      answer (in doubt); capillary 503/P-5/E-20 refused today with 730, and 501/P-9/E-9 (also the
+      first DAG's) refused yesterday with 729.
     """
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
     today = now.date()
@@ -138,6 +157,54 @@ def history(now: datetime | None = None) -> Seeded:
         )
     ids = {"customer_id": 502, "promotion_id": "P-7", "earn_id": "E-11"}
     rows.append(_row("capillary", "502/P-7/E-11", ids, False, at(0), code="731", task="revoke_earns", message=XSS))
+
+    def today_at(second: int) -> datetime:
+        return datetime.combine(today, time(0, 0, second))
+
+    rows.append(_row("xoxoday", "5001", {"unique_id": 5001}, False, today_at(2), status="sending"))
+    rows.append(_row("xoxoday", "5002", {"unique_id": 5002}, False, today_at(2), status="sending"))
+    rows.append(
+        _row(
+            "xoxoday",
+            "5002",
+            {"unique_id": 5002},
+            True,
+            today_at(3),
+            code="already_reversed",
+            message="Already cancelled",
+        )
+    )
+    e12 = {"customer_id": 501, "promotion_id": "P-9", "earn_id": "E-12"}
+    rows.append(_row("capillary", "501/P-9/E-12", e12, False, today_at(2), status="sending", task="revoke_earns"))
+    rows.append(
+        _row(
+            "capillary",
+            "501/P-9/E-12",
+            e12,
+            False,
+            today_at(3),
+            kind="rejected",
+            code="http_401",
+            message="Unauthorized",
+            task="revoke_earns",
+        )
+    )
+    e30 = {"customer_id": 504, "promotion_id": "P-4", "earn_id": "E-30"}
+    rows.append(_row("capillary", "504/P-4/E-30", e30, False, at(40), status="sending", task="revoke_earns"))
+
+    other = {"dag_id": OTHER_DAG_ID}
+    rows.append(_row("xoxoday", "4001", {"unique_id": 4001}, True, at(1), message="Points cancelled", **other))
+    rows.append(_row("xoxoday", "4002", {"unique_id": 4002}, False, today_at(2), status="sending", **other))
+    e20 = {"customer_id": 503, "promotion_id": "P-5", "earn_id": "E-20"}
+    rows.append(
+        _row("capillary", "503/P-5/E-20", e20, False, at(0), code="730", message="Promotion cannot be revoked", **other)
+    )
+    e9 = {"customer_id": 501, "promotion_id": "P-9", "earn_id": "E-9"}
+    rows.append(
+        _row(
+            "capillary", "501/P-9/E-9", e9, False, at(1), code="729", message="Earn already redeemed (partner)", **other
+        )
+    )
     return seeded
 
 

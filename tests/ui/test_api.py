@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
 from datetime import timedelta
 
 import pytest
@@ -30,21 +33,27 @@ def test_summary_counts_per_day_vendor_failures_and_runs(ledger, make_client, to
 
     assert summary["ledger"] == {"conn_id": "ledger", "table": ledger.table}
     assert summary["days"] == 30 and summary["skipped_available"] is True
+    # 1001 and 5002 (reconciled); 5001 and 4002 were only sent (intents are not outcomes)
     assert days[(today, "xoxoday")] | {"day": None} == {
         "day": None,
         "vendor": "xoxoday",
-        "succeeded": 1,
+        "succeeded": 2,
+        "reconciled": 1,
         "failed_permanent": 5,
+        "failed_rejected": 0,
         "failed_transient": 0,
         "skipped": 7,
     }
-    assert days[(today, "capillary")]["failed_permanent"] == 3
-    assert days[(yesterday, "xoxoday")]["succeeded"] == 2  # 1002 and 3001's retry
+    assert days[(today, "capillary")]["failed_permanent"] == 4  # E-9, E-10, E-11, E-20
+    assert days[(today, "capillary")]["failed_rejected"] == 1  # E-12: the request was refused, not the item
+    assert days[(yesterday, "xoxoday")]["succeeded"] == 3  # 1002, 3001's retry, 4001
     assert days[(yesterday, "capillary")] | {"day": None} == {
         "day": None,
         "vendor": "capillary",
         "succeeded": 8,
-        "failed_permanent": 0,
+        "reconciled": 0,
+        "failed_permanent": 1,
+        "failed_rejected": 0,
         "failed_transient": 0,
         "skipped": 3,
     }
@@ -53,26 +62,54 @@ def test_summary_counts_per_day_vendor_failures_and_runs(ledger, make_client, to
     assert [d["day"] for d in summary["daily"]] == sorted((d["day"] for d in summary["daily"]), reverse=True)
 
     assert summary["totals"] == [
-        {"vendor": "xoxoday", "succeeded": 31, "failed_permanent": 5, "failed_transient": 1, "skipped": 7},
-        {"vendor": "capillary", "succeeded": 8, "failed_permanent": 3, "failed_transient": 0, "skipped": 3},
+        {
+            "vendor": "xoxoday",
+            "succeeded": 33,
+            "reconciled": 1,
+            "failed_permanent": 5,
+            "failed_rejected": 0,
+            "failed_transient": 1,
+            "skipped": 7,
+            "in_doubt": 2,  # 5001 and 4002
+        },
+        {
+            "vendor": "capillary",
+            "succeeded": 8,
+            "reconciled": 0,
+            "failed_permanent": 5,
+            "failed_rejected": 1,
+            "failed_transient": 0,
+            "skipped": 3,
+            "in_doubt": 1,  # 504/P-4/E-30, sent 40 days ago: in doubt now, whatever the window
+        },
     ]
     failures = [(f["vendor"], f["code"], f["failure_kind"], f["outcomes"], f["items"]) for f in summary["top_failures"]]
     assert failures == [
         ("xoxoday", "rejected", "permanent", 5, 5),
-        ("capillary", "729", "permanent", 2, 2),
+        ("capillary", "729", "permanent", 3, 2),
+        ("capillary", "730", "permanent", 1, 1),
         ("capillary", "731", "permanent", 1, 1),
+        ("capillary", "http_401", "rejected", 1, 1),
         ("xoxoday", "http_503", "transient", 1, 1),
     ]
     assert summary["top_failures"][0]["example_message"] == "Transaction not found"
 
     latest = summary["runs"][0]
     assert latest["run_id"] == seed.run_id_for(ledger.today)
-    assert (latest["succeeded"], latest["failed_permanent"], latest["vendors"]) == (1, 8, ["capillary", "xoxoday"])
+    assert (latest["succeeded"], latest["reconciled"], latest["failed_permanent"], latest["vendors"]) == (
+        2,
+        1,
+        8,
+        ["capillary", "xoxoday"],
+    )
+    assert (latest["failed_rejected"], latest["in_doubt"]) == (1, 1)  # E-12; 5001
     assert latest["run_url"] == (
         f"/dags/{seed.DAG_ID}/runs/scheduled__{ledger.today.isoformat()}T00%3A00%3A00%2B00%3A00"
     )
     retried = next(r for r in summary["runs"] if r["run_id"] == seed.run_id_for(ledger.today - timedelta(days=2)))
     assert (retried["succeeded"], retried["failed_transient"]) == (2, 1)
+    other = next(r for r in summary["runs"] if r["run_id"] == seed.other_run_id_for(ledger.today))
+    assert (other["dag_id"], other["failed_permanent"], other["in_doubt"]) == (seed.OTHER_DAG_ID, 1, 1)
 
 
 def test_summary_window_and_vendor_filter(ledger, make_client, token) -> None:
@@ -82,9 +119,18 @@ def test_summary_window_and_vendor_filter(ledger, make_client, token) -> None:
         (str(ledger.today), "capillary"),
         (str(ledger.today - timedelta(days=1)), "capillary"),
     }
-    assert [f["code"] for f in summary["top_failures"]] == ["729", "731"]
+    assert [f["code"] for f in summary["top_failures"]] == ["729", "730", "731", "http_401"]
     assert summary["totals"] == [
-        {"vendor": "capillary", "succeeded": 8, "failed_permanent": 3, "failed_transient": 0, "skipped": 3}
+        {
+            "vendor": "capillary",
+            "succeeded": 8,
+            "reconciled": 0,
+            "failed_permanent": 5,
+            "failed_rejected": 1,
+            "failed_transient": 0,
+            "skipped": 3,
+            "in_doubt": 1,
+        }
     ]
 
 
@@ -139,23 +185,24 @@ def test_search_by_customer_promotion_and_run_paginates(ledger, make_client, tok
     seen: list[str] = []
     for offset in (0, 4, 8):
         page = client.get("/loyalty/api/items", params={"q": "501", "limit": 4, "offset": offset}).json()
-        assert page["total"] == 10 and page["limit"] == 4 and page["offset"] == offset
+        assert page["total"] == 11 and page["limit"] == 4 and page["offset"] == offset
         seen += [item["item_key"] for item in page["items"]]
-    assert sorted(seen) == sorted(f"501/P-9/E-{n}" for n in range(1, 11))  # every item once, no overlap
-    assert client.get("/loyalty/api/items", params={"q": "P-9"}).json()["total"] == 10
+    assert sorted(seen) == sorted(f"501/P-9/E-{n}" for n in range(1, 13) if n != 11)  # every item once, no overlap
+    assert client.get("/loyalty/api/items", params={"q": "P-9"}).json()["total"] == 11
     run = client.get("/loyalty/api/items", params={"q": seed.run_id_for(ledger.today)}).json()
-    assert run["total"] == 9  # 1001, 2001..2005, E-9, E-10, E-11
+    assert run["total"] == 12  # 1001, 2001..2005, E-9, E-10, E-11, 5001, 5002, E-12
 
 
 def test_listing_without_query_covers_the_window_with_filters(ledger, make_client, token) -> None:
     client = make_client(token=token)
-    assert client.get("/loyalty/api/items").json()["total"] == 47
-    assert client.get("/loyalty/api/items", params={"vendor": "capillary"}).json()["total"] == 11
+    assert client.get("/loyalty/api/items").json()["total"] == 53  # 47 + 5001, 5002, E-12, 4001, 4002, E-20
+    assert client.get("/loyalty/api/items", params={"vendor": "capillary"}).json()["total"] == 13
     failed = client.get("/loyalty/api/items", params={"status": "failed", "limit": 100}).json()
     assert sorted(i["item_key"] for i in failed["items"]) == sorted(
-        ["2001", "2002", "2003", "2004", "2005", "3001", "501/P-9/E-9", "501/P-9/E-10", "502/P-7/E-11"]
+        ["2001", "2002", "2003", "2004", "2005", "3001"]
+        + ["501/P-9/E-9", "501/P-9/E-10", "501/P-9/E-12", "502/P-7/E-11", "503/P-5/E-20"]
     )
-    assert client.get("/loyalty/api/items", params={"days": 1}).json()["total"] == 9
+    assert client.get("/loyalty/api/items", params={"days": 1}).json()["total"] == 14
 
 
 INJECTIONS = [
@@ -228,6 +275,85 @@ def test_page_shows_the_numbers_and_escapes_ledger_text(ledger, make_client, tok
     assert "&lt;script&gt;alert(&#39;ledger&#39;)&lt;/script&gt; &amp; &#34;quoted&#34;" in found
 
     paged = client.get("/loyalty/reversals", params={"q": "501", "page": 1}).text
-    assert paged.count('class="item ') == 10
+    assert paged.count('class="item ') == 11
     nothing = client.get("/loyalty/reversals", params={"q": "424242"}).text
     assert 'id="no-match"' in nothing
+
+
+def test_intents_are_not_outcomes_and_items_in_doubt_reconciled_or_rejected_say_so(ledger, make_client, token) -> None:
+    client = make_client(token=token)
+
+    def item(q: str) -> dict:
+        (found,) = client.get("/loyalty/api/items", params={"q": q}).json()["items"]
+        return found
+
+    doubt = item("5001")  # sent, no answer recorded
+    assert (doubt["in_doubt"], doubt["reversed"], doubt["last"]["status"]) == (True, False, "sending")
+    reconciled = item("5002")  # sent, then answered "already reversed"
+    assert (reconciled["in_doubt"], reconciled["reversed"]) == (False, True)
+    assert reconciled["reversed_by"]["code"] == "already_reversed"
+    assert [a["status"] for a in reconciled["attempts"]] == ["succeeded", "sending"]
+    rejected = item("E-12")  # the request was refused as a whole: not settled, not in doubt
+    assert (rejected["in_doubt"], rejected["reversed"]) == (False, False)
+    assert (rejected["last"]["status"], rejected["last"]["failure_kind"], rejected["last"]["code"]) == (
+        "failed",
+        "rejected",
+        "http_401",
+    )
+
+    in_doubt = client.get("/loyalty/api/items", params={"status": "in_doubt", "days": 366}).json()
+    assert sorted(i["item_key"] for i in in_doubt["items"]) == ["4002", "5001", "504/P-4/E-30"]
+    assert all(i["in_doubt"] for i in in_doubt["items"])
+    assert client.get("/loyalty/api/items", params={"status": "in_doubt"}).json()["total"] == 2  # 30 days
+
+    page = client.get("/loyalty/reversals", params={"q": "E-12"}).text
+    row = page[page.index('data-item-key="501/P-9/E-12"') :].split("</tr>")[0]
+    assert "rejected request (not settled)" in row and "permanent" not in row
+    doubtful = client.get("/loyalty/reversals", params={"q": "5001"}).text
+    assert "In doubt" in doubtful and "sending (intent)" in doubtful
+
+
+def test_text_of_an_outcome_does_not_run_together(duckdb_ledger, make_client, token) -> None:
+    html = make_client(token=token).get("/loyalty/reversals", params={"q": "E-9"}).text
+    cell = html[html.index('data-item-key="501/P-9/E-9"') :].split("</td>")[3]
+    text = " ".join(re.sub(r"<[^>]+>", "", cell).split())
+    assert "failed permanent 729" in text, text
+
+
+def test_failure_codes_link_to_the_items_with_that_code(ledger, make_client, token) -> None:
+    client = make_client(token=token)
+    page = client.get("/loyalty/reversals").text
+    assert 'href="/loyalty/reversals?vendor=capillary&amp;status=failed&amp;code=729&amp;days=30"' in page
+    items = client.get("/loyalty/api/items", params={"vendor": "capillary", "status": "failed", "code": "729"}).json()
+    assert sorted(i["item_key"] for i in items["items"]) == ["501/P-9/E-10", "501/P-9/E-9"]
+    assert items["code"] == "729"
+    filtered = client.get("/loyalty/reversals", params={"vendor": "capillary", "status": "failed", "code": "729"}).text
+    assert filtered.count('class="item ') == 2 and 'id="code-filter"' in filtered
+    assert client.get("/loyalty/api/items", params={"code": "x" * 65}).status_code == 422
+
+
+def test_items_export_as_csv_with_the_same_filters(ledger, make_client, token) -> None:
+    client = make_client(token=token)
+    response = client.get("/loyalty/api/items.csv", params={"status": "failed", "vendor": "capillary"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert sorted(r["item_key"] for r in rows) == [
+        "501/P-9/E-10",
+        "501/P-9/E-12",
+        "501/P-9/E-9",
+        "502/P-7/E-11",
+        "503/P-5/E-20",
+    ]
+    e11 = next(r for r in rows if r["item_key"] == "502/P-7/E-11")
+    assert (e11["last_code"], e11["last_message"], e11["reversed"]) == ("731", seed.XSS, "no")
+    everything = list(csv.DictReader(io.StringIO(client.get("/loyalty/api/items.csv").text)))
+    assert len(everything) == client.get("/loyalty/api/items").json()["total"] == 53
+    assert client.get("/loyalty/api/items.csv", params={"status": "nope"}).status_code == 422
+
+
+def test_csv_export_neutralises_formulas() -> None:
+    from airflow_provider_loyalty.ui.app import _csv_line
+
+    assert _csv_line(["=HYPERLINK(1)", "-1+2", "ok"]).strip() == "'=HYPERLINK(1),'-1+2,ok"

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.conftest import set_connection
+from tests.ui import seed
 
 ROUTES = [
     "/loyalty/",
@@ -224,3 +225,167 @@ def test_only_real_summaries_count_as_skipped(value, added) -> None:
     totals = {(date(2026, 1, 1), "xoxoday"): 1}
     add_summary(totals, date(2026, 1, 1), "xoxoday", value)
     assert totals[(date(2026, 1, 1), "xoxoday")] == 1 + added
+
+
+DATA_ROUTES = [
+    "/loyalty/",
+    "/loyalty/reversals",
+    "/loyalty/reversals?q=1001",
+    "/loyalty/api/summary",
+    "/loyalty/api/items?q=1001",
+    "/loyalty/api/items",
+    "/loyalty/api/items.csv",
+]
+
+
+@pytest.mark.parametrize("route", DATA_ROUTES)
+def test_a_user_without_permissions_gets_403(duckdb_ledger, make_client, auth_manager, route) -> None:
+    """A valid login whose role grants nothing (``simple_auth_manager_users = "nobody:"``)."""
+    from tests.ui.conftest import jwt_for
+
+    client = make_client(token=jwt_for("nobody", None))
+    response = client.get(route, follow_redirects=False)
+    assert response.status_code == 403, response.text
+    assert "1001" not in response.text and "Transaction not found" not in response.text
+    assert make_client().get(route, follow_redirects=False).status_code == 401  # anonymous stays 401
+    # The assets hold no ledger data: any logged-in user may load them (the menu shows the icon).
+    assert client.get("/loyalty/static/reversals-icon.svg").status_code == 200
+
+
+@pytest.mark.parametrize("role", ["viewer", "user", "op", "admin"])
+def test_every_simple_auth_manager_role_sees_every_row(duckdb_ledger, make_client, auth_manager, role) -> None:
+    from tests.ui.conftest import jwt_for
+
+    client = make_client(token=jwt_for(f"someone-{role}", role))
+    assert client.get("/loyalty/api/items").json()["total"] == 53
+    assert client.get("/loyalty/reversals").status_code == 200
+    dags = {r["dag_id"] for r in client.get("/loyalty/api/summary").json()["runs"]}
+    assert dags == {seed.DAG_ID, seed.OTHER_DAG_ID}
+
+
+def test_a_user_allowed_one_dag_sees_only_its_rows_everywhere(duckdb_ledger, make_client, limited_auth_manager) -> None:
+    """``partner`` may read ``OTHER_DAG_ID`` only (the auth manager's ``get_authorized_dag_ids``)."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    from tests.ui.conftest import ONE_DAG_USER, fake_skipped, jwt_for
+
+    user = SimpleAuthManagerUser(username=ONE_DAG_USER, role="viewer")
+    assert limited_auth_manager.get_authorized_dag_ids(user=user) == {seed.OTHER_DAG_ID}  # type: ignore[attr-defined]
+    client = make_client(skipped=fake_skipped(duckdb_ledger.today), token=jwt_for(ONE_DAG_USER, "viewer"))
+
+    summary = client.get("/loyalty/api/summary").json()
+    assert {r["dag_id"] for r in summary["runs"]} == {seed.OTHER_DAG_ID}
+    assert all(r["run_url"].startswith(f"/dags/{seed.OTHER_DAG_ID}/") for r in summary["runs"])
+    totals = {t["vendor"]: t for t in summary["totals"]}
+    assert (totals["xoxoday"]["succeeded"], totals["xoxoday"]["in_doubt"], totals["xoxoday"]["skipped"]) == (1, 1, 0)
+    assert (totals["capillary"]["failed_permanent"], totals["capillary"]["in_doubt"]) == (2, 0)
+    assert sum(d["succeeded"] for d in summary["daily"]) == 1
+    assert [(f["code"], f["outcomes"]) for f in summary["top_failures"]] == [("729", 1), ("730", 1)]
+    assert "Transaction not found" not in str(summary)
+
+    listing = client.get("/loyalty/api/items", params={"days": 366, "limit": 100}).json()
+    assert sorted(i["item_key"] for i in listing["items"]) == ["4001", "4002", "501/P-9/E-9", "503/P-5/E-20"]
+    assert listing["total"] == 4
+    for q in ("1001", "999", "5001", "E-10", seed.run_id_for(duckdb_ledger.today)):
+        assert client.get("/loyalty/api/items", params={"q": q}).json()["total"] == 0, q
+    (shared,) = client.get("/loyalty/api/items", params={"q": "E-9"}).json()["items"]  # both DAGs sent it
+    assert [a["dag_id"] for a in shared["attempts"]] == [seed.OTHER_DAG_ID] and shared["attempt_count"] == 1
+    assert client.get("/loyalty/api/items", params={"q": "501"}).json()["total"] == 1
+    assert client.get("/loyalty/api/items", params={"status": "in_doubt", "days": 366}).json()["total"] == 1
+
+    exported = client.get("/loyalty/api/items.csv", params={"days": 366}).text
+    assert sorted(line.split(",")[1] for line in exported.splitlines()[1:]) == [
+        "4001",
+        "4002",
+        "501/P-9/E-9",
+        "503/P-5/E-20",
+    ]
+    page = client.get("/loyalty/reversals").text
+    assert seed.OTHER_DAG_ID in page and seed.DAG_ID not in page and "Transaction not found" not in page
+
+    # Under the same auth manager, a viewer without a limit still reads every DAG.
+    viewer = make_client(token=jwt_for("support", "viewer"))
+    assert viewer.get("/loyalty/api/items").json()["total"] == 53
+
+
+def test_a_user_allowed_no_dag_sees_no_row_and_the_file_is_not_opened(
+    duckdb_ledger, make_client, limited_auth_manager, monkeypatch
+) -> None:
+    from tests.ui.conftest import jwt_for
+
+    monkeypatch.setenv("AIRFLOW__LOYALTY_TESTS__DAG_ACCESS", '{"nobody-dags": []}')
+    client = make_client(token=jwt_for("nobody-dags", "viewer"))
+    summary = client.get("/loyalty/api/summary").json()
+    assert summary["totals"] == [] and summary["runs"] == [] and summary["top_failures"] == []
+    assert client.get("/loyalty/api/items", params={"q": "1001"}).json()["total"] == 0
+    assert client.get("/loyalty/reversals").status_code == 200
+
+
+WRITER = r"""
+import random, sys, time
+import duckdb
+
+path, table, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
+conflicts = 0
+for n in range(rows):
+    # As a reversal task records an answer: open the file, insert, commit, close; a lock conflict
+    # is retried a bounded number of times with backoff (then the task would fail).
+    for attempt in range(8):
+        try:
+            conn = duckdb.connect(path)
+            try:
+                conn.execute(
+                    f"INSERT INTO {table} (vendor, item_key, unique_id, status, message, dag_id, run_id, recorded_at) "
+                    "VALUES ('xoxoday', ?, ?, 'succeeded', 'written while polled', 'writer_dag', 'writer_run', now())",
+                    [f"w-{n}", 900000 + n],
+                )
+            finally:
+                conn.close()
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or attempt == 7:
+                raise
+            conflicts += 1
+            time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+    time.sleep(0.01)
+print(f"done {rows} conflicts {conflicts}", flush=True)
+"""
+
+
+def test_polling_the_page_never_breaks_a_writer(duckdb_ledger, make_client, token) -> None:
+    """Two loops poll the API as fast as they can while a process writes the DuckDB ledger 40 times."""
+    import threading
+
+    import duckdb
+
+    rows = 40
+    stop = threading.Event()
+    answers: list[int] = []
+
+    def poll() -> None:
+        client = make_client(token=token)
+        while not stop.is_set():
+            answers.append(client.get("/loyalty/api/summary").status_code)
+
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for poller in pollers:
+        poller.start()
+    try:
+        time.sleep(0.3)  # the pollers are at it before the writer starts
+        writer = subprocess.run(
+            [sys.executable, "-c", WRITER, str(duckdb_ledger.path), duckdb_ledger.table, str(rows)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        stop.set()
+        for poller in pollers:
+            poller.join(timeout=30)
+    assert writer.returncode == 0, writer.stderr[-3000:]
+    assert writer.stdout.startswith(f"done {rows}")
+    with duckdb.connect(str(duckdb_ledger.path), read_only=True) as db:
+        written = db.execute(f"SELECT COUNT(*) FROM {duckdb_ledger.table} WHERE dag_id = 'writer_dag'").fetchone()
+    assert written == (rows,)
+    assert answers.count(200) >= 10, answers  # the page kept answering while the task wrote
+    assert set(answers) <= {200, 503}, set(answers)
