@@ -165,9 +165,10 @@ class ReversalOperator(BaseOperator, Generic[P]):
         except VendorRateLimitError as exc:
             raise RunAborted(exc) from exc  # every further request would meet the same limit
         except VendorError as exc:
-            if exc.fatal:
-                raise RunAborted(exc) from exc
             code = exc.code or (f"http_{exc.status_code}" if exc.status_code else "unavailable")
+            if exc.fatal:  # this request was refused as a whole; the ones after it are not sent
+                refused = self.failed_request(request, code, exc.message, FailureKind.REJECTED)
+                raise RunAborted(exc, refused if exc.status_code else None) from exc
             if exc.transient and exc.status_code is None and getattr(exc, "may_have_been_applied", False):
                 code = NO_ANSWER  # sent, never answered: the vendor may have applied it
             kind = FailureKind.TRANSIENT if exc.transient else FailureKind.REJECTED
@@ -408,9 +409,14 @@ class ReversalOperator(BaseOperator, Generic[P]):
         if abort is not None:
             self._push_summary(context, summary)
             cause = abort.cause
-            if isinstance(cause, AirflowFailException) or getattr(cause, "fatal", False):
-                raise AirflowFailException(f"{type(self).__name__}: stopped, {cause}") from cause
-            raise AirflowException(f"{type(self).__name__}: stopped, {cause}") from cause
+            fatal = isinstance(cause, AirflowFailException) or getattr(cause, "fatal", False)
+            not_sent = summary.codes.get("not_sent", 0)
+            message = (
+                f"{type(self).__name__}: stopped, {cause}. {summary.succeeded} {self.what} succeeded, "
+                f"{summary.failed_this_run - not_sent} failed, {not_sent} not sent "
+                f"({'sent again by the next run once this is fixed' if fatal else 'a retry sends them'})"
+            )
+            raise (AirflowFailException if fatal else AirflowException)(message) from cause
 
     def _record(
         self,

@@ -15,11 +15,17 @@ P = TypeVar("P")
 
 
 class RunAborted(Exception):
-    """Raised by a sender when no further request can succeed (credentials refused, ledger down)."""
+    """Raised by a sender when no further request can succeed (credentials refused, ledger down).
 
-    def __init__(self, cause: BaseException) -> None:
+    :param cause: what stopped the run.
+    :param outcomes: the outcomes of the request that met it, when it was sent and answered (a 401
+        is a refusal of that request, not "not sent").
+    """
+
+    def __init__(self, cause: BaseException, outcomes: list[Outcome] | None = None) -> None:
         super().__init__(str(cause))
         self.cause = cause
+        self.outcomes = outcomes
 
 
 def run_requests(
@@ -75,7 +81,7 @@ def run_requests(
             return future.result()
         except RunAborted as exc:
             abort = abort or exc
-            return unsent(pending[future], exc.cause)
+            return exc.outcomes if exc.outcomes is not None else unsent(pending[future], exc.cause)
 
     def submit(request: P) -> bool:
         nonlocal abort
