@@ -7,6 +7,9 @@ vendors), then starts ``airflow api-server`` on a free loopback port with the pl
 plugins folder. Headless Debian Chromium (``/usr/bin/chromium``, never a downloaded browser) logs in
 through Airflow's login form. Screenshots go to ``tests/ui/artifacts/``.
 
+The api-server's auth manager is :class:`tests.ui.auth_manager.DagLimitedAuthManager` (the simple
+auth manager plus per-user DAG limits): ``admin`` reads everything, ``partner`` only the DAG run here.
+
 Skips when Chromium or Playwright is missing, unless ``LOYALTY_REQUIRE_BROWSER`` is set (CI).
 """
 
@@ -49,6 +52,9 @@ HERE = Path(__file__).parent
 ARTIFACTS = HERE / "artifacts"
 DAG_ID = "loyalty_ui_reversals"
 USER = "admin"
+#: A viewer allowed to read the DAG run here only (not the seeded history's DAGs).
+PARTNER = "partner"
+REPO = HERE.parents[1]
 
 
 def require_browser() -> None:
@@ -70,6 +76,7 @@ def require_browser() -> None:
 class Server:
     url: str
     password: str
+    partner_password: str
     home: Path
     run_id: str
     run_day: date
@@ -128,15 +135,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     ARTIFACTS.mkdir(exist_ok=True)
     home = tmp_path_factory.mktemp("airflow-home")
     warehouse = home / "warehouse.duckdb"
-    password = secrets.token_urlsafe(12)
-    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({USER: password}))
+    password, partner_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    (home / "simple_auth_manager_passwords.json.generated").write_text(
+        json.dumps({USER: password, PARTNER: partner_password})
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__LOYALTY__"))}
     env.update(
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(HERE / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{USER}:admin",
+        AIRFLOW__CORE__AUTH_MANAGER="tests.ui.auth_manager.DagLimitedAuthManager",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{USER}:admin,{PARTNER}:viewer",
+        AIRFLOW__LOYALTY_TESTS__DAG_ACCESS=json.dumps({PARTNER: [DAG_ID]}),
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="False",
         AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(48),
         AIRFLOW__LOYALTY__LEDGER_CONN_ID="loyalty_warehouse",
@@ -163,7 +174,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             start_new_session=True,
         )
     try:
-        yield from _run_and_serve(env, home, warehouse, password, url, process, log)
+        yield from _run_and_serve(env, home, warehouse, (password, partner_password), url, process, log)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -177,7 +188,7 @@ def _run_and_serve(
     env: dict[str, str],
     home: Path,
     warehouse: Path,
-    password: str,
+    passwords: tuple[str, str],
     url: str,
     process: subprocess.Popen[bytes],
     log: Path,
@@ -228,7 +239,8 @@ def _run_and_serve(
     wait_healthy(url, process, log)
     yield Server(
         url=url,
-        password=password,
+        password=passwords[0],
+        partner_password=passwords[1],
         home=home,
         run_id=run_id,
         run_day=first.date(),
@@ -363,7 +375,11 @@ def test_reversals_page_in_the_ui_shows_the_run_and_finds_an_id(page, server: Se
     for vendor in ("xoxoday", "capillary"):
         row = frame.locator(f"#daily tr[data-day='{day}'][data-vendor='{vendor}']")
         cells = row.locator("td").all_inner_texts()
-        succeeded, permanent, _transient, skipped = (int(c.replace(",", "")) for c in cells[2:6])
+
+        def cell(field: str, row=row) -> int:
+            return int(row.locator(f"td[data-field='{field}']").inner_text().replace(",", ""))
+
+        succeeded, permanent, skipped = cell("succeeded"), cell("failed_permanent"), cell("skipped")
         assert succeeded > 0 and skipped == server.skipped[vendor], (vendor, cells)
         if vendor == "capillary":
             assert permanent > 0
@@ -391,11 +407,12 @@ def test_reversals_page_in_the_ui_shows_the_run_and_finds_an_id(page, server: Se
     page.screenshot(path=str(ARTIFACTS / "dag-run.png"))
 
 
-def api_token(server: Server) -> str:
+def api_token(server: Server, user: str = USER) -> str:
     """A JWT from the api-server's token endpoint, as a script would get one."""
+    password = server.password if user == USER else server.partner_password
     login = urllib.request.Request(
         f"{server.url}/auth/token",
-        data=json.dumps({"username": USER, "password": server.password}).encode(),
+        data=json.dumps({"username": user, "password": password}).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
@@ -419,3 +436,53 @@ def test_api_of_the_real_server_needs_a_login_and_counts_skips(server: Server) -
     assert run["dag_id"] == DAG_ID and run["run_url"] == f"/dags/{DAG_ID}/runs/{quote(server.run_id, safe='')}"
     assert summary["ledger"] == {"conn_id": "loyalty_warehouse", "table": "loyalty_reversal_ledger"}
     assert str(server.home) not in json.dumps(summary)  # the ledger's path is a connection detail
+
+
+def test_failure_code_filters_items_and_items_export_as_csv(page, server: Server) -> None:
+    page.goto(f"{server.url}/loyalty/reversals")
+    page.locator("#failures tr[data-vendor='capillary'][data-code='729'] a.code-link").click()
+    page.locator("#code-filter", has_text="729").wait_for()
+    rows = page.locator("#items tr.item")
+    assert rows.count() > 0
+    for text in rows.all_inner_texts():
+        assert "729" in text and "failed permanent 729" in " ".join(text.split()), text
+    with page.expect_download() as download:
+        page.locator("#csv-items").click()
+    exported = Path(download.value.path()).read_text()
+    assert exported.splitlines()[0].startswith("vendor,item_key,")
+    assert len(exported.splitlines()) - 1 == rows.count() or rows.count() == 25
+    assert all(",729," in line for line in exported.splitlines()[1:])
+
+
+def test_a_user_allowed_one_dag_sees_only_its_rows(browser_context, server: Server) -> None:
+    """``partner`` logs in through the login form and sees the run of ``loyalty_ui_reversals`` only."""
+    context = browser_context.browser.new_context(viewport={"width": 1440, "height": 1400})  # its own cookies
+    try:
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        page.goto(f"{server.url}/")
+        page.get_by_label("Username").fill(PARTNER)
+        page.get_by_label("Password").fill(server.partner_password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{server.url}/")
+        page.goto(f"{server.url}/loyalty/reversals")
+        page.locator("h1").wait_for()
+        runs = page.locator("#runs a.run-link").all_inner_texts()
+        assert runs == [server.run_id], runs
+        assert seed.DAG_ID not in page.content() and seed.OTHER_DAG_ID not in page.content()
+        page.screenshot(path=str(ARTIFACTS / "reversals-one-dag.png"))
+        search(page, "1001")  # the seeded history's item, another DAG's
+        assert page.locator("#no-match").count() == 1
+        search(page, str(server.reversed_id))
+        assert page.locator("#items tr.item").count() == 1
+    finally:
+        context.close()
+
+    token = api_token(server, PARTNER)
+    request = urllib.request.Request(f"{server.url}/loyalty/api/summary", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        summary = json.loads(response.read())
+    assert {r["dag_id"] for r in summary["runs"]} == {DAG_ID}
+    for vendor, skipped in server.skipped.items():
+        total = next(t for t in summary["totals"] if t["vendor"] == vendor)
+        assert total["skipped"] == skipped  # the run's own summaries (the seeded history has none)

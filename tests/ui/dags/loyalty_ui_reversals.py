@@ -18,6 +18,7 @@ LEDGER = "loyalty_warehouse"
     start_date=datetime(2026, 1, 1),
     catchup=False,
     params={"unique_ids": [], "earns": []},
+    render_template_as_native_obj=True,  # the ids arrive as lists, not as their rendered text
     tags=["loyalty", "test"],
 )
 def loyalty_ui_reversals() -> None:
