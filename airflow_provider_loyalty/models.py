@@ -3,20 +3,58 @@
 Requests are strict (what we send must validate against the vendors' published schemas);
 responses are read tolerantly: unknown fields are ignored and both documented Capillary shapes
 are accepted.
+
+Fields of an answer that decide an outcome (ids, ``success``, ``status``, ``customerId``) are kept
+as the raw JSON value (:data:`Raw`), never coerced: pydantic's lax mode would read ``true`` as the
+id 1 and ``"true"`` as a success. The hooks' interpretation functions judge their JSON types
+strictly, so a mistyped field makes that one item *unknown* instead of the whole answer unreadable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from airflow_provider_loyalty.vendor_limits import CAPILLARY_MAX_EARN_IDS
 
 _REQUEST = ConfigDict(extra="forbid", frozen=True)
 _RESPONSE = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+
+def _as_text(value: object) -> object:
+    """Read a free-text field (message, error code) whatever its JSON type; ``None`` stays ``None``."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _objects_only(value: object) -> object:
+    """``null`` is an empty list; entries that are not JSON objects cannot name an item: dropped."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [entry for entry in value if isinstance(entry, dict)]
+    return value  # not a list: left to fail validation (the answer is unreadable)
+
+
+#: A free-text field: any JSON scalar read as text, for messages only (never for a decision).
+Text = Annotated[str | None, BeforeValidator(_as_text)]
+#: A field kept as its raw JSON value (int, float, bool, str, list, dict or None), judged by the hook.
+Raw = Any
 
 
 # ------------------------------------------------------------------------------------------ Xoxoday
@@ -65,26 +103,30 @@ def cancel_points_body(unique_ids: Iterable[int]) -> dict[str, Any]:
 
 
 class XoxodayRecipientResult(BaseModel):
-    """Per-transaction outcome in a cancel answer."""
+    """Per-transaction outcome in a cancel answer.
+
+    ``unique_id`` and ``success`` are raw JSON: only a JSON integer is an id of ours, only a JSON
+    boolean is an outcome (see :func:`airflow_provider_loyalty.hooks.xoxoday.interpret_cancel`).
+    """
 
     model_config = ConfigDict(extra="ignore")
-    unique_id: int | None = None
-    success: bool | None = None  # absent or null: the vendor did not say, so the outcome is unknown
-    message: str | None = None
+    unique_id: Raw = None
+    success: Raw = None  # absent or null: the vendor did not say, so the outcome is unknown
+    message: Text = None
 
 
 class XoxodayCancelBalance(BaseModel):
     """``data.cancelBalance`` of a cancel answer; ``error`` does not say which ids failed."""
 
     model_config = _RESPONSE
-    error: bool | None = None
-    message: str | None = None
+    error: Raw = None
+    message: Text = None
     recipients: list[XoxodayRecipientResult] = Field(default_factory=list)
 
     @field_validator("recipients", mode="before")
     @classmethod
-    def _null_is_empty(cls, value: object) -> object:
-        return [] if value is None else value
+    def _entries(cls, value: object) -> object:
+        return _objects_only(value)
 
 
 class XoxodayCancelData(BaseModel):
@@ -166,42 +208,42 @@ class RevokeEarnRequest(BaseModel):
 
 
 class RevokedDetail(BaseModel):
-    """Per-promotion outcome in ``data.revokedDetails``."""
+    """Per-promotion outcome in ``data.revokedDetails``.
+
+    All three fields are raw JSON (see :func:`airflow_provider_loyalty.hooks.capillary.interpret_revoke`):
+    ``promotionId`` and the earn ids count only as JSON strings, ``status`` only as ``"SUCCESS"``.
+    """
 
     model_config = _RESPONSE
-    promotionId: str | None = None  # noqa: N815 - vendor field name
-    revokedEarnIds: list[str] = Field(default_factory=list)  # noqa: N815 - vendor field name
-    status: str | None = None
-
-    @field_validator("revokedEarnIds", mode="before")
-    @classmethod
-    def _null_is_empty(cls, value: object) -> object:
-        return [] if value is None else value
+    promotionId: Raw = None  # noqa: N815 - vendor field name
+    revokedEarnIds: Raw = None  # noqa: N815 - vendor field name
+    status: Raw = None
 
 
 class RevokeEarnData(BaseModel):
     """``data`` of a revoke answer, either documented shape: revoked details, or ``code``/``message``."""
 
     model_config = _RESPONSE
-    customerId: int | None = None  # noqa: N815 - vendor field name
+    #: raw JSON: only a JSON integer equal to the requested customer confirms the customer.
+    customerId: Raw = None  # noqa: N815 - vendor field name
     revokedDetails: list[RevokedDetail] = Field(default_factory=list)  # noqa: N815 - vendor field name
-    code: str | None = None
-    message: str | None = None
+    code: Text = None
+    message: Text = None
 
     @field_validator("revokedDetails", mode="before")
     @classmethod
-    def _null_is_empty(cls, value: object) -> object:
-        return [] if value is None else value
+    def _entries(cls, value: object) -> object:
+        return _objects_only(value)
 
 
 class CapillaryError(BaseModel):
-    """One entry of ``errors``; ``promotionId``/``earnIds`` are present only sometimes."""
+    """One entry of ``errors``; ``promotionId``/``earnIds`` are present only sometimes (raw JSON)."""
 
     model_config = _RESPONSE
-    code: str | None = None
-    message: str | None = None
-    promotionId: str | None = None  # noqa: N815 - vendor field name
-    earnIds: list[str] | None = None  # noqa: N815 - vendor field name
+    code: Text = None
+    message: Text = None
+    promotionId: Raw = None  # noqa: N815 - vendor field name
+    earnIds: Raw = None  # noqa: N815 - vendor field name
 
 
 class RevokeEarnResponse(BaseModel):
@@ -213,8 +255,8 @@ class RevokeEarnResponse(BaseModel):
 
     @field_validator("errors", mode="before")
     @classmethod
-    def _null_is_empty(cls, value: object) -> object:
-        return [] if value is None else value
+    def _entries(cls, value: object) -> object:
+        return _objects_only(value)
 
     @field_validator("data", mode="before")
     @classmethod
@@ -247,8 +289,13 @@ class CapillaryTokenResponse(BaseModel):
 
     @field_validator("errors", mode="before")
     @classmethod
-    def _null_is_empty(cls, value: object) -> object:
-        return [] if value is None else value
+    def _entries(cls, value: object) -> object:
+        return _objects_only(value)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _non_object_is_none(cls, value: object) -> object:
+        return value if isinstance(value, dict) else None
 
 
 # ------------------------------------------------------------------------------- typed hook results

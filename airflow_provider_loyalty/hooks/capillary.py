@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import requests
 from airflow.sdk import BaseHook
 
+from airflow_provider_loyalty.hooks._answers import is_json_int, show
 from airflow_provider_loyalty.hooks._http import (
     DEFAULT_TIMEOUT,
     SYSTEM_CLOCK,
@@ -33,12 +34,17 @@ from airflow_provider_loyalty.hooks._http import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_loyalty.models import RevokeEarnResult
+    from airflow_provider_loyalty.models import EarnStatus, RevokeEarnResult
 
 VENDOR = "capillary"
 REVOKE_PATH = "/api_gateway/v1/promotions/revokeEarn"
 TOKEN_PATH = "/v3/oauth/token/generate"  # noqa: S105 - a URL path
 OAUTH_HEADER = "X-CAP-API-OAUTH-TOKEN"
+#: ``revokedDetails[].status`` values (any case) under which the listed ``revokedEarnIds`` count as
+#: revoked. The docs define ``revokedEarnIds`` as the earns "successfully revoked"; a promotion with
+#: some earns refused answers PARTIAL_SUCCESS and names the refused ones in ``errors[]`` (as the
+#: sandbox does). Any other status (``FAILED``, missing, not a string) confirms nothing.
+CONFIRMING_STATUSES = frozenset({"SUCCESS", "PARTIAL_SUCCESS"})
 #: Status codes meaning "this token is no good": regenerate it once.
 TOKEN_REJECTED = (401, 498)
 AuthType = Literal["basic", "oauth"]
@@ -344,51 +350,173 @@ class CapillaryHook(BaseHook):
 def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnResult:
     """Turn a revokeEarn answer (either documented shape) into one outcome per requested earn id.
 
-    Revoked: listed in ``data.revokedDetails[].revokedEarnIds``. Failed: named by an ``errors[]``
-    entry (by earn id; or by promotion when the entry names no earn ids; or the whole request when
-    it names neither). Unknown: everything else — never assumed revoked.
+    Strict about success, since a wrong "revoked" is never retried (trust rules in DESIGN.md):
+
+    * **revoked** only when a ``data.revokedDetails`` entry with status ``SUCCESS`` (or
+      ``PARTIAL_SUCCESS``, any case: :data:`CONFIRMING_STATUSES`) names the earn id under exactly its requested promotion (both JSON strings), the answer's
+      ``data.customerId`` is the requested customer (a JSON integer), and nothing contradicts it:
+      no ``errors[]`` entry names it, no entry with another status lists it.
+    * **failed** when an ``errors[]`` entry names it: by earn id (within the entry's promotion, if
+      it names one), by promotion when the entry names no earn ids, or the whole request when it
+      names neither — unless the answer also lists the earn as revoked (contradiction: unknown).
+      The second documented shape (``data:{code,message}``) names no customer: failures need no
+      customer confirmation, but a ``customerId`` naming another customer voids every outcome.
+    * **unknown** otherwise, with a message naming the answer field that was off. A
+      ``revokedDetails`` entry without a (string) ``promotionId`` cannot be attributed: the strict
+      option is taken, its earn ids are at most unknown, even when requested under one promotion only.
+
+    :param customer_id: the customer the request was for.
+    :param request: the :class:`~airflow_provider_loyalty.models.RevokeEarnRequest` sent.
+    :param parsed: the :class:`~airflow_provider_loyalty.models.RevokeEarnResponse` received.
+    :return: one :class:`~airflow_provider_loyalty.models.EarnOutcome` per requested earn, in order.
     """
     from airflow_provider_loyalty.models import EarnOutcome, RevokeEarnResult
 
     wanted = [(d.promotionId, e) for d in request.earnRevokeDetails for e in d.earnIds]
-    wanted_set = set(wanted)
     by_earn: dict[str, list[str]] = {}
     for promo, earn in wanted:
-        by_earn.setdefault(earn, []).append(promo)
+        promos = by_earn.setdefault(earn, [])
+        if promo not in promos:
+            promos.append(promo)
+    by_promo: dict[str, list[tuple[str, str]]] = {}
+    for key in dict.fromkeys(wanted):
+        by_promo.setdefault(key[0], []).append(key)
 
-    result: dict[tuple[str, str], tuple[str, str | None, str, bool]] = {}
     data = parsed.data
-    for detail in data.revokedDetails if data else ():
-        for earn in detail.revokedEarnIds:
-            promos = [detail.promotionId] if detail.promotionId else by_earn.get(earn, [])
-            for promo in promos:
-                if (promo, earn) in wanted_set:
-                    result[(promo, earn)] = ("revoked", None, detail.status or "SUCCESS", False)
+    answered_customer = data.customerId if data is not None else None
+    if answered_customer is not None and not is_json_int(answered_customer, customer_id):
+        why = f"answer names customer {show(answered_customer)}, not {customer_id}"
+        return RevokeEarnResult(
+            customer_id=customer_id,
+            outcomes=[EarnOutcome(p, e, "unknown", None, why) for p, e in wanted],
+        )
+
+    evidence = _Evidence()
+    for detail in data.revokedDetails if data is not None else ():
+        evidence.read_detail(detail, by_earn, by_promo)
     fallback_code = data.code if data is not None and data.code else None
+    fallback_message = data.message if data is not None and data.message else ""
     for error in parsed.errors:
-        code = error.code or fallback_code
-        message = error.message or (data.message if data and data.message else "") or "refused"
-        whole_request = False  # an error naming no promotion and no earn is about the request itself
-        if error.earnIds:
-            targets = [
-                (promo, earn)
-                for earn in error.earnIds
-                for promo in by_earn.get(earn, ())
-                if error.promotionId in (None, promo)
-            ]
-        elif error.promotionId:
-            targets = [(p, e) for p, e in wanted if p == error.promotionId]
-        else:
-            targets, whole_request = wanted, True
-        for key in targets:
-            if key not in result:
-                result[key] = ("failed", code, message, whole_request)
+        evidence.read_error(error, wanted, by_earn, by_promo, fallback_code, fallback_message)
+
+    customer_named = answered_customer is not None
     outcomes = []
-    unknown = ("unknown", None, "neither revoked nor named in an error", False)
     for promo, earn in wanted:
-        status, code, message, whole = result.get((promo, earn), unknown)
-        outcomes.append(EarnOutcome(promo, earn, status, code, message, whole))  # type: ignore[arg-type]
+        key = (promo, earn)
+        status, code, message, whole = evidence.decide(key, customer_named)
+        outcomes.append(EarnOutcome(promo, earn, status, code, message, whole))
     return RevokeEarnResult(customer_id=customer_id, outcomes=outcomes)
+
+
+_Key = tuple[str, str]
+
+
+class _Evidence:
+    """What one answer says about each requested (promotion, earn) key, before deciding."""
+
+    def __init__(self) -> None:
+        self.revoked: dict[_Key, str] = {}  # clean claims: key -> status text
+        self.unattributed: dict[_Key, str] = {}  # SUCCESS entries lacking a usable promotionId
+        self.contradicted: dict[_Key, str] = {}  # entries listing it with a non-confirming status
+        self.failed: dict[_Key, tuple[str | None, str, bool]] = {}
+        self.unclear: dict[_Key, str] = {}  # errors[] entries that may concern it but cannot be read
+
+    def read_detail(self, detail: Any, by_earn: dict[str, list[str]], by_promo: dict[str, list[_Key]]) -> None:
+        """Record one ``revokedDetails`` entry."""
+        promo, status, earns = detail.promotionId, detail.status, detail.revokedEarnIds
+        attributed = isinstance(promo, str) and promo != ""
+        if attributed and promo not in by_promo:
+            return  # about a promotion we did not ask for
+        success = isinstance(status, str) and status.upper() in CONFIRMING_STATUSES
+        if not isinstance(earns, list):
+            if earns is not None and attributed:
+                for key in by_promo[promo]:
+                    self.unclear.setdefault(key, f"revokedDetails revokedEarnIds of promotion {promo} is not a list")
+            return
+        for earn in earns:
+            if not isinstance(earn, str) or earn not in by_earn:
+                continue  # not an earn id of ours (a number is never one: ours are strings)
+            if attributed:
+                if promo not in by_earn[earn]:
+                    continue  # requested under another promotion only
+                keys = [(promo, earn)]
+            else:
+                keys = [(p, earn) for p in by_earn[earn]]
+            for key in keys:
+                if not success:
+                    said = "no status" if status is None else f"status {show(status)}"
+                    where = f"promotion {promo}" if attributed else "no promotionId"
+                    self.contradicted.setdefault(key, f"revokedDetails entry ({where}) lists it with {said}")
+                elif attributed:
+                    self.revoked[key] = status
+                else:
+                    self.unattributed.setdefault(
+                        key, f"revokedDetails entry lists it without a usable promotionId (got {show(promo)})"
+                    )
+
+    def read_error(
+        self,
+        error: Any,
+        wanted: list[_Key],
+        by_earn: dict[str, list[str]],
+        by_promo: dict[str, list[_Key]],
+        fallback_code: str | None,
+        fallback_message: str,
+    ) -> None:
+        """Record one ``errors[]`` entry: a failure of the keys it names, or doubt if it cannot be read."""
+        promo, earns = error.promotionId, error.earnIds
+        code = error.code or fallback_code
+        message = error.message or fallback_message or "refused"
+        if promo is not None and not isinstance(promo, str):
+            # a promotion we cannot compare to ours: its earns (or the whole request) are in doubt
+            scope = [k for k in wanted if not isinstance(earns, list) or k[1] in earns]
+            for key in scope:
+                self.unclear.setdefault(key, f"errors[] entry names promotionId {show(promo)} (not a string)")
+            return
+        if promo is not None and promo not in by_promo:
+            return  # about a promotion we did not ask for
+        in_scope = by_promo[promo] if promo is not None else wanted
+        if earns is not None and not isinstance(earns, list):
+            for key in in_scope:
+                self.unclear.setdefault(key, f"errors[] entry's earnIds is {show(earns)}, not a list")
+            return
+        whole_request = False
+        if earns:
+            targets = [
+                (p, earn)
+                for earn in earns
+                if isinstance(earn, str)
+                for p in by_earn.get(earn, ())
+                if promo is None or p == promo
+            ]
+        elif promo is not None:
+            targets = list(in_scope)
+        else:  # an error naming no promotion and no earn is about the request itself
+            targets, whole_request = list(wanted), True
+        for key in targets:
+            self.failed.setdefault(key, (code, message, whole_request))
+
+    def decide(self, key: _Key, customer_named: bool) -> tuple[EarnStatus, str | None, str, bool]:
+        """Return ``(status, code, message, whole_request)`` for ``key``."""
+        failure = self.failed.get(key)
+        claimed = key in self.revoked
+        if failure is not None:
+            code, message, whole = failure
+            if claimed or key in self.unattributed:
+                return "unknown", code, f"listed as revoked and in errors[] (code {code}: {message})", False
+            return "failed", code, message, whole
+        if claimed:
+            if key in self.contradicted:
+                return "unknown", None, f"listed as revoked, but a {self.contradicted[key]}", False
+            if key in self.unclear:
+                return "unknown", None, f"listed as revoked, but {self.unclear[key]}", False
+            if not customer_named:
+                return "unknown", None, "listed as revoked, but the answer has no data.customerId", False
+            return "revoked", None, self.revoked[key], False
+        for doubts in (self.contradicted, self.unattributed, self.unclear):
+            if key in doubts:
+                return "unknown", None, doubts[key], False
+        return "unknown", None, "neither revoked nor named in an error", False
 
 
 def _detail_pairs(details: Any) -> list[tuple[str, list[str]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 from airflow.sdk import BaseHook
 
+from airflow_provider_loyalty.hooks._answers import is_json_int, show
 from airflow_provider_loyalty.hooks._http import (
     DEFAULT_TIMEOUT,
     SYSTEM_CLOCK,
@@ -36,7 +38,7 @@ from airflow_provider_loyalty.hooks._token_store import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_loyalty.models import CancelPointsResult
+    from airflow_provider_loyalty.models import CancelPointsResult, XoxodayCancelBalance
 
 VENDOR = "xoxoday"
 DEFAULT_HOST = "https://stagingstores.xoxoday.com"
@@ -385,13 +387,7 @@ class XoxodayHook(BaseHook):
         """
         from pydantic import ValidationError
 
-        from airflow_provider_loyalty.models import (
-            CancelPointsRequest,
-            CancelPointsResponse,
-            CancelPointsResult,
-            PointOutcome,
-            cancel_points_body,
-        )
+        from airflow_provider_loyalty.models import CancelPointsRequest, CancelPointsResponse, cancel_points_body
 
         ids = _as_unique_ids(unique_ids)
         body = cancel_points_body(ids)
@@ -410,23 +406,10 @@ class XoxodayHook(BaseHook):
                 f"cancel answer lacks data.cancelBalance: {response_snippet(response)}",
                 status_code=response.status_code,
             )
-        said: dict[int, tuple[bool | None, str]] = {}
-        for recipient in balance.recipients:
-            if recipient.unique_id is not None and recipient.unique_id not in said:
-                said[recipient.unique_id] = (recipient.success, recipient.message or "")
-        outcomes = []
-        for uid in ids:
-            if uid in said:
-                success, message = said[uid]
-                outcomes.append(PointOutcome(uid, success, message))
-            else:
-                outcomes.append(PointOutcome(uid, None, "not mentioned in the vendor's answer"))
-        return CancelPointsResult(
-            outcomes=outcomes,
-            error=balance.error,
-            message=balance.message,
-            after_ambiguous_attempt=bool(getattr(response, "after_ambiguous_attempt", False)),
-        )
+        result = interpret_cancel(ids, balance)
+        if getattr(response, "after_ambiguous_attempt", False):
+            result = dataclasses.replace(result, after_ambiguous_attempt=True)
+        return result
 
     def validate_token(self) -> dict[str, Any]:
         """Ask Xoxoday whether the current access token is valid (``GET /chef/v1/oauth/token``).
@@ -459,6 +442,78 @@ class XoxodayHook(BaseHook):
         except requests.RequestException as exc:  # pragma: no cover - transport layer wraps these
             return False, f"{type(exc).__name__} reaching Xoxoday"
         return True, f"Xoxoday token is valid (expires_in={info.get('expires_in')})"
+
+
+def interpret_cancel(unique_ids: Sequence[int], balance: XoxodayCancelBalance) -> CancelPointsResult:
+    """Turn a cancel answer's ``data.cancelBalance`` into one outcome per requested id, in order.
+
+    Per DESIGN.md the per-recipient ``success`` is the outcome (the overall ``error`` flag does not
+    say which ids failed), read strictly, since a wrong success is never retried:
+
+    * a recipient speaks for an id of ours only when its ``unique_id`` is a JSON integer equal to it
+      (``true``, ``"5"``, ``5.0`` are not ids of ours; recipients for ids we did not request are
+      ignored);
+    * its outcome is ``success`` only when that is a JSON boolean (``"true"``, ``1``, ``null`` or a
+      missing flag leave the id unknown);
+    * an id listed more than once counts only if every listing says the same; a contradiction
+      (cancelled and refused) is unknown.
+
+    Unknown outcomes (``success=None``) carry a message naming what was off.
+
+    :param unique_ids: the ids sent, in request order.
+    :param balance: the answer's ``data.cancelBalance``.
+    """
+    from airflow_provider_loyalty.models import CancelPointsResult, PointOutcome
+
+    requested = set(unique_ids)
+    said: dict[int, list[tuple[object, str]]] = {}
+    mistyped: dict[int, str] = {}  # a listing naming one of our ids with the wrong JSON type
+    for recipient in balance.recipients:
+        uid, message = recipient.unique_id, recipient.message or ""
+        if is_json_int(uid):
+            if uid in requested:
+                said.setdefault(uid, []).append((recipient.success, message))
+        elif (as_int := _looks_like(uid)) is not None and as_int in requested:
+            mistyped.setdefault(as_int, f"the answer names it only as unique_id {show(uid)}, not a JSON integer")
+    outcomes = []
+    for uid in unique_ids:
+        listings = said.get(uid)
+        if not listings:
+            outcomes.append(PointOutcome(uid, None, mistyped.get(uid, "not mentioned in the vendor's answer")))
+            continue
+        flags = {flag for flag, _ in listings if type(flag) is bool}
+        odd = next((flag for flag, _ in listings if type(flag) is not bool), _NOTHING)
+        if odd is not _NOTHING:
+            why = "no success flag" if odd is None else f"success {show(odd)}, not a JSON boolean"
+            vendor_message = next((m for f, m in listings if f is odd and m), "")
+            outcomes.append(PointOutcome(uid, None, f"{why}{': ' + vendor_message if vendor_message else ''}"))
+        elif len(flags) > 1:
+            outcomes.append(
+                PointOutcome(
+                    uid, None, f"listed {len(listings)} times with different outcomes (success true and false)"
+                )
+            )
+        else:
+            outcomes.append(PointOutcome(uid, flags.pop(), listings[0][1]))
+    return CancelPointsResult(
+        outcomes=outcomes,
+        error=balance.error if isinstance(balance.error, bool) else None,
+        message=balance.message,
+    )
+
+
+_NOTHING = object()
+
+
+def _looks_like(value: object) -> int | None:
+    """The integer a mistyped id (digit string, integral number, boolean) resembles, for messages only."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
 
 
 def _unmasked(value: object) -> object:

@@ -27,10 +27,10 @@ def make_hook(conn_id: str = "capillary_default", clock: FakeClock | None = None
     return CapillaryHook(conn_id, clock=clock or FakeClock(), retry_policy=RetryPolicy(max_attempts=3))
 
 
-def shape_a(*details: tuple[str, list[str]], errors: list | None = None) -> dict:
+def shape_a(*details: tuple[str, list[str]], errors: list | None = None, customer: int = 566881933) -> dict:
     return {
         "data": {
-            "customerId": 566881933,
+            "customerId": customer,
             "revokedDetails": [{"promotionId": p, "revokedEarnIds": e, "status": "SUCCESS"} for p, e in details],
         },
         "errors": errors or [],
@@ -61,6 +61,7 @@ def test_partial_success_with_codes(requests_mock, capillary_conn) -> None:
             errors=[
                 {"code": 729, "message": "Earn already redeemed", "promotionId": P1, "earnIds": [E2]},
             ],
+            customer=5,
         ),
     )
     result = make_hook().revoke_earn(5, [(P1, [E1, E2, E3])])
@@ -158,7 +159,7 @@ def test_oauth_regenerated_once_on_rejection(requests_mock, capillary_oauth_conn
         REVOKE,
         [
             {"status_code": status, "json": {"errors": [{"code": status, "message": "expired"}]}},
-            {"json": shape_a((P1, [E1]))},
+            {"json": shape_a((P1, [E1]), customer=5)},
         ],
     )
     result = make_hook("capillary_oauth").revoke_earn(5, {P1: [E1]})

@@ -1,0 +1,344 @@
+"""Property tests of both hooks' answer interpretation.
+
+Two properties per vendor:
+
+* **exact on well-formed answers**: an answer built in the documented shape from a random truth
+  (revoked / refused / not mentioned per item, entries shuffled, ids of other requests mixed in)
+  is read back as exactly that truth;
+* **sound on anything**: for arbitrary, corrupted answers (wrong customer, mistyped ids and flags,
+  duplicated and contradicting entries, missing fields), an item is reported succeeded only if a
+  test oracle written from the raw JSON finds that the answer says so for exactly that item, with
+  nothing contradicting it.
+
+The oracles read the JSON the vendor sent, not our models, so a lax model cannot agree with itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_loyalty.hooks.capillary import interpret_revoke
+from airflow_provider_loyalty.hooks.xoxoday import interpret_cancel
+from airflow_provider_loyalty.models import (
+    CancelPointsResponse,
+    EarnRevokeDetail,
+    RevokeEarnRequest,
+    RevokeEarnResponse,
+)
+from tests.hooks.conftest import HOOKS_PROFILE
+
+MISSING: Any = object()  # a field left out of the JSON object
+
+
+def obj(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not MISSING}
+
+
+# ============================================================================================ Capillary
+PROMOS = ["p1", "p2", "p3"]
+EARNS = ["e1", "e2", "e3", "e4"]
+CUSTOMER = 5
+
+requests_ = st.dictionaries(
+    st.sampled_from(PROMOS), st.lists(st.sampled_from(EARNS), min_size=1, max_size=4, unique=True), min_size=1
+)
+
+
+def revoke_request(details: dict[str, list[str]]) -> RevokeEarnRequest:
+    return RevokeEarnRequest(
+        customerId=CUSTOMER,
+        earnRevokeDetails=[EarnRevokeDetail(promotionId=p, earnIds=e) for p, e in details.items()],
+    )
+
+
+def run_revoke(details: dict[str, list[str]], body: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
+    result = interpret_revoke(CUSTOMER, revoke_request(details), RevokeEarnResponse.model_validate(body))
+    return [(o.promotion_id, o.earn_id, o.status, o.code) for o in result.outcomes]
+
+
+@st.composite
+def well_formed_revoke(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, Any], dict[tuple[str, str], str]]:
+    details = draw(requests_)
+    truth = {
+        (p, e): draw(st.sampled_from(["revoked", "failed", "absent"])) for p, earns in details.items() for e in earns
+    }
+    revoked: dict[str, list[str]] = {}
+    errors = []
+    for (p, e), fate in truth.items():
+        if fate == "revoked":
+            revoked.setdefault(p, []).append(e)
+        elif fate == "failed":
+            errors.append({"code": 729, "message": "Earn already redeemed", "promotionId": p, "earnIds": [e]})
+    entries = [{"promotionId": p, "revokedEarnIds": e, "status": "SUCCESS"} for p, e in revoked.items()]
+    # answers about promotions we did not ask for (another request's) must change nothing
+    entries.append({"promotionId": "p-other", "revokedEarnIds": EARNS, "status": "SUCCESS"})
+    errors.append({"code": 731, "message": "Invalid earn id", "promotionId": "p-other", "earnIds": EARNS})
+    body = {
+        "data": {"customerId": CUSTOMER, "revokedDetails": draw(st.permutations(entries))},
+        "errors": draw(st.permutations(errors)),
+    }
+    return details, body, truth
+
+
+@settings(HOOKS_PROFILE)
+@given(well_formed_revoke())
+def test_capillary_well_formed_answers_are_read_exactly(case) -> None:
+    details, body, truth = case
+    expected = [(p, e, "unknown" if truth[p, e] == "absent" else truth[p, e]) for p, es in details.items() for e in es]
+    assert [(p, e, s) for p, e, s, _ in run_revoke(details, body)] == expected
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 7),
+    st.sampled_from([5.0, 5.5, "5", "", "x"]),
+)
+ids_or_junk = st.one_of(st.sampled_from(PROMOS + EARNS + ["p-other", "e-other", "SUCCESS"]), scalars)
+statuses = st.one_of(
+    st.sampled_from(["SUCCESS", "success", "PARTIAL_SUCCESS", "FAILED", "PARTIAL", "", MISSING]), st.none(), scalars
+)
+id_lists = st.one_of(st.lists(ids_or_junk, max_size=4), st.just(MISSING), scalars)
+details_entries = st.builds(
+    obj,
+    promotionId=st.one_of(st.sampled_from(PROMOS + ["p-other", MISSING]), scalars),
+    revokedEarnIds=id_lists,
+    status=statuses,
+)
+error_entries = st.builds(
+    obj,
+    code=st.one_of(st.sampled_from([729, 730, 731, "729", MISSING]), st.none()),
+    message=st.sampled_from(["redeemed", "", MISSING]),
+    promotionId=st.one_of(st.sampled_from(PROMOS + ["p-other", MISSING]), scalars),
+    earnIds=id_lists,
+)
+revoke_answers = st.builds(
+    lambda customer, entries, errors, code: {
+        "data": obj(customerId=customer, revokedDetails=entries, code=code),
+        "errors": errors,
+    },
+    customer=st.one_of(st.just(CUSTOMER), st.just(MISSING), st.integers(1, 9), scalars),
+    entries=st.lists(details_entries, max_size=5),
+    errors=st.lists(error_entries, max_size=3),
+    code=st.one_of(st.just(MISSING), st.just(731)),
+)
+
+
+def confirmed_revoked(body: dict[str, Any], promo: str, earn: str) -> bool:
+    """The oracle: does the raw answer say (promo, earn) of customer 5 was revoked, with no contradiction?"""
+    data = body["data"]
+    customer = data.get("customerId", MISSING)
+    if type(customer) is not int or customer != CUSTOMER:
+        return False
+    entries = [d for d in data.get("revokedDetails", []) if isinstance(d, dict)]
+
+    def lists_earn(entry: dict[str, Any]) -> bool:
+        earns = entry.get("revokedEarnIds")
+        return isinstance(earns, list) and earn in earns
+
+    def is_success(entry: dict[str, Any]) -> bool:
+        return isinstance(entry.get("status"), str) and entry["status"].upper() in ("SUCCESS", "PARTIAL_SUCCESS")
+
+    claims = [d for d in entries if d.get("promotionId") == promo and lists_earn(d) and is_success(d)]
+    if not claims:
+        return False
+    for d in entries:
+        promotion = d.get("promotionId")
+        about_us = promotion == promo or not isinstance(promotion, str) or promotion == ""
+        if about_us and lists_earn(d) and not is_success(d):
+            return False  # listed with another status
+        if promotion == promo and "revokedEarnIds" in d and not isinstance(d["revokedEarnIds"], list | None):
+            return False  # an entry for our promotion that cannot be read
+    for error in body["errors"]:
+        promotion = error.get("promotionId")
+        if isinstance(promotion, str) and promotion != promo:
+            continue  # about another promotion
+        earns = error.get("earnIds")
+        if isinstance(earns, list) and earns and earn not in earns:
+            continue  # names other earns only
+        return False  # names this earn, or its whole promotion/request, or cannot be read
+    return True
+
+
+@st.composite
+def corrupted_revoke(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """A well-formed answer with a few corruptions applied (most then claim something about our earns)."""
+    details, body, _ = draw(well_formed_revoke())
+    data, errors = body["data"], body["errors"]
+    entries: list[Any] = data["revokedDetails"]
+    requested = [(p, e) for p, es in details.items() for e in es]
+    for _ in range(draw(st.integers(1, 3))):
+        promo, earn = draw(st.sampled_from(requested))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "customer",
+                    "status",
+                    "promotion",
+                    "earn",
+                    "duplicate",
+                    "error_for",
+                    "claim",
+                    "junk_entry",
+                    "junk_error",
+                ]
+            )
+        )
+        if kind == "customer":
+            value = draw(st.sampled_from([MISSING, None, 7, "5", True, 5.0, 5.5, [5]]))
+            data.pop("customerId", None) if value is MISSING else data.__setitem__("customerId", value)
+        elif kind in ("status", "promotion", "earn") and entries:
+            entry = dict(draw(st.sampled_from(entries)))
+            entries.remove(next(x for x in entries if x == entry))
+            if kind == "status":
+                value = draw(statuses)
+                entry.pop("status", None) if value is MISSING else entry.__setitem__("status", value)
+            elif kind == "promotion":
+                value = draw(st.one_of(st.just(MISSING), scalars, st.sampled_from(PROMOS)))
+                entry.pop("promotionId", None) if value is MISSING else entry.__setitem__("promotionId", value)
+            else:
+                entry["revokedEarnIds"] = draw(id_lists)
+                if entry["revokedEarnIds"] is MISSING:
+                    del entry["revokedEarnIds"]
+            entries.append(entry)
+        elif kind == "duplicate" and entries:
+            entry = dict(draw(st.sampled_from(entries)))
+            entry["status"] = draw(st.sampled_from(["SUCCESS", "FAILED", None]))
+            entries.append(entry)
+        elif kind == "error_for":  # an errors[] entry naming a requested earn, its promotion or the request
+            errors.append(
+                obj(
+                    code=729,
+                    message="redeemed",
+                    promotionId=draw(st.sampled_from([promo, MISSING, None])),
+                    earnIds=draw(st.sampled_from([[earn], [], MISSING])),
+                )
+            )
+        elif kind == "claim":  # a (maybe unattributed) success claim for a requested earn
+            entries.append(
+                obj(promotionId=draw(st.sampled_from([promo, MISSING, None])), revokedEarnIds=[earn], status="SUCCESS")
+            )
+        elif kind == "junk_entry":
+            entries.append(draw(details_entries))
+        else:
+            errors.append(draw(error_entries))
+    return details, body
+
+
+@settings(HOOKS_PROFILE)
+@given(st.one_of(corrupted_revoke(), st.tuples(requests_, revoke_answers)))
+def test_capillary_revoked_only_when_the_answer_says_so_for_exactly_that_earn(case) -> None:
+    details, body = case
+    outcomes = run_revoke(details, body)
+    assert [(p, e) for p, e, _, _ in outcomes] == [(p, e) for p, es in details.items() for e in es]
+    customer = body["data"].get("customerId", MISSING)
+    for promo, earn, status, _ in outcomes:
+        assert status in ("revoked", "failed", "unknown")
+        if status == "revoked":
+            assert confirmed_revoked(body, promo, earn), (promo, earn)
+        if customer is not MISSING and customer is not None and not (type(customer) is int and customer == CUSTOMER):
+            assert status == "unknown"
+
+
+@settings(HOOKS_PROFILE)
+@given(well_formed_revoke(), st.sampled_from([7, "5", True, 5.0]))
+def test_capillary_any_other_customer_voids_every_outcome(case, customer) -> None:
+    details, body, _ = case
+    body["data"]["customerId"] = customer
+    assert {s for _, _, s, _ in run_revoke(details, body)} == {"unknown"}
+
+
+# ============================================================================================== Xoxoday
+IDS = [1, 2, 3, 4, 5]
+id_requests = st.lists(st.sampled_from(IDS), min_size=1, max_size=5, unique=True)
+
+
+def run_cancel(ids: list[int], body: dict[str, Any]) -> list[tuple[int, bool | None]]:
+    balance = CancelPointsResponse.model_validate(body).data.cancelBalance  # type: ignore[union-attr]
+    return [(o.unique_id, o.success) for o in interpret_cancel(ids, balance).outcomes]
+
+
+@st.composite
+def well_formed_cancel(draw: st.DrawFn) -> tuple[list[int], dict[str, Any], dict[int, bool | None]]:
+    ids = draw(id_requests)
+    truth: dict[int, bool | None] = {uid: draw(st.sampled_from([True, False, None])) for uid in ids}
+    recipients = []
+    for uid, fate in truth.items():
+        if fate is not None:
+            copies = draw(st.integers(1, 2))  # the same outcome twice is fine
+            recipients += [{"unique_id": uid, "success": fate, "message": "m"}] * copies
+    foreign = draw(st.lists(st.integers(100, 105), max_size=2))  # ids of no request of ours
+    recipients += [{"unique_id": uid, "success": True, "message": "m"} for uid in foreign]
+    error = not all(truth.values())
+    body = {"data": {"cancelBalance": {"error": error, "recipients": draw(st.permutations(recipients))}}}
+    return ids, body, truth
+
+
+@settings(HOOKS_PROFILE)
+@given(well_formed_cancel())
+def test_xoxoday_well_formed_answers_are_read_exactly(case) -> None:
+    ids, body, truth = case
+    assert run_cancel(ids, body) == [(uid, truth[uid]) for uid in ids]
+
+
+recipients_ = st.builds(
+    obj,
+    unique_id=st.one_of(st.sampled_from(IDS + [MISSING]), scalars, st.sampled_from(["1", 1.0, 2.0])),
+    success=st.one_of(st.sampled_from([True, False, MISSING, "true", "false", 1, 0]), st.none()),
+    message=st.sampled_from(["ok", "", MISSING]),
+)
+cancel_answers = st.builds(
+    lambda error, recipients: {"data": {"cancelBalance": {"error": error, "recipients": recipients}}},
+    error=st.one_of(st.booleans(), st.none(), st.just("true")),
+    recipients=st.lists(st.one_of(recipients_, scalars), max_size=8),
+)
+
+
+def oracle_cancel(body: dict[str, Any], uid: int) -> bool | None:
+    """The oracle: the outcome the raw answer gives ``uid`` if every listing of it agrees, else ``None``."""
+    flags = [
+        r.get("success", MISSING)
+        for r in body["data"]["cancelBalance"]["recipients"]
+        if isinstance(r, dict) and type(r.get("unique_id")) is int and r["unique_id"] == uid
+    ]
+    if flags and all(type(f) is bool for f in flags) and len(set(flags)) == 1:
+        return flags[0]
+    return None
+
+
+@st.composite
+def corrupted_cancel(draw: st.DrawFn) -> tuple[list[int], dict[str, Any]]:
+    """A well-formed answer with a few listings added or altered (mistyped, contradicting, flagless)."""
+    ids, body, _ = draw(well_formed_cancel())
+    recipients: list[Any] = body["data"]["cancelBalance"]["recipients"]
+    for _ in range(draw(st.integers(1, 3))):
+        uid = draw(st.sampled_from(ids))
+        kind = draw(st.sampled_from(["contradict", "mistype_id", "mistype_flag", "alter", "junk"]))
+        if kind == "contradict":
+            recipients.append({"unique_id": uid, "success": draw(st.booleans())})
+        elif kind == "mistype_id":
+            value = draw(st.sampled_from([str(uid), float(uid), uid == 1, [uid]]))
+            recipients.append({"unique_id": value, "success": True})
+        elif kind == "mistype_flag":
+            recipients.append(obj(unique_id=uid, success=draw(st.sampled_from(["true", 1, None, MISSING, "false"]))))
+        elif kind == "alter" and recipients:
+            index = draw(st.integers(0, len(recipients) - 1))
+            recipients[index] = draw(recipients_)
+        else:
+            recipients.append(draw(st.one_of(recipients_, scalars)))
+    return ids, body
+
+
+@settings(HOOKS_PROFILE)
+@given(st.one_of(corrupted_cancel(), st.tuples(id_requests, cancel_answers)))
+def test_xoxoday_outcome_only_when_every_listing_of_exactly_that_id_agrees(case) -> None:
+    ids, body = case
+    outcomes = run_cancel(ids, body)
+    assert [uid for uid, _ in outcomes] == ids
+    for uid, success in outcomes:
+        assert success is None or type(success) is bool
+        if success is not None:
+            assert success is oracle_cancel(body, uid), uid

@@ -1,0 +1,285 @@
+"""Findings of the adversarial review, one row each: success only when the answer says so for exactly that item.
+
+The pure interpretation functions are fed the answer as the vendor would send it (JSON, parsed by
+our models); two HTTP-level tests check the same through the hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore
+from airflow_provider_loyalty.hooks.capillary import CapillaryHook, interpret_revoke
+from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook, interpret_cancel
+from airflow_provider_loyalty.models import (
+    CancelPointsResponse,
+    EarnRevokeDetail,
+    RevokeEarnRequest,
+    RevokeEarnResponse,
+)
+from tests.conftest import CAPILLARY_URL, XOXODAY_URL, FakeClock
+
+P1, P2, P9 = "promo-1", "promo-2", "promo-9"
+E1, E2 = "earn-1", "earn-2"
+
+
+# ------------------------------------------------------------------------------------------ Capillary
+def revoke(customer: int, details: dict[str, list[str]], answer: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    request = RevokeEarnRequest(
+        customerId=customer, earnRevokeDetails=[EarnRevokeDetail(promotionId=p, earnIds=e) for p, e in details.items()]
+    )
+    result = interpret_revoke(customer, request, RevokeEarnResponse.model_validate(answer))
+    return [(o.promotion_id, o.earn_id, o.status, o.message) for o in result.outcomes]
+
+
+def ok(promo: Any, *earns: Any, status: Any = "SUCCESS") -> dict[str, Any]:
+    return {"promotionId": promo, "revokedEarnIds": list(earns), "status": status}
+
+
+def answer(customer: Any, *details: dict[str, Any], errors: list | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"revokedDetails": list(details)}
+    if customer is not ...:
+        data["customerId"] = customer
+    return {"data": data, "errors": errors or []}
+
+
+CAPILLARY_CASES = [
+    # (request details, answer, expected [(promotion, earn, status, message fragment)])
+    (
+        {P1: [E1]},
+        answer(7, ok(P1, E1)),
+        [(P1, E1, "unknown", "answer names customer 7, not 5")],
+    ),
+    (
+        {P1: [E1]},
+        answer(7, errors=[{"code": 729, "message": "redeemed", "promotionId": P1, "earnIds": [E1]}]),
+        [(P1, E1, "unknown", "answer names customer 7, not 5")],
+    ),
+    (
+        {P1: [E1]},
+        answer("5", ok(P1, E1)),
+        [(P1, E1, "unknown", 'answer names customer "5" (string), not 5')],
+    ),
+    (
+        {P1: [E1]},
+        answer(5.0, ok(P1, E1)),
+        [(P1, E1, "unknown", "answer names customer 5.0 (number), not 5")],
+    ),
+    (
+        {P1: [E1]},
+        answer(..., ok(P1, E1)),
+        [(P1, E1, "unknown", "no data.customerId")],
+    ),
+    (
+        {P1: [E1, E2]},
+        {
+            "data": {"code": 731, "message": "Invalid earn id"},
+            "errors": [{"code": 731, "message": "Invalid earn id", "promotionId": P1, "earnIds": [E1]}],
+        },
+        [(P1, E1, "failed", "Invalid earn id"), (P1, E2, "unknown", "neither revoked nor named")],
+    ),
+    (
+        {P1: [E1], P2: [E1]},
+        answer(5, {"revokedEarnIds": [E1], "status": "SUCCESS"}),
+        [(P1, E1, "unknown", "without a usable promotionId"), (P2, E1, "unknown", "without a usable promotionId")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, {"revokedEarnIds": [E1], "status": "SUCCESS"}),
+        [(P1, E1, "unknown", "without a usable promotionId")],
+    ),
+    (
+        {"123": [E1]},
+        answer(5, ok(123, E1)),
+        [("123", E1, "unknown", "without a usable promotionId (got 123)")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1, status="FAILED")),
+        [(P1, E1, "unknown", 'status "FAILED" (string)')],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, {"promotionId": P1, "revokedEarnIds": [E1]}),
+        [(P1, E1, "unknown", "with no status")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1, status=True)),
+        [(P1, E1, "unknown", "status true (boolean)")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1, status="success")),
+        [(P1, E1, "revoked", "success")],
+    ),
+    (
+        {P1: [E1, E2]},
+        answer(
+            5,
+            ok(P1, E1, status="PARTIAL_SUCCESS"),
+            errors=[{"code": 729, "message": "Earn already redeemed", "promotionId": P1, "earnIds": [E2]}],
+        ),
+        [(P1, E1, "revoked", "PARTIAL_SUCCESS"), (P1, E2, "failed", "Earn already redeemed")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), ok(P1, E1, status="FAILED")),
+        [(P1, E1, "unknown", "listed as revoked, but a revokedDetails entry (promotion promo-1) lists it")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[{"code": 729, "message": "Earn already redeemed", "earnIds": [E1]}]),
+        [(P1, E1, "unknown", "listed as revoked and in errors[] (code 729")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[{"code": 500, "message": "partial failure"}]),
+        [(P1, E1, "unknown", "listed as revoked and in errors[]")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), ok(P1, E1)),
+        [(P1, E1, "revoked", "SUCCESS")],
+    ),
+    (
+        {P1: ["7"]},
+        answer(5, ok(P1, 7)),
+        [(P1, "7", "unknown", "neither revoked nor named")],
+    ),
+    (
+        {P1: [E1], P2: [E2]},
+        answer(5, ok(P2, E1), ok(P9, E1, E2)),
+        [(P1, E1, "unknown", "neither revoked nor named"), (P2, E2, "unknown", "neither revoked nor named")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[{"code": 1, "message": "?", "promotionId": 99, "earnIds": [E1]}]),
+        [(P1, E1, "unknown", "promotionId 99 (not a string)")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[{"code": 729, "message": "redeemed", "promotionId": P9, "earnIds": [E1]}]),
+        [(P1, E1, "revoked", "SUCCESS")],
+    ),
+]
+CAPILLARY_IDS = [
+    "customer_other_than_requested_voids_success",
+    "customer_other_than_requested_voids_failure",
+    "customer_as_string",
+    "customer_as_float",
+    "customer_missing_with_revoked_earns",
+    "customer_missing_in_second_documented_shape_failures_count",
+    "detail_without_promotion_earn_under_two_promotions",
+    "detail_without_promotion_earn_under_one_promotion_strict",
+    "detail_promotion_as_number",
+    "detail_status_failed",
+    "detail_status_missing",
+    "detail_status_not_a_string",
+    "detail_status_lowercase_success",
+    "detail_partial_success_revokes_the_listed_earns_only",
+    "detail_success_and_failed_entries_contradict",
+    "revoked_and_in_errors_by_earn",
+    "revoked_and_whole_request_error",
+    "revoked_twice_consistently",
+    "earn_id_as_number_is_not_ours",
+    "earn_revoked_under_another_promotion_only",
+    "error_with_non_string_promotion_casts_doubt",
+    "error_about_another_promotion_is_ignored",
+]
+
+
+@pytest.mark.parametrize(("details", "body", "expected"), CAPILLARY_CASES, ids=CAPILLARY_IDS)
+def test_capillary_findings(details, body, expected) -> None:
+    got = revoke(5, details, body)
+    assert [(p, e, s) for p, e, s, _ in got] == [(p, e, s) for p, e, s, _ in expected]
+    for (_, _, _, message), (_, _, _, fragment) in zip(got, expected, strict=True):
+        assert fragment in message
+
+
+# -------------------------------------------------------------------------------------------- Xoxoday
+def cancel(ids: list[int], recipients: list[Any], error: Any = False) -> list[tuple[int, bool | None, str]]:
+    body = {"data": {"cancelBalance": {"error": error, "message": "done", "recipients": recipients}}}
+    balance = CancelPointsResponse.model_validate(body).data.cancelBalance  # type: ignore[union-attr]
+    return [(o.unique_id, o.success, o.message) for o in interpret_cancel(ids, balance).outcomes]
+
+
+def r(uid: Any, success: Any = True, message: str = "m") -> dict[str, Any]:
+    return {"unique_id": uid, "success": success, "message": message}
+
+
+XOXODAY_CASES = [
+    # (requested ids, recipients, top-level error, expected [(id, success, message fragment)])
+    ([5], [r(5, True), r(5, False)], False, [(5, None, "listed 2 times with different outcomes")]),
+    ([5], [r(5, False), r(5, True)], False, [(5, None, "different outcomes")]),
+    ([5], [r(5, True, "ok"), r(5, True, "ok again")], False, [(5, True, "ok")]),
+    ([5], [r(5, False, "not found"), r(5, False)], False, [(5, False, "not found")]),
+    ([1], [r(True)], False, [(1, None, "unique_id true (boolean), not a JSON integer")]),
+    ([5], [r("5")], False, [(5, None, 'unique_id "5" (string)')]),
+    ([5], [r(5.0)], False, [(5, None, "unique_id 5.0 (number)")]),
+    ([5], [r(5, "true")], False, [(5, None, 'success "true" (string), not a JSON boolean')]),
+    ([5], [r(5, 1)], False, [(5, None, "success 1, not a JSON boolean")]),
+    ([5], [r(5, None, "queued")], False, [(5, None, "no success flag: queued")]),
+    ([5], [{"unique_id": 5}], False, [(5, None, "no success flag")]),
+    ([5], [r(5, True), {"unique_id": 5, "message": "?"}], False, [(5, None, "no success flag")]),
+    ([5], [r(6, True), r(7, False)], False, [(5, None, "not mentioned")]),
+    ([5, 6], [r(5, True), r(6, False)], True, [(5, True, "m"), (6, False, "m")]),
+    ([5], ["junk", None, 5, r(5, True)], False, [(5, True, "m")]),
+    ([5], [r(5, True)], "yes", [(5, True, "m")]),
+]
+XOXODAY_IDS = [
+    "listed_twice_success_then_failure",
+    "listed_twice_failure_then_success",
+    "listed_twice_same_success",
+    "listed_twice_same_failure",
+    "unique_id_true_is_not_id_1",
+    "unique_id_string",
+    "unique_id_float",
+    "success_string_true",
+    "success_int_1",
+    "success_null_keeps_vendor_message",
+    "success_missing",
+    "success_then_listing_without_flag",
+    "only_ids_we_did_not_request",
+    "top_level_error_true_per_recipient_outcome_stands",
+    "non_object_recipients_ignored",
+    "top_level_error_not_boolean_ignored",
+]
+
+
+@pytest.mark.parametrize(("ids", "recipients", "error", "expected"), XOXODAY_CASES, ids=XOXODAY_IDS)
+def test_xoxoday_findings(ids, recipients, error, expected) -> None:
+    got = cancel(ids, recipients, error)
+    assert [(u, s) for u, s, _ in got] == [(u, s) for u, s, _ in expected]
+    for (_, _, message), (_, _, fragment) in zip(got, expected, strict=True):
+        assert fragment in message
+
+
+def test_xoxoday_top_level_error_is_reported_only_when_boolean() -> None:
+    body = {"data": {"cancelBalance": {"error": "yes", "recipients": [r(5)]}}}
+    balance = CancelPointsResponse.model_validate(body).data.cancelBalance  # type: ignore[union-attr]
+    assert interpret_cancel([5], balance).error is None
+
+
+# ------------------------------------------------------------------------------------ through the hooks
+def test_capillary_hook_does_not_take_another_customers_answer(requests_mock, capillary_conn) -> None:
+    requests_mock.post(f"{CAPILLARY_URL}/api_gateway/v1/promotions/revokeEarn", json=answer(7, ok(P1, E1)))
+    result = CapillaryHook(clock=FakeClock()).revoke_earn(5, ((P1, (E1,)),))
+    assert requests_mock.last_request.json()["customerId"] == 5
+    assert [(o.status, o.message) for o in result.outcomes] == [("unknown", "answer names customer 7, not 5")]
+
+
+def test_xoxoday_hook_does_not_read_true_as_id_1(requests_mock, xoxoday_conn) -> None:
+    requests_mock.post(
+        f"{XOXODAY_URL}/chef/v1/oauth/api",
+        json={"data": {"cancelBalance": {"error": False, "recipients": [r(True), r(2, "true")]}}},
+    )
+    result = XoxodayHook(token_store=MemoryTokenStore(), clock=FakeClock()).cancel_points([1, 2])
+    assert requests_mock.last_request.json()["variables"]["recipients_data"]["recipients"] == [
+        {"unique_id": 1},
+        {"unique_id": 2},
+    ]
+    assert [o.success for o in result.outcomes] == [None, None]
+    assert result.succeeded == []
