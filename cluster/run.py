@@ -1230,9 +1230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         if bursts:
             notes.append(
-                f"rate-limited at a pool-slot handoff ({', '.join(bursts)}): a task's first request is sent at "
-                "once, not one pacing interval after the last request of the task that held the slot before. "
-                "Nothing was sent into the penalty window. Known gap (cluster/README.md)."
+                f"rate-limited at a pool-slot handoff ({', '.join(bursts)}): a task's first request waits one "
+                "pacing interval from the task's start, not from the last request of the task that held the slot "
+                "before. Nothing was sent into the penalty window. Known gap (cluster/README.md)."
             )
         timings["total"] = time.monotonic() - started
         ok = print_report(checks, timings, notes)
