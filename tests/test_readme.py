@@ -32,7 +32,7 @@ def test_readme_python_blocks_run(code: str, tmp_path) -> None:
 
 
 def test_readme_summary_example_matches_the_summary_keys() -> None:
-    from airflow_provider_loyalty.operators._reversal import Summary
+    from airflow_provider_loyalty.operators._summary import RunSummary as Summary
 
     summary_block = next(b for b in BLOCKS if b.lstrip().startswith("{"))
     for key in Summary().as_xcom():

@@ -20,7 +20,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_loyalty.operators import _settings
 from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
-from airflow_provider_loyalty.operators._summary import MAX_LISTED, Progress, Summary
+from airflow_provider_loyalty.operators._summary import MAX_LISTED, Progress, RunSummary
 from airflow_provider_loyalty.outcomes import NO_ANSWER, AlreadyReversed, FailureKind, Item, Outcome, Settled, reconcile
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 P = TypeVar("P")
 
-__all__ = ["ReversalOperator", "RunAborted", "Summary", "run_requests"]
+__all__ = ["ReversalOperator", "RunAborted", "RunSummary", "run_requests"]
 
 
 class LedgerDown(Exception):
@@ -216,7 +216,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
             raise AirflowFailException(f"{type(self).__name__}: {exc}") from None
         items, rows, duplicates = self.parse()
         requested = rows - duplicates  # distinct items: a duplicate row is the same reversal
-        summary = Summary(requested=requested, duplicates=duplicates, dry_run=bool(self.dry_run))  # type: ignore[truthy-function]
+        summary = RunSummary(requested=requested, duplicates=duplicates, dry_run=bool(self.dry_run))  # type: ignore[truthy-function]
         if duplicates:
             self.log.info("Removed %d duplicate %s; each is sent once", duplicates, self.what)
         if requested == 0:
@@ -268,7 +268,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.log.info("Replayed %d outcome(s) an earlier try kept while the ledger was down", len(rows))
 
     def _drop_settled(
-        self, ledger: ReversalLedger, items: list[Item], summary: Summary, run_id: str | None
+        self, ledger: ReversalLedger, items: list[Item], summary: RunSummary, run_id: str | None
     ) -> list[Item]:
         """Leave out what the ledger says is done (skipped) or was refused for good (failed, not resent).
 
@@ -326,7 +326,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 "nothing was sent. Check the extraction (a broken join?) or raise max_items."
             )
 
-    def _dry_run(self, items: list[Item], summary: Summary) -> dict[str, Any]:
+    def _dry_run(self, items: list[Item], summary: RunSummary) -> dict[str, Any]:
         requests = 0
         plan: list[str] = []
         for request in self.plan(items):
@@ -348,7 +348,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         sample = [item.ident() for item in items[:MAX_LISTED]]
         return summary.as_xcom(planned=len(items), plan=plan, sample=sample, max_items_exceeded=over)
 
-    def _send_all(self, items: list[Item], summary: Summary, context: Context, run: dict[str, Any]) -> None:
+    def _send_all(self, items: list[Item], summary: RunSummary, context: Context, run: dict[str, Any]) -> None:
         ledger = self.ledger
         try:
             self.hook.prepare()
@@ -453,7 +453,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
             )
             raise
 
-    def _decide(self, summary: Summary, context: Context) -> dict[str, Any]:
+    def _decide(self, summary: RunSummary, context: Context) -> dict[str, Any]:
         """Apply ``max_failed_ratio`` to this run's failures (refusals of earlier runs were decided then)."""
         result = summary.as_xcom()
         failed = summary.failed_this_run
@@ -493,7 +493,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
             raise AirflowException(message + hint)
         raise AirflowFailException(message + " The vendor refused them: retrying cannot help.")
 
-    def _push_summary(self, context: Context, summary: Summary) -> None:
+    def _push_summary(self, context: Context, summary: RunSummary) -> None:
         """Push the summary before raising, so downstream ``all_done`` tasks can read it."""
         ti = context.get("ti") if context else None
         if ti is not None:

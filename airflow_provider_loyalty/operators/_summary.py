@@ -30,7 +30,7 @@ def top_codes(codes: Counter[str], limit: int = 8) -> str:
 
 
 @dataclass
-class Summary:
+class RunSummary:
     """Counts of one run; :meth:`as_xcom` is the task's small result.
 
     ``requested`` counts distinct items (duplicate input rows are removed and counted apart), so
@@ -144,7 +144,7 @@ class Progress:
         self.last = self.started
         self.items = 0
 
-    def request_done(self, summary: Summary, outcomes: list[Outcome], seconds: float | None = None) -> None:
+    def request_done(self, summary: RunSummary, outcomes: list[Outcome], seconds: float | None = None) -> None:
         """Count one recorded request; log a progress line when one is due."""
         self.items += len(outcomes)
         _metrics(self.vendor, outcomes, seconds)
@@ -153,7 +153,7 @@ class Progress:
             self.last = now
             self.line(summary)
 
-    def line(self, summary: Summary, *, final: bool = False) -> None:
+    def line(self, summary: RunSummary, *, final: bool = False) -> None:
         """Log where the run stands: done/total, outcomes so far, rate, elapsed, ETA, vendor waits."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
         rate = summary.requests * 60.0 / elapsed
