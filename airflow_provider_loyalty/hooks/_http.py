@@ -16,8 +16,10 @@ import email.utils
 import logging
 import math
 import random
+import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,16 +70,23 @@ SYSTEM_CLOCK = Clock()
 class VendorError(AirflowException):
     """A vendor call failed; carries what the vendor said, never what we sent.
 
+    ``fatal`` and ``transient`` are declared by each class (an instance may say ``transient``
+    when the same kind of failure can be either, e.g. an unreadable answer with a 5xx status).
+
     :param vendor: ``xoxoday`` or ``capillary``.
     :param message: human-readable reason (vendor message when there is one).
-    :param status_code: HTTP status of the last answer, ``None`` when no answer arrived.
+    :param status_code: HTTP status of the last answer, ``None`` when no answer arrived; read it
+        back as :attr:`http_status` (or :attr:`status_code`).
     :param code: the vendor's own error code (``invalid_grant``, ``729``...), when given.
     :param response: the last :class:`requests.Response`, when there is one.
-    :param transient: whether trying again later may succeed (5xx, 429, transport trouble).
+    :param transient: whether trying again later may succeed; the class's default when not given.
     """
 
-    #: whether no further request of the task can succeed (see :class:`VendorAuthError`).
-    fatal = False
+    #: no further request of the task can succeed (credentials, configuration): stop, and don't
+    #: let Airflow retry blindly.
+    fatal: bool = False
+    #: trying again later may succeed (5xx, 429, transport trouble).
+    transient: bool = False
 
     def __init__(
         self,
@@ -87,17 +96,27 @@ class VendorError(AirflowException):
         status_code: int | None = None,
         code: str | None = None,
         response: requests.Response | None = None,
-        transient: bool = False,
+        transient: bool | None = None,
     ) -> None:
         self.vendor = vendor
         self.message = _shorten(message)
-        self.status_code: int | None = status_code  # type: ignore[assignment]
+        self.http_status: int | None = status_code
         self.code = code
         self.response = response
-        self.transient = transient
+        if transient is not None:
+            self.transient = transient
         where = f"HTTP {status_code}" if status_code is not None else "no response"
-        detail = f" [{code}]" if code else ""
+        # a vendor code equal to the HTTP status (Capillary's {"code": 401}) is not printed twice
+        detail = f" [{code}]" if code and code != str(status_code) else ""
         super().__init__(f"{vendor}: {where}{detail}: {self.message}")
+
+    # AirflowException declares a class-level ``status_code`` (the HTTP status the API server would
+    # answer with); the vendor's status lives in ``http_status``. This read-only alias keeps callers'
+    # ``exc.status_code`` working (mypy objects to narrowing HTTPStatus to int | None: by design).
+    @property
+    def status_code(self) -> int | None:  # type: ignore[override]
+        """HTTP status of the vendor's last answer (alias of :attr:`http_status`)."""
+        return self.http_status
 
 
 class VendorRequestError(VendorError):
@@ -105,18 +124,21 @@ class VendorRequestError(VendorError):
 
 
 class VendorAuthError(VendorError):
-    """Credentials were refused (401/498, or a refused token refresh)."""
+    """Credentials were refused (401/498, or a refused token refresh or generation)."""
 
-    #: no further request of the task can succeed: stop, and don't let Airflow retry blindly.
     fatal = True
 
 
 class VendorRateLimitError(VendorError):
     """Still rate limited when the retry budget ran out."""
 
+    transient = True
+
 
 class VendorUnavailableError(VendorError):
     """5xx, timeouts or connection errors left after the retry budget."""
+
+    transient = True
 
 
 class VendorResponseError(VendorError):
@@ -124,15 +146,23 @@ class VendorResponseError(VendorError):
 
 
 class VendorConfigError(VendorError):
-    """The request cannot be sent as configured (malformed URL, unsupported scheme...)."""
+    """The request cannot be sent as configured (malformed URL, unsupported scheme, a redirect...)."""
 
     fatal = True
 
 
-class CredentialsMissingError(AirflowException):
-    """A connection lacks a field the chosen authentication needs."""
+class CredentialsMissingError(VendorError):
+    """A connection lacks a field the chosen authentication needs (nothing was sent).
+
+    :param vendor: ``xoxoday`` or ``capillary``.
+    :param message: what is missing, naming the connection id.
+    """
 
     fatal = True
+
+    def __init__(self, vendor: str, message: str) -> None:
+        super().__init__(vendor, message)
+        self.args = (f"{vendor}: {self.message}",)
 
 
 def _shorten(text: str) -> str:
@@ -525,11 +555,21 @@ class VendorHTTPClient:
             deadline = -math.inf
             with self.pacer.slot(served_until) as status:
                 try:
+                    # Never follow a redirect: requests would resend the body and any header not
+                    # named Authorization (X-CAP-API-OAUTH-TOKEN) to wherever Location points.
                     response = self.session.request(
-                        method, url, json=json, auth=auth, headers=headers, timeout=self.timeout
+                        method,
+                        url,
+                        json=json,
+                        auth=auth,
+                        headers=headers,
+                        timeout=self.timeout,
+                        allow_redirects=False,
                     )
                 except requests.RequestException as exc:
                     error = exc
+                if response is not None and 300 <= response.status_code < 400:
+                    raise redirect_error(self.vendor, response)
                 if response is not None and self.throttle_hint is not None:
                     throttle_wait = self.throttle_hint(response)
                 decision = policy.decide(
@@ -555,7 +595,7 @@ class VendorHTTPClient:
                 self.vendor,
                 method,
                 path,
-                decision.reason,
+                transport_failure(error, url) if error is not None else decision.reason,
                 attempt,
                 budget,
                 decision.wait,
@@ -580,21 +620,96 @@ class VendorHTTPClient:
                 f"still rate limited after {attempts} attempt(s) ({decision.reason}, wait {decision.wait:.0f} s)",
                 status_code=status,
                 response=response,
-                transient=True,
             )
         if error is not None:
             if not decision.retry:  # a malformed URL, a bad header...: sending again cannot help
                 return VendorConfigError(self.vendor, f"{type(error).__name__}: {_shorten(str(error))}")
-            return VendorUnavailableError(
-                self.vendor, f"{type(error).__name__} after {attempts} attempt(s)", transient=True
-            )
+            cause = transport_failure(error, f"{self.base_url}/")
+            return VendorUnavailableError(self.vendor, f"{cause} (after {attempts} attempt(s))")
         return VendorUnavailableError(
             self.vendor,
             f"{decision.reason} after {attempts} attempt(s): {response_snippet(response)}",
             status_code=status,
             response=response,
-            transient=True,
         )
+
+
+def redirect_error(vendor: str, response: requests.Response) -> VendorConfigError:
+    """The error for a 3xx answer: a configuration problem (wrong host or scheme), never followed.
+
+    The message names where the vendor pointed (scheme, host and path of ``Location``; user info,
+    query and fragment left out, as they may carry tokens).
+    """
+    location = response.headers.get("Location")
+    if location:
+        target = urllib.parse.urlsplit(urllib.parse.urljoin(response.url or "", location))
+        host = target.hostname or ""
+        netloc = f"{host}:{target.port}" if target.port else host
+        shown = urllib.parse.urlunsplit((target.scheme, netloc, target.path, "", ""))
+        where = f"redirects to {shown}"
+    else:
+        where = "redirects without a Location"
+    return VendorConfigError(
+        vendor,
+        f"{where}; vendor calls do not follow redirects (credentials stay with their origin): "
+        "set the connection's host to the URL the vendor serves its API from",
+        status_code=response.status_code,
+        response=response,
+    )
+
+
+def transport_failure(error: BaseException, url: str) -> str:
+    """Describe a transport failure by host, port and cause: ``connection refused to 127.0.0.1:8099``.
+
+    :param error: the exception ``requests`` raised.
+    :param url: the URL that was requested (for host and port).
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = "?"  # type: ignore[assignment]
+    where = f"{host}:{port}"
+    causes = _causes(error)
+    if isinstance(error, requests.ConnectTimeout):
+        return f"connect timeout to {where}"
+    if isinstance(error, requests.ReadTimeout):
+        return f"read timeout from {where} (no answer in time)"
+    if isinstance(error, requests.exceptions.SSLError):
+        return f"TLS handshake with {where} failed: {_shorten(str(causes[-1]))[:120]}"
+    if isinstance(error, requests.exceptions.ProxyError):
+        return f"proxy refused or failed the connection to {where}"
+    for cause in causes:
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused to {where}"
+        if isinstance(cause, socket.gaierror):
+            return f"host name {host} not resolved ({cause.strerror or cause})"
+        if isinstance(cause, ConnectionResetError):
+            return f"connection reset by {where}"
+        if isinstance(cause, (ConnectionAbortedError, BrokenPipeError)):
+            return f"connection to {where} dropped"
+        if isinstance(cause, TimeoutError):
+            return f"timeout talking to {where}"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return f"answer from {where} cut off"
+    detail = next((str(c) for c in reversed(causes) if str(c)), type(error).__name__)
+    return f"{type(error).__name__} with {where}: {_shorten(detail)[:160]}"
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and what it wraps (urllib3's ``reason``, exceptions in ``args``, ``__cause__``), outermost first."""
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending and len(seen) < 10:
+        current = pending.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        for inner in (getattr(current, "reason", None), *current.args, current.__cause__, current.__context__):
+            if isinstance(inner, BaseException):
+                pending.append(inner)
+    return seen
 
 
 def base_url(host: str | None, port: int | None, default: str, vendor_paths: tuple[str, ...] = ()) -> str:

@@ -152,7 +152,8 @@ class CapillaryHook(BaseHook):
         auth_type = str(extra.get("auth_type") or "basic").strip().lower()
         if auth_type not in ("basic", "oauth"):
             raise CredentialsMissingError(
-                f"Connection {self.capillary_conn_id!r}: extra auth_type must be 'basic' or 'oauth', got {auth_type!r}"
+                VENDOR,
+                f"Connection {self.capillary_conn_id!r}: extra auth_type must be 'basic' or 'oauth', got {auth_type!r}",
             )
         names = ("till id", "till password") if auth_type == "basic" else ("OAuth client key", "OAuth client secret")
         missing = [
@@ -164,7 +165,7 @@ class CapillaryHook(BaseHook):
             missing.insert(0, "host (cluster base URL, e.g. https://eu.api.capillarytech.com)")
         if missing:
             raise CredentialsMissingError(
-                f"Connection {self.capillary_conn_id!r} (capillary) lacks: {', '.join(missing)}"
+                VENDOR, f"Connection {self.capillary_conn_id!r} (capillary) lacks: {', '.join(missing)}"
             )
         mask_secret(conn.password)
         return CapillaryCredentials(
@@ -228,13 +229,15 @@ class CapillaryHook(BaseHook):
             creds = self.credentials
             body = CapillaryTokenRequest(key=creds.login, secret=creds.password).model_dump()
             response = self.client.request("POST", TOKEN_PATH, json=body)
+            # 5xx and rate limits were retried by the client; a final refusal is the key/secret's
+            # fault (or the host's): fatal, no Airflow retry can fix it.
             if not response.ok:
-                parsed_error = _first_error(response)
+                code, message = _first_error(response)
                 raise VendorAuthError(
                     VENDOR,
-                    f"OAuth token generation refused: {parsed_error[1]}",
+                    f"OAuth key/secret of connection {self.capillary_conn_id!r} refused by token generation: {message}",
                     status_code=response.status_code,
-                    code=parsed_error[0],
+                    code=code,
                     response=response,
                 )
             try:
@@ -242,6 +245,16 @@ class CapillaryHook(BaseHook):
             except ValidationError:
                 parsed = CapillaryTokenResponse()
             if parsed.data is None:
+                refusal = next(iter(parsed.errors), None)
+                if refusal is not None:  # a 200 carrying errors[] and no token is a refusal too
+                    raise VendorAuthError(
+                        VENDOR,
+                        f"OAuth key/secret of connection {self.capillary_conn_id!r} refused by token generation: "
+                        f"{refusal.message or 'no token issued'}",
+                        status_code=response.status_code,
+                        code=refusal.code,
+                        response=response,
+                    )
                 raise VendorResponseError(
                     VENDOR,
                     f"token answer lacks data.accessToken: {response_snippet(response)}",
@@ -271,9 +284,12 @@ class CapillaryHook(BaseHook):
                     self.oauth_token(rejected=auth._token)
                     continue
                 code, message = _first_error(response)
+                what = (
+                    "till id/password" if self.credentials.auth_type == "basic" else "a freshly generated OAuth token"
+                )
                 raise VendorAuthError(
                     VENDOR,
-                    f"credentials refused: {message}",
+                    f"{what} of connection {self.capillary_conn_id!r} refused: {message}",
                     status_code=response.status_code,
                     code=code,
                     response=response,
@@ -341,7 +357,10 @@ class CapillaryHook(BaseHook):
         except (VendorError, CredentialsMissingError) as exc:
             return False, str(exc)
         if response.status_code in TOKEN_REJECTED:
-            return False, f"Capillary refused the till credentials (HTTP {response.status_code})"
+            return False, (
+                f"Capillary refused the till id/password of connection {self.capillary_conn_id!r} "
+                f"(HTTP {response.status_code})"
+            )
         if response.status_code in (400, 200):
             return True, "Capillary accepted the till credentials"
         return False, f"Unexpected answer from Capillary: HTTP {response.status_code}"

@@ -45,6 +45,8 @@ DEFAULT_HOST = "https://stagingstores.xoxoday.com"
 DEFAULT_API_PATH = "/chef/v1/oauth/api"
 DEFAULT_TOKEN_PATH = "/chef/v1/oauth/token/company"  # noqa: S105 - a URL path
 RATE_LIMIT_MESSAGE = "auth.request_limit_exceeded"
+#: OAuth error codes of the refresh endpoint meaning "client_id/client_secret refused" (RFC 6749 5.2).
+CLIENT_REFUSED = frozenset({"invalid_client", "unauthorized_client"})
 
 #: Refresh proactively when the access token expires within this many seconds.
 REFRESH_MARGIN_SECONDS = 300.0
@@ -165,7 +167,9 @@ class XoxodayHook(BaseHook):
         if not extra.get("access_token") and not extra.get("refresh_token"):
             missing.append("extra access_token or refresh_token")
         if missing:
-            raise CredentialsMissingError(f"Connection {self.xoxoday_conn_id!r} (xoxoday) lacks: {', '.join(missing)}")
+            raise CredentialsMissingError(
+                VENDOR, f"Connection {self.xoxoday_conn_id!r} (xoxoday) lacks: {', '.join(missing)}"
+            )
         for secret in (conn.password, extra.get("access_token"), extra.get("refresh_token")):
             if secret:
                 mask_secret(secret)
@@ -284,6 +288,18 @@ class XoxodayHook(BaseHook):
                 self.token_store.save(pair)
                 self.log.info("Refreshed the Xoxoday access token; the rotated pair is stored")
                 return pair
+            code = _error_code(response)
+            if code in CLIENT_REFUSED:
+                # The client id/secret are wrong: no other task's rotation can fix that, so don't wait
+                # for one, and don't blame the refresh token.
+                raise VendorAuthError(
+                    VENDOR,
+                    f"Xoxoday refused the client credentials ({code}): check login (client_id) and "
+                    f"password (client_secret) of connection {self.xoxoday_conn_id!r}",
+                    status_code=response.status_code,
+                    code=code,
+                    response=response,
+                )
             newer = self._await_newer_stored_pair(stale)
             if newer is not None:
                 self.log.info("Xoxoday refused the refresh; another task had rotated the pair: using the stored one")
@@ -294,7 +310,7 @@ class XoxodayHook(BaseHook):
                 f"token refresh refused ({response_snippet(response)}); the refresh token was used or has "
                 f"expired: put a new pair from the Xoxoday dashboard into connection {self.xoxoday_conn_id!r}",
                 status_code=response.status_code,
-                code=_error_code(response),
+                code=code,
                 response=response,
             )
 

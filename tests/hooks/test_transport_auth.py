@@ -1,0 +1,204 @@
+"""Transport and auth: no redirects followed, refused credentials are fatal, errors say what happened."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import requests
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
+
+from airflow_provider_loyalty.hooks._http import (
+    CredentialsMissingError,
+    RetryPolicy,
+    VendorAuthError,
+    VendorConfigError,
+    VendorError,
+    VendorRequestError,
+    VendorUnavailableError,
+    transport_failure,
+)
+from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore
+from airflow_provider_loyalty.hooks.capillary import CapillaryHook
+from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook
+from tests.conftest import CAPILLARY_URL, XOXODAY_URL, FakeClock, set_connection
+
+REVOKE = f"{CAPILLARY_URL}/api_gateway/v1/promotions/revokeEarn"
+CAP_TOKEN = f"{CAPILLARY_URL}/v3/oauth/token/generate"
+XO_API = f"{XOXODAY_URL}/chef/v1/oauth/api"
+XO_TOKEN = f"{XOXODAY_URL}/chef/v1/oauth/token/company"
+ELSEWHERE = "https://elsewhere.test"
+REVOKED = {
+    "data": {"customerId": 5, "revokedDetails": [{"promotionId": "p1", "revokedEarnIds": ["e1"], "status": "SUCCESS"}]},
+    "errors": [],
+}
+CANCELLED = {"data": {"cancelBalance": {"error": False, "recipients": [{"unique_id": 1, "success": True}]}}}
+
+
+def capillary(conn_id: str = "capillary_default", clock: FakeClock | None = None) -> CapillaryHook:
+    return CapillaryHook(conn_id, clock=clock or FakeClock(), retry_policy=RetryPolicy(max_attempts=3))
+
+
+def xoxoday(clock: FakeClock | None = None) -> XoxodayHook:
+    return XoxodayHook(token_store=MemoryTokenStore(), clock=clock or FakeClock(), retry_policy=RetryPolicy(3))
+
+
+# ------------------------------------------------------------------------------------------- redirects
+REDIRECTS = [301, 302, 303, 307, 308]
+
+
+@pytest.mark.parametrize("status", REDIRECTS, ids=[f"capillary_oauth_{s}" for s in REDIRECTS])
+def test_capillary_redirect_is_not_followed_and_the_token_stays_home(requests_mock, capillary_oauth_conn, status):
+    requests_mock.post(CAP_TOKEN, json={"data": {"accessToken": "cap-token-SECRET", "ttlSeconds": 3600}})
+    requests_mock.post(
+        REVOKE, status_code=status, headers={"Location": f"{ELSEWHERE}/collect?token=cap-token-SECRET#frag"}
+    )
+    elsewhere = requests_mock.post(f"{ELSEWHERE}/collect", json=REVOKED)
+    with pytest.raises(VendorConfigError) as info:
+        capillary("capillary_oauth").revoke_earn(5, (("p1", ("e1",)),))
+    assert [r.url for r in requests_mock.request_history] == [CAP_TOKEN, REVOKE]  # sent once, never elsewhere
+    assert not elsewhere.called
+    assert info.value.fatal and not info.value.transient and info.value.status_code == status
+    assert f"redirects to {ELSEWHERE}/collect;" in str(info.value)
+    assert "cap-token-SECRET" not in str(info.value) and "frag" not in str(info.value)
+
+
+def test_capillary_basic_redirect_keeps_the_authorization_header_home(requests_mock, capillary_conn):
+    requests_mock.post(REVOKE, status_code=307, headers={"Location": f"{ELSEWHERE}/revokeEarn"})
+    elsewhere = requests_mock.post(f"{ELSEWHERE}/revokeEarn", json=REVOKED)
+    with pytest.raises(VendorConfigError, match="redirects to https://elsewhere.test/revokeEarn"):
+        capillary().revoke_earn(5, (("p1", ("e1",)),))
+    assert requests_mock.call_count == 1 and not elsewhere.called
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "needs_refresh"),
+    [(XO_API, False), (XO_TOKEN, True)],
+    ids=["xoxoday_cancel_redirect", "xoxoday_refresh_redirect_keeps_client_secret_home"],
+)
+def test_xoxoday_redirects_are_not_followed(requests_mock, xoxoday_conn, endpoint, needs_refresh):
+    if needs_refresh:
+        requests_mock.post(XO_API, status_code=401, json={"error": "Unauthorized"})
+    requests_mock.post(endpoint, status_code=302, headers={"Location": "/elsewhere/path"})
+    requests_mock.post(f"{XOXODAY_URL}/elsewhere/path", json=CANCELLED)
+    with pytest.raises(VendorConfigError, match=f"redirects to {XOXODAY_URL}/elsewhere/path"):
+        xoxoday().cancel_points([1])
+    assert "/elsewhere/path" not in [r.path for r in requests_mock.request_history]
+    assert requests_mock.request_history[-1].url == endpoint
+
+
+# --------------------------------------------------------------------------------- refused credentials
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, {"errors": [{"code": 401, "message": "Invalid key or secret"}]}),
+        (400, {"data": None, "errors": [{"code": 400, "message": "Invalid key or secret"}]}),
+        (200, {"data": None, "errors": [{"code": 1401, "message": "Invalid key or secret"}]}),
+    ],
+    ids=["token_refused_401", "token_refused_400", "token_refused_in_a_200_answer"],
+)
+def test_wrong_capillary_oauth_key_or_secret_is_fatal(requests_mock, capillary_oauth_conn, status, body):
+    requests_mock.post(CAP_TOKEN, status_code=status, json=body)
+    revoke = requests_mock.post(REVOKE, json=REVOKED)
+    hook = capillary("capillary_oauth")
+    with pytest.raises(VendorAuthError) as info:
+        hook.prepare()  # the operator's first step: refused credentials stop the task before any revoke
+    assert info.value.fatal is True and info.value.transient is False
+    assert "'capillary_oauth'" in str(info.value) and "Invalid key or secret" in str(info.value)
+    assert requests_mock.call_count == 1 and not revoke.called
+    assert "oauth-secret-SSS" not in str(info.value)
+
+
+def test_wrong_capillary_till_password_names_the_connection_once(requests_mock, capillary_conn):
+    requests_mock.post(REVOKE, status_code=401, json={"errors": [{"code": 401, "message": "Unauthorized"}]})
+    with pytest.raises(VendorAuthError) as info:
+        capillary().revoke_earn(5, (("p1", ("e1",)),))
+    text = str(info.value)
+    assert "till id/password of connection 'capillary_default' refused: Unauthorized" in text
+    assert text.count("401") == 1, text
+    assert info.value.fatal
+
+
+def test_wrong_xoxoday_client_secret_is_named_and_not_waited_on(requests_mock, xoxoday_conn):
+    requests_mock.post(XO_API, status_code=401, json={"error": "Unauthorized"})
+    requests_mock.post(
+        XO_TOKEN, status_code=401, json={"error": "invalid_client", "error_description": "Client authentication failed"}
+    )
+    clock = FakeClock()
+    with pytest.raises(VendorAuthError) as info:
+        xoxoday(clock).cancel_points([1])
+    text = str(info.value)
+    assert "refused the client credentials (invalid_client)" in text and "'xoxoday_default'" in text
+    assert "refresh token" not in text
+    assert info.value.fatal and clock.sleeps == []  # no wait for another task's rotation
+    assert [r.url for r in requests_mock.request_history] == [XO_API, XO_TOKEN]
+    assert "client-secret-XYZ" not in text
+
+
+# ---------------------------------------------------------------------------------------- error family
+def test_credentials_missing_is_a_fatal_vendor_error(monkeypatch):
+    set_connection(monkeypatch, "capillary_default", conn_type="capillary", host=CAPILLARY_URL, login="till")
+    with pytest.raises(VendorError) as info:
+        capillary().prepare()
+    assert isinstance(info.value, CredentialsMissingError)
+    assert info.value.fatal and not info.value.transient and info.value.status_code is None
+    assert str(info.value) == "capillary: Connection 'capillary_default' (capillary) lacks: password (till password)"
+
+
+def test_vendor_status_is_readable_and_airflow_status_untouched(requests_mock, capillary_conn):
+    from http import HTTPStatus
+
+    from airflow.sdk.exceptions import AirflowException
+
+    requests_mock.post(REVOKE, status_code=400, json={"errors": [{"code": 400, "message": "bad body"}]})
+    with pytest.raises(VendorRequestError) as info:
+        capillary().revoke_earn(5, (("p1", ("e1",)),))
+    assert (info.value.status_code, info.value.http_status) == (400, 400)
+    assert AirflowException.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+# ----------------------------------------------------------------------------------- transport messages
+def test_refused_connection_names_host_port_and_cause(monkeypatch):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    set_connection(
+        monkeypatch,
+        "xoxoday_default",
+        conn_type="xoxoday",
+        host=f"http://127.0.0.1:{port}",
+        login="id",
+        password="secret",
+        extra={"access_token": "a", "refresh_token": "r"},
+    )
+    clock = FakeClock()
+    with pytest.raises(VendorUnavailableError) as info:
+        xoxoday(clock).cancel_points([1])
+    assert f"connection refused to 127.0.0.1:{port} (after 3 attempt(s))" in str(info.value)
+    assert info.value.transient and not info.value.fatal
+    assert len(clock.sleeps) == 2  # retried with backoff, on the fake clock
+
+
+def _wrapped(cause: BaseException) -> requests.ConnectionError:
+    """What requests raises: ConnectionError(MaxRetryError(reason=NewConnectionError from cause))."""
+    reason = NewConnectionError(None, f"Failed to establish a new connection: {cause}")  # type: ignore[arg-type]
+    reason.__cause__ = cause
+    return requests.ConnectionError(MaxRetryError(None, "/path", reason=reason))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (_wrapped(ConnectionRefusedError(111, "Connection refused")), "connection refused to vendor.test:8443"),
+        (_wrapped(socket.gaierror(-2, "Name or service not known")), "host name vendor.test not resolved"),
+        (
+            requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))),
+            "connection reset by vendor.test:8443",
+        ),
+        (requests.ConnectTimeout("connect timed out"), "connect timeout to vendor.test:8443"),
+        (requests.ReadTimeout("read timed out"), "read timeout from vendor.test:8443"),
+    ],
+    ids=["refused", "name_not_resolved", "reset", "connect_timeout", "read_timeout"],
+)
+def test_transport_failure_texts(error, expected):
+    assert transport_failure(error, "https://vendor.test:8443/api").startswith(expected)
