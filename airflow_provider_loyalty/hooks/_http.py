@@ -1,4 +1,4 @@
-"""Shared HTTP plumbing of both hooks: session, retry policy, request pacing and errors.
+"""Shared HTTP plumbing of both hooks: session, retry policy and request pacing.
 
 One :class:`VendorHTTPClient` per hook instance owns one :class:`requests.Session`. Every request
 goes through a :class:`RequestPacer` shared by all threads of the task: it spaces requests evenly
@@ -26,17 +26,41 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from airflow.sdk.exceptions import AirflowException
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_loyalty import __version__
+
+# The exceptions live in hooks/errors.py; re-exported here (``X as X``) for existing imports.
+from airflow_provider_loyalty.hooks.errors import (
+    CredentialsMissingError as CredentialsMissingError,
+)
+from airflow_provider_loyalty.hooks.errors import (
+    VendorAuthError as VendorAuthError,
+)
+from airflow_provider_loyalty.hooks.errors import (
+    VendorConfigError as VendorConfigError,
+)
+from airflow_provider_loyalty.hooks.errors import (
+    VendorError as VendorError,
+)
+from airflow_provider_loyalty.hooks.errors import (
+    VendorRateLimitError as VendorRateLimitError,
+)
+from airflow_provider_loyalty.hooks.errors import (
+    VendorRequestError as VendorRequestError,
+)
+from airflow_provider_loyalty.hooks.errors import (
+    VendorResponseError as VendorResponseError,
+)
+from airflow_provider_loyalty.hooks.errors import (
+    VendorUnavailableError as VendorUnavailableError,
+)
+from airflow_provider_loyalty.hooks.errors import shorten as _shorten
 
 log = logging.getLogger(__name__)
 
 #: Connect and read timeouts (seconds) used when a hook is not given its own.
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
-
-_MAX_MESSAGE_CHARS = 300
 
 
 def user_agent() -> str:
@@ -64,110 +88,6 @@ class Clock:
 
 
 SYSTEM_CLOCK = Clock()
-
-
-# --------------------------------------------------------------------------------------------- errors
-class VendorError(AirflowException):
-    """A vendor call failed; carries what the vendor said, never what we sent.
-
-    ``fatal`` and ``transient`` are declared by each class (an instance may say ``transient``
-    when the same kind of failure can be either, e.g. an unreadable answer with a 5xx status).
-
-    :param vendor: ``xoxoday`` or ``capillary``.
-    :param message: human-readable reason (vendor message when there is one).
-    :param status_code: HTTP status of the last answer, ``None`` when no answer arrived; read it
-        back as :attr:`http_status` (or :attr:`status_code`).
-    :param code: the vendor's own error code (``invalid_grant``, ``729``...), when given.
-    :param response: the last :class:`requests.Response`, when there is one.
-    :param transient: whether trying again later may succeed; the class's default when not given.
-    """
-
-    #: no further request of the task can succeed (credentials, configuration): stop, and don't
-    #: let Airflow retry blindly.
-    fatal: bool = False
-    #: trying again later may succeed (5xx, 429, transport trouble).
-    transient: bool = False
-
-    def __init__(
-        self,
-        vendor: str,
-        message: str,
-        *,
-        status_code: int | None = None,
-        code: str | None = None,
-        response: requests.Response | None = None,
-        transient: bool | None = None,
-    ) -> None:
-        self.vendor = vendor
-        self.message = _shorten(message)
-        self.http_status: int | None = status_code
-        self.code = code
-        self.response = response
-        if transient is not None:
-            self.transient = transient
-        where = f"HTTP {status_code}" if status_code is not None else "no response"
-        # a vendor code equal to the HTTP status (Capillary's {"code": 401}) is not printed twice
-        detail = f" [{code}]" if code and code != str(status_code) else ""
-        super().__init__(f"{vendor}: {where}{detail}: {self.message}")
-
-    # AirflowException declares a class-level ``status_code`` (the HTTP status the API server would
-    # answer with); the vendor's status lives in ``http_status``. This read-only alias keeps callers'
-    # ``exc.status_code`` working (mypy objects to narrowing HTTPStatus to int | None: by design).
-    @property
-    def status_code(self) -> int | None:  # type: ignore[override]
-        """HTTP status of the vendor's last answer (alias of :attr:`http_status`)."""
-        return self.http_status
-
-
-class VendorRequestError(VendorError):
-    """The vendor refused the request as a whole (4xx other than auth and rate limit)."""
-
-
-class VendorAuthError(VendorError):
-    """Credentials were refused (401/498, or a refused token refresh or generation)."""
-
-    fatal = True
-
-
-class VendorRateLimitError(VendorError):
-    """Still rate limited when the retry budget ran out."""
-
-    transient = True
-
-
-class VendorUnavailableError(VendorError):
-    """5xx, timeouts or connection errors left after the retry budget."""
-
-    transient = True
-
-
-class VendorResponseError(VendorError):
-    """The vendor answered 2xx with a body we cannot read."""
-
-
-class VendorConfigError(VendorError):
-    """The request cannot be sent as configured (malformed URL, unsupported scheme, a redirect...)."""
-
-    fatal = True
-
-
-class CredentialsMissingError(VendorError):
-    """A connection lacks a field the chosen authentication needs (nothing was sent).
-
-    :param vendor: ``xoxoday`` or ``capillary``.
-    :param message: what is missing, naming the connection id.
-    """
-
-    fatal = True
-
-    def __init__(self, vendor: str, message: str) -> None:
-        super().__init__(vendor, message)
-        self.args = (f"{vendor}: {self.message}",)
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
 
 
 # -------------------------------------------------------------------------------------- retry policy

@@ -19,18 +19,20 @@ from airflow_provider_loyalty.hooks._http import (
     DEFAULT_TIMEOUT,
     SYSTEM_CLOCK,
     Clock,
-    CredentialsMissingError,
     RequestPacer,
     RetryPolicy,
-    VendorAuthError,
-    VendorError,
     VendorHTTPClient,
-    VendorRequestError,
-    VendorResponseError,
     base_url,
     json_body,
     response_snippet,
     url_path,
+)
+from airflow_provider_loyalty.hooks.errors import (
+    CredentialsMissingError,
+    VendorAuthError,
+    VendorError,
+    VendorRequestError,
+    VendorResponseError,
 )
 
 if TYPE_CHECKING:

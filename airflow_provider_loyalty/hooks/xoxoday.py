@@ -17,14 +17,9 @@ from airflow_provider_loyalty.hooks._http import (
     DEFAULT_TIMEOUT,
     SYSTEM_CLOCK,
     Clock,
-    CredentialsMissingError,
     RequestPacer,
     RetryPolicy,
-    VendorAuthError,
-    VendorError,
     VendorHTTPClient,
-    VendorRequestError,
-    VendorResponseError,
     base_url,
     json_body,
     response_snippet,
@@ -35,6 +30,13 @@ from airflow_provider_loyalty.hooks._token_store import (
     TokenStore,
     VariableTokenStore,
     fingerprint,
+)
+from airflow_provider_loyalty.hooks.errors import (
+    CredentialsMissingError,
+    VendorAuthError,
+    VendorError,
+    VendorRequestError,
+    VendorResponseError,
 )
 
 if TYPE_CHECKING:
