@@ -373,6 +373,19 @@ class RequestPacer:
 
 
 # ------------------------------------------------------------------------------------------- client
+@dataclass(frozen=True)
+class Answer:
+    """The final answer to one request, and whether an earlier attempt of it may have been applied.
+
+    :param response: the last answer (any status the client does not retry or raise for).
+    :param after_ambiguous_attempt: an earlier attempt timed out or met a 5xx after it may have
+        reached the vendor: a refusal such as "already cancelled" may be the echo of that attempt.
+    """
+
+    response: requests.Response
+    after_ambiguous_attempt: bool = False
+
+
 class VendorHTTPClient:
     """One vendor's HTTP access: a session, timeouts, user agent, retries and pacing.
 
@@ -446,7 +459,7 @@ class VendorHTTPClient:
         auth: requests.auth.AuthBase | None = None,
         headers: Mapping[str, str] | None = None,
         max_attempts: int | None = None,
-    ) -> requests.Response:
+    ) -> Answer:
         """Send one request with retries; return the final answer, whatever its status.
 
         Retryable trouble is retried per the policy. What is left after the budget raises:
@@ -505,8 +518,7 @@ class VendorHTTPClient:
                     deadline = self.pacer.penalize(decision.wait)
             if not decision.retry and error is None and not decision.throttled:
                 assert response is not None
-                response.after_ambiguous_attempt = ambiguous  # type: ignore[attr-defined]
-                return response  # success, or a final answer for the caller to read
+                return Answer(response, ambiguous)  # success, or a final answer for the caller to read
             if not decision.retry or attempt >= budget:
                 raise self._give_up(decision, response, error, attempt)
             ambiguous = ambiguous or (not decision.throttled and may_have_been_applied(error, response))

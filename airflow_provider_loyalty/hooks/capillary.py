@@ -18,6 +18,7 @@ from airflow_provider_loyalty.hooks._answers import is_json_int, show
 from airflow_provider_loyalty.hooks._http import (
     DEFAULT_TIMEOUT,
     SYSTEM_CLOCK,
+    Answer,
     Clock,
     RequestPacer,
     RetryPolicy,
@@ -230,7 +231,7 @@ class CapillaryHook(BaseHook):
                 return self._token
             creds = self.credentials
             body = CapillaryTokenRequest(key=creds.login, secret=creds.password).model_dump()
-            response = self.client.request("POST", TOKEN_PATH, json=body)
+            response = self.client.request("POST", TOKEN_PATH, json=body).response
             # 5xx and rate limits were retried by the client; a final refusal is the key/secret's
             # fault (or the host's): fatal, no Airflow retry can fix it.
             if not response.ok:
@@ -276,10 +277,14 @@ class CapillaryHook(BaseHook):
             return self._basic_auth
         return CapillaryOAuthToken(self.oauth_token())
 
-    def _authorized_post(self, path: str, body: Any) -> requests.Response:
+    def _authorized_post(self, path: str, body: Any) -> Answer:
+        ambiguous = False
         for attempt in (1, 2):
             auth = self._auth()
-            response = self.client.request("POST", path, json=body, auth=auth)
+            answer = self.client.request("POST", path, json=body, auth=auth)
+            response = answer.response
+            # a first send that may have been applied before its token was refused stays ambiguous
+            ambiguous = ambiguous or answer.after_ambiguous_attempt
             if response.status_code in TOKEN_REJECTED:
                 if attempt == 1 and isinstance(auth, CapillaryOAuthToken):
                     self.log.info("Capillary answered %d; generating a new OAuth token once", response.status_code)
@@ -296,7 +301,7 @@ class CapillaryHook(BaseHook):
                     code=code,
                     response=response,
                 )
-            return response
+            return Answer(response, ambiguous)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------------------ revoke
@@ -324,7 +329,8 @@ class CapillaryHook(BaseHook):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
             raise ValueError(f"invalid revokeEarn request for customer {customer_id!r}: {problems}") from None
-        response = self._authorized_post(self.credentials.revoke_path, request.model_dump())
+        answer = self._authorized_post(self.credentials.revoke_path, request.model_dump())
+        response = answer.response
         if not response.ok:
             code, message = _first_error(response)
             raise VendorRequestError(VENDOR, message, status_code=response.status_code, code=code, response=response)
@@ -335,7 +341,7 @@ class CapillaryHook(BaseHook):
                 VENDOR, f"unreadable revokeEarn answer: {response_snippet(response)}", status_code=response.status_code
             ) from None
         result = interpret_revoke(customer_id, request, parsed)
-        if getattr(response, "after_ambiguous_attempt", False):
+        if answer.after_ambiguous_attempt:
             result = dataclasses.replace(result, after_ambiguous_attempt=True)
         return result
 
@@ -355,7 +361,7 @@ class CapillaryHook(BaseHook):
                 json={"customerId": 0, "earnRevokeDetails": []},
                 auth=self._basic_auth,
                 max_attempts=2,
-            )
+            ).response
         except (VendorError, CredentialsMissingError) as exc:
             return False, str(exc)
         if response.status_code in TOKEN_REJECTED:

@@ -16,6 +16,7 @@ from airflow_provider_loyalty.hooks._answers import is_json_int, show
 from airflow_provider_loyalty.hooks._http import (
     DEFAULT_TIMEOUT,
     SYSTEM_CLOCK,
+    Answer,
     Clock,
     RequestPacer,
     RetryPolicy,
@@ -275,7 +276,7 @@ class XoxodayHook(BaseHook):
             body = XoxodayRefreshRequest(
                 refresh_token=stale.refresh_token, client_id=creds.client_id, client_secret=creds.client_secret
             ).model_dump()
-            response = self.client.request("POST", creds.token_path, json=body)
+            response = self.client.request("POST", creds.token_path, json=body).response
             if response.ok:
                 try:
                     token = XoxodayTokenResponse.model_validate(json_body(VENDOR, response))
@@ -368,11 +369,15 @@ class XoxodayHook(BaseHook):
                 mask_secret(secret)
 
     # ------------------------------------------------------------------------------ requests
-    def _authorized(self, method: str, path: str, *, json: Any = None) -> requests.Response:
+    def _authorized(self, method: str, path: str, *, json: Any = None) -> Answer:
         """Send with the bearer token; on 401 refresh once and send again."""
+        ambiguous = False
         for attempt in (1, 2):
             token, pair = self.access_token()
-            response = self.client.request(method, path, json=json, auth=BearerAuth(token))
+            answer = self.client.request(method, path, json=json, auth=BearerAuth(token))
+            response = answer.response
+            # a first send that may have been applied before its token was refused stays ambiguous
+            ambiguous = ambiguous or answer.after_ambiguous_attempt
             if response.status_code == 401 and attempt == 1:
                 self.log.info("Xoxoday answered 401; refreshing the access token once")
                 self.refresh(pair)
@@ -393,7 +398,7 @@ class XoxodayHook(BaseHook):
                     code=_error_code(response),
                     response=response,
                 )
-            return response
+            return Answer(response, ambiguous)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def cancel_points(self, unique_ids: Sequence[int]) -> CancelPointsResult:
@@ -410,7 +415,8 @@ class XoxodayHook(BaseHook):
         ids = _as_unique_ids(unique_ids)
         body = cancel_points_body(ids)
         CancelPointsRequest.model_validate(body)  # what we send validates against the published schema
-        response = self._authorized("POST", self.credentials.api_path, json=body)
+        answer = self._authorized("POST", self.credentials.api_path, json=body)
+        response = answer.response
         try:
             parsed = CancelPointsResponse.model_validate(json_body(VENDOR, response))
         except ValidationError:
@@ -425,7 +431,7 @@ class XoxodayHook(BaseHook):
                 status_code=response.status_code,
             )
         result = interpret_cancel(ids, balance)
-        if getattr(response, "after_ambiguous_attempt", False):
+        if answer.after_ambiguous_attempt:
             result = dataclasses.replace(result, after_ambiguous_attempt=True)
         return result
 
@@ -438,7 +444,9 @@ class XoxodayHook(BaseHook):
         token = self._current_pair().access_token
         if not token:
             raise VendorAuthError(VENDOR, "no access token in the connection or the stored pair")
-        response = self.client.request("GET", self.credentials.validate_path, auth=BearerAuth(token), max_attempts=2)
+        response = self.client.request(
+            "GET", self.credentials.validate_path, auth=BearerAuth(token), max_attempts=2
+        ).response
         if response.status_code == 401:
             raise VendorAuthError(
                 VENDOR,

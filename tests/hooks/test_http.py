@@ -109,7 +109,7 @@ def test_retry_table(requests_mock, answers, expected, attempts, waits) -> None:
     http = client(clock, throttle_hint=penalty_seconds)
     start = clock.monotonic()
     if isinstance(expected, int):
-        assert http.request("POST", "/x", json={"a": 1}).status_code == expected
+        assert http.request("POST", "/x", json={"a": 1}).response.status_code == expected
     else:
         with pytest.raises(expected) as info:
             http.request("POST", "/x", json={"a": 1})
@@ -261,12 +261,12 @@ def test_patched_time_sleep_waits_exactly_once_and_never_spins(requests_mock, mo
     monkeypatch.setattr(time, "sleep", slept.append)
     requests_mock.post(f"{URL}/x", [{"status_code": 429, "headers": {"Retry-After": "7"}}, {"json": {}}])
     http = VendorHTTPClient("vendor", URL, clock=_http.SYSTEM_CLOCK)
-    assert http.request("POST", "/x").status_code == 200
+    assert http.request("POST", "/x").response.status_code == 200
     assert slept == [7.0]
     requests_mock.post(f"{URL}/x", [{"json": PENALTY}, {"json": {}}])
     slept.clear()
     other = VendorHTTPClient("vendor", URL, clock=_http.SYSTEM_CLOCK, throttle_hint=penalty_seconds)
-    assert other.request("POST", "/x").status_code == 200
+    assert other.request("POST", "/x").response.status_code == 200
     assert slept == [7.0]
 
 
@@ -292,13 +292,14 @@ def test_window_longer_than_max_wait_is_not_opened(requests_mock) -> None:
 )
 def test_resend_after_an_ambiguous_attempt_is_flagged(requests_mock, first, ambiguous) -> None:
     requests_mock.post(f"{URL}/x", [first, {"json": {}}])
-    response = client(FakeClock()).request("POST", "/x")
-    assert response.after_ambiguous_attempt is ambiguous
+    answer = client(FakeClock()).request("POST", "/x")
+    assert answer.after_ambiguous_attempt is ambiguous
+    assert answer.response.status_code == 200
 
 
 def test_dropped_body_is_retried(requests_mock) -> None:
     requests_mock.post(f"{URL}/x", [{"exc": requests.exceptions.ChunkedEncodingError}, {"json": {}}])
-    assert client(FakeClock()).request("POST", "/x").status_code == 200
+    assert client(FakeClock()).request("POST", "/x").response.status_code == 200
 
 
 def test_bad_url_is_a_config_error_not_retried() -> None:

@@ -202,3 +202,25 @@ def _wrapped(cause: BaseException) -> requests.ConnectionError:
 )
 def test_transport_failure_texts(error, expected):
     assert transport_failure(error, "https://vendor.test:8443/api").startswith(expected)
+
+
+# ------------------------------------------------------------------------------------------ ambiguity
+def test_a_send_that_may_have_applied_stays_ambiguous_across_a_token_refresh(requests_mock, xoxoday_conn):
+    requests_mock.post(
+        XO_API,
+        [
+            {"status_code": 502},  # may have been applied with the old token
+            {"status_code": 401, "json": {"error": "Unauthorized"}},
+            {"json": CANCELLED},
+        ],
+    )
+    requests_mock.post(XO_TOKEN, json={"access_token": "access-NEW", "refresh_token": "refresh-NEW", "expires_in": 600})
+    result = xoxoday().cancel_points([1])
+    assert [r.url for r in requests_mock.request_history] == [XO_API, XO_API, XO_TOKEN, XO_API]
+    assert requests_mock.last_request.headers["Authorization"] == "Bearer access-NEW"
+    assert result.succeeded == [1] and result.after_ambiguous_attempt is True
+
+
+def test_a_clean_send_is_not_ambiguous(requests_mock, capillary_conn):
+    requests_mock.post(REVOKE, json=REVOKED)
+    assert capillary().revoke_earn(5, (("p1", ("e1",)),)).after_ambiguous_attempt is False
