@@ -15,10 +15,10 @@ import requests
 from airflow.sdk import BaseHook
 
 from airflow_provider_loyalty.hooks._answers import is_json_int, show
+from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
 from airflow_provider_loyalty.hooks._http import (
     DEFAULT_TIMEOUT,
     SYSTEM_CLOCK,
-    Answer,
     Clock,
     RequestPacer,
     RetryPolicy,
@@ -48,7 +48,7 @@ OAUTH_HEADER = "X-CAP-API-OAUTH-TOKEN"
 #: some earns refused answers PARTIAL_SUCCESS and names the refused ones in ``errors[]`` (as the
 #: sandbox does). Any other status (``FAILED``, missing, not a string) confirms nothing.
 CONFIRMING_STATUSES = frozenset({"SUCCESS", "PARTIAL_SUCCESS"})
-#: Status codes meaning "this token is no good": regenerate it once.
+#: Status codes meaning "this token is no good": regenerate it once (498: Capillary's expired token).
 TOKEN_REJECTED = (401, 498)
 AuthType = Literal["basic", "oauth"]
 
@@ -103,7 +103,7 @@ class CapillaryCredentials:
         return f"CapillaryCredentials(base_url={self.base_url!r}, auth_type={self.auth_type!r}, login={self.login!r})"
 
 
-class CapillaryHook(BaseHook):
+class CapillaryHook(RenewingSender, BaseHook):
     """Talks to Capillary's promotions API.
 
     Connection: ``host`` = cluster base URL (``https://eu.api.capillarytech.com``); with extra
@@ -122,6 +122,7 @@ class CapillaryHook(BaseHook):
     conn_name_attr = "capillary_conn_id"
     default_conn_name = "capillary_default"
     conn_type = "capillary"
+    rejected_statuses = TOKEN_REJECTED
     hook_name = "Capillary"
 
     def __init__(
@@ -273,36 +274,24 @@ class CapillaryHook(BaseHook):
             return token
 
     def _auth(self) -> requests.auth.AuthBase:
-        if self.credentials.auth_type == "basic":
-            return self._basic_auth
-        return CapillaryOAuthToken(self.oauth_token())
+        return self._credential()[0]
 
-    def _authorized_post(self, path: str, body: Any) -> Answer:
-        ambiguous = False
-        for attempt in (1, 2):
-            auth = self._auth()
-            answer = self.client.request("POST", path, json=body, auth=auth)
-            response = answer.response
-            # a first send that may have been applied before its token was refused stays ambiguous
-            ambiguous = ambiguous or answer.after_ambiguous_attempt
-            if response.status_code in TOKEN_REJECTED:
-                if attempt == 1 and isinstance(auth, CapillaryOAuthToken):
-                    self.log.info("Capillary answered %d; generating a new OAuth token once", response.status_code)
-                    self.oauth_token(rejected=auth._token)
-                    continue
-                code, message = _first_error(response)
-                what = (
-                    "till id/password" if self.credentials.auth_type == "basic" else "a freshly generated OAuth token"
-                )
-                raise VendorAuthError(
-                    VENDOR,
-                    f"{what} of connection {self.capillary_conn_id!r} refused: {message}",
-                    status_code=response.status_code,
-                    code=code,
-                    response=response,
-                )
-            return Answer(response, ambiguous)
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _credential(self) -> tuple[requests.auth.AuthBase, Renewal | None]:
+        if self.credentials.auth_type == "basic":
+            return self._basic_auth, None  # a till password cannot be renewed
+        token = self.oauth_token()
+        return CapillaryOAuthToken(token), lambda status: self.oauth_token(rejected=token)
+
+    def _credential_refused(self, response: requests.Response, *, renewed: bool) -> VendorError:
+        code, message = _first_error(response)
+        what = "till id/password" if self.credentials.auth_type == "basic" else "a freshly generated OAuth token"
+        return VendorAuthError(
+            VENDOR,
+            f"{what} of connection {self.capillary_conn_id!r} refused: {message}",
+            status_code=response.status_code,
+            code=code,
+            response=response,
+        )
 
     # ------------------------------------------------------------------------------ revoke
     def revoke_earn(self, customer_id: int, details: Any) -> RevokeEarnResult:
@@ -329,7 +318,7 @@ class CapillaryHook(BaseHook):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
             raise ValueError(f"invalid revokeEarn request for customer {customer_id!r}: {problems}") from None
-        answer = self._authorized_post(self.credentials.revoke_path, request.model_dump())
+        answer = self._send_authorized("POST", self.credentials.revoke_path, json=request.model_dump())
         response = answer.response
         if not response.ok:
             code, message = _first_error(response)

@@ -13,6 +13,7 @@ import requests
 from airflow.sdk import BaseHook
 
 from airflow_provider_loyalty.hooks._answers import is_json_int, show
+from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
 from airflow_provider_loyalty.hooks._http import (
     DEFAULT_TIMEOUT,
     SYSTEM_CLOCK,
@@ -109,7 +110,7 @@ def penalty_seconds(response: requests.Response) -> float | None:
     return None
 
 
-class XoxodayHook(BaseHook):
+class XoxodayHook(RenewingSender, BaseHook):
     """Talks to Xoxoday Plum's points API with a rotating bearer token pair.
 
     Connection: ``host`` = base URL, ``login`` = client_id, ``password`` = client_secret, extras
@@ -369,37 +370,32 @@ class XoxodayHook(BaseHook):
                 mask_secret(secret)
 
     # ------------------------------------------------------------------------------ requests
+    def _credential(self) -> tuple[requests.auth.AuthBase, Renewal | None]:
+        token, pair = self.access_token()
+        return BearerAuth(token), lambda status: self.refresh(pair)
+
+    def _credential_refused(self, response: requests.Response, *, renewed: bool) -> VendorError:
+        return VendorAuthError(
+            VENDOR,
+            "access token refused right after a refresh",
+            status_code=response.status_code,
+            code=_error_code(response),
+            response=response,
+        )
+
     def _authorized(self, method: str, path: str, *, json: Any = None) -> Answer:
-        """Send with the bearer token; on 401 refresh once and send again."""
-        ambiguous = False
-        for attempt in (1, 2):
-            token, pair = self.access_token()
-            answer = self.client.request(method, path, json=json, auth=BearerAuth(token))
-            response = answer.response
-            # a first send that may have been applied before its token was refused stays ambiguous
-            ambiguous = ambiguous or answer.after_ambiguous_attempt
-            if response.status_code == 401 and attempt == 1:
-                self.log.info("Xoxoday answered 401; refreshing the access token once")
-                self.refresh(pair)
-                continue
-            if response.status_code == 401:
-                raise VendorAuthError(
-                    VENDOR,
-                    "access token refused right after a refresh",
-                    status_code=401,
-                    code=_error_code(response),
-                    response=response,
-                )
-            if not response.ok:
-                raise VendorRequestError(
-                    VENDOR,
-                    response_snippet(response),
-                    status_code=response.status_code,
-                    code=_error_code(response),
-                    response=response,
-                )
-            return Answer(response, ambiguous)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Send with the bearer token (refreshed once on 401); a final 4xx raises :class:`VendorRequestError`."""
+        answer = self._send_authorized(method, path, json=json)
+        response = answer.response
+        if not response.ok:
+            raise VendorRequestError(
+                VENDOR,
+                response_snippet(response),
+                status_code=response.status_code,
+                code=_error_code(response),
+                response=response,
+            )
+        return answer
 
     def cancel_points(self, unique_ids: Sequence[int]) -> CancelPointsResult:
         """Cancel the points transactions ``unique_ids`` in one request.

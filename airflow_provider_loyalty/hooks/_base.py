@@ -1,0 +1,71 @@
+"""The one "send; if the credential is refused, renew it once and resend" loop both hooks share."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import requests
+
+    from airflow_provider_loyalty.hooks._http import Answer, VendorHTTPClient
+    from airflow_provider_loyalty.hooks.errors import VendorError
+
+log = logging.getLogger(__name__)
+
+#: Renews a refused credential (refresh, regenerate); called with the refusing HTTP status.
+Renewal = Callable[[int], object]
+
+
+class RenewingSender:
+    """Mixin of the vendor hooks: sends with the current credential, renews it once when refused.
+
+    Subclasses say which statuses mean "credential refused", how to get the credential (and how
+    to renew it, if it can be), and what error a final refusal raises. Whether an earlier attempt
+    may have been applied is carried across the resend: the answer after a renewal is still an
+    answer to a request that may already have been applied.
+    """
+
+    #: statuses meaning "this credential is no good" (renew once, then give up).
+    rejected_statuses: ClassVar[tuple[int, ...]] = (401,)
+
+    if TYPE_CHECKING:
+
+        @property
+        def client(self) -> VendorHTTPClient:
+            """The hook's HTTP client."""
+
+    def _credential(self) -> tuple[requests.auth.AuthBase, Renewal | None]:
+        """Return the auth to send with, and how to renew it once refused (``None``: it cannot be)."""
+        raise NotImplementedError
+
+    def _credential_refused(self, response: requests.Response, *, renewed: bool) -> VendorError:
+        """Return the error for a refusal that renewing did not (or could not) cure.
+
+        :param response: the refusing answer.
+        :param renewed: whether the credential had just been renewed.
+        """
+        raise NotImplementedError
+
+    def _send_authorized(self, method: str, path: str, *, json: Any = None) -> Answer:
+        """Send with the current credential; on a refusal renew it once and send again.
+
+        :return: the final answer whatever its status, except a credential refusal (raised).
+        """
+        from airflow_provider_loyalty.hooks._http import Answer
+
+        ambiguous = False
+        renewed = False
+        while True:
+            auth, renew = self._credential()
+            answer = self.client.request(method, path, json=json, auth=auth)
+            ambiguous = ambiguous or answer.after_ambiguous_attempt
+            status = answer.response.status_code
+            if status not in self.rejected_statuses:
+                return Answer(answer.response, ambiguous)
+            if renewed or renew is None:
+                raise self._credential_refused(answer.response, renewed=renewed)
+            log.info("%s answered HTTP %d; renewing the credential once", self.client.vendor, status)
+            renew(status)
+            renewed = True
