@@ -1,0 +1,25 @@
+"""Wall clock, monotonic clock and sleep, injectable: tests assert the waits instead of sleeping."""
+
+from __future__ import annotations
+
+import time
+
+
+class Clock:
+    """Wall clock, monotonic clock and sleep, injectable so tests never wait for real."""
+
+    def monotonic(self) -> float:
+        """Return a monotonic timestamp in seconds."""
+        return time.monotonic()
+
+    def time(self) -> float:
+        """Return the wall-clock time as epoch seconds (for HTTP dates and token expiries)."""
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread for ``seconds``."""
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+SYSTEM_CLOCK = Clock()
