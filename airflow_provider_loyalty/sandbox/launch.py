@@ -54,6 +54,15 @@ def connection_env(
     }
 
 
+def warehouse_env(path: Path | str, conn_id: str = "loyalty_warehouse") -> dict[str, str]:
+    """Return ``AIRFLOW_CONN_<CONN_ID>`` for a DuckDB warehouse file (what ``--warehouse`` wrote).
+
+    :param path: the DuckDB file; made absolute, so the connection works from any directory.
+    :param conn_id: the connection id (the example DAGs use ``loyalty_warehouse``).
+    """
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps({"conn_type": "duckdb", "host": str(Path(path).resolve())})}
+
+
 def wait_for_url(ready_file: Path, process: subprocess.Popen[bytes] | None = None, timeout: float = 60.0) -> str:
     """Wait until a sandbox started with ``--ready-file`` serves; return its base URL.
 
