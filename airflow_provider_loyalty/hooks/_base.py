@@ -48,8 +48,12 @@ class RenewingSender:
         """
         raise NotImplementedError
 
-    def _send_authorized(self, method: str, path: str, *, json: Any = None) -> Answer:
+    def _send_authorized(
+        self, method: str, path: str, *, json: Any = None, before_send: Callable[[], object] | None = None
+    ) -> Answer:
         """Send with the current credential; on a refusal renew it once and send again.
+
+        ``before_send`` is called right before each attempt leaves (see ``VendorHTTPClient.request``).
 
         :return: the final answer whatever its status, except a credential refusal (raised).
         """
@@ -59,7 +63,7 @@ class RenewingSender:
         renewed = False
         while True:
             auth, renew = self._credential()
-            answer = self.client.request(method, path, json=json, auth=auth)
+            answer = self.client.request(method, path, json=json, auth=auth, before_send=before_send)
             ambiguous = ambiguous or answer.after_ambiguous_attempt
             status = answer.response.status_code
             if status not in self.rejected_statuses:

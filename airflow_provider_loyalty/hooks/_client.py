@@ -13,7 +13,7 @@ import random
 import socket
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,7 @@ class VendorHTTPClient:
         auth: requests.auth.AuthBase | None = None,
         headers: Mapping[str, str] | None = None,
         max_attempts: int | None = None,
+        before_send: Callable[[], object] | None = None,
     ) -> Answer:
         """Send one request with retries; return the final answer, whatever its status.
 
@@ -146,6 +147,9 @@ class VendorHTTPClient:
         :param auth: per-request auth (the hooks' :class:`requests.auth.AuthBase`).
         :param headers: extra headers.
         :param max_attempts: override of the policy's attempt budget (1 = no retry).
+        :param before_send: called right before each attempt goes over the wire, after pacing (the
+            operators record their intent there, so that an intent means "sent, or about to be");
+            what it raises propagates, and nothing is sent.
         """
         url = f"{self.base_url}{path}"
         budget = max_attempts or self.retry_policy.max_attempts
@@ -160,6 +164,8 @@ class VendorHTTPClient:
             throttle_wait: float | None = None
             deadline = -math.inf
             with self.pacer.slot(served_until) as status:
+                if before_send is not None:
+                    before_send()
                 try:
                     # Never follow a redirect: requests would resend the body and any header not
                     # named Authorization (X-CAP-API-OAUTH-TOKEN) to wherever Location points.
@@ -192,9 +198,9 @@ class VendorHTTPClient:
             if not decision.retry and error is None and not decision.throttled:
                 assert response is not None
                 return Answer(response, ambiguous)  # success, or a final answer for the caller to read
-            if not decision.retry or attempt >= budget:
-                raise self._give_up(decision, response, error, attempt)
             ambiguous = ambiguous or (not decision.throttled and may_have_been_applied(error, response))
+            if not decision.retry or attempt >= budget:
+                raise self._give_up(decision, response, error, attempt, ambiguous)
             log.warning(
                 "%s %s %s: %s; attempt %d of %d, next in %.1f s",
                 self.vendor,
@@ -217,6 +223,7 @@ class VendorHTTPClient:
         response: requests.Response | None,
         error: BaseException | None,
         attempts: int,
+        ambiguous: bool = False,
     ) -> VendorError:
         status = response.status_code if response is not None else None
         if decision.throttled:
@@ -230,7 +237,9 @@ class VendorHTTPClient:
             if not decision.retry:  # a malformed URL, a bad header...: sending again cannot help
                 return VendorConfigError(self.vendor, f"{type(error).__name__}: {_shorten(str(error))}")
             cause = transport_failure(error, f"{self.base_url}/")
-            return VendorUnavailableError(self.vendor, f"{cause} (after {attempts} attempt(s))")
+            return VendorUnavailableError(
+                self.vendor, f"{cause} (after {attempts} attempt(s))", may_have_been_applied=ambiguous
+            )
         return VendorUnavailableError(
             self.vendor,
             f"{decision.reason} after {attempts} attempt(s): {response_snippet(response)}",

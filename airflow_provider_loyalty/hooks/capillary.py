@@ -6,7 +6,7 @@ import base64
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -294,13 +294,16 @@ class CapillaryHook(RenewingSender, BaseHook):
         )
 
     # ------------------------------------------------------------------------------ revoke
-    def revoke_earn(self, customer_id: int, details: Any) -> RevokeEarnResult:
+    def revoke_earn(
+        self, customer_id: int, details: Any, *, before_send: Callable[[], object] | None = None
+    ) -> RevokeEarnResult:
         """Revoke a customer's cart-promotion earns in one request.
 
         :param customer_id: the customer's Capillary id.
         :param details: earn ids per promotion: a mapping ``{promotion_id: [earn_id, ...]}``,
             ``(promotion_id, earn_ids)`` pairs, or the vendor's own ``[{"promotionId", "earnIds"}]``;
             at most 1000 earn ids in total (checked before sending).
+        :param before_send: called right before the request (and each resend) leaves.
         :return: one outcome per requested earn id: ``revoked``, ``failed`` (with the vendor's code),
             or ``unknown`` when the answer neither revoked it nor named it in an error.
         :raises ValueError: the request would be invalid (nothing is sent).
@@ -318,7 +321,9 @@ class CapillaryHook(RenewingSender, BaseHook):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
             raise ValueError(f"invalid revokeEarn request for customer {customer_id!r}: {problems}") from None
-        answer = self._send_authorized("POST", self.credentials.revoke_path, json=request.model_dump())
+        answer = self._send_authorized(
+            "POST", self.credentials.revoke_path, json=request.model_dump(), before_send=before_send
+        )
         response = answer.response
         if not response.ok:
             code, message = _first_error(response)

@@ -41,6 +41,8 @@ class VendorError(AirflowException):
     :param code: the vendor's own error code (``invalid_grant``, ``729``...), when given.
     :param response: the last :class:`requests.Response`, when there is one.
     :param transient: whether trying again later may succeed; the class's default when not given.
+    :param may_have_been_applied: the request may have reached the vendor and been applied although
+        no usable answer came back (a read timeout, a connection dropped after sending).
     """
 
     #: no further request of the task can succeed (credentials, configuration): stop, and don't
@@ -58,8 +60,10 @@ class VendorError(AirflowException):
         code: str | None = None,
         response: requests.Response | None = None,
         transient: bool | None = None,
+        may_have_been_applied: bool = False,
     ) -> None:
         self.vendor = vendor
+        self.may_have_been_applied = may_have_been_applied
         self.message = shorten(message)
         self.http_status: int | None = status_code
         self.code = code

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -383,9 +383,11 @@ class XoxodayHook(RenewingSender, BaseHook):
             response=response,
         )
 
-    def _authorized(self, method: str, path: str, *, json: Any = None) -> Answer:
+    def _authorized(
+        self, method: str, path: str, *, json: Any = None, before_send: Callable[[], object] | None = None
+    ) -> Answer:
         """Send with the bearer token (refreshed once on 401); a final 4xx raises :class:`VendorRequestError`."""
-        answer = self._send_authorized(method, path, json=json)
+        answer = self._send_authorized(method, path, json=json, before_send=before_send)
         response = answer.response
         if not response.ok:
             raise VendorRequestError(
@@ -397,10 +399,13 @@ class XoxodayHook(RenewingSender, BaseHook):
             )
         return answer
 
-    def cancel_points(self, unique_ids: Sequence[int]) -> CancelPointsResult:
+    def cancel_points(
+        self, unique_ids: Sequence[int], *, before_send: Callable[[], object] | None = None
+    ) -> CancelPointsResult:
         """Cancel the points transactions ``unique_ids`` in one request.
 
         :param unique_ids: positive integer ids of points issuances (the caller batches them).
+        :param before_send: called right before the request (and each resend) leaves.
         :return: one outcome per requested id, in request order; ids the vendor did not mention
             have ``success=None``.
         """
@@ -411,7 +416,7 @@ class XoxodayHook(RenewingSender, BaseHook):
         ids = _as_unique_ids(unique_ids)
         body = cancel_points_body(ids)
         CancelPointsRequest.model_validate(body)  # what we send validates against the published schema
-        answer = self._authorized("POST", self.credentials.api_path, json=body)
+        answer = self._authorized("POST", self.credentials.api_path, json=body, before_send=before_send)
         response = answer.response
         try:
             parsed = CancelPointsResponse.model_validate(json_body(VENDOR, response))

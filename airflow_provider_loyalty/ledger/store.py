@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -72,8 +73,10 @@ def _time_order(row: Row) -> tuple[str, int]:
 class ReversalLedger:
     """Append-only outcomes of reversals, over a common-sql ``DbApiHook`` connection.
 
-    One database connection per ledger object, used from one thread (the operator's main thread).
-    Every operation is tried :data:`ATTEMPTS` times (reconnecting, with backoff) before its error
+    One database connection per ledger object, opened and used only on the ledger's own thread:
+    any thread may call it (the senders record their intent right before a request leaves), and
+    drivers that tie a connection to its thread (sqlite3) or are not thread-safe (DuckDB) are only
+    ever touched from one. Every operation is tried :data:`ATTEMPTS` times (reconnecting, with backoff) before its error
     is raised: a DuckDB/SQLite file locked by a reader or another writer, or a database restart,
     does not fail a run.
 
@@ -92,6 +95,7 @@ class ReversalLedger:
         self.backoff = BACKOFF_SECONDS if backoff is None else backoff
         self._hook: DbApiHook | None = None
         self._conn: Any = None
+        self._thread: ThreadPoolExecutor | None = None
 
     @property
     def hook(self) -> DbApiHook:
@@ -139,6 +143,12 @@ class ReversalLedger:
             pass
 
     def _retrying(self, what: str, operation: Callable[[Any], T]) -> T:
+        """Run ``operation(connection)`` on the ledger's thread (retried there); wait for its result."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loyalty-ledger")
+        return self._thread.submit(self._retry_loop, what, operation).result()
+
+    def _retry_loop(self, what: str, operation: Callable[[Any], T]) -> T:
         """Run ``operation(connection)``; on an error, reconnect and try again, up to ``attempts`` times."""
         for attempt in range(1, self.attempts + 1):
             try:
@@ -179,7 +189,17 @@ class ReversalLedger:
         self._retrying("open", lambda conn: None)
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection and stop the ledger's thread."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            try:
+                thread.submit(self._close_connection).result()
+            finally:
+                thread.shutdown(wait=True)
+        else:
+            self._close_connection()
+
+    def _close_connection(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.close()

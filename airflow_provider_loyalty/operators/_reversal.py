@@ -40,6 +40,14 @@ class LedgerDown(Exception):
     """The ledger refused a write after its retries; what was answered is kept in the spool."""
 
 
+class IntentNotRecorded(Exception):
+    """A request's intent could not be written: the request must not leave."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class ReversalOperator(BaseOperator, Generic[P]):
     """Shared base of the vendor operators; subclasses supply parsing, planning and sending.
 
@@ -105,6 +113,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.max_items = max_items
         self._settings(lenient=True)
         self._maybe_applied: dict[str, Settled] = {}
+        self._ledger_down: str | None = None
+        self._run: dict[str, Any] = {}
 
     def _settings(self, *, lenient: bool = False) -> None:
         """Coerce and check the rendered settings; ``lenient`` lets unrendered templates through."""
@@ -133,8 +143,10 @@ class ReversalOperator(BaseOperator, Generic[P]):
         """The items one planned request carries."""
         raise NotImplementedError
 
-    def send(self, request: P) -> tuple[list[Outcome], bool]:
+    def send(self, request: P, before_send: Callable[[], object] | None) -> tuple[list[Outcome], bool]:
         """Send one planned request; return one outcome per item, and whether it was a resend.
+
+        ``before_send`` goes to the hook, which calls it right before the request leaves.
 
         The flag is true when an earlier attempt of this very request may have been applied (the
         hook resent it after a timeout or 5xx): "already reversed" answers then reconcile.
@@ -151,7 +163,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
         raise NotImplementedError
 
     # ------------------------------------------------------------------- shared vendor calling
-    def call_vendor(self, request: P, call: Callable[..., Any], *args: Any) -> tuple[Any, list[Outcome]]:
+    def call_vendor(
+        self, request: P, call: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> tuple[Any, list[Outcome]]:
         """Run one hook call for ``request``; return ``(result, [])``, or ``(None, failed items)``.
 
         Vendor errors of the request as a whole fail its items (transiently, or ``rejected``: never
@@ -161,15 +175,15 @@ class ReversalOperator(BaseOperator, Generic[P]):
         from airflow_provider_loyalty.hooks._http import VendorError, VendorRateLimitError
 
         try:
-            return call(*args), []
+            return call(*args, **kwargs), []
         except VendorRateLimitError as exc:
             raise RunAborted(exc) from exc  # every further request would meet the same limit
         except VendorError as exc:
-            code = exc.code or (f"http_{exc.status_code}" if exc.status_code else "unavailable")
+            code = exc.code or (f"http_{exc.http_status}" if exc.http_status else "unavailable")
             if exc.fatal:  # this request was refused as a whole; the ones after it are not sent
                 refused = self.failed_request(request, code, exc.message, FailureKind.REJECTED)
-                raise RunAborted(exc, refused if exc.status_code else None) from exc
-            if exc.transient and exc.status_code is None and getattr(exc, "may_have_been_applied", False):
+                raise RunAborted(exc, refused if exc.http_status else None) from exc
+            if exc.transient and exc.http_status is None and exc.may_have_been_applied:
                 code = NO_ANSWER  # sent, never answered: the vendor may have applied it
             kind = FailureKind.TRANSIENT if exc.transient else FailureKind.REJECTED
             return None, self.failed_request(request, code, exc.message, kind)
@@ -179,9 +193,33 @@ class ReversalOperator(BaseOperator, Generic[P]):
         return [Outcome.failed(item, code, message, kind) for item in self.items_of(request)]
 
     def _send_one(self, request: P) -> list[Outcome]:
-        """Send (in a sender thread); reconcile the "already reversed" answers of items in doubt."""
+        """Send (in a sender thread); reconcile the "already reversed" answers of items in doubt.
+
+        With a ledger, the request's items are recorded as ``sending`` right before the request
+        leaves — after pacing, so that an intent means "sent, or about to be" and never "waiting
+        in a queue" — and once for all its resends. If that cannot be written, nothing is sent.
+        """
+        ledger = self.ledger
+        written = False
+
+        def intent() -> None:
+            nonlocal written
+            if written or ledger is None:
+                return
+            if self._ledger_down is not None:
+                raise IntentNotRecorded(LedgerDown(self._ledger_down))
+            try:
+                ledger.record_intent(self.vendor, self.items_of(request), self._run)
+            except Exception as exc:
+                self._ledger_down = self._ledger_down or f"{type(exc).__name__}: {str(exc)[:200]}"
+                raise IntentNotRecorded(exc) from exc
+            written = True
+
         started = time.monotonic()
-        outcomes, resent = self.send(request)
+        try:
+            outcomes, resent = self.send(request, intent if ledger is not None else None)
+        except IntentNotRecorded as exc:
+            raise RunAborted(exc.cause) from exc  # not sent; nothing more will be
         _timing(self.vendor, time.monotonic() - started)
         maybe_applied = self._maybe_applied
         if resent:
@@ -217,6 +255,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         items, rows, duplicates = self.parse()
         requested = rows - duplicates  # distinct items: a duplicate row is the same reversal
         summary = RunSummary(requested=requested, duplicates=duplicates, dry_run=bool(self.dry_run))  # type: ignore[truthy-function]
+        self._run_summary = summary  # counted in place; read by get_openlineage_facets_on_complete
         if duplicates:
             self.log.info("Removed %d duplicate %s; each is sent once", duplicates, self.what)
         if requested == 0:
@@ -224,7 +263,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
             return summary.as_xcom()
 
         ledger = self.ledger
-        run = _run_info(context)
+        run = self._run = _run_info(context)
         try:
             if ledger is not None:
                 self._replay_spool(ledger, run)
@@ -239,6 +278,12 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 ledger.close()
             self.close_hook()
         return self._decide(summary, context)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage outputs: the vendor's operation and the ledger table; ``None`` without the provider."""
+        from airflow_provider_loyalty.operators._lineage import operator_lineage
+
+        return operator_lineage(self, getattr(self, "_run_summary", None))
 
     def _spool(self, run: dict[str, Any]) -> LedgerSpool:
         from airflow_provider_loyalty.ledger.spool import LedgerSpool, spool_key
@@ -353,25 +398,17 @@ class ReversalOperator(BaseOperator, Generic[P]):
         try:
             self.hook.prepare()
         except Exception as exc:
-            from airflow_provider_loyalty.hooks._http import CredentialsMissingError
-
-            if getattr(exc, "fatal", False) or isinstance(exc, CredentialsMissingError):
+            if getattr(exc, "fatal", False):  # credentials missing or refused, a bad URL
                 raise AirflowFailException(f"{type(self).__name__}: {exc}") from None
             raise
         progress = Progress(self.log, self.vendor, self.what, len(items), getattr(self.hook, "waited_seconds", None))
         spool = self._spool(run) if ledger is not None else None
-        state: dict[str, Any] = {"index": 0, "ledger_down": None, "spooled": 0}
-
-        def before_send(request: P) -> None:
-            if ledger is not None:
-                if state["ledger_down"] is not None:
-                    raise LedgerDown("the ledger is down")
-                ledger.record_intent(self.vendor, self.items_of(request), run)
+        state: dict[str, Any] = {"index": 0, "spooled": 0}
 
         def on_results(request: P, outcomes: list[Outcome]) -> None:
             state["index"] += 1
             if ledger is not None:  # recorded before it is counted or logged as done
-                self._record(ledger, spool, outcomes, run, state)
+                self._record(ledger, spool, outcomes, state)
             summary.requests += 1
             ok, bad = summary.add(outcomes)
             self.log.debug(
@@ -383,7 +420,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 bad,
             )
             progress.request_done(summary, outcomes)
-            if state["ledger_down"] is not None:
+            if self._ledger_down is not None:
                 raise LedgerDown("the ledger is down")  # stop sending; in-flight answers still land in the spool
 
         abort = run_requests(
@@ -394,16 +431,15 @@ class ReversalOperator(BaseOperator, Generic[P]):
             unsent=lambda request, cause: self.failed_request(
                 request, "not_sent", f"not sent: {type(cause).__name__}", FailureKind.TRANSIENT
             ),
-            before_send=before_send if ledger is not None else None,
         )
         progress.line(summary, final=True)
         if summary.failed_this_run:
             self.log.info("%s failures this run by code: %s", self.vendor, dict(summary.codes.most_common()))
-        if state["ledger_down"] is not None:
+        if self._ledger_down is not None:
             self._push_summary(context, summary)
             raise AirflowException(
                 f"{type(self).__name__}: the ledger {self.ledger_conn_id!r} went down mid-run "
-                f"({state['ledger_down']}); {state['spooled']} answered outcome(s) are kept in Variable "
+                f"({self._ledger_down}); {state['spooled']} answered outcome(s) are kept in Variable "
                 f"{spool.key if spool else '?'} and are written to the ledger before the next try sends anything"
             )
         if abort is not None:
@@ -423,23 +459,22 @@ class ReversalOperator(BaseOperator, Generic[P]):
         ledger: ReversalLedger,
         spool: LedgerSpool | None,
         outcomes: list[Outcome],
-        run: dict[str, Any],
         state: dict[str, Any],
     ) -> None:
         """Write outcomes to the ledger (it retries); once it is down, keep them in the spool instead."""
-        if state["ledger_down"] is not None:
+        if self._ledger_down is not None:
             # Requests that never left tell the next try nothing: keep only what the vendor answered
             # (a run stopped early would otherwise rewrite a growing spool once per unsent request).
             outcomes = [o for o in outcomes if o.code != "not_sent"]
             if not outcomes:
                 return
-        rows = ledger.rows(self.vendor, outcomes, run)
-        if state["ledger_down"] is None:
+        rows = ledger.rows(self.vendor, outcomes, self._run)
+        if self._ledger_down is None:
             try:
                 ledger.insert(rows)
                 return
             except Exception as exc:
-                state["ledger_down"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self._ledger_down = f"{type(exc).__name__}: {str(exc)[:200]}"
                 self.log.error("The ledger %r is down (%s); keeping answers in the spool", self.ledger_conn_id, exc)
         try:
             assert spool is not None

@@ -1,4 +1,4 @@
-"""The executor of planned requests: bounded concurrency, intents before sends, answers recorded in one thread."""
+"""The executor of planned requests: bounded concurrency, answers recorded in the calling thread."""
 
 from __future__ import annotations
 
@@ -35,13 +35,10 @@ def run_requests(
     *,
     max_concurrency: int,
     unsent: Callable[[P, BaseException], list[Outcome]],
-    before_send: Callable[[P], None] | None = None,
 ) -> RunAborted | None:
     """Send planned requests on a bounded thread pool; hand each request's outcomes back in this thread.
 
-    ``before_send`` runs in the calling thread just before a request is handed to a sender (the
-    ledger writes its intent there): if it raises, that request and every later one stay unsent —
-    what could not be recorded is not sent. At most ``2 * max_concurrency`` requests are planned
+    At most ``2 * max_concurrency`` requests are planned
     ahead of the senders, so a million-row input is never turned into a million futures.
     ``on_results`` runs in the calling thread (the ledger's connection is not shared across
     threads). When a sender raises :class:`RunAborted`, or outcomes cannot be recorded, nothing more
@@ -83,27 +80,15 @@ def run_requests(
             abort = abort or exc
             return exc.outcomes if exc.outcomes is not None else unsent(pending[future], exc.cause)
 
-    def submit(request: P) -> bool:
-        nonlocal abort
-        if before_send is not None:
-            try:
-                before_send(request)
-            except Exception as exc:  # no intent, no send
-                log.exception("Could not record the intent of a request; nothing more is sent")
-                abort = abort or RunAborted(exc)
-                record(request, unsent(request, exc))
-                return False
-        pending[pool.submit(guarded, request)] = request
-        return True
-
     pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="loyalty")
     try:
 
         def refill() -> None:
             while abort is None and len(pending) < 2 * max_concurrency:
                 request = next(planned, None)
-                if request is None or not submit(request):
+                if request is None:
                     return
+                pending[pool.submit(guarded, request)] = request
 
         refill()
         while pending:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -118,9 +118,11 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
         """Customer and counts of a request."""
         return f"customer {request.customer_id}, {len(request.details)} promotion(s), {request.size} earn ids"
 
-    def send(self, request: RevokeRequest) -> tuple[list[Outcome], bool]:
+    def send(self, request: RevokeRequest, before_send: Callable[[], object] | None) -> tuple[list[Outcome], bool]:
         """Revoke one request's earns; vendor refusals are permanent, unclear outcomes transient."""
-        result, failed = self.call_vendor(request, self.hook.revoke_earn, request.customer_id, request.details)
+        result, failed = self.call_vendor(
+            request, self.hook.revoke_earn, request.customer_id, request.details, before_send=before_send
+        )
         if result is None:
             return failed, False
         answers = {(o.promotion_id, o.earn_id): o for o in result.outcomes}

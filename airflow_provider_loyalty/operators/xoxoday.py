@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -85,9 +85,10 @@ class CancelPointsOperator(ReversalOperator[PointsBatch]):
         """Count of ids in a batch."""
         return f"{len(request)} unique_ids"
 
-    def send(self, request: PointsBatch) -> tuple[list[Outcome], bool]:
+    def send(self, request: PointsBatch, before_send: Callable[[], object] | None) -> tuple[list[Outcome], bool]:
         """Cancel one batch: a refused id is a permanent failure, an unclear one a transient one."""
-        result, failed = self.call_vendor(request, self.hook.cancel_points, [item.unique_id for item in request])
+        ids = [item.unique_id for item in request]
+        result, failed = self.call_vendor(request, self.hook.cancel_points, ids, before_send=before_send)
         if result is None:
             return failed, False
         outcomes = []
