@@ -23,7 +23,7 @@ WAITING = {
     ("concurrent/futures/thread.py", "_worker"),
     ("concurrent/futures/_base.py", "wait"),
     ("selectors.py", "select"),
-    ("hooks/_http.py", "sleep"),
+    ("hooks/_clock.py", "sleep"),
     ("ssl.py", "read"),
 }
 
