@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_loyalty.operators.capillary import parse_earns, plan_requests
-from airflow_provider_loyalty.operators.xoxoday import parse_unique_ids
+from airflow_provider_loyalty.operators._inputs import parse_earns, parse_unique_ids
+from airflow_provider_loyalty.operators.capillary import plan_requests
+from airflow_provider_loyalty.outcomes import MAX_BIGINT, EarnItem
 
 P1, P2 = "69117663b1cfc114606fd7fb", "69058646b1cfc114606f7bbe"
 
@@ -30,35 +31,115 @@ P1, P2 = "69117663b1cfc114606fd7fb", "69058646b1cfc114606f7bbe"
         pytest.param([], [], id="empty"),
         pytest.param("[]", [], id="empty_rendered"),
         pytest.param([5, 5, (5,), "5", 6], [5, 6], id="duplicates_removed"),
+        # a single id is that one id, however it is rendered (issue 11: never iterated as characters)
+        pytest.param('"4711"', [4711], id="json_string_of_one_id"),
+        pytest.param("'4711'", [4711], id="repr_string_of_one_id"),
+        pytest.param("4711", [4711], id="digit_string"),
+        pytest.param(" 4711\n", [4711], id="digit_string_with_blanks"),
+        pytest.param(4711, [4711], id="int"),
+        pytest.param("[4711]", [4711], id="rendered_list_of_one"),
+        pytest.param(Decimal(4711), [4711], id="decimal"),
+        pytest.param(b"4711", [4711], id="bytes_of_digits"),
+        pytest.param(b"[(4711,)]", [4711], id="bytes_of_rows"),
+        pytest.param({"unique_id": 4711}, [4711], id="single_dict"),
+        pytest.param("{'unique_id': 4711}", [4711], id="rendered_single_dict"),
+        pytest.param("(4711)", [4711], id="parenthesised_id"),
+        pytest.param("(4711,)", [4711], id="rendered_tuple_of_one"),
+        pytest.param("((1,), (2,))", [1, 2], id="rendered_tuple_of_rows"),
+        pytest.param([MAX_BIGINT], [MAX_BIGINT], id="max_bigint"),
+        pytest.param(["0004711"], [4711], id="zero_padded"),
+        pytest.param("[1e3]", [1000], id="integral_float_literal"),
+        pytest.param('[{"unique_id": 1, "other": null}, {"uniqueId": 2}]', [1, 2], id="json_dicts"),
+        pytest.param("[{'unique_id': 1, 'unique_id': 2}]", [2], id="repeated_key_last_wins_as_in_python"),
+        pytest.param("[(Decimal('7'),), (Decimal(\"8\"),), (Decimal(9),)]", [7, 8, 9], id="decimal_quoting_styles"),
+        pytest.param("[ ( 1 , ) ,\n ( 2 , ) , ]", [1, 2], id="blanks_and_trailing_comma"),
+        pytest.param("{1, 2}", [1, 2], id="rendered_set"),
+        pytest.param((i for i in [3, 4]), [3, 4], id="generator"),
+        pytest.param("", [], id="blank_render"),
     ],
 )
 def test_unique_ids_accepted(value, ids) -> None:
     parsed, rows, duplicates = parse_unique_ids(value)
-    assert parsed == ids
+    assert [item.unique_id for item in parsed] == ids
     assert rows - duplicates == len(ids)
+
+
+BIG = "1" * 5000
 
 
 @pytest.mark.parametrize(
     ("value", "named"),
     [
-        pytest.param(["12a"], ["row 0: '12a' (not an integer)"], id="not_integer"),
-        pytest.param([1, -5], ["row 1: -5 (must be positive)"], id="negative"),
-        pytest.param([0], ["row 0: 0 (must be positive)"], id="zero"),
+        pytest.param(["12a"], ["row 1: '12a' (not an integer)", "rows numbered from 1"], id="not_integer"),
+        pytest.param([1, -5], ["row 2: -5 (must be positive)"], id="negative"),
+        pytest.param([0], ["row 1: 0 (must be positive)"], id="zero"),
         pytest.param([True], ["boolean"], id="boolean"),
-        pytest.param([1.5], ["row 0: 1.5 (not an integer)"], id="fraction"),
-        pytest.param([None], ["row 0: None (missing)"], id="none"),
+        pytest.param([1.5], ["row 1: 1.5 (not an integer)"], id="fraction"),
+        pytest.param([None], ["row 1: None (missing)"], id="none"),
         pytest.param([(1, 2)], ["2 columns"], id="two_columns"),
         pytest.param([{"id": 1}], ["without unique_id"], id="dict_without_key"),
-        pytest.param({"unique_id": 1}, ["must be a list of rows, got dict"], id="dict_not_list"),
-        pytest.param(42, ["must be a list of rows, got int"], id="int_not_list"),
+        pytest.param(
+            {"id": 1}, ["must be a list of rows, got a dict without unique_id: {'id': 1}"], id="single_dict_without_key"
+        ),
+        pytest.param([{"unique_id": 1, "uniqueId": 2}], ["'uniqueid' twice"], id="dict_keys_in_conflict"),
         pytest.param(None, ["upstream task pushed no XCom"], id="none_xcom"),
-        pytest.param("LazySelectSequence([3 items])", ["render_template_as_native_obj"], id="unparseable_string"),
-        pytest.param("__import__('os').system('true')", ["cannot read"], id="no_eval"),
+        pytest.param("None", ["upstream task pushed no XCom"], id="rendered_none"),
+        pytest.param(
+            "LazySelectSequence([3 items])",
+            ["render_template_as_native_obj", "LazySelectSequence"],
+            id="unparseable_string",
+        ),
+        pytest.param("__import__('os').system('true')", ["cannot read", "nothing is evaluated"], id="no_eval"),
         pytest.param(
             ["x", 1, "y", "z", "w", "v", "u"],
-            ["row 0: 'x'", "row 2: 'y'", "and 1 more", "6 invalid"],
+            ["row 1: 'x'", "row 3: 'y'", "and 1 more", "6 invalid"],
             id="first_offenders_and_count",
         ),
+        # issue 11: scalars and strings are never iterated
+        pytest.param("b'\\x01\\x02'", ["a bytes literal", "b'\\\\x01\\\\x02'"], id="bytes_literal_string"),
+        pytest.param("'abc'", ["the value: 'abc' (not an integer)"], id="single_non_digit_string"),
+        pytest.param('"[4711]"', ["the value: '[4711]' (not an integer)"], id="json_string_of_a_list_is_not_reparsed"),
+        pytest.param(-4711, ["the value: -4711 (must be positive)"], id="single_negative_int"),
+        pytest.param(object(), ["must be a list of rows, got object"], id="object"),
+        pytest.param("1, 2", ["bare comma list"], id="bare_comma_list"),
+        # issue 11: crashes that must be AirflowFailException
+        pytest.param("+-5", ["'+-5'"], id="plus_minus"),
+        pytest.param("--1", ["'--1'"], id="double_minus"),
+        pytest.param(
+            ["+-5", "--1"],
+            ["row 1: '+-5' (not an integer)", "row 2: '--1' (not an integer)"],
+            id="sign_strings_in_rows",
+        ),
+        pytest.param(Decimal("NaN"), ["Decimal('NaN') (not a finite number)"], id="decimal_nan"),
+        pytest.param(Decimal("sNaN"), ["Decimal('sNaN') (not a finite number)"], id="decimal_snan"),
+        pytest.param(Decimal("Infinity"), ["Decimal('Infinity') (not a finite number)"], id="decimal_infinity"),
+        pytest.param(Decimal("1e-1000000"), ["not an integer"], id="decimal_tiny"),
+        pytest.param("[Decimal(1e400)]", ["Decimal(1e400)", "quoted number"], id="decimal_of_float_literal"),
+        pytest.param(
+            "[Decimal('1e1000000')]",
+            ["Decimal('1E+1000000')", "above 9223372036854775807"],
+            id="decimal_million_digits",
+        ),
+        pytest.param("[Decimal('abc')]", ["Decimal of 'abc'"], id="decimal_not_a_number"),
+        pytest.param(b"\xff", ["not UTF-8", "b'\\xff'"], id="bytes_not_utf8"),
+        pytest.param("[" * 1000 + "1" + "]" * 1000, ["nested more than"], id="nested_1000_rendered"),
+        pytest.param(BIG, ["a number of 5000 characters"], id="digits_5000_rendered"),
+        pytest.param([BIG], ["not an id (5000 characters)"], id="digits_5000_string_row"),
+        pytest.param(
+            [int(BIG[:4000])], ["<int of about 4000 digits>", "above 9223372036854775807"], id="int_4000_digits"
+        ),
+        pytest.param(f"[{BIG}]", ["a number of 5000 characters"], id="digits_5000_json"),
+        pytest.param(1e300, ["the value: 1e+300", "above 2**53"], id="float_1e300"),
+        pytest.param(float("nan"), ["the value: nan (not a finite number)"], id="float_nan"),
+        pytest.param([float("inf")], ["row 1: inf (not a finite number)"], id="float_inf"),
+        pytest.param("[NaN]", ["row 1: nan (not a finite number)"], id="json_nan"),
+        pytest.param("[1e400]", ["row 1: inf (not a finite number)"], id="json_float_overflow"),
+        # issue 11: values the ledger cannot store are refused before any call
+        pytest.param([MAX_BIGINT + 1], ["row 1: 9223372036854775808 (above 9223372036854775807"], id="above_bigint"),
+        pytest.param(["9223372036854775808"], ["above 9223372036854775807"], id="above_bigint_string"),
+        pytest.param([Decimal("1e19")], ["above 9223372036854775807"], id="above_bigint_decimal"),
+        pytest.param(["0x10"], ["not an integer"], id="hex_string"),
+        pytest.param(["١٢"], ["not an integer"], id="non_ascii_digits"),
     ],
 )
 def test_unique_ids_rejected_with_offenders_named(value, named) -> None:
@@ -66,29 +147,40 @@ def test_unique_ids_rejected_with_offenders_named(value, named) -> None:
         parse_unique_ids(value)
     for fragment in named:
         assert fragment in str(info.value)
+    assert len(str(info.value)) < 1500  # names values, never dumps them
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
         pytest.param(
-            [(1, P1, "e1"), (1, P2, "e2"), (2, P1, "e3")], {1: {P1: ["e1"], P2: ["e2"]}, 2: {P1: ["e3"]}}, id="sql_rows"
+            [(1, P1, "e1"), (1, P2, "e2"), (2, P1, "e3")], [(1, P1, "e1"), (1, P2, "e2"), (2, P1, "e3")], id="sql_rows"
         ),
         pytest.param(
             [
                 {"customer_id": 1, "promotion_id": P1, "earn_id": "e1"},
                 {"customerId": "1", "promotionId": P1, "earnId": "e2"},
             ],
-            {1: {P1: ["e1", "e2"]}},
+            [(1, P1, "e1"), (1, P1, "e2")],
             id="dicts",
         ),
-        pytest.param(f"[(1, '{P1}', 'e1'), (1, '{P1}', 'e1')]", {1: {P1: ["e1"]}}, id="jinja_repr_deduped"),
-        pytest.param(f'[[1, "{P1}", "e1"]]', {1: {P1: ["e1"]}}, id="jinja_json"),
+        pytest.param(f"[(1, '{P1}', 'e1'), (1, '{P1}', 'e1')]", [(1, P1, "e1")], id="jinja_repr_deduped"),
+        pytest.param(f'[[1, "{P1}", "e1"]]', [(1, P1, "e1")], id="jinja_json"),
+        pytest.param(
+            {"customer_id": 1, "promotion_id": P1, "earn_id": "e1"}, [(1, P1, "e1")], id="single_dict_is_one_row"
+        ),
+        pytest.param(f"[(Decimal('5'), '{P1}', 7)]", [(5, P1, "7")], id="numeric_customer_and_int_earn"),
+        pytest.param("[(1, 'p\\'q', \"e\\\\1\")]", [(1, "p'q", "e\\1")], id="escaped_strings"),
+        pytest.param([(1, "p", "e" * 200)], [(1, "p", "e" * 200)], id="earn_id_200_chars"),
+        pytest.param([(1, "p", "e/1")], [(1, "p", "e/1")], id="slash_in_earn_id_is_fine"),
+        pytest.param([(1, "pé", "e✓")], [(1, "pé", "e✓")], id="non_ascii_text"),
+        pytest.param([EarnItem(1, "p", "e")], [(1, "p", "e")], id="earn_items"),
     ],
 )
 def test_earns_accepted(value, expected) -> None:
-    earns, _, _ = parse_earns(value)
-    assert {c: {p: list(e) for p, e in ps.items()} for c, ps in earns.items()} == expected
+    earns, rows, duplicates = parse_earns(value)
+    assert earns == [EarnItem(*e) for e in expected]
+    assert rows - duplicates == len(expected)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +192,40 @@ def test_earns_accepted(value, expected) -> None:
         pytest.param([(1, P1, None)], ["earn_id missing"], id="missing_earn"),
         pytest.param([(1, P1)], ["expected (customer_id, promotion_id, earn_id)"], id="two_columns"),
         pytest.param([{"customer_id": 1, "promotion_id": P1}], ["earn_id missing"], id="dict_missing_earn"),
-        pytest.param("not a list", ["cannot read earns"], id="garbage_string"),
+        pytest.param("not a list", ["cannot read earns", "'not a list'"], id="garbage_string"),
+        pytest.param('"abc"', ["earns must be a list of rows, got str: 'abc'"], id="rendered_single_string"),
+        pytest.param(4711, ["earns must be a list of rows, got int: 4711"], id="single_int"),
+        pytest.param((1, P1, "e1"), ["got 3 single value(s)", "a list of one row"], id="single_row_tuple"),
+        pytest.param(f"(1, '{P1}', 'e1')", ["got 3 single value(s)", "a list of one row"], id="rendered_single_row"),
+        pytest.param({"id": 1}, ["a dict without customer_id"], id="single_dict_without_keys"),
+        pytest.param(b"\xff", ["not UTF-8"], id="bytes_not_utf8"),
+        pytest.param(
+            [(MAX_BIGINT + 1, "p", "e")], ["customer_id above 9223372036854775807"], id="customer_above_bigint"
+        ),
+        pytest.param([(1, "p" * 201, "e")], ["promotion_id longer than 200 characters (201)"], id="promotion_too_long"),
+        pytest.param([(1, "p", "e" * 201)], ["earn_id longer than 200 characters"], id="earn_too_long"),
+        pytest.param([(1, "p", 10**4500)], ["earn_id longer than 200 characters"], id="earn_int_4500_digits"),
+        pytest.param(
+            [(1, "p", "e\x00")],
+            ["row 1: (1, 'p', 'e\\x00') (earn_id holds the control character '\\x00')"],
+            id="nul_in_earn",
+        ),
+        pytest.param(
+            [(1, "p\x1b", "e")], ["promotion_id holds the control character '\\x1b'"], id="escape_in_promotion"
+        ),
+        pytest.param([(1, "p", "e\ud800")], ["earn_id holds the control character"], id="lone_surrogate"),
+        pytest.param("[(1, 'p', 'e\\x85')]", ["earn_id holds the control character '\\x85'"], id="c1_control_rendered"),
+        pytest.param([(1, "a/b", "e")], ["promotion_id contains '/'"], id="slash_in_promotion"),
+        pytest.param(
+            [(1, "p", "e"), (2, True, "e"), (3, "p", 1.5)], ["row 2:", "row 3:", "2 invalid"], id="rows_numbered_from_1"
+        ),
+        pytest.param(
+            [{"customer_id": 1, "customerId": 2, "promotion_id": "p", "earn_id": "e"}],
+            ["'customerid' twice"],
+            id="dict_keys_in_conflict",
+        ),
+        pytest.param("[(1, 'p', 'e\\q')]", ["unknown escape"], id="unknown_escape"),
+        pytest.param("[(1, b'p', 'e')]", ["a bytes literal"], id="bytes_literal_field"),
     ],
 )
 def test_earns_rejected_with_offenders_named(value, named) -> None:
@@ -108,6 +233,29 @@ def test_earns_rejected_with_offenders_named(value, named) -> None:
         parse_earns(value)
     for fragment in named:
         assert fragment in str(info.value)
+    assert len(str(info.value)) < 1500
+
+
+@pytest.mark.parametrize(
+    ("parse", "row"),
+    [
+        pytest.param(parse_unique_ids, "(12345,)", id="ids"),
+        pytest.param(parse_earns, "(12345, '69117663b1cfc114606fd7fb', 'earn12345')", id="earns"),
+    ],
+)
+def test_a_million_rendered_rows_read_in_linear_time(parse, row) -> None:
+    """Issue 11: ast.parse took 14 s and 2 GB for 1M tuples. Reading is one pass; check the slope, not a wall time."""
+    import time
+
+    def seconds(n: int) -> float:
+        text = "[" + ", ".join([row] * n) + "]"
+        started = time.perf_counter()
+        items, rows, _ = parse(text)
+        assert rows == n and len(items) == 1
+        return time.perf_counter() - started
+
+    small, large = seconds(20_000), seconds(200_000)
+    assert large < 30 * small + 0.5  # 10x the input, at most ~10x the time (generous for a shared machine)
 
 
 def test_plan_one_customer_per_request_all_its_promotions() -> None:

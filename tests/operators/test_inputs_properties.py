@@ -1,0 +1,254 @@
+"""Property tests of the input parsers (issue 11): any input either yields exactly the rows it denotes,
+or raises AirflowFailException — never another exception, never characters or bytes iterated.
+
+Small and fast by default; ``LOYALTY_HYPOTHESIS_EXAMPLES=2000`` runs them harder. No example
+database is written (``database=None``): nothing appears in the work tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from typing import Any
+from unittest import mock
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_loyalty.operators import _inputs
+from airflow_provider_loyalty.operators._inputs import parse_earns, parse_unique_ids
+from airflow_provider_loyalty.outcomes import MAX_BIGINT, MAX_TEXT_ID_CHARS, EarnItem, PointItem
+
+EXAMPLES = int(os.environ.get("LOYALTY_HYPOTHESIS_EXAMPLES", "60"))
+FAST = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+# ---------------------------------------------------------------- valid rows, every accepted shape
+
+ids = st.one_of(st.integers(1, 30), st.integers(1, MAX_BIGINT))  # small ones repeat: duplicates
+
+
+@st.composite
+def id_value(draw: st.DrawFn, uid: int, json_able: bool) -> Any:
+    """One way of writing the id ``uid`` in a row."""
+    shapes = ["int", "digits", "padded", "float"] + ([] if json_able else ["decimal", "decimal_exp"])
+    shape = draw(st.sampled_from(shapes))
+    if shape == "float" and uid > 2**53:
+        shape = "int"
+    return {
+        "int": uid,
+        "digits": str(uid),
+        "padded": f" 00{uid} ",
+        "float": float(uid),
+        "decimal": Decimal(uid),
+        "decimal_exp": Decimal(uid).scaleb(-2).scaleb(2),  # Decimal('4.711E+3'): the same number
+    }[shape]
+
+
+@st.composite
+def unique_id_rows(draw: st.DrawFn, json_able: bool) -> tuple[list[Any], list[int]]:
+    """``(rows, expected ids in first-seen order)``."""
+    uids = draw(st.lists(ids, max_size=25))
+    rows = []
+    for uid in uids:
+        value = draw(id_value(uid, json_able))
+        shape = draw(st.sampled_from(["bare", "tuple", "list", "dict", "camel_dict"]))
+        rows.append(
+            {
+                "bare": value,
+                "tuple": (value,),
+                "list": [value],
+                "dict": {"unique_id": value, "loaded_at": "2025-01-01"},
+                "camel_dict": {"uniqueId": value},
+            }[shape]
+        )
+    return rows, list(dict.fromkeys(uids))
+
+
+# text ids: printable or not (repr escapes those), never a control character, '/' only in earn ids
+text_chars = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters=" ")
+promotion_ids = st.one_of(
+    st.sampled_from(["69117663b1cfc114606fd7fb", "p'q", 'p"q', "p\\q"]),
+    st.text(text_chars.filter(lambda c: c != "/"), min_size=1, max_size=30),
+)
+earn_ids = st.one_of(
+    st.text(text_chars, min_size=1, max_size=30),
+    st.integers(0, 10**30).map(str),
+    st.text(text_chars, min_size=MAX_TEXT_ID_CHARS, max_size=MAX_TEXT_ID_CHARS),
+)
+
+
+@st.composite
+def earn_rows(draw: st.DrawFn, json_able: bool) -> tuple[list[Any], list[EarnItem]]:
+    """``(rows, expected items in first-seen order)``."""
+    pool = draw(st.lists(st.tuples(ids, promotion_ids, earn_ids), min_size=1, max_size=6))
+    chosen = draw(st.lists(st.sampled_from(pool), max_size=25))
+    rows = []
+    for customer, promotion, earn in chosen:
+        value = draw(id_value(customer, json_able))
+        shape = draw(st.sampled_from(["tuple", "list", "dict", "camel_dict"]))
+        rows.append(
+            {
+                "tuple": (value, promotion, earn),
+                "list": [value, promotion, earn],
+                "dict": {"customer_id": value, "promotion_id": promotion, "earn_id": earn},
+                "camel_dict": {"customerId": value, "promotionId": promotion, "earnId": earn, "points": 5},
+            }[shape]
+        )
+    return rows, list(dict.fromkeys(EarnItem(c, p, e) for c, p, e in chosen))
+
+
+def renderings(rows: list[Any], json_able: bool) -> list[Any]:
+    """The input as an XComArg, a non-native Jinja render (repr), JSON, and bytes of each."""
+    out: list[Any] = [rows, tuple(rows), repr(rows), repr(tuple(rows)), repr(rows).encode()]
+    if json_able:
+        out += [json.dumps(rows), json.dumps(rows, indent=2).encode()]
+    return out
+
+
+@FAST
+@given(st.booleans().flatmap(lambda j: st.tuples(st.just(j), unique_id_rows(j))))
+def test_valid_unique_ids_in_every_shape_and_rendering(case: tuple[bool, tuple[list[Any], list[int]]]) -> None:
+    json_able, (rows, expected) = case
+    for value in renderings(rows, json_able):
+        items, count, duplicates = parse_unique_ids(value)
+        assert items == [PointItem(uid) for uid in expected], value
+        assert (count, duplicates) == (len(rows), len(rows) - len(expected))
+
+
+@FAST
+@given(ids, st.booleans())
+def test_a_single_id_is_that_one_id(uid: int, with_blanks: bool) -> None:
+    pad = " \n" if with_blanks else ""
+    for value in (
+        uid,
+        str(uid),
+        f"{pad}{uid}{pad}",
+        json.dumps(str(uid)),
+        repr(str(uid)),
+        f"[{uid}]",
+        Decimal(uid),
+        str(uid).encode(),
+        {"unique_id": uid},
+    ):
+        assert parse_unique_ids(value) == ([PointItem(uid)], 1, 0), value
+
+
+@FAST
+@given(st.booleans().flatmap(lambda j: st.tuples(st.just(j), earn_rows(j))))
+def test_valid_earns_in_every_shape_and_rendering(case: tuple[bool, tuple[list[Any], list[EarnItem]]]) -> None:
+    json_able, (rows, expected) = case
+    for value in renderings(rows, json_able):
+        items, count, duplicates = parse_earns(value)
+        assert items == expected, value
+        assert (count, duplicates) == (len(rows), len(rows) - len(expected))
+
+
+@FAST
+@given(unique_id_rows(json_able=False), earn_rows(json_able=False))
+def test_fast_path_rows_read_as_the_general_grammar_reads_them(
+    id_case: tuple[list[Any], list[int]], earn_case: tuple[list[Any], list[EarnItem]]
+) -> None:
+    """The one-token fast paths for common rows denote exactly what the general tokens read."""
+    for parse, rows in ((parse_unique_ids, id_case[0]), (parse_earns, earn_case[0])):
+        for text in (repr(rows), repr(tuple(rows))):
+            fast = outcome(parse, text)
+            with mock.patch.object(_inputs, "_TOKEN", _inputs._GENERAL_TOKEN):
+                general = outcome(parse, text)
+            assert fast == general, text
+
+
+# ---------------------------------------------------------------- hostile input
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(10**30), 10**30),
+    st.floats(),
+    st.decimals(),
+    st.decimals(allow_nan=True, allow_infinity=True, places=None),
+    st.text(max_size=20),
+    st.text(alphabet="0123456789+- .eE_x", max_size=25),
+    st.binary(max_size=10),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.tuples(inner),
+        st.tuples(inner, inner, inner),
+        st.dictionaries(
+            st.sampled_from(["unique_id", "uniqueId", "customer_id", "promotionId", "earn_id", "x"]), inner, max_size=4
+        ),
+        st.dictionaries(st.one_of(st.integers(), st.text(max_size=5)), inner, max_size=3),
+    ),
+    max_leaves=20,
+)
+grammar_text = st.text(alphabet="[](){},:'\"\\0123456789+-.eEjxDecimalNoneTrusb \n", max_size=60)
+
+
+def outcome(parse: Any, value: Any) -> Any:
+    """The parse result, or the AirflowFailException type; any other exception fails the test."""
+    try:
+        return parse(value)
+    except AirflowFailException as exc:
+        assert str(exc) and len(str(exc)) < 2000  # names the value, never dumps it
+        return AirflowFailException
+
+
+def check_items(parse: Any, result: Any) -> None:
+    if result is AirflowFailException:
+        return
+    items, count, duplicates = result
+    assert len(items) == count - duplicates and len(set(items)) == len(items)
+    for item in items:
+        if parse is parse_unique_ids:
+            assert type(item.unique_id) is int and 0 < item.unique_id <= MAX_BIGINT
+        else:
+            assert type(item.customer_id) is int and 0 < item.customer_id <= MAX_BIGINT
+            for text in (item.promotion_id, item.earn_id):
+                assert isinstance(text, str) and 0 < len(text) <= MAX_TEXT_ID_CHARS and "\x00" not in text
+            assert "/" not in item.promotion_id
+
+
+@pytest.mark.parametrize("parse", [parse_unique_ids, parse_earns], ids=["unique_ids", "earns"])
+@FAST
+@given(value=values)
+def test_hostile_values_and_their_renderings_agree_or_fail_cleanly(parse: Any, value: Any) -> None:
+    native = outcome(parse, value)
+    check_items(parse, native)
+    for text in (repr(value), repr([value])):
+        rendered = outcome(parse, text)
+        check_items(parse, rendered)
+        if rendered is not AirflowFailException and text == repr(value):
+            # what the reader accepts, it reads as exactly what repr() was made of
+            assert native == rendered, (value, text)
+        with mock.patch.object(_inputs, "_TOKEN", _inputs._GENERAL_TOKEN):
+            assert outcome(parse, text) == rendered, text
+    try:
+        as_json = json.dumps(value)
+    except (TypeError, ValueError):
+        return
+    check_items(parse, outcome(parse, as_json))
+
+
+@pytest.mark.parametrize("parse", [parse_unique_ids, parse_earns], ids=["unique_ids", "earns"])
+@FAST
+@given(text=st.one_of(st.text(max_size=80), grammar_text, st.binary(max_size=40)))
+def test_arbitrary_text_and_bytes_fail_cleanly_or_parse(parse: Any, text: str | bytes) -> None:
+    check_items(parse, outcome(parse, text))
+
+
+@FAST
+@given(st.lists(ids, min_size=1, max_size=10))
+def test_a_rendered_string_is_never_read_character_by_character(uids: list[int]) -> None:
+    """Issue 11: '"4711"' once sent ids 4, 7, 1, 1. A string is a rendering of rows or one id, never a sequence."""
+    joined = "".join(str(u) for u in uids)
+    result = outcome(parse_unique_ids, json.dumps(joined))
+    if len(joined.lstrip("0")) <= 19 and int(joined) <= MAX_BIGINT:
+        assert result == ([PointItem(int(joined))], 1, 0)
+    else:
+        assert result is AirflowFailException
