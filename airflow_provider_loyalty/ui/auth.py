@@ -9,10 +9,14 @@ configures (simple, FAB, Keycloak...):
 * the page and its API need the right to view the plugin's view:
   ``is_authorized_custom_view(method="GET", resource_name="Loyalty Reversals")``, else 403;
 * ledger rows are limited to the DAGs the user may read, as ``ReadableDagRunsFilterDep`` limits DAG
-  runs: a user who may read DAG runs of every DAG (``is_authorized_dag`` without a DAG) sees every
-  row (also rows of DAGs since deleted, and rows without a ``dag_id``); anyone else sees the rows
-  of ``get_authorized_dag_ids(method="GET")``, the DAGs Airflow knows and lets them read. In
-  multi-team mode everyone goes the per-DAG way.
+  runs: a user who may read DAG runs of every DAG sees every row (also rows of DAGs since deleted,
+  and rows without a ``dag_id``); anyone else sees the rows of ``get_authorized_dag_ids(method=
+  "GET")``, the DAGs Airflow knows and lets them read. In multi-team mode everyone goes the per-DAG
+  way. "Every DAG" is asked about a DAG id no DAG can have (:data:`ANY_DAG`), not without a DAG:
+  without one, the FAB auth manager answers whether the user may *list* DAGs, which a role with
+  ``can read`` on one ``DAG:<id>`` may.
+
+With the FAB auth manager the permission is ``can read`` on ``Loyalty Reversals`` (:mod:`.fab`).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the dependencies' ``Annotated`` at runtime.
@@ -26,6 +30,9 @@ if TYPE_CHECKING:
 
 #: The resource an auth manager is asked about (FAB: grant ``can read`` on ``Loyalty Reversals``).
 RESOURCE_NAME = "Loyalty Reversals"
+#: A DAG id no DAG can have (DAG ids are letters, digits, ``-``, ``.`` and ``_``): may the user read
+#: the runs of a DAG nobody granted them by name, that is of every DAG?
+ANY_DAG = "loyalty reversals: any DAG"
 
 
 @dataclass(frozen=True)
@@ -57,12 +64,14 @@ class DagScope:
 def readable_dags(user: "BaseUser") -> DagScope:
     """The DAGs whose ledger rows ``user`` may read, from the configured auth manager."""
     from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
     from airflow.configuration import conf
 
     auth_manager = get_auth_manager()
     multi_team = conf.getboolean("core", "multi_team", fallback=False)
-    if not multi_team and auth_manager.is_authorized_dag(method="GET", access_entity=DagAccessEntity.RUN, user=user):
+    if not multi_team and auth_manager.is_authorized_dag(
+        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=ANY_DAG), user=user
+    ):
         return DagScope.everything()
     return DagScope(every_dag=False, dag_ids=frozenset(auth_manager.get_authorized_dag_ids(user=user, method="GET")))
 
@@ -83,6 +92,10 @@ def page_dependencies() -> PageDependencies:
     """Build the dependencies (annotations stay ``Any``: FastAPI resolves them at runtime)."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.core_api.security import get_user
+
+    from airflow_provider_loyalty.ui.fab import register_if_fab
+
+    register_if_fab()  # FAB: the page's resource exists, so that a role can be granted it
 
     def page_user(user: Annotated[Any, Depends(get_user)]) -> Any:
         if not get_auth_manager().is_authorized_custom_view(method="GET", resource_name=RESOURCE_NAME, user=user):
