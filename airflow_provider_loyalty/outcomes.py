@@ -55,6 +55,8 @@ class Status(str, Enum):
     FAILED = "failed"
     #: intent: written (and committed) just before the request leaves
     SENDING = "sending"
+    #: an input row that was not valid, skipped with ``on_invalid="skip"`` (never sent)
+    INVALID = "invalid"
 
 
 class FailureKind(str, Enum):

@@ -278,6 +278,39 @@ class ReversalLedger:
         run = run or {}
         self.insert([_row(vendor, item, Status.SENDING.value, None, None, "", run, now) for item in items])
 
+    def record_invalid(
+        self, vendor: str, rows: Sequence[tuple[int, str, str]], run: dict[str, Any] | None = None
+    ) -> None:
+        """Append one ``invalid`` row per skipped input row ``(row number, shown value, reason)``.
+
+        Its ``item_key`` names the row and value (``invalid:row 7:'abc'``): it never matches an item.
+        """
+        now = _now()
+        run = run or {}
+        self.insert(
+            [
+                (
+                    vendor,
+                    f"invalid:row {n}:{shown}"[:512],
+                    None,
+                    None,
+                    None,
+                    None,
+                    Status.INVALID.value,
+                    None,
+                    "invalid",
+                    reason[:MESSAGE_CHARS],
+                    run.get("dag_id"),
+                    run.get("run_id"),
+                    run.get("task_id"),
+                    run.get("map_index"),
+                    run.get("try_number"),
+                    now,
+                )
+                for n, shown, reason in rows
+            ]
+        )
+
     @staticmethod
     def rows(vendor: str, outcomes: Sequence[Outcome], run: dict[str, Any] | None = None) -> list[Row]:
         """The ledger rows of ``outcomes`` (JSON-able but for ``recorded_at``)."""

@@ -29,6 +29,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_loyalty.outcomes import MAX_BIGINT, MAX_TEXT_ID_CHARS, EarnItem, PointItem
 
+#: Invalid rows kept for the summary and the ledger with ``on_invalid="skip"`` (all are counted).
+MAX_KEPT = 10_000
 #: How many offending values an input error names.
 MAX_REPORTED = 5
 #: How many characters of an offending value a message shows.
@@ -59,13 +61,20 @@ class InputErrors:
 
     Rows are numbered from 1, as a person counts them (and as the message says).
 
+    With ``skip`` (``on_invalid="skip"``) nothing is raised: the valid rows go through, and the
+    first :data:`MAX_KEPT` invalid rows are kept (``rows``) for the summary and the ledger.
+
     :param what: name of the input in messages, e.g. ``unique_ids``.
     :param owner: operator class name prefixed to the message.
+    :param skip: collect invalid rows instead of raising.
     """
 
-    def __init__(self, what: str, owner: str) -> None:
+    def __init__(self, what: str, owner: str, *, skip: bool = False) -> None:
         self.what = what
         self.owner = owner
+        self.skip = skip
+        #: ``(row number from 1, shown value, reason)`` of the first :data:`MAX_KEPT` invalid rows, with ``skip``
+        self.rows: list[tuple[int, str, str]] = []
         #: the input was one value, not a list: messages say "the value", not "row 1"
         self.single = False
         self.count = 0
@@ -76,10 +85,23 @@ class InputErrors:
         self.count += 1
         if len(self.examples) < MAX_REPORTED:
             self.examples.append((position, _show(value), reason))
+        if self.skip and len(self.rows) < MAX_KEPT:
+            shown = self.examples[-1][1] if self.count <= MAX_REPORTED else _show(value)
+            self.rows.append((position + 1, shown, reason))
+
+    def report(self) -> str:
+        """``3 invalid unique_ids value(s) (rows numbered from 1): row 2: 'x' (not an integer); …``."""
+        more = f"; and {self.count - len(self.examples)} more" if self.count > len(self.examples) else ""
+        numbered = "" if self.single else " (rows numbered from 1)"
+        named = "; ".join(
+            f"{'the value' if self.single else f'row {position + 1}'}: {shown} ({reason})"
+            for position, shown, reason in self.examples
+        )
+        return f"{self.count} invalid {self.what} value(s){numbered}: {named}{more}"
 
     def raise_if_any(self) -> None:
-        """Raise :class:`AirflowFailException` naming the first offenders, if any were added."""
-        if self.count:
+        """Raise :class:`AirflowFailException` naming the first offenders, if any were added (not with ``skip``)."""
+        if self.count and not self.skip:
             more = f"; and {self.count - len(self.examples)} more" if self.count > len(self.examples) else ""
             numbered = "" if self.single else " (rows numbered from 1)"
             named = "; ".join(
@@ -630,7 +652,9 @@ def _is_row(value: Any) -> bool:
     )
 
 
-def parse_unique_ids(value: Any, owner: str = "CancelPointsOperator") -> tuple[list[PointItem], int, int]:
+def parse_unique_ids(
+    value: Any, owner: str = "CancelPointsOperator", *, invalid: InputErrors | None = None
+) -> tuple[list[PointItem], int, int]:
     """Validate an XCom of unique_ids; return ``(items in first-seen order, rows, duplicates)``.
 
     Accepts a list of ints or digit strings, of 1-column rows (``[(123,), (456,)]``), of dicts with
@@ -638,9 +662,11 @@ def parse_unique_ids(value: Any, owner: str = "CancelPointsOperator") -> tuple[l
     int, digit string, integral Decimal, or the JSON/repr string of one) or a single dict with
     ``unique_id`` is that one row.
 
+    :param invalid: with ``on_invalid="skip"``, the collector of invalid rows (nothing is raised for
+        them; ``duplicates`` then leaves them out).
     :raises AirflowFailException: naming the first offending rows, before anything is sent.
     """
-    errors = InputErrors("unique_ids", owner)
+    errors = invalid if invalid is not None else InputErrors("unique_ids", owner)
     ids: dict[int, None] = {}
 
     def check(position: int, row: Any) -> None:
@@ -675,10 +701,12 @@ def parse_unique_ids(value: Any, owner: str = "CancelPointsOperator") -> tuple[l
         check(0, rows.value)
         rows = 1
     errors.raise_if_any()
-    return [PointItem(uid) for uid in ids], rows, rows - len(ids)
+    return [PointItem(uid) for uid in ids], rows, rows - len(ids) - errors.count
 
 
-def parse_earns(value: Any, owner: str = "RevokeEarnOperator") -> tuple[list[EarnItem], int, int]:
+def parse_earns(
+    value: Any, owner: str = "RevokeEarnOperator", *, invalid: InputErrors | None = None
+) -> tuple[list[EarnItem], int, int]:
     """Validate an XCom of earns; return ``(items in first-seen order, rows, duplicates)``.
 
     Accepts a list of rows ``(customer_id, promotion_id, earn_id)`` or of dicts with
@@ -687,9 +715,11 @@ def parse_earns(value: Any, owner: str = "RevokeEarnOperator") -> tuple[list[Ear
     values, none of them a row) is refused: it cannot be told from a list of three bad rows, so the
     message asks for the list.
 
+    :param invalid: with ``on_invalid="skip"``, the collector of invalid rows (nothing is raised for
+        them; ``duplicates`` then leaves them out).
     :raises AirflowFailException: naming the first offending rows, before anything is sent.
     """
-    errors = InputErrors("earns", owner)
+    errors = invalid if invalid is not None else InputErrors("earns", owner)
     earns: dict[EarnItem, None] = {}
     promotions: dict[str, str] = {}  # one string per promotion: a million earns share a few
     saw_row = False
@@ -723,7 +753,7 @@ def parse_earns(value: Any, owner: str = "RevokeEarnOperator") -> tuple[list[Ear
             errors.add(position, row, "promotion_id contains '/'")
         elif earn is None:
             errors.add(position, row, f"earn_id {why_earn}")
-        elif errors.count == 0:  # stop building once the input is known to be bad
+        elif errors.count == 0 or errors.skip:  # stop building once the input is known to be bad
             earns[EarnItem(customer, promotions.setdefault(promotion, promotion), earn)] = None
 
     rows = read_rows(value, "earns", owner, check, dict)
@@ -743,4 +773,4 @@ def parse_earns(value: Any, owner: str = "RevokeEarnOperator") -> tuple[list[Ear
             "One row is passed as a list of one row: [(1, 'promo', 'earn')]"
         )
     errors.raise_if_any()
-    return list(earns), rows, rows - len(earns)
+    return list(earns), rows, rows - len(earns) - errors.count

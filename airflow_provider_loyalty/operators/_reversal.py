@@ -19,6 +19,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_loyalty.operators import _settings
+from airflow_provider_loyalty.operators._inputs import InputErrors
 from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
 from airflow_provider_loyalty.operators._summary import MAX_LISTED, Progress, RunSummary
 from airflow_provider_loyalty.outcomes import NO_ANSWER, AlreadyReversed, FailureKind, Item, Outcome, Settled, reconcile
@@ -67,6 +68,10 @@ class ReversalOperator(BaseOperator, Generic[P]):
     :param hook_params: extra keyword arguments of the vendor hook (``timeout``, ``retry_policy``...).
     :param retry_refused: resend items the ledger records as refused for good (by default they are
         reported as failed again without a request: the vendor would refuse them the same way).
+    :param on_invalid: (templated) ``"fail"`` (default): any invalid input row fails the task before
+        anything is sent; ``"skip"``: invalid rows are reported (count and first rows), recorded in
+        the ledger with status ``invalid``, counted as failed (``max_failed_ratio`` applies), and the
+        valid rows go through.
     """
 
     template_fields: Sequence[str] = (
@@ -74,6 +79,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         "max_failed_ratio",
         "max_requests_per_minute",
         "max_items",
+        "on_invalid",
         "ledger_conn_id",
     )
     vendor: str = ""
@@ -94,6 +100,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         already_reversed: Any = None,
         hook_params: dict[str, Any] | None = None,
         retry_refused: bool = False,
+        on_invalid: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -111,7 +118,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.max_requests_per_minute = max_requests_per_minute
         self.max_concurrency = max_concurrency
         self.max_items = max_items
+        self.on_invalid = on_invalid
         self._settings(lenient=True)
+        self._invalid: InputErrors | None = None
         self._maybe_applied: dict[str, Settled] = {}
         self._ledger_down: str | None = None
         self._run: dict[str, Any] = {}
@@ -124,6 +133,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
             "max_requests_per_minute": _settings.positive_or_none,
             "max_concurrency": _settings.count,
             "max_items": lambda v, n: _settings.count(v, n, minimum=0, optional=True),
+            "on_invalid": _settings.on_invalid,
         }
         for name, check in checks.items():
             value = getattr(self, name)
@@ -163,9 +173,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         raise NotImplementedError
 
     # ------------------------------------------------------------------- shared vendor calling
-    def call_vendor(
-        self, request: P, call: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> tuple[Any, list[Outcome]]:
+    def call_vendor(self, request: P, call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, list[Outcome]]:
         """Run one hook call for ``request``; return ``(result, [])``, or ``(None, failed items)``.
 
         Vendor errors of the request as a whole fail its items (transiently, or ``rejected``: never
@@ -252,9 +260,14 @@ class ReversalOperator(BaseOperator, Generic[P]):
             self._settings()
         except ValueError as exc:
             raise AirflowFailException(f"{type(self).__name__}: {exc}") from None
+        self._invalid = InputErrors(self.what, type(self).__name__, skip=True) if self.on_invalid == "skip" else None
         items, rows, duplicates = self.parse()
-        requested = rows - duplicates  # distinct items: a duplicate row is the same reversal
+        requested = rows - duplicates  # distinct items (and invalid rows): a duplicate row is the same reversal
         summary = RunSummary(requested=requested, duplicates=duplicates, dry_run=bool(self.dry_run))  # type: ignore[truthy-function]
+        invalid = self._invalid
+        if invalid is not None and invalid.count:
+            summary.add_invalid(invalid.rows, invalid.count)
+            self.log.warning("Skipping (on_invalid='skip'), counted as failed: %s", invalid.report())
         self._run_summary = summary  # counted in place; read by get_openlineage_facets_on_complete
         if duplicates:
             self.log.info("Removed %d duplicate %s; each is sent once", duplicates, self.what)
@@ -267,6 +280,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
         try:
             if ledger is not None:
                 self._replay_spool(ledger, run)
+                if invalid is not None and invalid.rows and not self.dry_run:  # type: ignore[truthy-function]
+                    ledger.record_invalid(self.vendor, invalid.rows, run)
                 items = self._drop_settled(ledger, items, summary, run["run_id"])
             if self.dry_run:  # type: ignore[truthy-function]
                 return self._dry_run(items, summary)

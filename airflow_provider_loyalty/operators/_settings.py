@@ -58,6 +58,14 @@ def positive_or_none(value: Any, name: str) -> float | None:
     return number
 
 
+def on_invalid(value: Any, name: str) -> str:
+    """``"fail"`` or ``"skip"``."""
+    text = str(value).strip().lower() if value is not None else "fail"
+    if text not in ("fail", "skip"):
+        raise ValueError(f"{name} must be 'fail' or 'skip', got {value!r}")
+    return text
+
+
 def count(value: Any, name: str, *, minimum: int = 1, optional: bool = False) -> int | None:
     """A whole number of at least ``minimum`` (``None`` allowed when ``optional``)."""
     number = as_number(value, name)

@@ -49,6 +49,7 @@ class RunSummary:
     failed_transient: int = 0
     failed_earlier: int = 0
     reconciled: int = 0
+    invalid: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     #: this run's failures: codes of all, the first few named
     codes: Counter[str] = field(default_factory=Counter)
@@ -76,6 +77,18 @@ class RunSummary:
         self.failed += bad
         return ok, bad
 
+    def add_invalid(self, rows: list[tuple[int, str, str]], count: int) -> None:
+        """Count ``count`` input rows skipped as invalid (``on_invalid="skip"``); the first are named."""
+        self.invalid += count
+        self.failed += count
+        self.codes["invalid"] += count
+        for n, shown, reason in rows:
+            failure = {"row": n, "value": shown, "code": "invalid", "message": reason}
+            if len(self.named) < MAX_NAMED:
+                self.named.append(failure)
+            if len(self.failures) < MAX_LISTED:
+                self.failures.append(failure)
+
     def add_refused(self, outcomes: Iterable[Outcome], *, earlier_run: bool) -> None:
         """Count refusals found in the ledger (not resent); ``earlier_run``: recorded by another DAG run."""
         for outcome in outcomes:
@@ -102,6 +115,7 @@ class RunSummary:
             "skipped": self.skipped,
             "dry_run": self.dry_run,
             "reconciled": self.reconciled,
+            "invalid": self.invalid,
             "duplicates_removed": self.duplicates,
             "requests": self.requests,
             "failed_transient": self.failed_transient,

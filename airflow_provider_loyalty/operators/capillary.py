@@ -104,7 +104,7 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
 
     def parse(self) -> tuple[list[EarnItem], int, int]:
         """Validate ``earns``."""
-        return parse_earns(self.earns, type(self).__name__)
+        return parse_earns(self.earns, type(self).__name__, invalid=self._invalid)
 
     def plan(self, items: list[EarnItem]) -> Iterator[RevokeRequest]:
         """Per customer, requests of at most 1000 earn ids."""

@@ -71,7 +71,7 @@ class CancelPointsOperator(ReversalOperator[PointsBatch]):
 
     def parse(self) -> tuple[list[PointItem], int, int]:
         """Validate ``unique_ids``."""
-        return parse_unique_ids(self.unique_ids, type(self).__name__)
+        return parse_unique_ids(self.unique_ids, type(self).__name__, invalid=self._invalid)
 
     def plan(self, items: list[PointItem]) -> Iterator[PointsBatch]:
         """Batches of ``batch_size`` ids."""

@@ -455,3 +455,54 @@ def test_an_answer_interrupted_while_recording_is_still_recorded() -> None:
             unsent=lambda r, exc: [],
         )
     assert 1 in recorded
+
+
+def test_on_invalid_skip_sends_the_valid_rows_and_records_the_invalid_ones(
+    requests_mock, xoxoday_conn, monkeypatch, tmp_path
+) -> None:
+    db = tmp_path / "l.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
+    requests_mock.post(API, json=echo_cancel())
+    op = CancelPointsOperator(
+        task_id="c", unique_ids=[1, "abc", 2, -5, 1], ledger_conn_id="ledger", on_invalid="skip", max_failed_ratio=0.5
+    )
+    s = op.execute(context())
+    assert sent_ids(requests_mock) == [[1, 2]]
+    assert (s["requested"], s["succeeded"], s["failed"], s["invalid"], s["duplicates_removed"]) == (4, 2, 2, 2, 1)
+    assert s["succeeded"] + s["failed"] + s["skipped"] == s["requested"]
+    assert [(f["row"], f["code"]) for f in s["failures"]] == [(2, "invalid"), (4, "invalid")]
+    invalid = sqlite3.connect(db).execute(
+        "SELECT item_key, code, message FROM loyalty_reversal_ledger WHERE status = 'invalid' ORDER BY item_key"
+    )
+    assert [(key, code) for key, code, _ in invalid] == [
+        ("invalid:row 2:'abc'", "invalid"),
+        ("invalid:row 4:-5", "invalid"),
+    ]
+
+
+def test_invalid_rows_count_as_failures_in_the_ratio(requests_mock, xoxoday_conn) -> None:
+    requests_mock.post(API, json=echo_cancel())
+    with pytest.raises(AirflowFailException, match=r"1 of 3 unique_ids failed this run.*row=2 value='x'"):
+        CancelPointsOperator(task_id="c", unique_ids=[1, "x", 2], on_invalid="skip").execute(context())
+    assert sent_ids(requests_mock) == [[1, 2]]  # the valid rows went through first
+
+
+def test_on_invalid_fail_is_the_default_and_sends_nothing(requests_mock, xoxoday_conn) -> None:
+    requests_mock.post(API, json=echo_cancel())
+    with pytest.raises(AirflowFailException, match=r"nothing was sent \(rows numbered from 1\): row 2: 'x'"):
+        CancelPointsOperator(task_id="c", unique_ids=[1, "x", 2]).execute(context())
+    assert requests_mock.call_count == 0
+    with pytest.raises(ValueError, match="on_invalid"):
+        CancelPointsOperator(task_id="c", unique_ids=[1], on_invalid="ignore")
+
+
+def test_on_invalid_skip_for_earns(requests_mock, capillary_conn) -> None:
+    requests_mock.post(REVOKE, json=echo_revoke())
+    s = RevokeEarnOperator(
+        task_id="r",
+        earns=[(1, P1, "a"), (0, P1, "b"), (2, "p/x", "c"), (2, P2, "d")],
+        on_invalid="skip",
+        max_failed_ratio=1.0,
+    ).execute(context())
+    assert (s["requested"], s["succeeded"], s["invalid"]) == (4, 2, 2)
+    assert [f["row"] for f in s["failures"]] == [2, 3]
