@@ -27,14 +27,10 @@ from airflow_provider_loyalty.sandbox.config import (
     XOXODAY_CLIENT_SECRET,
     SandboxConfig,
 )
-from airflow_provider_loyalty.sandbox.state import (
-    API_ENDPOINTS,
-    CAPILLARY,
-    ERROR_MESSAGES,
-    XOXODAY,
-    RateLimited,
-    SandboxState,
-)
+from airflow_provider_loyalty.sandbox.earns import ERROR_MESSAGES
+from airflow_provider_loyalty.sandbox.limits import RateLimited
+from airflow_provider_loyalty.sandbox.state import SandboxState
+from airflow_provider_loyalty.sandbox.vendors import API_ENDPOINTS, CAPILLARY, XOXODAY
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.sandbox.seed import Dataset
