@@ -87,11 +87,6 @@ class CancelPointsRequest(BaseModel):
     tag: Literal["storeAdmin"] = "storeAdmin"
     variables: XoxodayCancelVariables
 
-    @classmethod
-    def for_ids(cls, unique_ids: Iterable[int]) -> CancelPointsRequest:
-        """Build the request cancelling ``unique_ids``."""
-        return cls.model_validate(cancel_points_body(unique_ids))
-
 
 def cancel_points_body(unique_ids: Iterable[int]) -> dict[str, Any]:
     """Return the JSON body cancelling ``unique_ids`` (validate it with :class:`CancelPointsRequest`)."""
