@@ -321,44 +321,33 @@ def test_a_user_allowed_no_dag_sees_no_row_and_the_file_is_not_opened(
     assert client.get("/loyalty/reversals").status_code == 200
 
 
-WRITER = r"""
-import random, sys, time
-import duckdb
+TASK = r"""
+import json, os, sys
+from airflow_provider_loyalty import sandbox as sb
+from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
 
-path, table, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
-conflicts = 0
-for n in range(rows):
-    # As a reversal task records an answer: open the file, insert, commit, close; a lock conflict
-    # is retried a bounded number of times with backoff (then the task would fail).
-    for attempt in range(8):
-        try:
-            conn = duckdb.connect(path)
-            try:
-                conn.execute(
-                    f"INSERT INTO {table} (vendor, item_key, unique_id, status, message, dag_id, run_id, recorded_at) "
-                    "VALUES ('xoxoday', ?, ?, 'succeeded', 'written while polled', 'writer_dag', 'writer_run', now())",
-                    [f"w-{n}", 900000 + n],
-                )
-            finally:
-                conn.close()
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or attempt == 7:
-                raise
-            conflicts += 1
-            time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
-    time.sleep(0.01)
-print(f"done {rows} conflicts {conflicts}", flush=True)
+path, table, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+dataset = sb.generate_dataset(seed=3, points=n, earns=0, big_customer_earns=0, customers=1)
+with sb.Sandbox(sb.SandboxConfig(latency_ms=20), dataset) as vendor:
+    os.environ.update(sb.connection_env(vendor.url))
+    os.environ["AIRFLOW_CONN_POLLED_LEDGER"] = json.dumps({"conn_type": "duckdb", "host": path})
+    ids = [uid for uid, _ in dataset.point_reversals]
+    summary = CancelPointsOperator(
+        task_id="writer", unique_ids=ids, batch_size=4, max_concurrency=2, max_failed_ratio=1.0,
+        ledger_conn_id="polled_ledger", ledger_table=table,
+    ).execute({})
+    print("done", summary["requested"], summary["succeeded"] + summary["failed"], flush=True)
 """
 
 
-def test_polling_the_page_never_breaks_a_writer(duckdb_ledger, make_client, token) -> None:
-    """Two loops poll the API as fast as they can while a process writes the DuckDB ledger 40 times."""
+def test_polling_the_page_never_breaks_a_ledger_writing_task(duckdb_ledger, make_client, token) -> None:
+    """Two loops poll the API as fast as they can while a real CancelPointsOperator (its own process,
+    the sandbox over loopback) opens the same DuckDB ledger and records every intent and outcome."""
     import threading
 
     import duckdb
 
-    rows = 40
+    items = 60
     stop = threading.Event()
     answers: list[int] = []
 
@@ -371,9 +360,9 @@ def test_polling_the_page_never_breaks_a_writer(duckdb_ledger, make_client, toke
     for poller in pollers:
         poller.start()
     try:
-        time.sleep(0.3)  # the pollers are at it before the writer starts
-        writer = subprocess.run(
-            [sys.executable, "-c", WRITER, str(duckdb_ledger.path), duckdb_ledger.table, str(rows)],
+        time.sleep(0.3)  # the pollers are at it before the task opens the ledger
+        task = subprocess.run(
+            [sys.executable, "-c", TASK, str(duckdb_ledger.path), duckdb_ledger.table, str(items)],
             capture_output=True,
             text=True,
             timeout=240,
@@ -382,10 +371,13 @@ def test_polling_the_page_never_breaks_a_writer(duckdb_ledger, make_client, toke
         stop.set()
         for poller in pollers:
             poller.join(timeout=30)
-    assert writer.returncode == 0, writer.stderr[-3000:]
-    assert writer.stdout.startswith(f"done {rows}")
+    assert task.returncode == 0, task.stderr[-3000:]
+    assert f"done {items} {items}" in task.stdout
     with duckdb.connect(str(duckdb_ledger.path), read_only=True) as db:
-        written = db.execute(f"SELECT COUNT(*) FROM {duckdb_ledger.table} WHERE dag_id = 'writer_dag'").fetchone()
-    assert written == (rows,)
-    assert answers.count(200) >= 10, answers  # the page kept answering while the task wrote
+        written = db.execute(
+            f"SELECT status = 'sending', COUNT(DISTINCT item_key) FROM {duckdb_ledger.table} "
+            "WHERE task_id IS NULL AND vendor = 'xoxoday' GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert written == [(False, items), (True, items)]  # every outcome, and every intent, recorded
+    assert answers.count(200) >= 5, answers  # the page answered before and after the task held the file
     assert set(answers) <= {200, 503}, set(answers)
