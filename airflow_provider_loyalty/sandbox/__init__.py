@@ -7,6 +7,12 @@ In process::
 
 As a process: ``python -m airflow_provider_loyalty.sandbox --port 0 --ready-file url.txt``; tests and
 demos then steer it through the ``/_sandbox/...`` admin endpoints (stats, config, tokens, attempts).
+
+Layout: ``server`` (HTTP plumbing, the vendor request pipeline, ``Sandbox``) serves ``xoxoday_api``,
+``capillary_api`` and ``admin_api`` (sharing ``replies``); they act on ``state.SandboxState``, which
+composes ``points``, ``earns``, ``limits``, ``faults``, ``tokens`` and ``stats`` behind one lock.
+``config`` holds the settings and credentials, ``seed`` the generated dataset, ``launch`` the helpers to
+reach a sandbox running as a process.
 """
 
 from __future__ import annotations
