@@ -12,8 +12,8 @@ from airflow_provider_loyalty.ledger import (
     ReversalLedger,
     check_table_name,
     create_table_sql,
-    in_doubt_sql,
     earn_key_sql,
+    in_doubt_sql,
     not_done_predicate,
     points_key_sql,
 )
