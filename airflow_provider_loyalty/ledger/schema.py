@@ -150,6 +150,21 @@ def not_done_predicate(
     )
 
 
+def in_doubt_condition(alias: str, table: str = DEFAULT_TABLE) -> str:
+    """SQL condition: the row ``alias`` is an intent that is its item's latest row, and the item never succeeded.
+
+    One row per item in doubt (an older intent superseded by a newer one is left out). The
+    writer's docs and the Reversals page's queries both use it.
+    """
+    table = check_table_name(table)
+    return (
+        f"{alias}.status = 'sending' AND NOT EXISTS (SELECT 1 FROM {table} later "
+        f"WHERE later.vendor = {alias}.vendor AND later.item_key = {alias}.item_key AND ("
+        f"later.status = 'succeeded' OR (later.status <> 'sending' AND later.recorded_at >= {alias}.recorded_at) "
+        f"OR (later.status = 'sending' AND later.recorded_at > {alias}.recorded_at)))"
+    )
+
+
 def in_doubt_sql(table: str = DEFAULT_TABLE) -> str:
     """Return a query of the items *in doubt*: their latest row is an intent (``sending``).
 
@@ -161,7 +176,5 @@ def in_doubt_sql(table: str = DEFAULT_TABLE) -> str:
     table = check_table_name(table)
     return (
         f"SELECT l.vendor, l.item_key, l.dag_id, l.run_id, l.task_id, l.map_index, l.try_number, l.recorded_at "
-        f"FROM {table} l WHERE l.status = 'sending' AND NOT EXISTS ("
-        f"SELECT 1 FROM {table} o WHERE o.vendor = l.vendor AND o.item_key = l.item_key "
-        f"AND (o.status = 'succeeded' OR (o.status <> 'sending' AND o.recorded_at >= l.recorded_at)))"
+        f"FROM {table} l WHERE {in_doubt_condition('l', table)}"
     )

@@ -15,7 +15,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import quote
 
-from airflow_provider_loyalty.ledger import COLUMNS, check_table_name
+from airflow_provider_loyalty.ledger import COLUMNS, check_table_name, in_doubt_condition
 from airflow_provider_loyalty.ui.auth import DagScope
 from airflow_provider_loyalty.ui.connections import Session, is_lock_error, read_only_session
 from airflow_provider_loyalty.ui.models import (
@@ -130,16 +130,6 @@ class _Where:
 
     def sql(self, keyword: str = " WHERE ") -> str:
         return keyword + " AND ".join(self.conditions) if self.conditions else ""
-
-
-def _in_doubt_condition(alias: str, table: str) -> str:
-    """``alias`` (a ``sending`` row) is its item's latest row and the item never succeeded."""
-    return (
-        f"{alias}.status = 'sending' AND NOT EXISTS (SELECT 1 FROM {table} later "
-        f"WHERE later.vendor = {alias}.vendor AND later.item_key = {alias}.item_key AND ("
-        f"later.status = 'succeeded' OR (later.status <> 'sending' AND later.recorded_at >= {alias}.recorded_at) "
-        f"OR (later.status = 'sending' AND later.recorded_at > {alias}.recorded_at)))"
-    )
 
 
 class LedgerReader:
@@ -326,7 +316,7 @@ class LedgerReader:
             f"MAX(recorded_at) FROM {t}{outcomes} GROUP BY dag_id, run_id, vendor, status, failure_kind, {reconciled}",
             where.params,
         )
-        doubt = _Where(session.placeholder).add(_in_doubt_condition("l", t))
+        doubt = _Where(session.placeholder).add(in_doubt_condition("l", t))
         if vendor:
             doubt.add("l.vendor = {p}", vendor)
         doubt.dags(self.scope, "l.dag_id")
@@ -498,7 +488,7 @@ class LedgerReader:
         if vendor:
             where.add("l.vendor = {p}", vendor)
         if status == "in_doubt":
-            where.add(_in_doubt_condition("l", self.table))
+            where.add(in_doubt_condition("l", self.table))
         elif status:
             where.add("l.status = {p}", status)
         if code:
