@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
 from airflow_provider_loyalty.ledger import (
     earn_key_sql,
@@ -35,6 +35,8 @@ WAREHOUSE = "loyalty_warehouse"
 # workers can write at once: PostgreSQL, Snowflake...).
 LEDGER = WAREHOUSE
 LEDGER_TABLE = "loyalty_reversal_ledger"
+#: The same ledger asset as the daily DAG's: updated by each successful mapped reversal task.
+LEDGER_ASSET = Asset(f"loyalty://{LEDGER}/{LEDGER_TABLE}")
 
 POINTS_SHARD_SQL = (
     "SELECT r.unique_id FROM loyalty_points_reversals r "
@@ -91,6 +93,7 @@ def loyalty_reversals_fanout() -> None:
         pool="loyalty_xoxoday",
         ledger_conn_id=LEDGER,
         ledger_table=LEDGER_TABLE,
+        outlets=[LEDGER_ASSET],
         dry_run="{{ params.dry_run }}",
         max_failed_ratio="{{ params.max_failed_ratio }}",
         max_requests_per_minute="{{ params.xoxoday_requests_per_minute / params.xoxoday_pool_slots }}",
@@ -100,6 +103,7 @@ def loyalty_reversals_fanout() -> None:
         pool="loyalty_capillary",
         ledger_conn_id=LEDGER,
         ledger_table=LEDGER_TABLE,
+        outlets=[LEDGER_ASSET],
         dry_run="{{ params.dry_run }}",
         max_failed_ratio="{{ params.max_failed_ratio }}",
         max_requests_per_minute="{{ params.capillary_requests_per_minute / params.capillary_pool_slots }}",
