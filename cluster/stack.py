@@ -3,10 +3,11 @@
 Every process the test starts is a child of the orchestrator (never a daemon), started with
 ``start_new_session=True`` so that a terminal's Ctrl-C reaches only the orchestrator, which then
 tears everything down in order. Teardown signals a process's group, waits, and then SIGKILLs every
-process of the tree it had before the signal (checked by start time, so a recycled PID is never
-hit). The orchestrator also makes itself a *child subreaper*: processes that leave their group
-(Airflow puts each task in its own group) and are orphaned end up as its children, and a last sweep
-kills whatever is left of its descendants.
+process of the tree it had before the signal. Process trees, states and signals go through
+``psutil``, which checks a process's identity (its start time) before signalling it, so a recycled
+PID is never hit. The orchestrator also makes itself a *child subreaper*: processes that leave their
+group (Airflow puts each task in its own group) and are orphaned end up as its children, and a last
+sweep kills whatever is left of its descendants.
 """
 
 # Teardown reports what it had to force; processes are started from fixed command lines of the test.
@@ -24,6 +25,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -45,67 +48,53 @@ def free_port() -> int:
 
 
 # ------------------------------------------------------------------------------------ process tree
-def _stat(pid: int) -> tuple[int, str, int] | None:
-    """Return ``(ppid, state, start_time)`` of a process from /proc, ``None`` if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[1]), fields[0], int(fields[19])
-
-
-def _all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
 def descendants(pid: int) -> list[int]:
     """Return the PIDs of every live descendant of ``pid`` (children first)."""
-    children: dict[int, list[int]] = {}
-    for other in _all_pids():
-        info = _stat(other)
-        if info is not None:
-            children.setdefault(info[0], []).append(other)
-    found: list[int] = []
-    todo = list(children.get(pid, []))
-    while todo:
-        child = todo.pop(0)
-        found.append(child)
-        todo.extend(children.get(child, []))
-    return found
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def alive(process: psutil.Process) -> bool:
+    """Whether ``process`` is still running (a zombie is not) and its PID was not reused since."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """PIDs of a process tree with their start times (to tell a PID's reuse from the process)."""
+    """The processes of a tree at one moment (``psutil`` tells a PID's reuse from the process)."""
 
-    pids: tuple[tuple[int, int], ...]
+    processes: tuple[psutil.Process, ...]
 
     @classmethod
     def of(cls, pid: int) -> _Snapshot:
-        entries = []
-        for member in [pid, *descendants(pid)]:
-            info = _stat(member)
-            if info is not None:
-                entries.append((member, info[2]))
-        return cls(tuple(entries))
+        try:
+            root = psutil.Process(pid)
+            return cls((root, *root.children(recursive=True)))
+        except psutil.NoSuchProcess:
+            return cls(())
+
+    @classmethod
+    def descendants_of_self(cls) -> _Snapshot:
+        return cls(tuple(psutil.Process().children(recursive=True)))
 
     def alive(self) -> list[int]:
-        """Members still running (zombies excluded) and still the same process."""
-        out = []
-        for pid, started in self.pids:
-            info = _stat(pid)
-            if info is not None and info[2] == started and info[1] != "Z":
-                out.append(pid)
-        return out
+        """PIDs of the members still running (zombies excluded) and still the same process."""
+        return [process.pid for process in self.processes if alive(process)]
 
     def kill(self, sig: int = signal.SIGKILL) -> list[int]:
         """Send ``sig`` to every member still alive; return their PIDs."""
-        hit = self.alive()
-        for pid in hit:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
+        hit = []
+        for process in self.processes:
+            if not alive(process):
+                continue
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                process.send_signal(sig)  # refuses a reused PID
+                hit.append(process.pid)
         return hit
 
 
@@ -225,8 +214,7 @@ class Stack:
                 self.stop(group, grace=grace)
             except Exception as exc:  # keep tearing down the others
                 print(f"[cluster] could not stop {[s.name for s in group]}: {exc}", flush=True)
-        leftovers = _Snapshot(tuple((pid, info[2]) for pid in descendants(os.getpid()) if (info := _stat(pid))))
-        killed = leftovers.kill(signal.SIGKILL)
+        killed = _Snapshot.descendants_of_self().kill(signal.SIGKILL)
         if killed:
             print(f"[cluster] killed {len(killed)} leftover process(es): {killed}", flush=True)
         _reap_orphans()
