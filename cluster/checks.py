@@ -1,13 +1,25 @@
-"""What the cluster test asserts, as pure functions over facts collected from the sandbox and the ledger.
+"""Every verdict of the cluster test, as pure functions over the facts a run left behind.
 
-Kept free of I/O so that ``tests/cluster`` can check the checks themselves.
+No I/O here: the facts (``cluster.facts``), the data (``cluster.dataset``) and the kill
+(``cluster.chaos``) are collected elsewhere, so that ``tests/cluster`` can check the checks
+themselves. The primitives come first (intervals, windows, reconciliation), then the checks of any
+run, of run 1 (clean) and of run 2 (a worker killed).
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cluster.config import POOLS, VENDOR_TASKS, WORKERS
+
+if TYPE_CHECKING:
+    from cluster.config import Settings
+    from cluster.dataset import RunData
+    from cluster.facts import Kill, LedgerRow, RunFacts, TaskTry, TokenFacts
 
 
 @dataclass(frozen=True)
@@ -159,3 +171,245 @@ def exactly_once_checks(vendor: str, rec: Reconciliation, expected_applied: int)
             f"{len(rec.ledger_success_twice)} recorded as succeeded twice",
         ),
     ]
+
+
+# ===================================================================================== run checks
+def items_of(facts: RunFacts, run: RunData) -> dict[str, list[Item]]:
+    """Per vendor, one :class:`Item` per extracted row with the vendor's and the ledger's view."""
+    rows: dict[tuple[str, str], list[LedgerRow]] = defaultdict(list)
+    for row in facts.ledger:
+        rows[(row.vendor, row.item_key)].append(row)
+
+    def item(vendor: str, key: str, applicable: bool, successes: int) -> Item:
+        found = rows.get((vendor, key), [])
+        return Item(
+            key=key,
+            applicable=applicable,
+            vendor_successes=successes,
+            ledger_rows=len(found),
+            ledger_successes=sum(1 for r in found if r.status == "succeeded"),
+            tasks=frozenset((r.task_id, r.map_index) for r in found),
+        )
+
+    points = [
+        item("xoxoday", str(uid), outcome == "cancel", int(facts.points_attempts[str(uid)]["cancelled"]))
+        for (uid, _), outcome in zip(run.points, run.point_outcomes, strict=True)
+    ]
+    earns = [
+        item("capillary", f"{c}/{p}/{e}", outcome == 0, int(facts.earns_attempts[e]["revoked"]))
+        for (c, p, e, _), outcome in zip(run.earns, run.earn_outcomes, strict=True)
+    ]
+    return {"xoxoday": points, "capillary": earns}
+
+
+def common_checks(facts: RunFacts, run: RunData, settings: Settings) -> tuple[list[Check], dict[str, Any]]:
+    """Checks of any run: run state, exactly once, ledger, pools, rate; plus numbers for the report."""
+    current = [t for t in facts.tries if is_current(t, facts.tries)]
+    unsuccessful = sorted(f"{t.task_id}[{t.map_index}]={t.state}" for t in current if t.state != "success")
+    checks = [
+        # The run's state alone proves little: its leaf `totals` runs with trigger_rule all_done.
+        Check(
+            f"{facts.run_id}: the DAG run and every task instance succeeded",
+            facts.state == "success" and not unsuccessful,
+            f"run {facts.state}; {len(current) - len(unsuccessful)} of {len(current)} task instances succeeded"
+            + (f"; not: {', '.join(unsuccessful)}" if unsuccessful else ""),
+        )
+    ]
+    numbers: dict[str, Any] = {}
+    items = items_of(facts, run)
+    expected = {
+        "xoxoday": sum(1 for o in run.point_outcomes if o == "cancel"),
+        "capillary": sum(1 for o in run.earn_outcomes if o == 0),
+    }
+    for vendor, vendor_items in items.items():
+        rec = reconcile(vendor_items)
+        checks += [
+            Check(f"{facts.run_id}: {c.name}", c.ok, c.detail)
+            for c in exactly_once_checks(vendor, rec, expected[vendor])
+        ]
+        numbers[vendor] = rec
+    # Pools: never more tries running than the pool's slots (killed tries count until failed).
+    now = facts.collected_at
+    for vendor, task_id in VENDOR_TASKS.items():
+        spans = [(t.start, t.end or now) for t in facts.tries if t.task_id == task_id and t.start is not None]
+        peak = max_overlap(spans)
+        slots = settings.capillary_slots if vendor == "capillary" else settings.xoxoday_slots
+        checks.append(
+            Check(
+                f"{facts.run_id}: pool {POOLS[vendor]} bounded parallel {task_id} tries",
+                peak <= slots and len(spans) >= settings.shards,
+                f"at most {peak} of {len(spans)} tries running at once, pool size {slots}",
+            )
+        )
+    # Rate: nothing sent inside a vendor's 429 window; rate-limited answers none, or explained by a
+    # pool-slot handoff (a known pacing gap, see cluster/README.md); busiest window under the limit.
+    window = float(facts.stats["window_seconds"])
+    for vendor, endpoint in (("xoxoday", "cancel_points"), ("capillary", "revoke_earn")):
+        s = facts.stats[vendor]
+        limited = [r["wall"] for r in facts.requests if r["vendor"] == vendor and r["rate_limited"]]
+        starts = [t.start.timestamp() for t in facts.tries if t.task_id == VENDOR_TASKS[vendor] and t.start]
+        unexplained = handoff_bursts(limited, starts, window)
+        busiest = max_in_window(
+            [r["wall"] for r in facts.requests if r["vendor"] == vendor and r["endpoint"] == endpoint], window
+        )
+        checks.append(
+            Check(
+                f"{facts.run_id}: {vendor} combined request rate never entered a 429 window",
+                s["requests_in_penalty"] == 0 and not unexplained and (busiest <= s["rate_limit"] or bool(limited)),
+                f"{s['api_requests']} requests, busiest {window:.0f} s window {busiest} (limit {s['rate_limit']}), "
+                f"{s['requests_in_penalty']} requests in a penalty window, {len(limited)} rate-limited answers"
+                + (
+                    f" ({len(limited) - len(unexplained)} at a pool-slot handoff: a new task's first request is "
+                    f"not paced against the previous task's last one; {len(unexplained)} unexplained)"
+                    if limited
+                    else ""
+                ),
+            )
+        )
+        if limited and not unexplained:
+            numbers.setdefault("handoff_bursts", []).append(f"{facts.run_id} {vendor}")
+    return checks, numbers
+
+
+def run1_checks(facts: RunFacts, run: RunData, settings: Settings) -> tuple[list[Check], dict[str, Any]]:
+    """Run 1: the common checks, mapped tasks on both workers, nothing sent twice."""
+    checks, numbers = common_checks(facts, run, settings)
+    hosts = Counter(t.hostname for t in facts.tries if t.task_id in VENDOR_TASKS.values())
+    checks.append(
+        Check(
+            f"{facts.run_id}: mapped vendor tasks ran on both workers",
+            set(WORKERS) <= set(hosts),
+            ", ".join(f"{host}: {n}" for host, n in sorted(hosts.items(), key=lambda kv: str(kv[0]))),
+        )
+    )
+    dupes = {v: facts.stats[v]["duplicate_attempts"] for v in ("xoxoday", "capillary")}
+    transient = sum(1 for row in facts.ledger if row.failure_kind == "transient")
+    checks.append(
+        Check(
+            f"{facts.run_id}: no item sent twice, no transient failure",
+            not any(dupes.values()) and transient == 0,
+            f"items sent more than once: {dupes}; transient failures in the ledger: {transient}",
+        )
+    )
+    return checks, numbers
+
+
+def run2_checks(
+    facts: RunFacts,
+    run: RunData,
+    first_attempts: dict[str, dict[str, dict[str, Any]]],
+    kill: Kill | None,
+    settings: Settings,
+) -> tuple[list[Check], dict[str, Any]]:
+    """Run 2: the common checks, the kill happened, killed tasks retried on the survivor, in-doubt items."""
+    checks, numbers = common_checks(facts, run, settings)
+    if kill is None:
+        checks.append(Check(f"{facts.run_id}: a worker was SIGKILLed mid-run", False, "no moment found to kill"))
+        return checks, numbers
+    checks.append(
+        Check(
+            f"{facts.run_id}: a worker was SIGKILLed mid-run",
+            True,
+            f"{kill.victim} at {kill.at:%H:%M:%S} ({len(kill.pids)} processes) while running "
+            + ", ".join(f"{t.task_id}[{t.map_index}]" for t in kill.tries),
+        )
+    )
+    final = {(t.task_id, t.map_index): t for t in facts.tries if is_current(t, facts.tries)}
+    retried = []
+    for t in kill.tries:
+        now = final.get((t.task_id, t.map_index))
+        retried.append(
+            (
+                f"{t.task_id}[{t.map_index}]",
+                now is not None
+                and now.state == "success"
+                and now.hostname == kill.survivor
+                and now.try_number > t.try_number,
+                f"try {t.try_number} on {t.hostname} -> try {now.try_number if now else '?'} "
+                f"{now.state if now else '?'} on {now.hostname if now else '?'}",
+            )
+        )
+    checks.append(
+        Check(
+            f"{facts.run_id}: the killed worker's tasks were retried on {kill.survivor} and succeeded",
+            all(ok for _, ok, _ in retried),
+            "; ".join(f"{name}: {detail}" for name, _, detail in retried),
+        )
+    )
+    hosts_after = {t.hostname for t in facts.tries if t.start is not None and t.start > kill.at}
+    checks.append(
+        Check(
+            f"{facts.run_id}: nothing ran on {kill.victim} after the kill",
+            kill.victim not in hosts_after,
+            f"hosts of tries started after the kill: {sorted(h or '?' for h in hosts_after)}",
+        )
+    )
+    # The killed try's answers died with it; its items were marked as being sent (intent rows), so the
+    # retry resent them and recorded the vendor's "already cancelled"/731 as reconciled successes.
+    # An item the vendor applied that the ledger records only as failed would be a lie: there must be none.
+    in_doubt = [item for vendor in ("xoxoday", "capillary") for item in numbers[vendor].in_doubt]
+    reconciled = sum(1 for row in facts.ledger if row.status == "succeeded" and row.code == "already_reversed")
+    numbers["in_doubt"] = len(in_doubt)
+    numbers["reconciled"] = reconciled
+    checks.append(
+        Check(
+            f"{facts.run_id}: every item the vendor applied is recorded as done (answers lost with the killed "
+            "worker are reconciled, none recorded as failed)",
+            not in_doubt,
+            f"{reconciled} reconciled as already reversed; {len(in_doubt)} applied but recorded as failed"
+            + (f": {[i.key for i in in_doubt[:5]]}" if in_doubt else ""),
+        )
+    )
+    checks.append(resend_check(facts, run, kill, settings.shards))
+    # Yesterday's items, still in the warehouse, were not sent again (the extraction's anti-join).
+    resent = sum(int(a["attempts"]) for attempts in first_attempts.values() for a in attempts.values())
+    checks.append(
+        Check(
+            f"{facts.run_id}: no item of run 1 (still in the warehouse) was sent again",
+            resent == 0,
+            f"{resent} attempts on {sum(len(a) for a in first_attempts.values())} items of run 1 during run 2",
+        )
+    )
+    return checks, numbers
+
+
+def token_checks(run_id: str, tokens: TokenFacts) -> list[Check]:
+    """Run 1: the rotating Xoxoday pair was refreshed, never refused, and the newest pair is stored."""
+    refreshes = len(tokens.refresh_statuses)
+    refused = sum(1 for status in tokens.refresh_statuses if status != 200)
+    current = tokens.stored_refresh_token == tokens.current_refresh_token
+    return [
+        Check(
+            f"{run_id}: xoxoday's rotating token pair was shared by the workers (Airflow Variable)",
+            refreshes >= 2 and not refused and current,
+            f"access tokens expired {tokens.expired} times; {refreshes} refreshes, {refused} refused; "
+            f"refreshes per worker (task logs): {dict(sorted(tokens.refreshes_by_host.items()))}; the stored pair "
+            f"{'is' if current else 'is NOT'} the vendor's current one",
+        )
+    ]
+
+
+def resend_check(facts: RunFacts, run: RunData, kill: Kill, shards: int) -> Check:
+    """Run 2: items sent more than once are those of the killed tasks, at most twice each."""
+    killed = {(t.task_id, t.map_index) for t in kill.tries}
+    resent: list[tuple[str, str, int, int]] = []  # (vendor, key, attempts, shard)
+    for uid, _ in run.points:
+        attempts = int(facts.points_attempts[str(uid)]["attempts"])
+        if attempts > 1:
+            resent.append(("xoxoday", str(uid), attempts, uid % shards))
+    for c, p, e, _ in run.earns:
+        attempts = int(facts.earns_attempts[e]["attempts"])
+        if attempts > 1:
+            resent.append(("capillary", f"{c}/{p}/{e}", attempts, c % shards))
+    stray = [r for r in resent if (VENDOR_TASKS[r[0]], r[3]) not in killed or r[2] > 2]
+    return Check(
+        f"{facts.run_id}: only the killed tasks' lost requests were sent again, once",
+        not stray,
+        f"{len(resent)} item(s) sent twice (the killed try's requests whose answer was lost)"
+        + (f"; unexplained: {[r[1] for r in stray[:5]]}" if stray else ""),
+    )
+
+
+def is_current(t: TaskTry, tries: list[TaskTry]) -> bool:
+    """Whether ``t`` is the latest try of its task instance."""
+    return t.try_number == max(x.try_number for x in tries if (x.task_id, x.map_index) == (t.task_id, t.map_index))

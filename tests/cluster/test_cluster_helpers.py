@@ -5,32 +5,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 
 import psutil
 import pytest
 
-CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"loyalty_cluster_{name}", CLUSTER / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-checks = _load("checks")
-stack = _load("stack")
+from cluster import checks, stack
 
 T0 = datetime(2026, 1, 1)
 

@@ -1,0 +1,86 @@
+"""Names, sizes, limits and timeouts of the cluster test, and its progress line.
+
+One place for what every other module agrees on: the DAG and its tasks, the workers' names, the
+pools, the ledger table, and :class:`Settings` (what the command line can change).
+"""
+
+# Printing progress is this test's output.
+# ruff: noqa: T201
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CLUSTER = Path(__file__).resolve().parent
+ROOT = CLUSTER.parent
+
+DAG_ID = "loyalty_reversals_fanout"
+WORKERS = ("worker-a", "worker-b")
+LEDGER_TABLE = "loyalty_reversal_ledger"
+POOLS = {"xoxoday": "loyalty_xoxoday", "capillary": "loyalty_capillary"}
+VENDOR_TASKS = {"xoxoday": "cancel_points", "capillary": "revoke_earns"}
+RUN_IDS = ("cluster_run_1", "cluster_run_2")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes, limits and timeouts of the test (sized for a 2-core machine shared with other jobs)."""
+
+    seed: int = 7
+    points_per_run: int = 4000
+    earns_per_run: int = 3000
+    customers: int = 700
+    big_customer_earns: int = 400
+    #: refusals the vendors will answer (redeemed earns, unknown ids, POS promotions): ~4% of items,
+    #: within the DAG's default max_failed_ratio of 0.1 even for a retried task (see ``max_failed_ratio``).
+    redeemed_share: float = 0.02
+    invalid_share: float = 0.01
+    pos_share: float = 0.01
+    shards: int = 4
+    #: the vendors' limits, as the sandbox enforces them (per minute, over ``rate_window`` seconds).
+    capillary_rpm: int = 1200
+    xoxoday_rpm: int = 60
+    rate_window: float = 5.0
+    #: the DAG's rate params are this share of the vendor's limit (see the README: pacing jitter).
+    headroom: float = 0.9
+    capillary_slots: int = 2
+    xoxoday_slots: int = 1
+    worker_concurrency: int = 2
+    latency_ms: float = 150.0
+    #: ``None``: the DAG's default (0.1). The retry of a killed task judges only what it still sends,
+    #: and the items in doubt come back as refusals ("invalid earn id"): with the sandbox's default
+    #: 8% refusals a retry late in a shard can cross 0.1, hence the lower shares above.
+    max_failed_ratio: float | None = None
+    #: seconds without a heartbeat before the scheduler fails a task (Airflow's default is 300).
+    heartbeat_timeout: int = 30
+    #: kill when the victim's Capillary task has recorded this share of its shard (mid-run).
+    kill_window: tuple[float, float] = (0.1, 0.5)
+    #: per DAG run; a normal run takes 60-110 s.
+    run_timeout: float = 420.0
+    #: seconds a task may stay queued before the scheduler requeues it (Airflow's default is 600).
+    queued_timeout: int = 90
+
+    def dag_conf(self) -> dict[str, Any]:
+        """The run's params: rates = headroom x vendor limit, pool slots = the pools' sizes."""
+        conf: dict[str, Any] = {
+            "shards": self.shards,
+            "capillary_requests_per_minute": int(self.capillary_rpm * self.headroom),
+            "capillary_pool_slots": self.capillary_slots,
+            "xoxoday_requests_per_minute": int(self.xoxoday_rpm * self.headroom),
+            "xoxoday_pool_slots": self.xoxoday_slots,
+        }
+        if self.max_failed_ratio is not None:
+            conf["max_failed_ratio"] = self.max_failed_ratio
+        return conf
+
+
+def say(message: str) -> None:
+    """Print a progress line."""
+    print(f"[cluster {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Failed(Exception):
+    """The deployment or a run did not get as far as the assertions."""
