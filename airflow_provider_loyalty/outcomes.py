@@ -41,11 +41,12 @@ ALREADY_REVERSED = "already_reversed"
 NO_ANSWER = "no_answer"
 #: ``code`` of an item the vendor's answer did not clearly settle (not mentioned, contradictory).
 UNKNOWN = "unknown"
-#: Transient failures after which the vendor may have applied the item: a resend answered "already
-#: reversed" is reconciled. An error page (``http_503``) or a refused connection is not among them:
-#: the request did not go through, so "already reversed" (Capillary's 731 also means "invalid")
-#: would not be the echo of ours.
-MAYBE_APPLIED_CODES = (NO_ANSWER, UNKNOWN)
+#: Transient failures after which the vendor may have applied the item, so that a resend answered
+#: "already reversed" is reconciled: no answer, an unclear one, a gateway timeout (``http_504``, as
+#: the HTTP layer judges it). An error page (``http_503``) or a refused connection is not among
+#: them: the request did not go through, so "already reversed" (Capillary's 731 also means
+#: "invalid") would not be the echo of ours.
+MAYBE_APPLIED_CODES = (NO_ANSWER, UNKNOWN, "http_504")
 
 
 class Status(str, Enum):
@@ -206,11 +207,18 @@ class AlreadyReversed:
 
     @property
     def patterns(self) -> list[re.Pattern[str]]:
-        """The compiled message expressions."""
+        """The compiled message expressions (one that matches an empty message would match any refusal)."""
         try:
-            return [re.compile(m, re.IGNORECASE) for m in self.messages]
+            compiled = [re.compile(m, re.IGNORECASE) for m in self.messages]
         except re.error as exc:
             raise ValueError(f"already_reversed: bad message pattern ({exc})") from None
+        loose = [p.pattern for p in compiled if p.search("") or p.search("Earn already redeemed refused")]
+        if loose:
+            raise ValueError(
+                f"already_reversed: message pattern {loose[0]!r} matches any refusal (even an empty message or "
+                "'Earn already redeemed'); name what 'already reversed' says"
+            )
+        return compiled
 
     def matches(self, code: str | None, message: str | None) -> bool:
         """Whether a refusal with ``code`` and ``message`` says the item is already reversed."""

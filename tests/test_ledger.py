@@ -167,9 +167,17 @@ def test_table_names_are_identifiers(name) -> None:
         check_table_name(name)
 
 
-@pytest.mark.parametrize("name", ["select", "ORDER", "user", "public.table", "group.ledger"])
+@pytest.mark.parametrize(
+    "name", ["select", "ORDER", "user", "public.table", "group.ledger", "transaction", "commit", "pivot", "glob"]
+)
 def test_reserved_words_are_refused_as_table_names(name) -> None:
     with pytest.raises(ValueError, match="reserved"):
+        check_table_name(name)
+
+
+@pytest.mark.parametrize("name", ["temp.ledger", "TEMPORARY.ledger", "pg_temp.ledger", "pg_temp_3.ledger"])
+def test_temporary_schemas_are_refused(name) -> None:
+    with pytest.raises(ValueError, match="temporary schema"):
         check_table_name(name)
 
 

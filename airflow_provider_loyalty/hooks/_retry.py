@@ -27,11 +27,19 @@ class RetryDecision:
 RETRYABLE_TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
+#: The one error status after which the vendor may have applied the request.
+GATEWAY_TIMEOUT = 504
+
+
 def may_have_been_applied(error: BaseException | None, response: requests.Response | None) -> bool:
     """Whether a failed attempt may still have been processed by the vendor (so a resend is not clean).
 
     A connection that was never established or a connect timeout sent nothing; a read timeout, a
-    dropped connection or a 5xx may come after the vendor applied the request.
+    dropped connection or a gateway timeout (504: the gateway gave up waiting on the vendor) may
+    come after the vendor applied the request. Other error pages (500, 502, 503) are taken as
+    "not processed": treating them as maybe-applied would let an "already reversed" answer to the
+    resend — Capillary's 731 also means "invalid earn" — pass for a success nobody confirmed. The
+    ledger's cross-try rule (``outcomes.MAYBE_APPLIED_CODES``) is the same.
     """
     if error is not None:
         if isinstance(error, requests.ConnectTimeout):
@@ -40,7 +48,7 @@ def may_have_been_applied(error: BaseException | None, response: requests.Respon
         from urllib3.exceptions import NewConnectionError
 
         return not isinstance(reason, NewConnectionError)
-    return response is not None and response.status_code >= 500
+    return response is not None and response.status_code == GATEWAY_TIMEOUT
 
 
 #: Extracts a vendor-specific rate-limit wait from any answer (e.g. Xoxoday's ``penaltySeconds``).

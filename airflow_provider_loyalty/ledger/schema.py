@@ -54,15 +54,21 @@ RESERVED = frozenset(
     primary qualify references returning right row rows select session_user similar some symmetric
     table tablesample then to trailing true union unique update user using values variadic verbose
     when where window with
+    add asof attach begin commit describe detach escape glob lambda nothing pivot pragma rename
+    replace rollback savepoint set show summarize transaction unpivot vacuum
     """.split()
 )
+#: Schemas whose tables vanish with the connection (SQLite/DuckDB ``temp``, PostgreSQL ``pg_temp``):
+#: a ledger there forgets everything between tasks.
+TEMPORARY_SCHEMAS = ("temp", "temporary", "pg_temp")
 
 
 def check_table_name(table: str) -> str:
     """Return ``table`` if it is a plain, optionally schema-qualified identifier, else raise ``ValueError``.
 
     Refused: anything but letters, digits and ``_`` in each part, more than two parts, a leading or
-    trailing newline or space, and reserved words (``select``, ``order``, ``user``...).
+    trailing newline or space, reserved words (``select``, ``order``, ``user``, ``transaction``...)
+    and temporary schemas (``temp.``, ``pg_temp.``).
     """
     if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
         raise ValueError(
@@ -72,6 +78,8 @@ def check_table_name(table: str) -> str:
     reserved = [part for part in table.split(".") if part.lower() in RESERVED]
     if reserved:
         raise ValueError(f"ledger table {table!r}: {reserved[0]!r} is a reserved SQL word; choose another name")
+    if "." in table and table.split(".")[0].lower().startswith(TEMPORARY_SCHEMAS):
+        raise ValueError(f"ledger table {table!r} is in a temporary schema: it would vanish with the connection")
     return table
 
 

@@ -53,19 +53,32 @@ class LedgerSpool:
     def pending(self) -> list[Row]:
         """The rows kept by earlier tries (read once; raises when the Variable cannot be read)."""
         if self._rows is None:
-            text = get_variable(self.key)
-            self._rows = [_decode(row) for row in json.loads(text)] if text else []
+            self._rows = self._read()
         return list(self._rows)
 
+    def _read(self) -> list[Row]:
+        text = get_variable(self.key)
+        return [_decode(row) for row in json.loads(text)] if text else []
+
     def add(self, rows: list[Row]) -> None:
-        """Keep ``rows`` with those already kept (raises when the Variable cannot be written)."""
-        kept = self.pending() + list(rows)
+        """Keep ``rows`` with those already kept (raises when the Variable cannot be written).
+
+        Read afresh each time: another run of the same task (``max_active_runs`` > 1) may have added
+        rows since; the window between this read and the write stays a few milliseconds.
+        """
+        kept = self._read() + list(rows)
         set_variable(self.key, json.dumps([_encode(row) for row in kept]), self.description)
         self._rows = kept
 
     def clear(self) -> None:
-        """Forget the kept rows (they are in the ledger now)."""
-        if self._rows:
+        """Forget the rows this object replayed (they are in the ledger now); keep any added since."""
+        if not self._rows:
+            return
+        replayed = {json.dumps(_encode(row)) for row in self._rows}
+        left = [row for row in self._read() if json.dumps(_encode(row)) not in replayed]
+        if left:
+            set_variable(self.key, json.dumps([_encode(row) for row in left]), self.description)
+        else:
             delete_variable(self.key)
         self._rows = []
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,28 @@ def _time_order(row: Row) -> tuple[str, int]:
     # (recorded_at, status) of a look-up row; an intent and its outcome never share a timestamp,
     # but if a coarse clock made them equal, the outcome (written after) is the later one.
     return (str(row[6]), 0 if row[1] == Status.SENDING.value else 1)
+
+
+def _maybe_applied_by(rows: list[Row]) -> Row | None:
+    """The latest attempt (in time order ``rows``) that may have reached the vendor without an answer.
+
+    An intent with no outcome before the next intent (the worker died, the ledger went away), or an
+    outcome that left it open (``no_answer``, ``unknown``). Later attempts that did not go through
+    (a refused connection, an error page, ``not_sent``) do not close it: whatever the first attempt
+    did at the vendor still stands.
+    """
+    found: Row | None = None
+    intent: Row | None = None
+    for row in rows:
+        if row[1] == Status.SENDING.value:
+            if intent is not None:
+                found = intent  # sent, and never answered before the next attempt
+            intent = row
+            continue
+        if row[2] == FailureKind.TRANSIENT.value and row[3] in MAYBE_APPLIED_CODES:
+            found = row
+        intent = None
+    return intent if intent is not None else found
 
 
 class ReversalLedger:
@@ -243,14 +266,17 @@ class ReversalLedger:
                 if done is not None:
                     settled[key] = Settled(True, done[3], done[4], done[5])
                     continue
-                latest = max(key_rows, key=_time_order)
-                refused = next((r for r in key_rows if r[2] == FailureKind.PERMANENT.value), None)
-                if latest[1] == Status.SENDING.value or (
-                    latest[2] == FailureKind.TRANSIENT.value and latest[3] in MAYBE_APPLIED_CODES
+                refusals = [r for r in key_rows if r[2] == FailureKind.PERMANENT.value]
+                refused = max(refusals, key=_time_order) if refusals else None
+                doubt = _maybe_applied_by(sorted(key_rows, key=_time_order))
+                if (
+                    include_refused
+                    and refused is not None
+                    and (doubt is None or _time_order(refused) >= _time_order(doubt))
                 ):
-                    maybe_applied[key] = Settled(False, latest[3], latest[4], latest[5])
-                elif include_refused and refused is not None:
                     settled[key] = Settled(False, refused[3], refused[4], refused[5])
+                elif doubt is not None:
+                    maybe_applied[key] = Settled(False, doubt[3], doubt[4], doubt[5])
         return settled, maybe_applied
 
     def _select(self, conn: Any, vendor: str, chunk: list[str]) -> list[Row]:
@@ -368,6 +394,19 @@ class ReversalLedger:
         return self._retrying("count", query)
 
 
+_UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    """Return vendor text as every engine stores it.
+
+    No NUL or control characters (PostgreSQL refuses NUL), no lone surrogates (not encodable as
+    UTF-8): a message the ledger cannot store must not turn into "the ledger is down" for every
+    later run.
+    """
+    return _UNSTORABLE.sub("\N{REPLACEMENT CHARACTER}", str(text))
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -392,8 +431,8 @@ def _row(
         fields.get("earn_id"),
         status,
         kind,
-        (code or "")[:CODE_CHARS] or None,
-        (message or "")[:MESSAGE_CHARS],
+        _storable(code or "")[:CODE_CHARS] or None,
+        _storable(message or "")[:MESSAGE_CHARS],
         run.get("dag_id"),
         run.get("run_id"),
         run.get("task_id"),

@@ -180,7 +180,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         settled); errors no further request can escape — refused credentials, a bad URL, a rate
         limit that outlasted the retry budget — stop the run (:class:`RunAborted`).
         """
-        from airflow_provider_loyalty.hooks._http import VendorError, VendorRateLimitError
+        from airflow_provider_loyalty.hooks.errors import VendorError, VendorRateLimitError, VendorResponseError
 
         try:
             return call(*args, **kwargs), []
@@ -193,6 +193,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 raise RunAborted(exc, refused if exc.http_status else None) from exc
             if exc.transient and exc.http_status is None and exc.may_have_been_applied:
                 code = NO_ANSWER  # sent, never answered: the vendor may have applied it
+            if isinstance(exc, VendorResponseError) and exc.http_status is not None and exc.http_status < 300:
+                # A 2xx whose body we cannot read (cut off, not JSON): processed, outcome unknown.
+                return None, self.failed_request(request, NO_ANSWER, exc.message, FailureKind.TRANSIENT)
             kind = FailureKind.TRANSIENT if exc.transient else FailureKind.REJECTED
             return None, self.failed_request(request, code, exc.message, kind)
 

@@ -284,7 +284,9 @@ def test_window_longer_than_max_wait_is_not_opened(requests_mock) -> None:
 @pytest.mark.parametrize(
     ("first", "ambiguous"),
     [
-        pytest.param({"status_code": 502}, True, id="status_502_may_have_been_applied"),
+        pytest.param({"status_code": 504}, True, id="status_504_gateway_timeout_may_have_been_applied"),
+        pytest.param({"status_code": 502}, False, id="status_502_error_page_not_processed"),
+        pytest.param({"status_code": 503}, False, id="status_503_error_page_not_processed"),
         pytest.param({"exc": requests.ReadTimeout}, True, id="read_timeout_may_have_been_applied"),
         pytest.param({"exc": requests.ConnectTimeout}, False, id="connect_timeout_sent_nothing"),
         pytest.param({"status_code": 429, "headers": {"Retry-After": "1"}}, False, id="status_429_refused_unapplied"),

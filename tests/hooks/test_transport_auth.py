@@ -209,7 +209,7 @@ def test_a_send_that_may_have_applied_stays_ambiguous_across_a_token_refresh(req
     requests_mock.post(
         XO_API,
         [
-            {"status_code": 502},  # may have been applied with the old token
+            {"status_code": 504},  # may have been applied with the old token
             {"status_code": 401, "json": {"error": "Unauthorized"}},
             {"json": CANCELLED},
         ],

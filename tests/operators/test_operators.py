@@ -506,3 +506,137 @@ def test_on_invalid_skip_for_earns(requests_mock, capillary_conn) -> None:
     ).execute(context())
     assert (s["requested"], s["succeeded"], s["invalid"]) == (4, 2, 2)
     assert [f["row"] for f in s["failures"]] == [2, 3]
+
+
+# --------------------------------------------------------------- found by adversarial review
+def no_sleep(monkeypatch) -> None:
+    from airflow_provider_loyalty.hooks import _http
+
+    monkeypatch.setattr(_http.SYSTEM_CLOCK, "sleep", lambda s: None)
+
+
+def test_an_item_stays_in_doubt_after_a_later_try_that_did_not_go_through(
+    requests_mock, xoxoday_conn, monkeypatch, tmp_path
+) -> None:
+    """Try 1 is sent and never answered; try 2 cannot connect; try 3's 'already cancelled' is try 1's echo."""
+    no_sleep(monkeypatch)
+    db = tmp_path / "l.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
+    op = lambda: CancelPointsOperator(task_id="c", unique_ids=[1], ledger_conn_id="ledger")  # noqa: E731
+    requests_mock.post(API, exc=requests_exceptions().ReadTimeout)
+    with pytest.raises(AirflowException, match="no_answer"):
+        op().execute(context("r1", 1))
+    requests_mock.post(API, exc=requests_exceptions().ConnectTimeout)
+    with pytest.raises(AirflowException, match="unavailable"):
+        op().execute(context("r1", 2))
+    requests_mock.post(API, json=already_cancelled)
+    s = op().execute(context("r1", 3))
+    assert (s["succeeded"], s["reconciled"], s["failed"]) == (1, 1, 0)
+    assert ledger_rows(db)[-1] == ("1", "succeeded", None, "already_reversed")
+
+
+@pytest.mark.parametrize(
+    ("first", "reconciled"),
+    [
+        pytest.param({"status_code": 503, "text": "<html>503</html>"}, False, id="error_page_503_not_processed"),
+        pytest.param({"status_code": 504, "text": "<html>504</html>"}, True, id="gateway_timeout_504_maybe_applied"),
+    ],
+)
+def test_a_731_after_an_error_page_is_a_refusal_after_a_gateway_timeout_reconciled(
+    requests_mock, capillary_conn, monkeypatch, tmp_path, first, reconciled
+) -> None:
+    """Within one try: a 731 answering a resend is 'already revoked' only if the first attempt may have been applied."""
+    no_sleep(monkeypatch)
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
+    refused = {
+        "data": {"customerId": 5, "revokedDetails": []},
+        "errors": [{"code": 731, "message": "Invalid earn id", "promotionId": P1, "earnIds": ["E1"]}],
+    }
+    requests_mock.post(REVOKE, [first, {"json": refused}])
+    op = RevokeEarnOperator(task_id="r", earns=[(5, P1, "E1")], ledger_conn_id="ledger")
+    if reconciled:
+        assert op.execute(context())["reconciled"] == 1
+    else:
+        with pytest.raises(AirflowFailException, match="731 Invalid earn id"):
+            op.execute(context())
+
+
+def test_a_2xx_whose_body_is_cut_off_is_no_answer_and_reconciled_next_day(
+    requests_mock, xoxoday_conn, monkeypatch, tmp_path
+) -> None:
+    db = tmp_path / "l.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
+    requests_mock.post(
+        API,
+        text='{"data":{"cancelBalance":{"recipients":[{"unique_id":1,"succ',
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(AirflowException) as day1:
+        CancelPointsOperator(task_id="c", unique_ids=[1], ledger_conn_id="ledger").execute(context("day1"))
+    assert not isinstance(day1.value, AirflowFailException)  # processed, outcome unknown: retryable
+    requests_mock.post(API, json=already_cancelled)
+    s = CancelPointsOperator(task_id="c", unique_ids=[1], ledger_conn_id="ledger").execute(context("day2"))
+    assert s["reconciled"] == 1
+    assert [row[3] for row in ledger_rows(db)] == ["no_answer", "already_reversed"]
+
+
+def test_a_vendor_message_the_ledger_cannot_store_is_stored_sanitised(
+    requests_mock, xoxoday_conn, monkeypatch, tmp_path
+) -> None:
+    db = tmp_path / "l.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
+    recipients = [{"unique_id": 1, "success": True, "message": "ok \ud800 \x00 done"}]
+    requests_mock.post(API, json={"data": {"cancelBalance": {"error": False, "recipients": recipients}}})
+    s = CancelPointsOperator(task_id="c", unique_ids=[1], ledger_conn_id="ledger").execute(context())
+    assert s["succeeded"] == 1
+    message = sqlite3.connect(db).execute("SELECT message FROM loyalty_reversal_ledger WHERE status = 'succeeded'")
+    assert message.fetchone() == ("ok \ufffd \ufffd done",)
+
+
+@pytest.mark.parametrize("pattern", ["", ".*", "already"], ids=["empty", "anything", "matches_already_redeemed"])
+def test_an_already_reversed_pattern_that_matches_any_refusal_is_refused(xoxoday_conn, pattern) -> None:
+    with pytest.raises(ValueError, match="matches any refusal"):
+        CancelPointsOperator(task_id="c", unique_ids=[1], already_reversed={"messages": [pattern]})
+
+
+def test_two_runs_spooling_at_once_keep_both_answers(monkeypatch) -> None:
+    """Two runs of the same task (max_active_runs > 1) share a spool key: neither overwrites the other."""
+    from datetime import datetime
+
+    from airflow_provider_loyalty.ledger import spool
+
+    variables: dict[str, str] = {}
+    monkeypatch.setattr(spool, "get_variable", variables.get)
+    monkeypatch.setattr(spool, "set_variable", lambda k, v, d: variables.__setitem__(k, v))
+    monkeypatch.setattr(spool, "delete_variable", lambda k: variables.pop(k, None))
+    key = spool.spool_key("ledger", "loyalty_reversal_ledger", {"dag_id": "d", "task_id": "t", "map_index": -1})
+
+    def row(item: str) -> tuple:
+        return (
+            "xoxoday",
+            item,
+            int(item),
+            None,
+            None,
+            None,
+            "succeeded",
+            None,
+            None,
+            "",
+            "d",
+            "r",
+            "t",
+            -1,
+            1,
+            datetime(2026, 1, 1),
+        )
+
+    a, b = spool.LedgerSpool(key), spool.LedgerSpool(key)
+    assert a.pending() == b.pending() == []  # both tries start with nothing kept
+    b.add([row("2")])
+    a.add([row("1")])
+    replayer = spool.LedgerSpool(key)
+    assert sorted(r[1] for r in replayer.pending()) == ["1", "2"]
+    a.add([row("3")])  # kept while the replay was writing to the ledger
+    replayer.clear()
+    assert [r[1] for r in spool.LedgerSpool(key).pending()] == ["3"]
