@@ -13,6 +13,9 @@ value: nothing is ever iterated character by character or byte by byte. Values t
 store (ids above ``MAX_BIGINT``, text ids longer than ``MAX_TEXT_ID_CHARS`` or holding control
 characters) are refused before any call. Reading is linear in the input's size: numbers are
 bounded in length before they are converted, nesting is bounded, and messages show truncated values.
+A number written with a fraction or an exponent is read as the exact :class:`~decimal.Decimal` it
+spells, never as a binary float: ``9007199254740993.0`` is that id (not ``…992``), and
+``4710.9999999999999999`` is refused as not an integer (not rounded to ``4711``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ MAX_ID_DIGITS = len(str(MAX_BIGINT))
 MAX_NUMBER_CHARS = MAX_TEXT_ID_CHARS + 40
 #: Longest ``Decimal('…')`` argument read: PostgreSQL NUMERIC ids print in at most a few dozen.
 MAX_DECIMAL_CHARS = 100
+#: Exponents beyond this are clamped to it when a number literal is read (``Decimal`` refuses exponents
+#: past about 10**18). Clamping keeps the verdict on the value exact: a zero stays zero, a non-zero value
+#: with a larger exponent stays above every id, and one with a smaller exponent stays non-integral
+#: (its digits, bounded by the input's length, could never bring it back to an integer).
+_EXPONENT_CLAMP = 10**15
 #: Characters a text id may not hold. NUL cannot be stored in PostgreSQL text at all. The other C0/C1
 #: control characters and lone surrogates are never part of a vendor id: they come from a broken
 #: extraction (a stray ``\r`` of a CRLF file, binary garbage), cannot be encoded as UTF-8 (surrogates)
@@ -230,7 +238,8 @@ def parse_rendered(text: str, what: str, owner: str, on_row: Callable[[int, Any]
     The Python grammar read is the one reprs of rows use: lists, tuples, sets, dicts with string
     keys, ints, floats, quoted strings, ``None``/``True``/``False`` and ``Decimal('…')`` (how
     PostgreSQL NUMERIC values print). Anything else — names, calls, operators, bytes literals — is
-    refused. Empty (or blank) text is an empty list.
+    refused. Empty (or blank) text is an empty list. Floats, in JSON or repr, are read as exact
+    ``Decimal`` values (:func:`exact_number`): only a number that is exactly an integer becomes an id.
 
     :raises AirflowFailException: naming the offset and text where reading stopped.
     """
@@ -238,7 +247,7 @@ def parse_rendered(text: str, what: str, owner: str, on_row: Callable[[int, Any]
     if not stripped:
         return []
     try:
-        return json.loads(stripped)
+        return json.loads(stripped, parse_float=exact_number)  # 9007199254740993.0 is not ...992.0
     except (ValueError, RecursionError):  # not JSON, too deep, or an int over Python's digit limit
         pass
     try:
@@ -402,13 +411,30 @@ class _Frame:
 _MISSING = object()
 
 
+def exact_number(token: str) -> Decimal:
+    """The exact value of a number literal with a fraction or exponent (syntax already checked), as a ``Decimal``.
+
+    Never a binary float: ``float("9007199254740993.0")`` is ``…992.0`` and ``float("4710.9999999999999999")``
+    is ``4711.0``, so a float would turn a written value into a neighbouring id. Linear in the token's
+    length; an exponent ``Decimal`` cannot hold is clamped to :data:`_EXPONENT_CLAMP` (see there).
+    """
+    try:
+        return Decimal(token)
+    except ArithmeticError:  # decimal.InvalidOperation: the exponent is beyond Decimal's range
+        mantissa, _, exponent = token.lower().partition("e")
+        negative = exponent.startswith("-")
+        digits = exponent.lstrip("+-").lstrip("0") or "0"
+        magnitude = _EXPONENT_CLAMP if len(digits) > 16 else min(int(digits), _EXPONENT_CLAMP)
+        return Decimal(f"{mantissa}E{-magnitude if negative else magnitude}")
+
+
 def _scalar(match: re.Match[str], kind: str, offset: int) -> Any:
     """The value of one scalar token, bounded in cost before it is converted."""
     token = match.group()
     if kind == "int" or kind == "float":
         if len(token) > MAX_NUMBER_CHARS:
             raise _ReadError(offset, f"a number of {len(token)} characters (at most {MAX_NUMBER_CHARS} are read)")
-        return int(token) if kind == "int" else float(token)
+        return int(token) if kind == "int" else exact_number(token)
     if kind == "str":
         body = token[1:-1]
         return _unescape(body, offset + 1) if "\\" in body else body
@@ -418,7 +444,7 @@ def _scalar(match: re.Match[str], kind: str, offset: int) -> Any:
             raise _ReadError(
                 offset, f"a Decimal of {_show(argument)}, not a number of at most {MAX_DECIMAL_CHARS} characters"
             )
-        return Decimal(argument)
+        return exact_number(argument)  # Decimal('1e99999999999999999999') must not raise past the reader
     if kind == "name":
         word = token
         if word in _NAMES:
@@ -535,8 +561,9 @@ def positive_int(value: Any) -> tuple[int | None, str]:
     """Return ``(id, "")`` for a positive integer id the ledger can store, else ``(None, reason)``.
 
     Accepted: an int, a digit string (surrounding blanks and one ``+`` allowed), an integral finite
-    Decimal or float (a float only up to 2**53, where it is exact). Never more than 19 digits are
-    converted, so no value costs more than a constant to check.
+    Decimal, or an integral float below 2**53 (from 2**53 on, a float cannot tell an id from its
+    neighbour: ``float(2**53 + 1) == 2**53``). Never more than 19 digits are converted, so no value
+    costs more than a constant to check (a Decimal: at most linear in its digits).
     """
     if isinstance(value, bool):
         return None, "a boolean, not an id"
@@ -567,10 +594,10 @@ def positive_int(value: Any) -> tuple[int | None, str]:
     elif isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             return None, "not a finite number"
-        if abs(value) > 2**53:
-            return None, "not an exact integer (a float above 2**53)"
         if not value.is_integer():
             return None, "not an integer"
+        if abs(value) >= 2**53:
+            return None, "not an exact integer (a float at or above 2**53)"
         number = int(value)
     elif value is None:
         return None, "missing"
@@ -617,9 +644,23 @@ def text_id(value: Any) -> tuple[str | None, str]:
 
 
 def _same(first: Any, second: Any) -> bool:
-    """``first == second``, False where comparing raises (``Decimal('sNaN')``, a hostile ``__eq__``)."""
+    """The same raw value: the same type and an equal value, False where comparing raises (a hostile ``__eq__``).
+
+    Stricter than ``==``, which holds for ``True == 1``, ``1 == 1.0`` and ``Decimal('1.0') == Decimal('1')``:
+    two keys naming one field with such values are a conflict, whichever order they come in. Decimals
+    compare digit for digit (``as_tuple``: never raises, not even for ``sNaN``); floats by ``repr``
+    (``-0.0`` is not ``0.0``, a NaN is itself).
+    """
+    if first is second:
+        return True
+    if type(first) is not type(second):
+        return False
+    if isinstance(first, Decimal):
+        return first.as_tuple() == second.as_tuple()
+    if isinstance(first, float):
+        return repr(first) == repr(second)
     try:
-        return first is second or bool(first == second)
+        return bool(first == second)
     except Exception:
         return False
 
@@ -627,7 +668,8 @@ def _same(first: Any, second: Any) -> bool:
 def normalised_keys(row: Mapping[Any, Any]) -> tuple[dict[str, Any], str]:
     """Map a dict row's string keys to lower case without ``_`` (``unique_id``, ``uniqueId``, ``UNIQUE_ID`` all match).
 
-    :returns: ``(keys, "")``, or ``({}, reason)`` when two keys mean the same field with different values.
+    :returns: ``(keys, "")``, or ``({}, reason)`` when two keys mean the same field with different raw
+        values (:func:`_same`: ``True`` and ``1``, ``1`` and ``"1"`` differ).
     """
     keys: dict[str, Any] = {}
     for key, item in row.items():
