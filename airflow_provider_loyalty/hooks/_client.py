@@ -195,6 +195,11 @@ class VendorHTTPClient:
                 if decision.throttled and decision.retry:  # open only windows we are willing to wait out
                     status["throttled"] = True
                     deadline = self.pacer.penalize(decision.wait)
+                # What max_requests_per_minute="auto" learns from: a clean answer or a rate-limit one
+                # (transport failures and 5xx say nothing about the rate).
+                status["answered"] = response is not None and (decision.throttled or response.status_code < 500)
+                status["rate_limited"] = decision.throttled
+                status["wait"] = decision.wait if decision.throttled else 0.0
             if not decision.retry and error is None and not decision.throttled:
                 assert response is not None
                 return Answer(response, ambiguous)  # success, or a final answer for the caller to read

@@ -11,8 +11,12 @@ import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:
+    from airflow_provider_loyalty.hooks._auto_rate import AutoRate
 
 #: Slots are this much wider than ``60 / per_minute`` (see :class:`RateLimiter`).
 PACING_MARGIN = 1.02
@@ -71,6 +75,17 @@ class RateLimiter:
                     return waited
                 served_until = -math.inf
 
+    def set_rate(self, per_minute: float) -> None:
+        """Change the pace (``max_requests_per_minute="auto"``); the next slot moves by the change of interval."""
+        if per_minute <= 0:
+            raise ValueError(f"per_minute must be positive, got {per_minute}")
+        with self._lock:
+            interval = 60.0 / per_minute * PACING_MARGIN
+            if self.interval and math.isfinite(self._next_slot):
+                self._next_slot += interval - self.interval
+            self.per_minute = per_minute
+            self.interval = interval
+
     def block_until(self, deadline: float) -> None:
         """Let no thread send before monotonic time ``deadline``; slots restart evenly after it."""
         with self._lock:
@@ -126,9 +141,10 @@ class ConcurrencyGate:
 class RequestPacer:
     """The rate limiter and the concurrency gate of one task, used around every request.
 
-    :param per_minute: requests per minute, ``None`` for no limit.
+    :param per_minute: requests per minute, ``None`` for no limit (ignored with ``auto``).
     :param max_concurrency: requests in flight, ``None`` for unbounded.
     :param clock: time source.
+    :param auto: the controller of ``max_requests_per_minute="auto"``, which then sets the pace.
     """
 
     def __init__(
@@ -137,27 +153,74 @@ class RequestPacer:
         max_concurrency: int | None = None,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        auto: AutoRate | None = None,
     ) -> None:
-        self.limiter = RateLimiter(per_minute, clock=clock)
+        self.auto = auto
+        self.limiter = RateLimiter(auto.pace if auto is not None else per_minute, clock=clock)
         self.gate = ConcurrencyGate(max_concurrency)
         self.clock = clock
+        self._window_lock = threading.Lock()
+        self._windows_until = -math.inf
+        self._window_seconds = 0.0
 
     @contextmanager
-    def slot(self, served_until: float = -math.inf) -> Iterator[dict[str, bool]]:
+    def slot(self, served_until: float = -math.inf) -> Iterator[dict[str, Any]]:
         """Hold a place in flight and a rate slot for one request; yields a mutable status dict.
 
         :param served_until: end of a vendor window the calling thread already slept through.
         """
         self.gate.acquire()
-        status = {"throttled": False}
+        status: dict[str, Any] = {"throttled": False}
         try:
             self.limiter.acquire(served_until)
             yield status
         finally:
             self.gate.release(throttled=status["throttled"])
+            if self.auto is not None and status.get("answered"):
+                limited = bool(status.get("rate_limited"))
+                wait = status.get("wait", 0.0)
+                pace = self.auto.answered(throttled=limited, wait=wait)
+                if pace != self.limiter.per_minute:
+                    self.limiter.set_rate(pace)
+                if limited and self.auto.pause:  # the vendor's window is still full: hold back longer
+                    self.penalize(wait + self.auto.pause)
 
     def penalize(self, seconds: float) -> float:
         """Open a vendor-announced window of ``seconds`` during which no thread sends; return its end."""
-        deadline = self.clock.monotonic() + seconds
+        now = self.clock.monotonic()
+        deadline = now + seconds
+        with self._window_lock:  # seconds covered by vendor windows, overlaps counted once
+            self._window_seconds += max(0.0, deadline - max(now, self._windows_until))
+            self._windows_until = max(self._windows_until, deadline)
         self.limiter.block_until(deadline)
         return deadline
+
+    def waited_seconds(self) -> float:
+        """Seconds the task was held back by vendor rate-limit windows so far (overlaps once)."""
+        with self._window_lock:
+            return self._window_seconds
+
+    def pace_report(self) -> dict[str, Any]:
+        """The pace in force and, with ``auto``, what was learned (the summary XCom's ``pace``)."""
+        if self.auto is not None:
+            report = self.auto.report()
+        else:
+            per_minute = self.limiter.per_minute
+            report = {"mode": "fixed" if per_minute else "unlimited", "pace_per_minute": per_minute}
+        report["waited_seconds"] = round(self.waited_seconds(), 1)
+        return report
+
+    def pace_text(self) -> str:
+        """The pace in force for progress lines: ``pace 612/min (auto, limit hit at 640/min)``."""
+        if self.auto is None:
+            per_minute = self.limiter.per_minute
+            return f"pace {per_minute:.0f}/min" if per_minute else "no pace limit"
+        learned = self.auto.learned()
+        hit = f", limit hit at {learned.limit_hit:.0f}/min" if learned.limit_hit else ""
+        cap = f", cap {self.auto.cap:.0f}/min" if self.auto.cap else ""
+        return f"pace {learned.pace or 0:.0f}/min (auto{hit}{cap})"
+
+    def save_learned(self) -> None:
+        """Store what ``auto`` learned (no-op for a fixed pace)."""
+        if self.auto is not None:
+            self.auto.save()

@@ -15,12 +15,12 @@ import requests
 from airflow.sdk import BaseHook
 
 from airflow_provider_loyalty.hooks._answers import is_json_int, show
+from airflow_provider_loyalty.hooks._auto_rate import RateStore, build_pacer
 from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
 from airflow_provider_loyalty.hooks._http import (
     DEFAULT_TIMEOUT,
     SYSTEM_CLOCK,
     Clock,
-    RequestPacer,
     RetryPolicy,
     VendorHTTPClient,
     base_url,
@@ -112,7 +112,11 @@ class CapillaryHook(RenewingSender, BaseHook):
     until shortly before ``ttlSeconds`` and regenerated once on 401/498.
 
     :param capillary_conn_id: connection id.
-    :param max_requests_per_minute: request rate for this hook's threads (``None``: unlimited).
+    :param max_requests_per_minute: request rate for this hook's threads (``None``: unlimited), or
+        ``"auto"``: find the vendor's limit and hold just under it, starting from what earlier runs
+        of this connection learned (see :mod:`airflow_provider_loyalty.hooks._auto_rate`).
+    :param max_requests_per_minute_cap: never pace above this (requests per minute).
+    :param rate_store: where ``"auto"`` keeps what it learned; an Airflow Variable by default.
     :param max_concurrency: requests in flight at once (``None``: unbounded).
     :param timeout: ``(connect, read)`` timeouts in seconds.
     :param retry_policy: retry rules of the HTTP layer.
@@ -129,8 +133,10 @@ class CapillaryHook(RenewingSender, BaseHook):
         self,
         capillary_conn_id: str = default_conn_name,
         *,
-        max_requests_per_minute: float | None = None,
+        max_requests_per_minute: float | str | None = None,
         max_concurrency: int | None = None,
+        max_requests_per_minute_cap: float | None = None,
+        rate_store: RateStore | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -139,7 +145,15 @@ class CapillaryHook(RenewingSender, BaseHook):
         self.capillary_conn_id = capillary_conn_id
         self.timeout = timeout
         self.retry_policy = retry_policy or RetryPolicy()
-        self.pacer = RequestPacer(max_requests_per_minute, max_concurrency, clock=clock)
+        self.pacer = build_pacer(
+            VENDOR,
+            capillary_conn_id,
+            max_requests_per_minute,
+            max_concurrency,
+            cap=max_requests_per_minute_cap,
+            store=rate_store,
+            clock=clock,
+        )
         self.clock = clock
         self._token: str | None = None
         self._token_expires_at = 0.0
@@ -209,9 +223,22 @@ class CapillaryHook(RenewingSender, BaseHook):
         self._auth()
 
     def close(self) -> None:
-        """Release pooled connections."""
+        """Release pooled connections; store what ``max_requests_per_minute="auto"`` learned."""
+        self.pacer.save_learned()
         if "client" in self.__dict__:
             self.client.close()
+
+    def waited_seconds(self) -> float:
+        """Seconds this hook's requests were held back by the vendor's rate-limit windows."""
+        return self.pacer.waited_seconds()
+
+    def pace_report(self) -> dict[str, Any]:
+        """The pace in force and what ``"auto"`` learned (``mode``, ``pace_per_minute``, ``learned``...)."""
+        return self.pacer.pace_report()
+
+    def pace_text(self) -> str:
+        """The pace in force, for progress lines."""
+        return self.pacer.pace_text()
 
     # --------------------------------------------------------------------------------- auth
     def oauth_token(self, *, force: bool = False, rejected: str | None = None) -> str:

@@ -13,13 +13,13 @@ import requests
 from airflow.sdk import BaseHook
 
 from airflow_provider_loyalty.hooks._answers import is_json_int, show
+from airflow_provider_loyalty.hooks._auto_rate import RateStore, build_pacer
 from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
 from airflow_provider_loyalty.hooks._http import (
     DEFAULT_TIMEOUT,
     SYSTEM_CLOCK,
     Answer,
     Clock,
-    RequestPacer,
     RetryPolicy,
     VendorHTTPClient,
     base_url,
@@ -120,7 +120,11 @@ class XoxodayHook(RenewingSender, BaseHook):
     connection's extras from then on.
 
     :param xoxoday_conn_id: connection id.
-    :param max_requests_per_minute: request rate for this hook's threads (``None``: unlimited).
+    :param max_requests_per_minute: request rate for this hook's threads (``None``: unlimited), or
+        ``"auto"``: find the vendor's limit and hold just under it, starting from what earlier runs
+        of this connection learned (see :mod:`airflow_provider_loyalty.hooks._auto_rate`).
+    :param max_requests_per_minute_cap: never pace above this (requests per minute).
+    :param rate_store: where ``"auto"`` keeps what it learned; an Airflow Variable by default.
     :param max_concurrency: requests in flight at once (``None``: unbounded).
     :param timeout: ``(connect, read)`` timeouts in seconds.
     :param retry_policy: retry rules of the HTTP layer.
@@ -137,8 +141,10 @@ class XoxodayHook(RenewingSender, BaseHook):
         self,
         xoxoday_conn_id: str = default_conn_name,
         *,
-        max_requests_per_minute: float | None = None,
+        max_requests_per_minute: float | str | None = None,
         max_concurrency: int | None = None,
+        max_requests_per_minute_cap: float | None = None,
+        rate_store: RateStore | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         token_store: TokenStore | None = None,
@@ -148,7 +154,15 @@ class XoxodayHook(RenewingSender, BaseHook):
         self.xoxoday_conn_id = xoxoday_conn_id
         self.timeout = timeout
         self.retry_policy = retry_policy or RetryPolicy()
-        self.pacer = RequestPacer(max_requests_per_minute, max_concurrency, clock=clock)
+        self.pacer = build_pacer(
+            VENDOR,
+            xoxoday_conn_id,
+            max_requests_per_minute,
+            max_concurrency,
+            cap=max_requests_per_minute_cap,
+            store=rate_store,
+            clock=clock,
+        )
         self.token_store: TokenStore = token_store or VariableTokenStore(xoxoday_conn_id)
         self.clock = clock
         self._pair: TokenPair | None = None
@@ -212,9 +226,22 @@ class XoxodayHook(RenewingSender, BaseHook):
         self._current_pair()
 
     def close(self) -> None:
-        """Release pooled connections."""
+        """Release pooled connections; store what ``max_requests_per_minute="auto"`` learned."""
+        self.pacer.save_learned()
         if "client" in self.__dict__:
             self.client.close()
+
+    def waited_seconds(self) -> float:
+        """Seconds this hook's requests were held back by the vendor's rate-limit windows."""
+        return self.pacer.waited_seconds()
+
+    def pace_report(self) -> dict[str, Any]:
+        """The pace in force and what ``"auto"`` learned (``mode``, ``pace_per_minute``, ``learned``...)."""
+        return self.pacer.pace_report()
+
+    def pace_text(self) -> str:
+        """The pace in force, for progress lines."""
+        return self.pacer.pace_text()
 
     # ------------------------------------------------------------------------------- tokens
     def _initial_pair(self) -> TokenPair:

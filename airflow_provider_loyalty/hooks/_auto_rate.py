@@ -1,0 +1,452 @@
+"""``max_requests_per_minute="auto"``: find the vendor's real rate limit, hold just under it, remember it.
+
+The controller (:class:`AutoRate`) only sets the pace of the task's :class:`RateLimiter`; vendor
+windows (429 + ``Retry-After``, Xoxoday's ``penaltySeconds``) are still waited out by the pacer
+first, exactly as with a fixed number. Its rules, in pace units (the number a user would have set):
+
+* **Start**: the pace learned by earlier runs of this connection (:class:`LearnedRate`, in the
+  Variable ``loyalty_rate__<vendor>__<conn_id>``), else a conservative :data:`START_PER_MINUTE`.
+  Never above the cap.
+* **Rise** only while the vendor answers cleanly *and* the task really sends at the pace in force
+  (a latency-bound or idle task proves nothing), one step every :data:`STEP_SECONDS`:
+
+  - before any limit is known: ×:data:`START_GROWTH` per step (a slow start, as TCP's);
+  - once a limit is known: close :data:`CLIMB` of the gap to :data:`PLATEAU` × the last limit hit
+    per step, then hold there; only after :data:`PROBE_HOLD` clean seconds at the plateau probe
+    :data:`PROBE_STEP` above the last limit hit (the vendor may have raised it).
+
+* **Cut** on a rate-limit answer: the vendor's window is full, so the limit is about what it
+  accepted from this task over its window — the last 10 s while ramping up or in the first minute,
+  the last minute at a steady pace (the "limit hit", never above the pace in force). The pace drops
+  to ×:data:`CUT` (×:data:`START_CUT` out of the slow start), or to :data:`PLATEAU` × the limit hit
+  if lower, but never below what the vendor accepted from this task over the last minute (a
+  sliding window of at most a minute held all of that, so that rate is not what it refused). Rate-limit answers within the vendor's wait plus
+  :data:`EPISODE_SECONDS` of a cut are the same episode (requests already in flight, a window
+  still draining): they cut only ×:data:`EPISODE_CUT`, with the same floor, and every thread
+  pauses 1, 2, 4... s (at most :data:`EPISODE_PAUSE_MAX`) beyond the vendor's wait.
+* **Remember**: the highest pace held a whole minute (:data:`CLEAN_HOLD`) without a rate-limit
+  answer, and the last limit hit with its time; stored after each cut and when the hook closes.
+
+Mapped tasks sharing one key each run their own controller from the same learned state: their
+cuts floor at what each had accepted (its share), so together they settle under the limit (see
+the README's "auto" section).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:
+    from airflow_provider_loyalty.hooks._pacing import RequestPacer
+
+log = logging.getLogger(__name__)
+
+#: The setting's value that turns the controller on.
+AUTO = "auto"
+#: Pace of a first run with nothing learned (requests per minute): one a second.
+START_PER_MINUTE = 60.0
+#: The controller never paces below this (requests per minute).
+MIN_PER_MINUTE = 1.0
+#: Seconds of clean answers between two raises.
+STEP_SECONDS = 5.0
+#: Slow start: the pace is multiplied by this per step until the first rate-limit answer.
+START_GROWTH = 1.5
+#: Once a limit is known, share of the gap to the plateau closed per step.
+CLIMB = 0.3
+#: The pace held: this share of the last limit hit.
+PLATEAU = 0.98
+#: Clean seconds at the plateau before probing above the last limit hit, and by how much.
+PROBE_HOLD = 300.0
+PROBE_STEP = 1.03
+#: Multiplicative cuts: after a steady pace, out of the slow start, and again within one episode.
+CUT = 0.7
+START_CUT = 0.5
+EPISODE_CUT = 0.9
+#: Seconds after the vendor's wait during which further rate-limit answers belong to the same cut.
+EPISODE_SECONDS = 5.0
+#: Longest pause of our own after repeated rate-limit answers within one episode (seconds).
+EPISODE_PAUSE_MAX = 16.0
+#: A pace counts as clean once held this long without a rate-limit answer (the longest window
+#: vendors commonly enforce a per-minute limit over).
+CLEAN_HOLD = 60.0
+#: Raise only while the task sends at least this share of the pace in force.
+BUSY = 0.8
+#: Requests are spaced this much wider than the pace (the limiter's own margin, see _pacing).
+_MARGIN = 1.02
+
+
+def variable_key(vendor: str, conn_id: str) -> str:
+    """``loyalty_rate__<vendor>__<conn_id>``: where a connection's learned rate is kept."""
+    return f"loyalty_rate__{vendor}__{conn_id}"
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class LearnedRate:
+    """What earlier runs learned about one vendor key (requests per minute, pace units).
+
+    :param best_clean: the highest pace held a whole minute without a rate-limit answer.
+    :param limit_hit: the pace the vendor last answered "rate limited" to (its limit is below).
+    :param limit_hit_at: when (ISO 8601, UTC).
+    :param pace: the pace in force when this was stored.
+    :param updated_at: when this was stored (ISO 8601, UTC).
+    """
+
+    best_clean: float | None = None
+    limit_hit: float | None = None
+    limit_hit_at: str | None = None
+    pace: float | None = None
+    updated_at: str | None = None
+
+    def to_json(self) -> str:
+        """Serialise for the Variable."""
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, sort_keys=True)
+
+    @classmethod
+    def from_value(cls, value: Any) -> LearnedRate | None:
+        """Read a stored value (JSON text or a dict); ``None`` when it is not one."""
+        try:
+            raw = json.loads(value) if isinstance(value, (str, bytes)) else value
+            if not isinstance(raw, dict):
+                return None
+
+            def number(name: str) -> float | None:
+                v = raw.get(name)
+                if v is None:
+                    return None
+                v = float(v)
+                return v if math.isfinite(v) and v > 0 else None
+
+            at, updated = raw.get("limit_hit_at"), raw.get("updated_at")
+            return cls(
+                best_clean=number("best_clean"),
+                limit_hit=number("limit_hit"),
+                limit_hit_at=str(at) if at is not None else None,
+                pace=number("pace"),
+                updated_at=str(updated) if updated is not None else None,
+            )
+        except (TypeError, ValueError):
+            return None
+
+    def start(self, cap: float | None = None) -> float | None:
+        """The pace a new run starts at from this, ``None`` when nothing useful was learned."""
+        if self.best_clean is not None:
+            pace = self.best_clean
+            if self.limit_hit is not None:
+                pace = min(pace, self.limit_hit * PLATEAU)
+        elif self.limit_hit is not None:
+            pace = self.limit_hit * CUT
+        else:
+            return None
+        return min(pace, cap) if cap is not None else pace
+
+
+class RateStore(Protocol):
+    """Somewhere the learned rate survives the task."""
+
+    def load(self) -> LearnedRate | None:
+        """Return what was learned, or ``None``."""
+
+    def save(self, learned: LearnedRate) -> None:
+        """Keep ``learned`` (never raises: losing it only costs the next run some time)."""
+
+
+class MemoryRateStore:
+    """A process-local store (tests, benchmarks, scripts)."""
+
+    def __init__(self, learned: LearnedRate | None = None) -> None:
+        self.learned = learned
+        self.saves = 0
+        self._lock = threading.Lock()
+
+    def load(self) -> LearnedRate | None:
+        """Return what was stored."""
+        with self._lock:
+            return self.learned
+
+    def save(self, learned: LearnedRate) -> None:
+        """Keep ``learned``."""
+        with self._lock:
+            self.learned = learned
+            self.saves += 1
+
+
+class VariableRateStore:
+    """The learned rate in the Airflow Variable ``loyalty_rate__<vendor>__<conn_id>`` (JSON).
+
+    Read and written like the Xoxoday token pair: through the Task SDK inside a task, the metadata
+    database outside one. A Variable that cannot be read or written never fails the run: the
+    controller starts conservatively, or the next run learns again.
+    """
+
+    def __init__(self, vendor: str, conn_id: str) -> None:
+        self.key = variable_key(vendor, conn_id)
+
+    def load(self) -> LearnedRate | None:
+        """Read the Variable; ``None`` when unset, unreadable or not a learned rate."""
+        from airflow_provider_loyalty._variables import get_variable
+
+        try:
+            value = get_variable(self.key)
+        except Exception as exc:  # noqa: BLE001 - no API server, no metadata DB: start conservatively
+            log.warning(
+                "Could not read Variable %s (%s); starting from a conservative pace", self.key, type(exc).__name__
+            )
+            return None
+        if value is None:
+            return None
+        learned = LearnedRate.from_value(value)
+        if learned is None:
+            log.warning("Variable %s does not hold a learned rate; ignoring it", self.key)
+        return learned
+
+    def save(self, learned: LearnedRate) -> None:
+        """Write the Variable; log a warning when it cannot be written."""
+        from airflow_provider_loyalty._variables import set_variable
+
+        try:
+            set_variable(self.key, learned.to_json(), "Vendor rate learned by max_requests_per_minute='auto'")
+        except Exception as exc:  # noqa: BLE001 - the run goes on; the next one learns again
+            log.warning("Could not store the learned rate in Variable %s (%s)", self.key, type(exc).__name__)
+
+
+class AutoRate:
+    """The pace of one task: rises while the vendor answers cleanly, cuts on rate-limit answers.
+
+    Thread-safe; the pacer calls :meth:`answered` after every attempt that got an answer and reads
+    :attr:`pace`. See the module documentation for the rules.
+
+    :param cap: never pace above this (requests per minute), ``None`` for no ceiling.
+    :param store: where the learned rate is read at start and written after cuts and at the end.
+    :param clock: time source.
+    """
+
+    def __init__(self, *, cap: float | None = None, store: RateStore | None = None, clock: Clock = SYSTEM_CLOCK):
+        if cap is not None and cap <= 0:
+            raise ValueError(f"max_requests_per_minute_cap must be positive or None, got {cap}")
+        self.cap = cap
+        self.store = store
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.loaded = store.load() if store is not None else None
+        learned = self.loaded or LearnedRate()
+        start = learned.start(cap)
+        self.started_from = "learned" if start is not None else "default"
+        pace = start if start is not None else START_PER_MINUTE
+        self.pace = self._bounded(pace)
+        self.best_clean = learned.best_clean
+        self.limit_hit = learned.limit_hit
+        self.limit_hit_at = learned.limit_hit_at
+        # Slow start until a limit is known (hit this run or learned).
+        self.slow_start = self.limit_hit is None
+        now = clock.monotonic()
+        self._started = now
+        self.hits = 0
+        self._changed = now  # last change of the pace
+        self._clean_since = now  # last rate-limit answer (or start)
+        self._episode_end = -math.inf
+        self._repeats = 0  # rate-limit answers within the current episode, after its first
+        #: seconds to hold every thread after the vendor's wait (a window still full: see _cut)
+        self.pause = 0.0
+        self._accepted: deque[float] = deque()  # clean answers of the last minute
+        self._sent: deque[float] = deque()  # answered attempts of the last step
+        self._history: deque[tuple[float, float]] = deque([(now, self.pace)])  # pace changes, last minute
+
+    # --------------------------------------------------------------------------- observations
+    def answered(self, *, throttled: bool, wait: float = 0.0) -> float:
+        """Record one answered attempt; return the pace in force afterwards.
+
+        :param throttled: the vendor answered "rate limited" (429, Retry-After, penaltySeconds).
+        :param wait: the window the vendor announced, seconds.
+        """
+        with self._lock:
+            now = self.clock.monotonic()
+            self._sent.append(now)
+            if throttled:
+                cut = self._cut(now, wait)
+            else:
+                self._accepted.append(now)
+                self._trim(now)
+                self._learn_clean(now)
+                self._raise(now)
+                cut = False
+            pace = self.pace
+        if cut:
+            self.save()
+        return pace
+
+    def _trim(self, now: float) -> None:
+        while self._accepted and self._accepted[0] <= now - 60.0:
+            self._accepted.popleft()
+        while self._sent and self._sent[0] <= now - STEP_SECONDS:
+            self._sent.popleft()
+        while len(self._history) > 1 and self._history[1][0] <= now - CLEAN_HOLD:
+            self._history.popleft()
+
+    def _accepted_per_minute(self, now: float, seconds: float) -> float:
+        """Clean answers over the last ``seconds``, per minute, in pace units."""
+        count = sum(1 for t in self._accepted if t > now - seconds)
+        return count * 60.0 / seconds * _MARGIN
+
+    def _set(self, now: float, pace: float) -> None:
+        pace = self._bounded(pace)
+        if pace != self.pace:
+            self.pace = pace
+            self._history.append((now, pace))
+        self._changed = now
+
+    def _bounded(self, pace: float) -> float:
+        pace = max(MIN_PER_MINUTE, pace)
+        return min(pace, self.cap) if self.cap is not None else pace
+
+    def _busy(self, now: float) -> bool:
+        """Whether the task sent at (nearly) the pace in force over the last step."""
+        self._trim(now)
+        sent = len(self._sent) * 60.0 / STEP_SECONDS * _MARGIN
+        return sent >= BUSY * self.pace
+
+    def _learn_clean(self, now: float) -> None:
+        if now - self._clean_since < CLEAN_HOLD:
+            return
+        # Every pace in force over the last minute was answered cleanly: the lowest of them held a minute.
+        held = min(p for _, p in self._history)
+        if self._accepted_per_minute(now, CLEAN_HOLD) < BUSY * held:
+            return  # not really sent at that pace (idle or latency-bound): proves nothing
+        if self.best_clean is None or held > self.best_clean:
+            self.best_clean = held
+
+    def _raise(self, now: float) -> None:
+        if now - self._changed < STEP_SECONDS or not self._busy(now):
+            return
+        if self.cap is not None and self.pace >= self.cap:
+            return
+        if self.slow_start:
+            self._set(now, self.pace * START_GROWTH)
+            return
+        assert self.limit_hit is not None
+        plateau = self.limit_hit * PLATEAU
+        if self.pace < plateau * 0.999:
+            self._set(now, min(plateau, self.pace + max(1.0, (plateau - self.pace) * CLIMB)))
+        elif now - self._clean_since >= PROBE_HOLD and now - self._changed >= PROBE_HOLD:
+            # Held the plateau cleanly for long: the vendor may allow more now.
+            self.limit_hit = self.limit_hit * PROBE_STEP
+            self._set(now, self.limit_hit * PLATEAU)
+
+    def _cut(self, now: float, wait: float) -> bool:
+        self._trim(now)
+        floor = self._accepted_per_minute(now, 60.0) * 0.97
+        self._clean_since = now
+        if now < self._episode_end:  # the same episode: in flight before the cut, or a window draining
+            self._set(now, max(min(self.pace, floor), self.pace * EPISODE_CUT))
+            # A window still full after the vendor's wait: pause on our own, twice as long each time,
+            # rather than knock every second.
+            self._repeats += 1
+            self.pause = min(EPISODE_PAUSE_MAX, 2.0 ** (self._repeats - 1)) if wait < EPISODE_PAUSE_MAX else 0.0
+            self._episode_end = max(self._episode_end, now + wait + self.pause + EPISODE_SECONDS)
+            return False
+        self._repeats = 0
+        self.pause = 0.0
+        self.hits += 1
+        before = self.pace
+        # The vendor's window is full now. Over a 10 s window that is 10 s of our accepted requests;
+        # over a minute, a minute's. In the first minute the 10 s figure is the better estimate (the
+        # minute's counts less than a minute); later the minute's, which no window of up to a minute
+        # can have held more than its limit of (a 10 s figure overstates a 60 s window after a ramp).
+        per_10s = self._accepted_per_minute(now, 10.0)
+        per_minute = self._accepted_per_minute(now, 60.0)
+        hit = min(self.pace, per_minute if now - self._started >= CLEAN_HOLD else max(per_10s, per_minute))
+        self.limit_hit = max(hit, MIN_PER_MINUTE)
+        self.limit_hit_at = _iso(self.clock.time())
+        factor = START_CUT if self.slow_start else CUT
+        self.slow_start = False
+        if self.best_clean is not None and self.best_clean >= hit:
+            self.best_clean = None  # the vendor lowered its limit: learn again
+        cut = max(floor, min(self.pace * factor, self.limit_hit * PLATEAU))
+        self._set(now, min(self.pace * EPISODE_CUT, cut))
+        self._episode_end = now + wait + EPISODE_SECONDS
+        log.warning(
+            "Rate limited at a pace of %.0f requests/min: cut to %.0f/min (the limit is below %.0f/min)",
+            before,
+            self.pace,
+            hit,
+        )
+        return True
+
+    # ------------------------------------------------------------------------------ reporting
+    def learned(self) -> LearnedRate:
+        """What this run has learned so far (merged with what it started from)."""
+        with self._lock:
+            return LearnedRate(
+                best_clean=_round(self.best_clean),
+                limit_hit=_round(self.limit_hit),
+                limit_hit_at=self.limit_hit_at,
+                pace=_round(self.pace),
+                updated_at=_iso(self.clock.time()),
+            )
+
+    def save(self) -> None:
+        """Store what was learned (after each cut, and when the hook closes)."""
+        if self.store is not None:
+            self.store.save(self.learned())
+
+    def report(self) -> dict[str, Any]:
+        """The pace in force and what was learned, for the summary XCom."""
+        learned = self.learned()
+        return {
+            "mode": AUTO,
+            "pace_per_minute": learned.pace,
+            "cap_per_minute": self.cap,
+            "started_from": self.started_from,
+            "rate_limit_cuts": self.hits,
+            "learned": {k: v for k, v in asdict(learned).items() if k not in ("pace", "updated_at")},
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def is_auto(value: Any) -> bool:
+    """Whether a ``max_requests_per_minute`` value asks for the controller (``"auto"``, any case)."""
+    return isinstance(value, str) and value.strip().lower() == AUTO
+
+
+def build_pacer(
+    vendor: str,
+    conn_id: str,
+    per_minute: float | str | None,
+    max_concurrency: int | None,
+    *,
+    cap: float | None = None,
+    store: RateStore | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> RequestPacer:
+    """The pacer of a hook: a fixed pace (today's behaviour) or, for ``"auto"``, one set by :class:`AutoRate`.
+
+    :param per_minute: a number, ``None`` (no limit) or ``"auto"``.
+    :param cap: ceiling of the pace; a fixed number above it is lowered to it.
+    :param store: where ``auto`` keeps what it learned; the Variable
+        ``loyalty_rate__<vendor>__<conn_id>`` by default.
+    """
+    from airflow_provider_loyalty.hooks._pacing import RequestPacer
+
+    if is_auto(per_minute):
+        auto = AutoRate(cap=cap, store=store if store is not None else VariableRateStore(vendor, conn_id), clock=clock)
+        return RequestPacer(None, max_concurrency, clock=clock, auto=auto)
+    if isinstance(per_minute, str):
+        raise ValueError(f"max_requests_per_minute must be a number, None or 'auto', got {per_minute!r}")
+    if cap is not None and per_minute is not None:
+        per_minute = min(per_minute, cap)
+    return RequestPacer(per_minute, max_concurrency, clock=clock)
