@@ -21,6 +21,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     StrictInt,
     StrictStr,
     field_validator,
@@ -49,6 +51,11 @@ def _objects_only(value: object) -> object:
     if isinstance(value, list):
         return [entry for entry in value if isinstance(entry, dict)]
     return value  # not a list: left to fail validation (the answer is unreadable)
+
+
+def _null_is_empty(value: object) -> object:
+    """``null`` is an empty list; every entry is kept (each model says how it reads a non-object)."""
+    return [] if value is None else value
 
 
 #: A free-text field: any JSON scalar read as text, for messages only (never for a decision).
@@ -232,13 +239,40 @@ class RevokeEarnData(BaseModel):
 
 
 class CapillaryError(BaseModel):
-    """One entry of ``errors``; ``promotionId``/``earnIds`` are present only sometimes (raw JSON)."""
+    """One entry of ``errors``; ``promotionId``/``earnIds`` are present only sometimes (raw JSON).
+
+    An entry that is not a JSON object (a bare string, number, list, ``null``) is kept, with no
+    fields, as :attr:`is_object` false and the value in :attr:`raw`: it names nothing we can
+    attribute, so the hook treats it as doubt about the whole request instead of dropping it.
+    """
 
     model_config = _RESPONSE
     code: Text = None
     message: Text = None
     promotionId: Raw = None  # noqa: N815 - vendor field name
     earnIds: Raw = None  # noqa: N815 - vendor field name
+    _is_object: bool = PrivateAttr(default=True)
+    _raw: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _any_entry(cls, value: Any, handler: ModelWrapValidatorHandler[CapillaryError]) -> CapillaryError:
+        if isinstance(value, dict | CapillaryError):
+            return handler(value)
+        entry = handler({})
+        entry._is_object = False
+        entry._raw = value
+        return entry
+
+    @property
+    def is_object(self) -> bool:
+        """Whether the vendor sent this entry as a JSON object."""
+        return self._is_object
+
+    @property
+    def raw(self) -> Any:
+        """The entry as sent, when it was not a JSON object (else ``None``)."""
+        return self._raw
 
 
 class RevokeEarnResponse(BaseModel):
@@ -246,12 +280,13 @@ class RevokeEarnResponse(BaseModel):
 
     model_config = _RESPONSE
     data: RevokeEarnData | None = None
+    #: every entry, objects or not: an entry we cannot read is doubt, not nothing
     errors: list[CapillaryError] = Field(default_factory=list)
 
     @field_validator("errors", mode="before")
     @classmethod
     def _entries(cls, value: object) -> object:
-        return _objects_only(value)
+        return _null_is_empty(value)
 
     @field_validator("data", mode="before")
     @classmethod

@@ -403,7 +403,8 @@ def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnR
     * **revoked** only when a ``data.revokedDetails`` entry with status ``SUCCESS`` (or
       ``PARTIAL_SUCCESS``, any case: :data:`CONFIRMING_STATUSES`) names the earn id under exactly its requested promotion (both JSON strings), the answer's
       ``data.customerId`` is the requested customer (a JSON integer), and nothing contradicts it:
-      no ``errors[]`` entry names it, no entry with another status lists it.
+      no ``errors[]`` entry names it or may concern it, no entry with another status lists it,
+      and ``data`` carries no ``code``/``message`` (the documented failure shape) beside it.
     * **failed** when an ``errors[]`` entry names it: by earn id (within the entry's promotion, if
       it names one), by promotion when the entry names no earn ids, or the whole request when it
       names neither — unless the answer also lists the earn as revoked (contradiction: unknown).
@@ -412,6 +413,9 @@ def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnR
     * **unknown** otherwise, with a message naming the answer field that was off. A
       ``revokedDetails`` entry without a (string) ``promotionId`` cannot be attributed: the strict
       option is taken, its earn ids are at most unknown, even when requested under one promotion only.
+      Likewise an ``errors[]`` entry that cannot be attributed precisely (not an object, a blank or
+      non-string ``promotionId``, ``earnIds`` not a list of strings) makes every earn it could
+      concern unknown: its promotion's, the earns it names, or the whole request's.
 
     :param customer_id: the customer the request was for.
     :param request: the :class:`~airflow_provider_loyalty.models.RevokeEarnRequest` sent.
@@ -442,6 +446,10 @@ def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnR
     evidence = _Evidence()
     for detail in data.revokedDetails if data is not None else ():
         evidence.read_detail(detail, by_earn, by_promo)
+    if data is not None and (data.code is not None or data.message is not None):
+        # the documented failure shape (data:{code,message}); beside revokedDetails it contradicts them
+        said = f"data.code {data.code}" if data.code is not None else "data.message"
+        evidence.top_level_failure = f"{said} ({data.message or 'no message'}) accompanies revokedDetails"
     fallback_code = data.code if data is not None and data.code else None
     fallback_message = data.message if data is not None and data.message else ""
     for error in parsed.errors:
@@ -468,6 +476,8 @@ class _Evidence:
         self.contradicted: dict[_Key, str] = {}  # entries listing it with a non-confirming status
         self.failed: dict[_Key, tuple[str | None, str, bool]] = {}
         self.unclear: dict[_Key, str] = {}  # errors[] entries that may concern it but cannot be read
+        #: ``data.code``/``data.message`` beside the revoked details: the request as a whole failed?
+        self.top_level_failure: str | None = None
 
     def read_detail(self, detail: Any, by_earn: dict[str, list[str]], by_promo: dict[str, list[_Key]]) -> None:
         """Record one ``revokedDetails`` entry."""
@@ -511,32 +521,41 @@ class _Evidence:
         fallback_code: str | None,
         fallback_message: str,
     ) -> None:
-        """Record one ``errors[]`` entry: a failure of the keys it names, or doubt if it cannot be read."""
+        """Record one ``errors[]`` entry: a failure of the keys it names, or doubt if it cannot be read.
+
+        An entry is attributed only when it is a JSON object whose ``promotionId`` is absent or a
+        non-blank string and whose ``earnIds`` is absent or a list of strings. Otherwise every
+        requested key it could concern is in doubt: the keys of its promotion, or those of the earn
+        ids it names when the promotion is unreadable, or the whole request when nothing narrows it.
+        """
+        if not error.is_object:
+            for key in wanted:
+                self.unclear.setdefault(key, f"errors[] holds {show(error.raw)}, not an object naming earns")
+            return
         promo, earns = error.promotionId, error.earnIds
         code = error.code or fallback_code
         message = error.message or fallback_message or "refused"
-        if promo is not None and not isinstance(promo, str):
-            # a promotion we cannot compare to ours: its earns (or the whole request) are in doubt
-            scope = [k for k in wanted if not isinstance(earns, list) or k[1] in earns]
-            for key in scope:
-                self.unclear.setdefault(key, f"errors[] entry names promotionId {show(promo)} (not a string)")
-            return
-        if promo is not None and promo not in by_promo:
+        promo_readable = promo is None or (isinstance(promo, str) and promo.strip() != "")
+        if promo_readable and promo is not None and promo not in by_promo:
             return  # about a promotion we did not ask for
-        in_scope = by_promo[promo] if promo is not None else wanted
-        if earns is not None and not isinstance(earns, list):
+        in_scope = by_promo[promo] if promo_readable and promo is not None else wanted
+        odd_earn = _first_non_string(earns)
+        if not promo_readable or odd_earn is not _NOTHING:
+            if odd_earn is _NOTHING and earns:  # only the promotion is unreadable: narrow by the earn ids
+                in_scope = [k for k in in_scope if k[1] in earns]
+            if not promo_readable:
+                what = "not a string" if not isinstance(promo, str) else "blank"
+                why = f"an errors[] entry names promotionId {show(promo)} ({what})"
+            elif not isinstance(earns, list):
+                why = f"an errors[] entry's earnIds is {show(earns)}, not a list"
+            else:
+                why = f"an errors[] entry's earnIds holds {show(odd_earn)}, not a string earn id"
             for key in in_scope:
-                self.unclear.setdefault(key, f"errors[] entry's earnIds is {show(earns)}, not a list")
+                self.unclear.setdefault(key, why)
             return
         whole_request = False
         if earns:
-            targets = [
-                (p, earn)
-                for earn in earns
-                if isinstance(earn, str)
-                for p in by_earn.get(earn, ())
-                if promo is None or p == promo
-            ]
+            targets = [(p, earn) for earn in earns for p in by_earn.get(earn, ()) if promo is None or p == promo]
         elif promo is not None:
             targets = list(in_scope)
         else:  # an error naming no promotion and no earn is about the request itself
@@ -553,6 +572,9 @@ class _Evidence:
             if claimed or key in self.unattributed:
                 return "unknown", code, f"listed as revoked and in errors[] (code {code}: {message})", False
             return "failed", code, message, whole
+        if claimed or key in self.unattributed:
+            if self.top_level_failure is not None:
+                return "unknown", None, f"listed as revoked, but {self.top_level_failure}", False
         if claimed:
             if key in self.contradicted:
                 return "unknown", None, f"listed as revoked, but a {self.contradicted[key]}", False
@@ -565,6 +587,22 @@ class _Evidence:
             if key in doubts:
                 return "unknown", None, doubts[key], False
         return "unknown", None, "neither revoked nor named in an error", False
+
+
+_NOTHING: Any = object()
+
+
+def _first_non_string(earns: object) -> object:
+    """Return what keeps ``earns`` from being a list of string earn ids, or :data:`_NOTHING`.
+
+    That is its first element that is not a string, or ``earns`` itself when it is neither a list
+    nor absent.
+    """
+    if earns is None:
+        return _NOTHING
+    if not isinstance(earns, list):
+        return earns
+    return next((earn for earn in earns if not isinstance(earn, str)), _NOTHING)
 
 
 def _detail_pairs(details: Any) -> list[tuple[str, list[str]]]:

@@ -510,7 +510,9 @@ def interpret_cancel(unique_ids: Sequence[int], balance: XoxodayCancelBalance) -
     * its outcome is ``success`` only when that is a JSON boolean (``"true"``, ``1``, ``null`` or a
       missing flag leave the id unknown);
     * an id listed more than once counts only if every listing says the same; a contradiction
-      (cancelled and refused) is unknown.
+      (cancelled and refused) is unknown. Listings naming the id mistyped (``"5"``, ``5.0``) are
+      not outcomes, but one whose ``success`` is not the same JSON boolean contradicts the
+      outcome: the id is unknown.
 
     Unknown outcomes (``success=None``) carry a message naming what was off.
 
@@ -521,19 +523,23 @@ def interpret_cancel(unique_ids: Sequence[int], balance: XoxodayCancelBalance) -
 
     requested = set(unique_ids)
     said: dict[int, list[tuple[object, str]]] = {}
-    mistyped: dict[int, str] = {}  # a listing naming one of our ids with the wrong JSON type
+    #: listings naming one of our ids with the wrong JSON type: (raw id, flag) — not ours, but evidence
+    mistyped: dict[int, list[tuple[object, object]]] = {}
     for recipient in balance.recipients:
         uid, message = recipient.unique_id, recipient.message or ""
         if is_json_int(uid):
             if uid in requested:
                 said.setdefault(uid, []).append((recipient.success, message))
         elif (as_int := _looks_like(uid)) is not None and as_int in requested:
-            mistyped.setdefault(as_int, f"the answer names it only as unique_id {show(uid)}, not a JSON integer")
+            mistyped.setdefault(as_int, []).append((uid, recipient.success))
     outcomes = []
     for uid in unique_ids:
         listings = said.get(uid)
         if not listings:
-            outcomes.append(PointOutcome(uid, None, mistyped.get(uid, "not mentioned in the vendor's answer")))
+            why = "not mentioned in the vendor's answer"
+            if uid in mistyped:
+                why = f"the answer names it only as unique_id {show(mistyped[uid][0][0])}, not a JSON integer"
+            outcomes.append(PointOutcome(uid, None, why))
             continue
         flags = {flag for flag, _ in listings if type(flag) is bool}
         odd = next((flag for flag, _ in listings if type(flag) is not bool), _NOTHING)
@@ -548,7 +554,21 @@ def interpret_cancel(unique_ids: Sequence[int], balance: XoxodayCancelBalance) -
                 )
             )
         else:
-            outcomes.append(PointOutcome(uid, flags.pop(), listings[0][1]))
+            flag = flags.pop()
+            # a mistyped listing is no outcome of ours, but one saying otherwise contradicts ours
+            other = next(((raw, f) for raw, f in mistyped.get(uid, ()) if f is not flag), None)
+            if other is not None:
+                said_other = "no success flag" if other[1] is None else f"success {show(other[1])}"
+                outcomes.append(
+                    PointOutcome(
+                        uid,
+                        None,
+                        f"listed with success {show(flag)}, but a listing with unique_id {show(other[0])} "
+                        f"says {said_other}",
+                    )
+                )
+            else:
+                outcomes.append(PointOutcome(uid, flag, listings[0][1]))
     return CancelPointsResult(
         outcomes=outcomes,
         error=balance.error if isinstance(balance.error, bool) else None,

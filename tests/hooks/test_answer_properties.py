@@ -39,7 +39,7 @@ def obj(**fields: Any) -> dict[str, Any]:
 
 # ============================================================================================ Capillary
 PROMOS = ["p1", "p2", "p3"]
-EARNS = ["e1", "e2", "e3", "e4"]
+EARNS = ["e1", "e2", "e3", "7"]  # "7": an earn id a mistyped answer can name as the number 7
 CUSTOMER = 5
 
 requests_ = st.dictionaries(
@@ -66,7 +66,7 @@ def well_formed_revoke(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str,
         (p, e): draw(st.sampled_from(["revoked", "failed", "absent"])) for p, earns in details.items() for e in earns
     }
     revoked: dict[str, list[str]] = {}
-    errors = []
+    errors: list[Any] = []
     for (p, e), fate in truth.items():
         if fate == "revoked":
             revoked.setdefault(p, []).append(e)
@@ -112,7 +112,7 @@ error_entries = st.builds(
     obj,
     code=st.one_of(st.sampled_from([729, 730, 731, "729", MISSING]), st.none()),
     message=st.sampled_from(["redeemed", "", MISSING]),
-    promotionId=st.one_of(st.sampled_from(PROMOS + ["p-other", MISSING]), scalars),
+    promotionId=st.one_of(st.sampled_from(PROMOS + ["p-other", " ", MISSING]), scalars),
     earnIds=id_lists,
 )
 revoke_answers = st.builds(
@@ -122,7 +122,7 @@ revoke_answers = st.builds(
     },
     customer=st.one_of(st.just(CUSTOMER), st.just(MISSING), st.integers(1, 9), scalars),
     entries=st.lists(details_entries, max_size=5),
-    errors=st.lists(error_entries, max_size=3),
+    errors=st.lists(st.one_of(error_entries, error_entries, scalars), max_size=3),
     code=st.one_of(st.just(MISSING), st.just(731)),
 )
 
@@ -133,6 +133,8 @@ def confirmed_revoked(body: dict[str, Any], promo: str, earn: str) -> bool:
     customer = data.get("customerId", MISSING)
     if type(customer) is not int or customer != CUSTOMER:
         return False
+    if data.get("code") is not None or data.get("message") is not None:
+        return False  # the documented failure shape beside the revoked details
     entries = [d for d in data.get("revokedDetails", []) if isinstance(d, dict)]
 
     def lists_earn(entry: dict[str, Any]) -> bool:
@@ -153,11 +155,14 @@ def confirmed_revoked(body: dict[str, Any], promo: str, earn: str) -> bool:
         if promotion == promo and "revokedEarnIds" in d and not isinstance(d["revokedEarnIds"], list | None):
             return False  # an entry for our promotion that cannot be read
     for error in body["errors"]:
+        if not isinstance(error, dict):
+            return False  # an entry naming nothing we can read: the whole request is in doubt
         promotion = error.get("promotionId")
-        if isinstance(promotion, str) and promotion != promo:
+        if isinstance(promotion, str) and promotion.strip() and promotion != promo:
             continue  # about another promotion
         earns = error.get("earnIds")
-        if isinstance(earns, list) and earns and earn not in earns:
+        readable = isinstance(earns, list) and all(isinstance(e, str) for e in earns)
+        if readable and earns and earn not in earns:
             continue  # names other earns only
         return False  # names this earn, or its whole promotion/request, or cannot be read
     return True
@@ -184,6 +189,9 @@ def corrupted_revoke(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, A
                     "claim",
                     "junk_entry",
                     "junk_error",
+                    "error_mistyped",
+                    "error_not_object",
+                    "top_level_code",
                 ]
             )
         )
@@ -223,6 +231,22 @@ def corrupted_revoke(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, A
             )
         elif kind == "junk_entry":
             entries.append(draw(details_entries))
+        elif kind == "error_mistyped":  # an errors[] entry we cannot attribute precisely
+            mistyped = [int(earn)] if earn.isdigit() else [[earn]]
+            errors.append(
+                obj(
+                    code=729,
+                    message="redeemed",
+                    promotionId=draw(st.sampled_from([promo, "", " ", MISSING, None, 9])),
+                    earnIds=draw(st.sampled_from([mistyped, [earn, None], [earn], [5], [[earn]], MISSING])),
+                )
+            )
+        elif kind == "error_not_object":
+            errors.append(draw(st.sampled_from([f"{earn}: redeemed (729)", 729, None, [earn], True])))
+        elif kind == "top_level_code":
+            data.update(
+                draw(st.sampled_from([{"code": 500, "message": "Revoke failed"}, {"code": 500}, {"message": "x"}]))
+            )
         else:
             errors.append(draw(error_entries))
     return details, body
@@ -298,15 +322,25 @@ cancel_answers = st.builds(
 
 
 def oracle_cancel(body: dict[str, Any], uid: int) -> bool | None:
-    """The oracle: the outcome the raw answer gives ``uid`` if every listing of it agrees, else ``None``."""
-    flags = [
-        r.get("success", MISSING)
-        for r in body["data"]["cancelBalance"]["recipients"]
-        if isinstance(r, dict) and type(r.get("unique_id")) is int and r["unique_id"] == uid
-    ]
-    if flags and all(type(f) is bool for f in flags) and len(set(flags)) == 1:
-        return flags[0]
-    return None
+    """The oracle: the outcome the raw answer gives ``uid`` if every listing of it agrees, else ``None``.
+
+    Listings naming ``uid`` mistyped (``"5"``, ``" 5 "``, ``5.0``, ``true`` for 1) are no outcome, but
+    they must agree too.
+    """
+    recipients = [r for r in body["data"]["cancelBalance"]["recipients"] if isinstance(r, dict)]
+    flags = [r.get("success", MISSING) for r in recipients if type(r.get("unique_id")) is int and r["unique_id"] == uid]
+    if not (flags and all(type(f) is bool for f in flags) and len(set(flags)) == 1):
+        return None
+    for r in recipients:
+        named = r.get("unique_id")
+        resembles = (
+            (type(named) is bool and int(named) == uid)
+            or (type(named) is float and named == uid)
+            or (isinstance(named, str) and named.strip() == str(uid))
+        )
+        if resembles and r.get("success", MISSING) is not flags[0]:
+            return None
+    return flags[0]
 
 
 @st.composite
@@ -320,8 +354,9 @@ def corrupted_cancel(draw: st.DrawFn) -> tuple[list[int], dict[str, Any]]:
         if kind == "contradict":
             recipients.append({"unique_id": uid, "success": draw(st.booleans())})
         elif kind == "mistype_id":
-            value = draw(st.sampled_from([str(uid), float(uid), uid == 1, [uid]]))
-            recipients.append({"unique_id": value, "success": True})
+            value = draw(st.sampled_from([str(uid), f" {uid} ", float(uid), uid == 1, [uid]]))
+            flag = draw(st.sampled_from([True, False, None, MISSING, "true"]))
+            recipients.append(obj(unique_id=value, success=flag))
         elif kind == "mistype_flag":
             recipients.append(obj(unique_id=uid, success=draw(st.sampled_from(["true", 1, None, MISSING, "false"]))))
         elif kind == "alter" and recipients:

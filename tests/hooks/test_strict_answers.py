@@ -164,6 +164,93 @@ CAPILLARY_CASES = [
         answer(5, ok(P1, E1), errors=[{"code": 729, "message": "redeemed", "promotionId": P9, "earnIds": [E1]}]),
         [(P1, E1, "revoked", "SUCCESS")],
     ),
+    # errors[] entries we cannot attribute precisely: every earn they could concern is unknown
+    (
+        {P1: ["123"]},
+        answer(5, ok(P1, "123"), errors=[{"code": 729, "message": "redeemed", "promotionId": P1, "earnIds": [123]}]),
+        [(P1, "123", "unknown", "listed as revoked, but an errors[] entry's earnIds holds 123, not a string")],
+    ),
+    (
+        {P1: ["123"], P2: [E2]},
+        answer(
+            5,
+            ok(P1, "123"),
+            ok(P2, E2),
+            errors=[{"code": 729, "message": "redeemed", "promotionId": P1, "earnIds": [123]}],
+        ),
+        [(P1, "123", "unknown", "earnIds holds 123"), (P2, E2, "revoked", "SUCCESS")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[{"code": 729, "message": "x", "promotionId": P1, "earnIds": [[E1]]}]),
+        [(P1, E1, "unknown", 'earnIds holds ["earn-1"] (array), not a string')],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[{"code": 729, "message": "x", "promotionId": P1, "earnIds": [E1, None]}]),
+        [(P1, E1, "unknown", "earnIds holds null, not a string")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=["earn-1: already redeemed (729)"]),
+        [(P1, E1, "unknown", 'errors[] holds "earn-1: already redeemed (729)" (string), not an object')],
+    ),
+    (
+        {P1: [E1], P2: [E2]},
+        answer(5, ok(P1, E1), ok(P2, E2), errors=[729]),
+        [(P1, E1, "unknown", "errors[] holds 729, not an object"), (P2, E2, "unknown", "errors[] holds 729")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[None]),
+        [(P1, E1, "unknown", "errors[] holds null, not an object")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[[E1]]),
+        [(P1, E1, "unknown", "(array), not an object")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, errors=["refused"]),
+        [(P1, E1, "unknown", 'errors[] holds "refused" (string), not an object')],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[{"code": 729, "message": "x", "promotionId": "", "earnIds": [E1]}]),
+        [(P1, E1, "unknown", 'names promotionId "" (string) (blank)')],
+    ),
+    (
+        {P1: [E1, E2]},
+        answer(5, ok(P1, E1, E2), errors=[{"code": 729, "message": "x", "promotionId": "  ", "earnIds": [E1]}]),
+        [(P1, E1, "unknown", "(blank)"), (P1, E2, "revoked", "SUCCESS")],
+    ),
+    (
+        {P1: [E1], P2: [E2]},
+        answer(5, ok(P1, E1), ok(P2, E2), errors=[{"code": 729, "message": "x", "promotionId": ""}]),
+        [(P1, E1, "unknown", "(blank)"), (P2, E2, "unknown", "(blank)")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[{"unexpected": "shape"}]),
+        [(P1, E1, "unknown", "listed as revoked and in errors[]")],
+    ),
+    # the documented failure shape (data.code/message) beside revokedDetails contradicts them
+    (
+        {P1: [E1]},
+        {"data": {"customerId": 5, "revokedDetails": [ok(P1, E1)], "code": 500, "message": "Revoke failed"}},
+        [(P1, E1, "unknown", "listed as revoked, but data.code 500 (Revoke failed) accompanies revokedDetails")],
+    ),
+    (
+        {P1: [E1]},
+        {"data": {"customerId": 5, "revokedDetails": [ok(P1, E1)], "code": 500}, "errors": []},
+        [(P1, E1, "unknown", "data.code 500 (no message)")],
+    ),
+    (
+        {P1: [E1]},
+        {"data": {"customerId": 5, "revokedDetails": [ok(P1, E1)], "message": "Revoke failed"}},
+        [(P1, E1, "unknown", "data.message (Revoke failed)")],
+    ),
 ]
 CAPILLARY_IDS = [
     "customer_other_than_requested_voids_success",
@@ -188,6 +275,22 @@ CAPILLARY_IDS = [
     "earn_revoked_under_another_promotion_only",
     "error_with_non_string_promotion_casts_doubt",
     "error_about_another_promotion_is_ignored",
+    "error_names_earn_as_number",
+    "error_names_earn_as_number_only_its_promotion_in_doubt",
+    "error_earn_ids_nested_list",
+    "error_earn_ids_hold_null",
+    "error_entry_bare_string",
+    "error_entry_number_voids_every_revoked_earn",
+    "error_entry_null",
+    "error_entry_array",
+    "error_entry_bare_string_without_claims",
+    "error_promotion_empty_string",
+    "error_promotion_blank_narrowed_by_earn_ids",
+    "error_promotion_empty_string_without_earn_ids_whole_request",
+    "error_entry_of_unknown_shape_is_whole_request",
+    "data_code_and_message_beside_revoked_details",
+    "data_code_without_message_beside_revoked_details",
+    "data_message_without_code_beside_revoked_details",
 ]
 
 
@@ -228,6 +331,20 @@ XOXODAY_CASES = [
     ([5, 6], [r(5, True), r(6, False)], True, [(5, True, "m"), (6, False, "m")]),
     ([5], ["junk", None, 5, r(5, True)], False, [(5, True, "m")]),
     ([5], [r(5, True)], "yes", [(5, True, "m")]),
+    (
+        [5],
+        [r(5, True, "ok"), r("5", False, "not found")],
+        False,
+        [(5, None, 'listed with success true (boolean), but a listing with unique_id "5" (string) says success false')],
+    ),
+    ([5], [r("5", False), r(5, True)], False, [(5, None, 'unique_id "5" (string) says success false')]),
+    ([5], [r(5, True), r(5.0, False)], False, [(5, None, "unique_id 5.0 (number) says success false")]),
+    ([5], [r(5, False), r("5", True)], False, [(5, None, "says success true")]),
+    ([5], [r(5, True), {"unique_id": "5"}], False, [(5, None, "says no success flag")]),
+    ([5], [r(5, True), r(" 5 ", "false")], False, [(5, None, 'says success "false" (string)')]),
+    ([1], [r(1, True), r(True, False)], False, [(1, None, "unique_id true (boolean) says success false")]),
+    ([5], [r(5, True, "ok"), r("5", True)], False, [(5, True, "ok")]),
+    ([5], [r(5, True, "ok"), r("6", False)], False, [(5, True, "ok")]),
 ]
 XOXODAY_IDS = [
     "listed_twice_success_then_failure",
@@ -246,6 +363,15 @@ XOXODAY_IDS = [
     "top_level_error_true_per_recipient_outcome_stands",
     "non_object_recipients_ignored",
     "top_level_error_not_boolean_ignored",
+    "string_id_refusal_contradicts_integer_success",
+    "string_id_refusal_listed_first",
+    "float_id_refusal_contradicts_integer_success",
+    "string_id_success_contradicts_integer_refusal",
+    "string_id_without_flag_contradicts",
+    "padded_string_id_with_string_flag_contradicts",
+    "boolean_id_refusal_contradicts_id_1",
+    "string_id_agreeing_keeps_outcome",
+    "string_id_of_an_id_we_did_not_request_ignored",
 ]
 
 
