@@ -58,7 +58,10 @@ class ReversalOperator(BaseOperator, Generic[P]):
         leaves, and every outcome is recorded as it arrives.
     :param ledger_table: ledger table name.
     :param max_failed_ratio: tolerated share of failed items (of those sent) before the task fails.
-    :param max_requests_per_minute: request rate of this task (``None``: no limit).
+    :param max_requests_per_minute: request rate of this task (``None``: no limit), or ``"auto"``:
+        find the vendor's limit and hold just under it, starting from what earlier runs of the
+        connection learned (Variable ``loyalty_rate__<vendor>__<conn_id>``).
+    :param max_requests_per_minute_cap: (templated) with ``"auto"``, never pace above this.
     :param max_concurrency: requests in flight at once.
     :param max_items: (templated) refuse to send more than this many items in one run (after
         de-duplication and the ledger's skip): the task fails before any vendor call. ``None``: no limit.
@@ -78,6 +81,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         "dry_run",
         "max_failed_ratio",
         "max_requests_per_minute",
+        "max_requests_per_minute_cap",
         "max_items",
         "on_invalid",
         "ledger_conn_id",
@@ -94,7 +98,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
         ledger_conn_id: str | None = None,
         ledger_table: str = "loyalty_reversal_ledger",
         max_failed_ratio: float = 0.0,
-        max_requests_per_minute: float | None = None,
+        max_requests_per_minute: float | str | None = None,
+        max_requests_per_minute_cap: float | None = None,
         max_concurrency: int = 8,
         max_items: int | None = None,
         already_reversed: Any = None,
@@ -116,6 +121,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.ledger_conn_id = ledger_conn_id
         self.max_failed_ratio = max_failed_ratio
         self.max_requests_per_minute = max_requests_per_minute
+        self.max_requests_per_minute_cap = max_requests_per_minute_cap
         self.max_concurrency = max_concurrency
         self.max_items = max_items
         self.on_invalid = on_invalid
@@ -130,7 +136,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
         checks: dict[str, Callable[[Any, str], Any]] = {
             "dry_run": _settings.as_bool,
             "max_failed_ratio": _settings.ratio,
-            "max_requests_per_minute": _settings.positive_or_none,
+            "max_requests_per_minute": _settings.rate_or_auto,
+            "max_requests_per_minute_cap": _settings.positive_or_none,
             "max_concurrency": _settings.count,
             "max_items": lambda v, n: _settings.count(v, n, minimum=0, optional=True),
             "on_invalid": _settings.on_invalid,
@@ -424,7 +431,14 @@ class ReversalOperator(BaseOperator, Generic[P]):
             if getattr(exc, "fatal", False):  # credentials missing or refused, a bad URL
                 raise AirflowFailException(f"{type(self).__name__}: {exc}") from None
             raise
-        progress = Progress(self.log, self.vendor, self.what, len(items), getattr(self.hook, "waited_seconds", None))
+        progress = Progress(
+            self.log,
+            self.vendor,
+            self.what,
+            len(items),
+            getattr(self.hook, "waited_seconds", None),
+            getattr(self.hook, "pace_text", None),
+        )
         spool = self._spool(run) if ledger is not None else None
         state: dict[str, Any] = {"index": 0, "spooled": 0}
 
@@ -456,6 +470,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
             ),
         )
         progress.line(summary, final=True)
+        if hasattr(self.hook, "pace_report"):  # the pace in force and what "auto" learned, in the XCom
+            summary.pace = self.hook.pace_report()
         if summary.failed_this_run:
             self.log.info("%s failures this run by code: %s", self.vendor, dict(summary.codes.most_common()))
         if self._ledger_down is not None:

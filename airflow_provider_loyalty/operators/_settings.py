@@ -74,3 +74,13 @@ def count(value: Any, name: str, *, minimum: int = 1, optional: bool = False) ->
     if number is None or number < minimum or number != int(number):
         raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if optional else ''}, got {value!r}")
     return int(number)
+
+
+def rate_or_auto(value: Any, name: str) -> float | str | None:
+    """A positive number, ``None`` for no limit, or ``"auto"`` (find the vendor's limit: see the hooks)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return positive_or_none(value, name)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive number, None or 'auto', got {value!r}") from None

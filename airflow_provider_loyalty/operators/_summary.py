@@ -56,6 +56,8 @@ class RunSummary:
     named: list[dict[str, Any]] = field(default_factory=list)
     #: refusals recorded by earlier runs, not resent
     earlier_codes: Counter[str] = field(default_factory=Counter)
+    #: the pace in force and what ``max_requests_per_minute="auto"`` learned (the hook's ``pace_report()``)
+    pace: dict[str, Any] | None = None
 
     def add(self, outcomes: Iterable[Outcome]) -> tuple[int, int]:
         """Count this attempt's ``outcomes``; return ``(ok, failed)`` among them."""
@@ -122,6 +124,7 @@ class RunSummary:
             "failed_earlier": self.failed_earlier,
             "failure_codes": dict(self.codes),
             "failures": list(self.failures),
+            **({"pace": self.pace} if self.pace is not None else {}),
             **extra,
         }
 
@@ -146,14 +149,16 @@ class Progress:
     :param what: what the items are called (``unique_ids``, ``earns``).
     :param total: items to send in this run.
     :param waited: returns the seconds waited on the vendor's rate-limit windows so far.
+    :param pace: returns the pace in force as text (``pace 612/min (auto, limit hit at 640/min)``).
     """
 
-    def __init__(self, log: Any, vendor: str, what: str, total: int, waited: Any = None) -> None:
+    def __init__(self, log: Any, vendor: str, what: str, total: int, waited: Any = None, pace: Any = None) -> None:
         self.log = log
         self.vendor = vendor
         self.what = what
         self.total = total
         self.waited = waited or (lambda: 0.0)
+        self.pace = pace
         self.started = time.monotonic()
         self.last = self.started
         self.items = 0
@@ -175,7 +180,7 @@ class Progress:
         eta = left * elapsed / self.items if self.items and left > 0 else 0.0
         self.log.info(
             "%s %s: %d/%d %s sent in %d request(s) — %d succeeded (%d reconciled), %d failed — "
-            "%.0f req/min, %.0f s elapsed%s, %.0f s waited on vendor rate-limit windows",
+            "%.0f req/min, %.0f s elapsed%s, %.0f s waited on vendor rate-limit windows%s",
             self.vendor,
             "done" if final else "progress",
             self.items,
@@ -189,6 +194,7 @@ class Progress:
             elapsed,
             "" if final else f", ETA {eta:.0f} s",
             self.waited(),
+            f"; {self.pace()}" if self.pace is not None else "",
         )
 
 

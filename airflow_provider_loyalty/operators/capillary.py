@@ -99,6 +99,7 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
             self.capillary_conn_id,
             max_requests_per_minute=self.max_requests_per_minute,
             max_concurrency=self.max_concurrency,
+            max_requests_per_minute_cap=self.max_requests_per_minute_cap,
             **self.hook_params,
         )
 

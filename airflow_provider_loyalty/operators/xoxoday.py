@@ -66,6 +66,7 @@ class CancelPointsOperator(ReversalOperator[PointsBatch]):
             self.xoxoday_conn_id,
             max_requests_per_minute=self.max_requests_per_minute,
             max_concurrency=self.max_concurrency,
+            max_requests_per_minute_cap=self.max_requests_per_minute_cap,
             **self.hook_params,
         )
 
