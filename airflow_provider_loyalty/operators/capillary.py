@@ -83,7 +83,7 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
         *,
         earns: Any,
         capillary_conn_id: str = "capillary_default",
-        max_requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE,
+        max_requests_per_minute: float | str | None = DEFAULT_REQUESTS_PER_MINUTE,
         **kwargs: Any,
     ) -> None:
         super().__init__(max_requests_per_minute=max_requests_per_minute, **kwargs)

@@ -31,7 +31,7 @@ def test_operators_pass_auto_and_the_cap_to_their_hooks() -> None:
         hook_params={"rate_store": store},
     )
     assert "max_requests_per_minute_cap" in op.template_fields
-    op.max_requests_per_minute_cap = "250"  # as rendered
+    op.max_requests_per_minute_cap = "250"  # type: ignore[assignment]  # as rendered
     op._settings()
     assert op.max_requests_per_minute == "auto" and op.max_requests_per_minute_cap == 250.0
     pacer = op.hook.pacer
