@@ -832,12 +832,21 @@ def profile(sizes: Sizes) -> dict[str, Any]:
     return reports
 
 
+def auto_rate(sizes: Sizes) -> dict[str, Any]:
+    """Scenario 6, ``max_requests_per_minute="auto"`` (its sizes and figures live in :mod:`benchmarks.auto_rate`)."""
+    from benchmarks import auto_rate as scenario
+
+    mode = next(name for name, candidate in SIZES.items() if candidate is sizes)
+    return scenario.scenario(mode)
+
+
 SCENARIOS: dict[str, Callable[[Sizes], dict[str, Any]]] = {
     "rate": rate_bound,
     "latency": latency_bound,
     "cpu": client_overhead,
     "scale": scale,
     "parse": parse_cost,
+    "auto": auto_rate,
 }
 
 

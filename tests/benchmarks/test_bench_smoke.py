@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO
 
-SCENARIOS = {"rate", "latency", "cpu", "scale", "parse"}
+SCENARIOS = {"rate", "latency", "cpu", "scale", "parse", "auto"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_result_is_well_formed(result: dict) -> None:
     assert set(result["scenarios"]) == SCENARIOS
     assert result["invariants_broken"] == []
     scenarios_in_table = {row["scenario"].split()[0] for row in result["table"]}
-    assert scenarios_in_table == {"1", "2", "3", "4", "5"}
+    assert scenarios_in_table == {"1", "2", "3", "4", "5", "6"}
     for row in result["table"]:
         assert set(row) >= {"scenario", "metric", "value", "unit", "baseline", "ratio", "target", "met"}
         assert isinstance(row["value"], (int, float)) and math.isfinite(row["value"]), row
@@ -83,3 +83,17 @@ def test_baselines_ran_in_the_same_invocation(result: dict) -> None:
         assert run["summary"]["succeeded"] == run["summary"]["requested"] > 0
     best = result["scenarios"]["parse"]["runs"]["best_ms"]
     assert best["airflow.sdk"] > 0 and best["operators"] > 0
+
+
+def test_auto_rate_scenario_reports_every_variant(result: dict) -> None:
+    runs = result["scenarios"]["auto"]["runs"]
+    assert runs, "no (limit, window) combination ran"
+    for combination in runs.values():
+        for variant in ("auto, first run", "auto, second run", "fixed 2x R", "fixed R/2"):
+            for vendor in ("capillary", "xoxoday"):
+                figures = combination[variant][vendor]
+                assert figures["requests"] > 0, (variant, vendor)
+                assert 0 <= figures["efficiency"] <= 1.2
+        for vendor in ("capillary", "xoxoday"):
+            assert combination["auto, first run"][vendor]["in_penalty"] == 0
+            assert combination["auto, second run"][vendor]["pace"]["mode"] == "auto"
