@@ -83,6 +83,7 @@ class Item:
     :param ledger_rows: ledger rows recorded for it by the run.
     :param ledger_successes: of those, rows with status ``succeeded``.
     :param tasks: ``(task_id, map_index)`` of the ledger rows.
+    :param reconciled: a ``succeeded`` row is a reconciliation (code ``already_reversed``).
     """
 
     key: str
@@ -91,6 +92,7 @@ class Item:
     ledger_rows: int
     ledger_successes: int
     tasks: frozenset[tuple[str, int]] = frozenset()
+    reconciled: bool = False
 
 
 @dataclass
@@ -112,6 +114,9 @@ class Reconciliation:
     applied_unexpectedly: list[Item] = field(default_factory=list)
     #: the ledger says succeeded, the vendor disagrees.
     ledger_success_not_applied: list[Item] = field(default_factory=list)
+    #: reconciled after a lost answer, but the item was never applicable: Capillary's 731 means both
+    #: "already revoked" and "invalid earn", so an invalid earn in a lost request reads as revoked.
+    reconciled_ambiguous: list[Item] = field(default_factory=list)
     #: more than one ``succeeded`` row.
     ledger_success_twice: list[Item] = field(default_factory=list)
 
@@ -130,7 +135,10 @@ def reconcile(items: Iterable[Item]) -> Reconciliation:
         if item.ledger_successes > 1:
             out.ledger_success_twice.append(item)
         if item.ledger_successes and not item.vendor_successes:
-            out.ledger_success_not_applied.append(item)
+            if item.reconciled and not item.applicable:
+                out.reconciled_ambiguous.append(item)
+            else:
+                out.ledger_success_not_applied.append(item)
         if not item.ledger_rows:
             out.missing_outcome.append(item)
         elif item.vendor_successes and not item.ledger_successes:
@@ -168,7 +176,13 @@ def exactly_once_checks(vendor: str, rec: Reconciliation, expected_applied: int)
             not (rec.ledger_success_not_applied or rec.ledger_success_twice),
             f"{rec.applied_and_recorded} applied and recorded, {rec.refused_and_recorded} refused and recorded, "
             f"{len(rec.ledger_success_not_applied)} recorded as succeeded but not applied, "
-            f"{len(rec.ledger_success_twice)} recorded as succeeded twice",
+            f"{len(rec.ledger_success_twice)} recorded as succeeded twice"
+            + (
+                f"; {len(rec.reconciled_ambiguous)} invalid earn(s) in a lost request reconciled on the vendor's "
+                f"ambiguous 731 (known limitation): {sample(rec.reconciled_ambiguous)}"
+                if rec.reconciled_ambiguous
+                else ""
+            ),
         ),
     ]
 
@@ -188,6 +202,7 @@ def items_of(facts: RunFacts, run: RunData) -> dict[str, list[Item]]:
             vendor_successes=successes,
             ledger_rows=len(found),
             ledger_successes=sum(1 for r in found if r.status == "succeeded"),
+            reconciled=any(r.status == "succeeded" and r.code == "already_reversed" for r in found),
             tasks=frozenset((r.task_id, r.map_index) for r in found),
         )
 

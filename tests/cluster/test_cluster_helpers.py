@@ -398,3 +398,17 @@ def test_report_notes() -> None:
     assert report.notes([], 0) == []
     found = report.notes(["cluster_run_2 capillary"], 3)
     assert found[0].startswith("3 item(s) the killed try had sent") and "(cluster_run_2 capillary)" in found[1]
+
+
+def test_an_invalid_earn_reconciled_on_731_is_reported_apart_not_as_agreement_broken() -> None:
+    from cluster.checks import Item, exactly_once_checks, reconcile
+
+    ambiguous = Item(
+        "c/p/bad", applicable=False, vendor_successes=0, ledger_rows=1, ledger_successes=1, reconciled=True
+    )
+    lie = Item("c/p/lie", applicable=False, vendor_successes=0, ledger_rows=1, ledger_successes=1, reconciled=False)
+    rec = reconcile([ambiguous])
+    assert rec.reconciled_ambiguous == [ambiguous] and rec.ledger_success_not_applied == []
+    agreement = exactly_once_checks("capillary", rec, 0)[2]
+    assert agreement.ok and "ambiguous 731" in agreement.detail
+    assert not exactly_once_checks("capillary", reconcile([lie]), 0)[2].ok
