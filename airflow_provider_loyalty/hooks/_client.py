@@ -192,6 +192,8 @@ class VendorHTTPClient:
                     throttle_wait=throttle_wait,
                     now=self.clock.time(),
                 )
+                if decision.throttled:
+                    _count(f"loyalty.{self.vendor}.rate_limited")
                 if decision.throttled and decision.retry:  # open only windows we are willing to wait out
                     status["throttled"] = True
                     deadline = self.pacer.penalize(decision.wait)
@@ -355,3 +357,12 @@ def json_body(vendor: str, response: requests.Response) -> Any:
             response=response,
             transient=response.status_code >= 500,
         ) from None
+
+
+def _count(metric: str) -> None:
+    """One more in an Airflow ``Stats`` counter (StatsD / OpenTelemetry when configured)."""
+    try:
+        from airflow.sdk.observability.stats import Stats
+    except ImportError:  # pragma: no cover - Airflow < 3.2
+        return
+    Stats.incr(metric)

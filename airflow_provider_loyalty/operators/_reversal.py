@@ -381,6 +381,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
                     item, outcome.code, f"refused earlier: {outcome.message or ''}", FailureKind.PERMANENT
                 )
                 summary.add_refused([refusal], earlier_run=outcome.run_id != run_id)
+        _incr(self.vendor, "items.skipped", summary.skipped)
         if summary.skipped:
             self.log.info("Skipping %d %s the ledger records as done", summary.skipped, self.what)
         refused = len(settled) - summary.skipped
@@ -472,6 +473,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         progress.line(summary, final=True)
         if hasattr(self.hook, "pace_report"):  # the pace in force and what "auto" learned, in the XCom
             summary.pace = self.hook.pace_report()
+            _timing(self.vendor, summary.pace.get("waited_seconds", 0.0), "vendor_wait_seconds")
         if summary.failed_this_run:
             self.log.info("%s failures this run by code: %s", self.vendor, dict(summary.codes.most_common()))
         if self._ledger_down is not None:
@@ -577,12 +579,21 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 self.log.warning("Could not push the summary XCom before failing", exc_info=True)
 
 
-def _timing(vendor: str, seconds: float) -> None:
+def _timing(vendor: str, seconds: float, name: str = "request_seconds") -> None:
     try:
         from airflow.sdk.observability.stats import Stats
     except ImportError:  # pragma: no cover - Airflow < 3.2
         return
-    Stats.timing(f"loyalty.{vendor}.request_seconds", seconds * 1000.0)
+    Stats.timing(f"loyalty.{vendor}.{name}", seconds * 1000.0)
+
+
+def _incr(vendor: str, name: str, count: int) -> None:
+    try:
+        from airflow.sdk.observability.stats import Stats
+    except ImportError:  # pragma: no cover - Airflow < 3.2
+        return
+    if count:
+        Stats.incr(f"loyalty.{vendor}.{name}", count)
 
 
 def _run_info(context: Context) -> dict[str, Any]:
