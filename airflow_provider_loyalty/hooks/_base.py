@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     import requests
 
     from airflow_provider_loyalty.hooks._http import Answer, VendorHTTPClient
+    from airflow_provider_loyalty.hooks._pacing import RequestPacer
     from airflow_provider_loyalty.hooks.errors import VendorError
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,23 @@ class RenewingSender:
     rejected_statuses: ClassVar[tuple[int, ...]] = (401,)
 
     if TYPE_CHECKING:
+        pacer: RequestPacer
 
         @property
         def client(self) -> VendorHTTPClient:
             """The hook's HTTP client."""
+
+    def waited_seconds(self) -> float:
+        """Seconds this hook's requests were held back by the vendor's rate-limit windows."""
+        return self.pacer.waited_seconds()
+
+    def pace_report(self) -> dict[str, Any]:
+        """The pace in force and what ``"auto"`` learned (``mode``, ``pace_per_minute``, ``learned``...)."""
+        return self.pacer.pace_report()
+
+    def pace_text(self) -> str:
+        """The pace in force, for progress lines."""
+        return self.pacer.pace_text()
 
     def _credential(self) -> tuple[requests.auth.AuthBase, Renewal | None]:
         """Return the auth to send with, and how to renew it once refused (``None``: it cannot be)."""

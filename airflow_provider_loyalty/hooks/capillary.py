@@ -228,18 +228,6 @@ class CapillaryHook(RenewingSender, BaseHook):
         if "client" in self.__dict__:
             self.client.close()
 
-    def waited_seconds(self) -> float:
-        """Seconds this hook's requests were held back by the vendor's rate-limit windows."""
-        return self.pacer.waited_seconds()
-
-    def pace_report(self) -> dict[str, Any]:
-        """The pace in force and what ``"auto"`` learned (``mode``, ``pace_per_minute``, ``learned``...)."""
-        return self.pacer.pace_report()
-
-    def pace_text(self) -> str:
-        """The pace in force, for progress lines."""
-        return self.pacer.pace_text()
-
     # --------------------------------------------------------------------------------- auth
     def oauth_token(self, *, force: bool = False, rejected: str | None = None) -> str:
         """Return a valid OAuth token, generating one when absent, near expiry, or ``rejected``.

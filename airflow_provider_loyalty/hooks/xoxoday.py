@@ -231,18 +231,6 @@ class XoxodayHook(RenewingSender, BaseHook):
         if "client" in self.__dict__:
             self.client.close()
 
-    def waited_seconds(self) -> float:
-        """Seconds this hook's requests were held back by the vendor's rate-limit windows."""
-        return self.pacer.waited_seconds()
-
-    def pace_report(self) -> dict[str, Any]:
-        """The pace in force and what ``"auto"`` learned (``mode``, ``pace_per_minute``, ``learned``...)."""
-        return self.pacer.pace_report()
-
-    def pace_text(self) -> str:
-        """The pace in force, for progress lines."""
-        return self.pacer.pace_text()
-
     # ------------------------------------------------------------------------------- tokens
     def _initial_pair(self) -> TokenPair:
         creds = self.credentials

@@ -315,23 +315,16 @@ class ReversalLedger:
         run = run or {}
         self.insert(
             [
-                (
+                _row(
                     vendor,
-                    f"invalid:row {n}:{shown}"[:512],
-                    None,
-                    None,
-                    None,
                     None,
                     Status.INVALID.value,
                     None,
                     "invalid",
-                    reason[:MESSAGE_CHARS],
-                    run.get("dag_id"),
-                    run.get("run_id"),
-                    run.get("task_id"),
-                    run.get("map_index"),
-                    run.get("try_number"),
+                    reason,
+                    run,
                     now,
+                    key=f"invalid:row {n}:{shown}",
                 )
                 for n, shown, reason in rows
             ]
@@ -413,18 +406,20 @@ def _now() -> datetime:
 
 def _row(
     vendor: str,
-    item: Item,
+    item: Item | None,
     status: str,
     kind: str | None,
     code: str | None,
     message: str,
     run: dict[str, Any],
     now: datetime,
+    *,
+    key: str | None = None,
 ) -> Row:
-    fields = item._asdict()
+    fields = item._asdict() if item is not None else {}
     return (
         vendor,
-        item.key,
+        (item.key if item is not None else key or "")[:512],
         fields.get("unique_id"),
         fields.get("customer_id"),
         fields.get("promotion_id"),
