@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import requests
 from airflow.sdk import BaseHook
 
-from airflow_provider_loyalty.hooks._answers import is_json_int, show
 from airflow_provider_loyalty.hooks._auto_rate import RateStore, build_pacer
 from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
 from airflow_provider_loyalty.hooks._http import (
@@ -28,6 +27,7 @@ from airflow_provider_loyalty.hooks._http import (
     response_snippet,
     url_path,
 )
+from airflow_provider_loyalty.hooks.capillary_answers import interpret_revoke
 from airflow_provider_loyalty.hooks.errors import (
     CredentialsMissingError,
     VendorAuthError,
@@ -37,17 +37,12 @@ from airflow_provider_loyalty.hooks.errors import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_loyalty.models import EarnStatus, RevokeEarnResult
+    from airflow_provider_loyalty.models import RevokeEarnResult
 
 VENDOR = "capillary"
 REVOKE_PATH = "/api_gateway/v1/promotions/revokeEarn"
 TOKEN_PATH = "/v3/oauth/token/generate"  # noqa: S105 - a URL path
 OAUTH_HEADER = "X-CAP-API-OAUTH-TOKEN"
-#: ``revokedDetails[].status`` values (any case) under which the listed ``revokedEarnIds`` count as
-#: revoked. The docs define ``revokedEarnIds`` as the earns "successfully revoked"; a promotion with
-#: some earns refused answers PARTIAL_SUCCESS and names the refused ones in ``errors[]`` (as the
-#: sandbox does). Any other status (``FAILED``, missing, not a string) confirms nothing.
-CONFIRMING_STATUSES = frozenset({"SUCCESS", "PARTIAL_SUCCESS"})
 #: Status codes meaning "this token is no good": regenerate it once (498: Capillary's expired token).
 TOKEN_REJECTED = (401, 498)
 AuthType = Literal["basic", "oauth"]
@@ -381,216 +376,6 @@ class CapillaryHook(RenewingSender, BaseHook):
         if response.status_code in (400, 200):
             return True, "Capillary accepted the till credentials"
         return False, f"Unexpected answer from Capillary: HTTP {response.status_code}"
-
-
-def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnResult:
-    """Turn a revokeEarn answer (either documented shape) into one outcome per requested earn id.
-
-    Strict about success, since a wrong "revoked" is never retried (trust rules in DESIGN.md):
-
-    * **revoked** only when a ``data.revokedDetails`` entry with status ``SUCCESS`` (or
-      ``PARTIAL_SUCCESS``, any case: :data:`CONFIRMING_STATUSES`) names the earn id under exactly its requested promotion (both JSON strings), the answer's
-      ``data.customerId`` is the requested customer (a JSON integer), and nothing contradicts it:
-      no ``errors[]`` entry names it or may concern it, no entry with another status lists it,
-      and ``data`` carries no ``code``/``message`` (the documented failure shape) beside it.
-    * **failed** when an ``errors[]`` entry names it: by earn id (within the entry's promotion, if
-      it names one), by promotion when the entry names no earn ids, or the whole request when it
-      names neither — unless the answer also lists the earn as revoked (contradiction: unknown).
-      The second documented shape (``data:{code,message}``) names no customer: failures need no
-      customer confirmation, but a ``customerId`` naming another customer voids every outcome.
-    * **unknown** otherwise, with a message naming the answer field that was off. A
-      ``revokedDetails`` entry without a (string) ``promotionId`` cannot be attributed: the strict
-      option is taken, its earn ids are at most unknown, even when requested under one promotion only.
-      Likewise an ``errors[]`` entry that cannot be attributed precisely (not an object, a blank or
-      non-string ``promotionId``, ``earnIds`` not a list of strings) makes every earn it could
-      concern unknown: its promotion's, the earns it names, or the whole request's.
-
-    :param customer_id: the customer the request was for.
-    :param request: the :class:`~airflow_provider_loyalty.models.RevokeEarnRequest` sent.
-    :param parsed: the :class:`~airflow_provider_loyalty.models.RevokeEarnResponse` received.
-    :return: one :class:`~airflow_provider_loyalty.models.EarnOutcome` per requested earn, in order.
-    """
-    from airflow_provider_loyalty.models import EarnOutcome, RevokeEarnResult
-
-    wanted = [(d.promotionId, e) for d in request.earnRevokeDetails for e in d.earnIds]
-    by_earn: dict[str, list[str]] = {}
-    for promo, earn in wanted:
-        promos = by_earn.setdefault(earn, [])
-        if promo not in promos:
-            promos.append(promo)
-    by_promo: dict[str, list[tuple[str, str]]] = {}
-    for key in dict.fromkeys(wanted):
-        by_promo.setdefault(key[0], []).append(key)
-
-    data = parsed.data
-    answered_customer = data.customerId if data is not None else None
-    if answered_customer is not None and not is_json_int(answered_customer, customer_id):
-        why = f"answer names customer {show(answered_customer)}, not {customer_id}"
-        return RevokeEarnResult(
-            customer_id=customer_id,
-            outcomes=[EarnOutcome(p, e, "unknown", None, why) for p, e in wanted],
-        )
-
-    evidence = _Evidence()
-    for detail in data.revokedDetails if data is not None else ():
-        evidence.read_detail(detail, by_earn, by_promo)
-    if data is not None and (data.code is not None or data.message is not None):
-        # the documented failure shape (data:{code,message}); beside revokedDetails it contradicts them
-        said = f"data.code {data.code}" if data.code is not None else "data.message"
-        evidence.top_level_failure = f"{said} ({data.message or 'no message'}) accompanies revokedDetails"
-    fallback_code = data.code if data is not None and data.code else None
-    fallback_message = data.message if data is not None and data.message else ""
-    for error in parsed.errors:
-        evidence.read_error(error, wanted, by_earn, by_promo, fallback_code, fallback_message)
-
-    customer_named = answered_customer is not None
-    outcomes = []
-    for promo, earn in wanted:
-        key = (promo, earn)
-        status, code, message, whole = evidence.decide(key, customer_named)
-        outcomes.append(EarnOutcome(promo, earn, status, code, message, whole))
-    return RevokeEarnResult(customer_id=customer_id, outcomes=outcomes)
-
-
-_Key = tuple[str, str]
-
-
-class _Evidence:
-    """What one answer says about each requested (promotion, earn) key, before deciding."""
-
-    def __init__(self) -> None:
-        self.revoked: dict[_Key, str] = {}  # clean claims: key -> status text
-        self.unattributed: dict[_Key, str] = {}  # SUCCESS entries lacking a usable promotionId
-        self.contradicted: dict[_Key, str] = {}  # entries listing it with a non-confirming status
-        self.failed: dict[_Key, tuple[str | None, str, bool]] = {}
-        self.unclear: dict[_Key, str] = {}  # errors[] entries that may concern it but cannot be read
-        #: ``data.code``/``data.message`` beside the revoked details: the request as a whole failed?
-        self.top_level_failure: str | None = None
-
-    def read_detail(self, detail: Any, by_earn: dict[str, list[str]], by_promo: dict[str, list[_Key]]) -> None:
-        """Record one ``revokedDetails`` entry."""
-        promo, status, earns = detail.promotionId, detail.status, detail.revokedEarnIds
-        attributed = isinstance(promo, str) and promo != ""
-        if attributed and promo not in by_promo:
-            return  # about a promotion we did not ask for
-        success = isinstance(status, str) and status.upper() in CONFIRMING_STATUSES
-        if not isinstance(earns, list):
-            if earns is not None and attributed:
-                for key in by_promo[promo]:
-                    self.unclear.setdefault(key, f"revokedDetails revokedEarnIds of promotion {promo} is not a list")
-            return
-        for earn in earns:
-            if not isinstance(earn, str) or earn not in by_earn:
-                continue  # not an earn id of ours (a number is never one: ours are strings)
-            if attributed:
-                if promo not in by_earn[earn]:
-                    continue  # requested under another promotion only
-                keys = [(promo, earn)]
-            else:
-                keys = [(p, earn) for p in by_earn[earn]]
-            for key in keys:
-                if not success:
-                    said = "no status" if status is None else f"status {show(status)}"
-                    where = f"promotion {promo}" if attributed else "no promotionId"
-                    self.contradicted.setdefault(key, f"revokedDetails entry ({where}) lists it with {said}")
-                elif attributed:
-                    self.revoked[key] = status
-                else:
-                    self.unattributed.setdefault(
-                        key, f"revokedDetails entry lists it without a usable promotionId (got {show(promo)})"
-                    )
-
-    def read_error(
-        self,
-        error: Any,
-        wanted: list[_Key],
-        by_earn: dict[str, list[str]],
-        by_promo: dict[str, list[_Key]],
-        fallback_code: str | None,
-        fallback_message: str,
-    ) -> None:
-        """Record one ``errors[]`` entry: a failure of the keys it names, or doubt if it cannot be read.
-
-        An entry is attributed only when it is a JSON object whose ``promotionId`` is absent or a
-        non-blank string and whose ``earnIds`` is absent or a list of strings. Otherwise every
-        requested key it could concern is in doubt: the keys of its promotion, or those of the earn
-        ids it names when the promotion is unreadable, or the whole request when nothing narrows it.
-        """
-        if not error.is_object:
-            for key in wanted:
-                self.unclear.setdefault(key, f"errors[] holds {show(error.raw)}, not an object naming earns")
-            return
-        promo, earns = error.promotionId, error.earnIds
-        code = error.code or fallback_code
-        message = error.message or fallback_message or "refused"
-        promo_readable = promo is None or (isinstance(promo, str) and promo.strip() != "")
-        if promo_readable and promo is not None and promo not in by_promo:
-            return  # about a promotion we did not ask for
-        in_scope = by_promo[promo] if promo_readable and promo is not None else wanted
-        odd_earn = _first_non_string(earns)
-        if not promo_readable or odd_earn is not _NOTHING:
-            if odd_earn is _NOTHING and earns:  # only the promotion is unreadable: narrow by the earn ids
-                in_scope = [k for k in in_scope if k[1] in earns]
-            if not promo_readable:
-                what = "not a string" if not isinstance(promo, str) else "blank"
-                why = f"an errors[] entry names promotionId {show(promo)} ({what})"
-            elif not isinstance(earns, list):
-                why = f"an errors[] entry's earnIds is {show(earns)}, not a list"
-            else:
-                why = f"an errors[] entry's earnIds holds {show(odd_earn)}, not a string earn id"
-            for key in in_scope:
-                self.unclear.setdefault(key, why)
-            return
-        whole_request = False
-        if earns:
-            targets = [(p, earn) for earn in earns for p in by_earn.get(earn, ()) if promo is None or p == promo]
-        elif promo is not None:
-            targets = list(in_scope)
-        else:  # an error naming no promotion and no earn is about the request itself
-            targets, whole_request = list(wanted), True
-        for key in targets:
-            self.failed.setdefault(key, (code, message, whole_request))
-
-    def decide(self, key: _Key, customer_named: bool) -> tuple[EarnStatus, str | None, str, bool]:
-        """Return ``(status, code, message, whole_request)`` for ``key``."""
-        failure = self.failed.get(key)
-        claimed = key in self.revoked
-        if failure is not None:
-            code, message, whole = failure
-            if claimed or key in self.unattributed:
-                return "unknown", code, f"listed as revoked and in errors[] (code {code}: {message})", False
-            return "failed", code, message, whole
-        if claimed or key in self.unattributed:
-            if self.top_level_failure is not None:
-                return "unknown", None, f"listed as revoked, but {self.top_level_failure}", False
-        if claimed:
-            if key in self.contradicted:
-                return "unknown", None, f"listed as revoked, but a {self.contradicted[key]}", False
-            if key in self.unclear:
-                return "unknown", None, f"listed as revoked, but {self.unclear[key]}", False
-            if not customer_named:
-                return "unknown", None, "listed as revoked, but the answer has no data.customerId", False
-            return "revoked", None, self.revoked[key], False
-        for doubts in (self.contradicted, self.unattributed, self.unclear):
-            if key in doubts:
-                return "unknown", None, doubts[key], False
-        return "unknown", None, "neither revoked nor named in an error", False
-
-
-_NOTHING: Any = object()
-
-
-def _first_non_string(earns: object) -> object:
-    """Return what keeps ``earns`` from being a list of string earn ids, or :data:`_NOTHING`.
-
-    That is its first element that is not a string, or ``earns`` itself when it is neither a list
-    nor absent.
-    """
-    if earns is None:
-        return _NOTHING
-    if not isinstance(earns, list):
-        return earns
-    return next((earn for earn in earns if not isinstance(earn, str)), _NOTHING)
 
 
 def _detail_pairs(details: Any) -> list[tuple[str, list[str]]]:

@@ -1,0 +1,107 @@
+"""Reading a cancelBalance answer strictly: one outcome per requested id, success only when confirmed.
+
+Kept apart from the hook (tokens, sending) because it is the part trust depends on: pure functions
+over the parsed answer, tested on their own and by hypothesis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from airflow_provider_loyalty.hooks._answers import is_json_int, show
+
+if TYPE_CHECKING:
+    from airflow_provider_loyalty.models import CancelPointsResult, XoxodayCancelBalance
+
+
+def interpret_cancel(unique_ids: Sequence[int], balance: XoxodayCancelBalance) -> CancelPointsResult:
+    """Turn a cancel answer's ``data.cancelBalance`` into one outcome per requested id, in order.
+
+    Per DESIGN.md the per-recipient ``success`` is the outcome (the overall ``error`` flag does not
+    say which ids failed), read strictly, since a wrong success is never retried:
+
+    * a recipient speaks for an id of ours only when its ``unique_id`` is a JSON integer equal to it
+      (``true``, ``"5"``, ``5.0`` are not ids of ours; recipients for ids we did not request are
+      ignored);
+    * its outcome is ``success`` only when that is a JSON boolean (``"true"``, ``1``, ``null`` or a
+      missing flag leave the id unknown);
+    * an id listed more than once counts only if every listing says the same; a contradiction
+      (cancelled and refused) is unknown. Listings naming the id mistyped (``"5"``, ``5.0``) are
+      not outcomes, but one whose ``success`` is not the same JSON boolean contradicts the
+      outcome: the id is unknown.
+
+    Unknown outcomes (``success=None``) carry a message naming what was off.
+
+    :param unique_ids: the ids sent, in request order.
+    :param balance: the answer's ``data.cancelBalance``.
+    """
+    from airflow_provider_loyalty.models import CancelPointsResult, PointOutcome
+
+    requested = set(unique_ids)
+    said: dict[int, list[tuple[object, str]]] = {}
+    #: listings naming one of our ids with the wrong JSON type: (raw id, flag) — not ours, but evidence
+    mistyped: dict[int, list[tuple[object, object]]] = {}
+    for recipient in balance.recipients:
+        uid, message = recipient.unique_id, recipient.message or ""
+        if is_json_int(uid):
+            if uid in requested:
+                said.setdefault(uid, []).append((recipient.success, message))
+        elif (as_int := _looks_like(uid)) is not None and as_int in requested:
+            mistyped.setdefault(as_int, []).append((uid, recipient.success))
+    outcomes = []
+    for uid in unique_ids:
+        listings = said.get(uid)
+        if not listings:
+            why = "not mentioned in the vendor's answer"
+            if uid in mistyped:
+                why = f"the answer names it only as unique_id {show(mistyped[uid][0][0])}, not a JSON integer"
+            outcomes.append(PointOutcome(uid, None, why))
+            continue
+        flags = {flag for flag, _ in listings if type(flag) is bool}
+        odd = next((flag for flag, _ in listings if type(flag) is not bool), _NOTHING)
+        if odd is not _NOTHING:
+            why = "no success flag" if odd is None else f"success {show(odd)}, not a JSON boolean"
+            vendor_message = next((m for f, m in listings if f is odd and m), "")
+            outcomes.append(PointOutcome(uid, None, f"{why}{': ' + vendor_message if vendor_message else ''}"))
+        elif len(flags) > 1:
+            outcomes.append(
+                PointOutcome(
+                    uid, None, f"listed {len(listings)} times with different outcomes (success true and false)"
+                )
+            )
+        else:
+            flag = flags.pop()
+            # a mistyped listing is no outcome of ours, but one saying otherwise contradicts ours
+            other = next(((raw, f) for raw, f in mistyped.get(uid, ()) if f is not flag), None)
+            if other is not None:
+                said_other = "no success flag" if other[1] is None else f"success {show(other[1])}"
+                outcomes.append(
+                    PointOutcome(
+                        uid,
+                        None,
+                        f"listed with success {show(flag)}, but a listing with unique_id {show(other[0])} "
+                        f"says {said_other}",
+                    )
+                )
+            else:
+                outcomes.append(PointOutcome(uid, flag, listings[0][1]))
+    return CancelPointsResult(
+        outcomes=outcomes,
+        error=balance.error if isinstance(balance.error, bool) else None,
+        message=balance.message,
+    )
+
+
+_NOTHING = object()
+
+
+def _looks_like(value: object) -> int | None:
+    """The integer a mistyped id (digit string, integral number, boolean) resembles, for messages only."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
