@@ -17,36 +17,44 @@ def in_task_context() -> bool:
 def get_variable(key: str) -> Any:
     """Return the Variable's value, or ``None`` when it is not set.
 
+    Through the Task SDK first (inside a task: the API server; anywhere: env vars and secrets
+    backends); outside a task, where the SDK sees no metadata DB, the metadata DB next.
+
     :raises Exception: the Variable could not be read at all (no API server, no metadata DB).
     """
-    if in_task_context():
-        from airflow.sdk import Variable
+    from airflow.sdk import Variable
 
-        return Variable.get(key, default=None)
-    from airflow.models.variable import Variable as MetastoreVariable
+    value = Variable.get(key, default=None)
+    if value is None and not in_task_context():
+        from airflow.models.variable import Variable as MetastoreVariable
 
-    return MetastoreVariable.get(key, default_var=None)
+        value = MetastoreVariable.get(key, default_var=None)
+    return value
 
 
 def set_variable(key: str, value: str, description: str) -> None:
-    """Write the Variable (raises when it cannot be written)."""
-    if in_task_context():
-        from airflow.sdk import Variable
+    """Write the Variable: through the Task SDK, or outside a task into the metadata DB (raises when neither can)."""
+    from airflow.sdk import Variable
 
+    try:
         Variable.set(key, value, description=description)
-        return
-    from airflow.models.variable import Variable as MetastoreVariable
+    except Exception:
+        if in_task_context():
+            raise
+        from airflow.models.variable import Variable as MetastoreVariable
 
-    MetastoreVariable.set(key, value, description=description)
+        MetastoreVariable.set(key, value, description=description)
 
 
 def delete_variable(key: str) -> None:
-    """Delete the Variable (raises when it cannot be deleted)."""
-    if in_task_context():
-        from airflow.sdk import Variable
+    """Delete the Variable: through the Task SDK, or outside a task in the metadata DB."""
+    from airflow.sdk import Variable
 
+    try:
         Variable.delete(key)
-        return
-    from airflow.models.variable import Variable as MetastoreVariable
+    except Exception:
+        if in_task_context():
+            raise
+        from airflow.models.variable import Variable as MetastoreVariable
 
-    MetastoreVariable.delete(key)
+        MetastoreVariable.delete(key)

@@ -96,14 +96,6 @@ class MemoryTokenStore:
             self.saves += 1
 
 
-def _in_task_context() -> bool:
-    try:
-        from airflow.sdk.execution_time import task_runner
-    except ImportError:  # pragma: no cover - the task SDK always ships with Airflow 3
-        return False
-    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
-
-
 class VariableTokenStore:
     """The pair in the Airflow Variable ``loyalty_xoxoday_token__<conn_id>`` (JSON).
 
@@ -133,47 +125,28 @@ class VariableTokenStore:
         return pair
 
     def _read(self) -> object:
-        from airflow.sdk import Variable
+        from airflow_provider_loyalty._variables import get_variable
 
         try:
-            text = Variable.get(self.key, default=None)
-        except Exception as exc:  # no API server reachable, secrets backend down...
+            return get_variable(self.key)
+        except Exception as exc:  # no API server reachable, no metadata DB, secrets backend down...
             log.warning("Could not read Variable %s (%s); using the connection's tokens", self.key, type(exc).__name__)
             return None
-        if text is None and not _in_task_context():
-            try:  # outside a task the SDK reads env vars and secrets backends only: ask the metadata DB
-                from airflow.models.variable import Variable as MetastoreVariable
-
-                text = MetastoreVariable.get(self.key, default_var=None)
-            except Exception:  # noqa: BLE001 - no metadata DB configured here
-                return None
-        return text
 
     def save(self, pair: TokenPair) -> None:
         """Write ``pair`` to the Variable; if that fails, keep it here and log an error."""
-        from airflow.sdk import Variable
+        from airflow_provider_loyalty._variables import in_task_context, set_variable
 
-        description = "Rotated Xoxoday token pair (airflow-provider-loyalty)"
         try:
-            Variable.set(self.key, pair.to_json(), description=description)
+            set_variable(self.key, pair.to_json(), "Rotated Xoxoday token pair (airflow-provider-loyalty)")
         except Exception as exc:
-            error: Exception = exc
-            if not _in_task_context():
-                try:
-                    from airflow.models.variable import Variable as MetastoreVariable
-
-                    MetastoreVariable.set(self.key, pair.to_json(), description=description)
-                    self._unsaved = None
-                    return
-                except Exception as fallback_exc:  # noqa: BLE001 - reported below
-                    error = fallback_exc
             self._unsaved = pair
             log.error(
                 "The rotated Xoxoday token pair could NOT be stored in Variable %s (%s)%s. This run goes on "
                 "with it, but the next run will need a new pair from the Xoxoday dashboard in the connection.",
                 self.key,
-                type(error).__name__,
-                "" if _in_task_context() else " — not inside an Airflow task",
+                type(exc).__name__,
+                "" if in_task_context() else " — not inside an Airflow task",
             )
             return
         self._unsaved = None
