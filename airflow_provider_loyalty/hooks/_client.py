@@ -21,6 +21,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_loyalty import __version__
+from airflow_provider_loyalty import _metrics as metrics
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
 from airflow_provider_loyalty.hooks._pacing import RequestPacer
 from airflow_provider_loyalty.hooks._retry import RetryDecision, RetryPolicy, ThrottleHint, may_have_been_applied
@@ -193,7 +194,7 @@ class VendorHTTPClient:
                     now=self.clock.time(),
                 )
                 if decision.throttled:
-                    _count(f"loyalty.{self.vendor}.rate_limited")
+                    metrics.incr(self.vendor, "rate_limited")
                 if decision.throttled and decision.retry:  # open only windows we are willing to wait out
                     status["throttled"] = True
                     deadline = self.pacer.penalize(decision.wait)
@@ -357,12 +358,3 @@ def json_body(vendor: str, response: requests.Response) -> Any:
             response=response,
             transient=response.status_code >= 500,
         ) from None
-
-
-def _count(metric: str) -> None:
-    """One more in an Airflow ``Stats`` counter (StatsD / OpenTelemetry when configured)."""
-    try:
-        from airflow.sdk.observability.stats import Stats
-    except ImportError:  # pragma: no cover - Airflow < 3.2
-        return
-    Stats.incr(metric)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_loyalty import _metrics as metrics
 from airflow_provider_loyalty.operators import _settings
 from airflow_provider_loyalty.operators._inputs import InputErrors
 from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
@@ -238,7 +239,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
             outcomes, resent = self.send(request, intent if ledger is not None else None)
         except IntentNotRecorded as exc:
             raise RunAborted(exc.cause) from exc  # not sent; nothing more will be
-        _timing(self.vendor, time.monotonic() - started)
+        metrics.timing(self.vendor, "request_seconds", time.monotonic() - started)
         maybe_applied = self._maybe_applied
         if resent:
             attempted = [item.key for item in self.items_of(request)]
@@ -381,7 +382,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
                     item, outcome.code, f"refused earlier: {outcome.message or ''}", FailureKind.PERMANENT
                 )
                 summary.add_refused([refusal], earlier_run=outcome.run_id != run_id)
-        _incr(self.vendor, "items.skipped", summary.skipped)
+        metrics.incr(self.vendor, "items.skipped", summary.skipped)
         if summary.skipped:
             self.log.info("Skipping %d %s the ledger records as done", summary.skipped, self.what)
         refused = len(settled) - summary.skipped
@@ -473,7 +474,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         progress.line(summary, final=True)
         if hasattr(self.hook, "pace_report"):  # the pace in force and what "auto" learned, in the XCom
             summary.pace = self.hook.pace_report()
-            _timing(self.vendor, summary.pace.get("waited_seconds", 0.0), "vendor_wait_seconds")
+            metrics.timing(self.vendor, "vendor_wait_seconds", summary.pace.get("waited_seconds", 0.0))
         if summary.failed_this_run:
             self.log.info("%s failures this run by code: %s", self.vendor, dict(summary.codes.most_common()))
         if self._ledger_down is not None:
@@ -577,23 +578,6 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 ti.xcom_push(key="return_value", value=summary.as_xcom())
             except Exception:  # never mask the real failure
                 self.log.warning("Could not push the summary XCom before failing", exc_info=True)
-
-
-def _timing(vendor: str, seconds: float, name: str = "request_seconds") -> None:
-    try:
-        from airflow.sdk.observability.stats import Stats
-    except ImportError:  # pragma: no cover - Airflow < 3.2
-        return
-    Stats.timing(f"loyalty.{vendor}.{name}", seconds * 1000.0)
-
-
-def _incr(vendor: str, name: str, count: int) -> None:
-    try:
-        from airflow.sdk.observability.stats import Stats
-    except ImportError:  # pragma: no cover - Airflow < 3.2
-        return
-    if count:
-        Stats.incr(f"loyalty.{vendor}.{name}", count)
 
 
 def _run_info(context: Context) -> dict[str, Any]:

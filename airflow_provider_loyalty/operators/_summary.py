@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_loyalty import _metrics as metrics
 from airflow_provider_loyalty.outcomes import Outcome
 
 #: Failures (and, in a dry run, planned requests) listed in the summary XCom; the ledger holds all.
@@ -163,10 +164,10 @@ class Progress:
         self.last = self.started
         self.items = 0
 
-    def request_done(self, summary: RunSummary, outcomes: list[Outcome], seconds: float | None = None) -> None:
+    def request_done(self, summary: RunSummary, outcomes: list[Outcome]) -> None:
         """Count one recorded request; log a progress line when one is due."""
         self.items += len(outcomes)
-        _metrics(self.vendor, outcomes, seconds)
+        _metrics(self.vendor, outcomes)
         now = time.monotonic()
         if now - self.last >= PROGRESS_EVERY:
             self.last = now
@@ -198,23 +199,12 @@ class Progress:
         )
 
 
-def _metrics(vendor: str, outcomes: list[Outcome], seconds: float | None) -> None:
-    """Counters and timers through Airflow's own Stats (StatsD / OpenTelemetry when configured)."""
-    try:
-        from airflow.sdk.observability.stats import Stats
-    except ImportError:  # pragma: no cover - Airflow < 3.2
-        return
+def _metrics(vendor: str, outcomes: list[Outcome]) -> None:
+    """One answered request's counters."""
     ok = sum(o.ok for o in outcomes)
     reconciled = sum(o.reconciled for o in outcomes)
-    transient = sum(o.transient for o in outcomes)
-    Stats.incr(f"loyalty.{vendor}.requests")
-    if ok - reconciled:
-        Stats.incr(f"loyalty.{vendor}.items.succeeded", ok - reconciled)
-    if reconciled:
-        Stats.incr(f"loyalty.{vendor}.items.reconciled", reconciled)
-    if len(outcomes) - ok:
-        Stats.incr(f"loyalty.{vendor}.items.failed", len(outcomes) - ok)
-    if transient:
-        Stats.incr(f"loyalty.{vendor}.items.failed_transient", transient)
-    if seconds is not None:
-        Stats.timing(f"loyalty.{vendor}.request_seconds", seconds * 1000.0)
+    metrics.incr(vendor, "requests")
+    metrics.incr(vendor, "items.succeeded", ok - reconciled)
+    metrics.incr(vendor, "items.reconciled", reconciled)
+    metrics.incr(vendor, "items.failed", len(outcomes) - ok)
+    metrics.incr(vendor, "items.failed_transient", sum(o.transient for o in outcomes))
