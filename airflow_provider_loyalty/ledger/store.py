@@ -12,12 +12,12 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_provider_loyalty._batches import batched
 from airflow_provider_loyalty.ledger.schema import (
     CODE_CHARS,
     COLUMNS,
@@ -57,12 +57,6 @@ def ensure_ledger(conn_id: str, table: str = DEFAULT_TABLE) -> None:
         ledger.ensure_table()
     finally:
         ledger.close()
-
-
-def _chunks(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(values)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def _time_order(row: Row) -> tuple[str, int]:
@@ -256,7 +250,7 @@ class ReversalLedger:
         """
         settled: dict[str, Settled] = {}
         maybe_applied: dict[str, Settled] = {}
-        for chunk in _chunks(keys, LOOKUP_CHUNK):
+        for chunk in batched(keys, LOOKUP_CHUNK):
             rows: list[Row] = self._retrying("look-up", functools.partial(self._select, vendor=vendor, chunk=chunk))
             by_key: dict[str, list[Row]] = {}
             for row in rows:
@@ -358,7 +352,7 @@ class ReversalLedger:
         row_marks = "(" + ", ".join([self.placeholder] * len(COLUMNS)) + ")"
         cursor = conn.cursor()
         try:
-            for chunk in _chunks(rows, INSERT_CHUNK):
+            for chunk in batched(rows, INSERT_CHUNK):
                 sql = f"INSERT INTO {self.table} ({', '.join(COLUMNS)}) VALUES " + ", ".join([row_marks] * len(chunk))
                 cursor.execute(sql, [value for row in chunk for value in row])
         finally:

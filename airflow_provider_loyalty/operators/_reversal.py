@@ -589,9 +589,3 @@ def _run_info(context: Context) -> dict[str, Any]:
         "map_index": getattr(ti, "map_index", -1),
         "try_number": getattr(ti, "try_number", None),
     }
-
-
-def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """Yield consecutive slices of at most ``size`` values."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_loyalty._batches import batched
 from airflow_provider_loyalty.operators._inputs import parse_unique_ids
-from airflow_provider_loyalty.operators._reversal import ReversalOperator, chunked
+from airflow_provider_loyalty.operators._reversal import ReversalOperator
 from airflow_provider_loyalty.outcomes import FailureKind, Outcome, PointItem
 from airflow_provider_loyalty.vendor_limits import XOXODAY_ALREADY_REVERSED
 from airflow_provider_loyalty.vendor_limits import XOXODAY_MAX_BATCH_SIZE as MAX_BATCH_SIZE
@@ -76,7 +77,7 @@ class CancelPointsOperator(ReversalOperator[PointsBatch]):
 
     def plan(self, items: list[PointItem]) -> Iterator[PointsBatch]:
         """Batches of ``batch_size`` ids."""
-        return chunked(items, self.batch_size)
+        return batched(items, self.batch_size)
 
     def items_of(self, request: PointsBatch) -> PointsBatch:
         """A batch is its items."""
