@@ -1,10 +1,8 @@
-"""One item and what became of it: the vocabulary the parsers, the runner and the ledger share.
+"""What became of one item: the vocabulary the hooks' answer readers, the runner and the ledger share.
 
-At the bottom of the import graph (nothing of the provider, nothing of Airflow), so the ledger,
-the operators and the UI all speak it without importing each other.
-
-An item carries its own ledger key and columns; nothing ever splits a key back into fields. An
-outcome says what became of one item in one attempt, in one vocabulary:
+At the bottom of the import graph (nothing of Airflow; of the provider only
+:mod:`~airflow_provider_loyalty.items`), so the hooks, the ledger, the operators and the UI all speak
+it without importing each other. An outcome says what became of one item in one attempt:
 
 ============================  ==========  ================  =====================================
 what happened                 ``status``  ``failure_kind``  next try / run
@@ -29,10 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple
 
-#: The largest id the ledger can store (``BIGINT`` in SQLite, DuckDB, PostgreSQL, Snowflake).
-MAX_BIGINT = 2**63 - 1
-#: The ledger's ``promotion_id`` / ``earn_id`` columns are ``VARCHAR(200)``.
-MAX_TEXT_ID_CHARS = 200
+from airflow_provider_loyalty.items import Item
 
 #: ``code`` of an item resent after an attempt that may have applied it, and answered "already reversed".
 ALREADY_REVERSED = "already_reversed"
@@ -69,45 +64,6 @@ class FailureKind(str, Enum):
     REJECTED = "rejected"
     #: transport trouble or an unclear answer: the vendor may or may not have applied it; resent
     TRANSIENT = "transient"
-
-
-class PointItem(NamedTuple):
-    """One Xoxoday points issuance to cancel."""
-
-    unique_id: int
-
-    @property
-    def key(self) -> str:
-        """The ledger's ``item_key``."""
-        return str(self.unique_id)
-
-    def ident(self) -> dict[str, Any]:
-        """The item's fields as the summary and failure messages show them."""
-        return {"unique_id": self.unique_id}
-
-
-class EarnItem(NamedTuple):
-    """One Capillary cart-promotion earn to revoke."""
-
-    customer_id: int
-    promotion_id: str
-    earn_id: str
-
-    @property
-    def key(self) -> str:
-        """The ledger's ``item_key`` (``promotion_id`` never contains ``/``: the parser refuses it)."""
-        return f"{self.customer_id}/{self.promotion_id}/{self.earn_id}"
-
-    def ident(self) -> dict[str, Any]:
-        """The item's fields as the summary and failure messages show them."""
-        return {"customer_id": self.customer_id, "promotion_id": self.promotion_id, "earn_id": self.earn_id}
-
-
-Item = PointItem | EarnItem
-
-#: SQL expressions of ``item_key`` over an extraction's columns, next to the Python ``key`` above.
-POINTS_KEY_SQL = "CAST({unique_id} AS VARCHAR)"
-EARN_KEY_SQL = "CAST({customer_id} AS VARCHAR) || '/' || {promotion_id} || '/' || {earn_id}"
 
 
 @dataclass(slots=True)  # not frozen: one per item, and frozen dataclasses cost 3x to build

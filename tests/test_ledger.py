@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from airflow_provider_loyalty.items import EarnItem, PointItem
 from airflow_provider_loyalty.ledger import (
     ReversalLedger,
     check_table_name,
@@ -17,7 +18,7 @@ from airflow_provider_loyalty.ledger import (
     not_done_predicate,
     points_key_sql,
 )
-from airflow_provider_loyalty.outcomes import EarnItem, FailureKind, Outcome, PointItem
+from airflow_provider_loyalty.outcomes import FailureKind, Outcome
 from tests.conftest import set_connection
 
 POSTGRES_URI = os.environ.get("LOYALTY_TEST_POSTGRES_URI")

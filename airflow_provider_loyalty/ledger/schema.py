@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from airflow_provider_loyalty.outcomes import EARN_KEY_SQL, POINTS_KEY_SQL
+from airflow_provider_loyalty.items import EARN_KEY_SQL, POINTS_KEY_SQL
 
 DEFAULT_TABLE = "loyalty_reversal_ledger"
 VENDORS = ("xoxoday", "capillary")

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_loyalty._batches import batched
+from airflow_provider_loyalty.items import Item
 from airflow_provider_loyalty.ledger.schema import (
     CODE_CHARS,
     COLUMNS,
@@ -27,7 +28,7 @@ from airflow_provider_loyalty.ledger.schema import (
     create_index_sql,
     create_table_sql,
 )
-from airflow_provider_loyalty.outcomes import MAYBE_APPLIED_CODES, FailureKind, Item, Outcome, Settled, Status
+from airflow_provider_loyalty.outcomes import MAYBE_APPLIED_CODES, FailureKind, Outcome, Settled, Status
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook

@@ -19,11 +19,12 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_loyalty import _metrics as metrics
+from airflow_provider_loyalty.items import Item
 from airflow_provider_loyalty.operators import _settings
 from airflow_provider_loyalty.operators._inputs import InputErrors
 from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
 from airflow_provider_loyalty.operators._summary import MAX_LISTED, Progress, RunSummary
-from airflow_provider_loyalty.outcomes import NO_ANSWER, AlreadyReversed, FailureKind, Item, Outcome, Settled, reconcile
+from airflow_provider_loyalty.outcomes import NO_ANSWER, AlreadyReversed, FailureKind, Outcome, Settled, reconcile
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_loyalty.items import EarnItem
 from airflow_provider_loyalty.operators._inputs import parse_earns
 from airflow_provider_loyalty.operators._reversal import ReversalOperator
-from airflow_provider_loyalty.outcomes import EarnItem, FailureKind, Outcome
+from airflow_provider_loyalty.outcomes import FailureKind, Outcome
 from airflow_provider_loyalty.vendor_limits import CAPILLARY_ALREADY_REVERSED
 from airflow_provider_loyalty.vendor_limits import CAPILLARY_DEFAULT_REQUESTS_PER_MINUTE as DEFAULT_REQUESTS_PER_MINUTE
 from airflow_provider_loyalty.vendor_limits import CAPILLARY_MAX_EARN_IDS as MAX_EARN_IDS_PER_REQUEST

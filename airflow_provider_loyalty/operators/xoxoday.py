@@ -7,9 +7,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_loyalty._batches import batched
+from airflow_provider_loyalty.items import PointItem
 from airflow_provider_loyalty.operators._inputs import parse_unique_ids
 from airflow_provider_loyalty.operators._reversal import ReversalOperator
-from airflow_provider_loyalty.outcomes import FailureKind, Outcome, PointItem
+from airflow_provider_loyalty.outcomes import FailureKind, Outcome
 from airflow_provider_loyalty.vendor_limits import XOXODAY_ALREADY_REVERSED
 from airflow_provider_loyalty.vendor_limits import XOXODAY_MAX_BATCH_SIZE as MAX_BATCH_SIZE
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_loyalty.items import MAX_BIGINT, EarnItem
 from airflow_provider_loyalty.operators._inputs import parse_earns, parse_unique_ids
 from airflow_provider_loyalty.operators.capillary import plan_requests
-from airflow_provider_loyalty.outcomes import MAX_BIGINT, EarnItem
 
 P1, P2 = "69117663b1cfc114606fd7fb", "69058646b1cfc114606f7bbe"
 

@@ -20,9 +20,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_loyalty.operators import _inputs
+from airflow_provider_loyalty.items import MAX_BIGINT, MAX_TEXT_ID_CHARS, EarnItem, PointItem
+from airflow_provider_loyalty.operators import _literal
 from airflow_provider_loyalty.operators._inputs import parse_earns, parse_unique_ids
-from airflow_provider_loyalty.outcomes import MAX_BIGINT, MAX_TEXT_ID_CHARS, EarnItem, PointItem
 
 EXAMPLES = int(os.environ.get("LOYALTY_HYPOTHESIS_EXAMPLES", "60"))
 FAST = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -157,7 +157,7 @@ def test_fast_path_rows_read_as_the_general_grammar_reads_them(
     for parse, rows in ((parse_unique_ids, id_case[0]), (parse_earns, earn_case[0])):
         for text in (repr(rows), repr(tuple(rows))):
             fast = outcome(parse, text)
-            with mock.patch.object(_inputs, "_TOKEN", _inputs._GENERAL_TOKEN):
+            with mock.patch.object(_literal, "_TOKEN", _literal._GENERAL_TOKEN):
                 general = outcome(parse, text)
             assert fast == general, text
 
@@ -240,7 +240,7 @@ def test_hostile_values_and_their_renderings_agree_or_fail_cleanly(parse: Any, v
             # what the reader accepts, it reads as exactly what repr() was made of (a native integral
             # float from 2**53 on is refused, while its repr spells an exact integer the reader accepts)
             assert native == rendered, (value, text)
-        with mock.patch.object(_inputs, "_TOKEN", _inputs._GENERAL_TOKEN):
+        with mock.patch.object(_literal, "_TOKEN", _literal._GENERAL_TOKEN):
             assert outcome(parse, text) == rendered, text
     try:
         as_json = json.dumps(value)

@@ -432,8 +432,9 @@ def test_rate_limit_outlasting_the_budget_stops_the_run_for_a_later_retry(reques
 
 def test_an_answer_interrupted_while_recording_is_still_recorded() -> None:
     """A task timeout (a BaseException) while the first answer is being recorded loses nothing."""
+    from airflow_provider_loyalty.items import PointItem
     from airflow_provider_loyalty.operators._runner import run_requests
-    from airflow_provider_loyalty.outcomes import Outcome, PointItem
+    from airflow_provider_loyalty.outcomes import Outcome
 
     class Timeout(BaseException):
         pass
