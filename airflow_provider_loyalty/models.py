@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from airflow_provider_loyalty.outcomes import Outcome
 from airflow_provider_loyalty.vendor_limits import CAPILLARY_MAX_EARN_IDS
 
 _REQUEST = ConfigDict(extra="forbid", frozen=True)
@@ -329,20 +330,11 @@ class CapillaryTokenResponse(BaseModel):
 
 
 # ------------------------------------------------------------------------------- typed hook results
-@dataclass(slots=True)  # not frozen: one per id, and frozen dataclasses cost 3x to build
-class PointOutcome:
-    """What Xoxoday said about one unique_id; ``success`` is ``None`` when it said nothing."""
-
-    unique_id: int
-    success: bool | None
-    message: str
-
-
 @dataclass(frozen=True)
 class CancelPointsResult:
-    """Outcome of one cancel request: one :class:`PointOutcome` per requested id, in order."""
+    """Outcome of one cancel request: one :class:`~airflow_provider_loyalty.outcomes.Outcome` per item, in order."""
 
-    outcomes: list[PointOutcome]
+    outcomes: list[Outcome]
     error: bool | None = None
     message: str | None = None
     #: an earlier attempt of this request may have been applied (timeout, 5xx): refusals such as
@@ -352,35 +344,19 @@ class CancelPointsResult:
     @property
     def succeeded(self) -> list[int]:
         """Ids the vendor cancelled."""
-        return [o.unique_id for o in self.outcomes if o.success]
+        return [o.item.unique_id for o in self.outcomes if o.ok]  # type: ignore[union-attr]
 
     @property
-    def failed(self) -> list[PointOutcome]:
-        """Ids the vendor refused or did not mention."""
-        return [o for o in self.outcomes if not o.success]
-
-
-EarnStatus = Literal["revoked", "failed", "unknown"]
-
-
-@dataclass(frozen=True, slots=True)
-class EarnOutcome:
-    """What Capillary said about one earn id of a request."""
-
-    promotion_id: str
-    earn_id: str
-    status: EarnStatus
-    code: str | None = None
-    message: str = ""
-    #: the refusal was about the request as a whole (e.g. the customer), not this earn
-    whole_request: bool = False
+    def failed(self) -> list[Outcome]:
+        """Outcomes of the ids the vendor refused or did not clearly settle."""
+        return [o for o in self.outcomes if not o.ok]
 
 
 @dataclass(frozen=True)
 class RevokeEarnResult:
-    """Outcome of one revoke request: one :class:`EarnOutcome` per requested earn id, in order."""
+    """Outcome of one revoke request: one :class:`~airflow_provider_loyalty.outcomes.Outcome` per earn, in order."""
 
     customer_id: int
-    outcomes: list[EarnOutcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     #: an earlier attempt of this request may have been applied (timeout, 5xx).
     after_ambiguous_attempt: bool = False

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from airflow_provider_loyalty.items import Item
 
@@ -112,6 +112,20 @@ class Outcome:
     def as_failure(self) -> dict[str, Any]:
         """The entry of the summary's ``failures`` list."""
         return {**self.item.ident(), "code": self.code, "message": self.message}
+
+
+class VendorResult(Protocol):
+    """What a hook's reversal call returns: one outcome per item sent, in order."""
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        """One per item, in request order."""
+        ...
+
+    @property
+    def after_ambiguous_attempt(self) -> bool:
+        """An earlier attempt of this very request may have been applied (it was resent)."""
+        ...
 
 
 class Settled(NamedTuple):

@@ -6,10 +6,10 @@ import base64
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import requests
 from airflow.sdk import BaseHook
@@ -35,6 +35,7 @@ from airflow_provider_loyalty.hooks.errors import (
     VendorRequestError,
     VendorResponseError,
 )
+from airflow_provider_loyalty.items import EarnItem, earn_items
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.models import RevokeEarnResult
@@ -305,28 +306,37 @@ class CapillaryHook(RenewingSender, BaseHook):
 
     # ------------------------------------------------------------------------------ revoke
     def revoke_earn(
-        self, customer_id: int, details: Any, *, before_send: Callable[[], object] | None = None
+        self,
+        customer_id: int,
+        details: Sequence[EarnItem] | Mapping[str, Sequence[str]],
+        *,
+        before_send: Callable[[], object] | None = None,
     ) -> RevokeEarnResult:
         """Revoke a customer's cart-promotion earns in one request.
 
         :param customer_id: the customer's Capillary id.
-        :param details: earn ids per promotion: a mapping ``{promotion_id: [earn_id, ...]}``,
-            ``(promotion_id, earn_ids)`` pairs, or the vendor's own ``[{"promotionId", "earnIds"}]``;
-            at most 1000 earn ids in total (checked before sending).
+        :param details: the earns: :class:`~airflow_provider_loyalty.items.EarnItem` of this
+            customer (as the operator plans them), or ``{promotion_id: [earn_id, ...]}``; judged by
+            the same rules as the operator's input (:mod:`airflow_provider_loyalty.items`), at most
+            1000 earn ids in all (checked before sending).
         :param before_send: called right before the request (and each resend) leaves.
-        :return: one outcome per requested earn id: ``revoked``, ``failed`` (with the vendor's code),
-            or ``unknown`` when the answer neither revoked it nor named it in an error.
+        :return: one :class:`~airflow_provider_loyalty.outcomes.Outcome` per earn, in order:
+            succeeded, failed (the vendor's code; ``rejected`` when the whole request was refused),
+            or transient ``unknown`` when the answer did not clearly settle it.
         :raises ValueError: the request would be invalid (nothing is sent).
         """
         from pydantic import ValidationError
 
         from airflow_provider_loyalty.models import EarnRevokeDetail, RevokeEarnRequest, RevokeEarnResponse
 
-        pairs = _detail_pairs(details)
+        items = earn_items(customer_id, details)
+        grouped: dict[str, list[str]] = {}
+        for item in items:
+            grouped.setdefault(item.promotion_id, []).append(item.earn_id)
         try:
             request = RevokeEarnRequest(
                 customerId=customer_id,
-                earnRevokeDetails=[EarnRevokeDetail(promotionId=p, earnIds=e) for p, e in pairs],
+                earnRevokeDetails=[EarnRevokeDetail(promotionId=p, earnIds=e) for p, e in grouped.items()],
             )
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
@@ -344,7 +354,7 @@ class CapillaryHook(RenewingSender, BaseHook):
             raise VendorResponseError(
                 VENDOR, f"unreadable revokeEarn answer: {response_snippet(response)}", status_code=response.status_code
             ) from None
-        result = interpret_revoke(customer_id, request, parsed)
+        result = interpret_revoke(items, parsed)
         if answer.after_ambiguous_attempt:
             result = dataclasses.replace(result, after_ambiguous_attempt=True)
         return result
@@ -376,29 +386,6 @@ class CapillaryHook(RenewingSender, BaseHook):
         if response.status_code in (400, 200):
             return True, "Capillary accepted the till credentials"
         return False, f"Unexpected answer from Capillary: HTTP {response.status_code}"
-
-
-def _detail_pairs(details: Any) -> list[tuple[str, list[str]]]:
-    """Normalise revoke details to ``(promotion_id, [earn_id, ...])`` pairs; refuse ambiguous shapes."""
-    if isinstance(details, Mapping):
-        items: list[Any] = list(details.items())
-    elif isinstance(details, (list, tuple)):
-        items = list(details)
-    else:
-        raise ValueError(f"details must be a mapping or a list, got {type(details).__name__}")
-    pairs: list[tuple[str, list[str]]] = []
-    for item in items:
-        if isinstance(item, Mapping):
-            keys = {str(k).replace("_", "").lower(): v for k, v in item.items()}
-            promotion, earn_ids = keys.get("promotionid"), keys.get("earnids")
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            promotion, earn_ids = item
-        else:
-            raise ValueError(f"each detail must be (promotion_id, earn_ids) or a dict, got {item!r}")
-        if isinstance(earn_ids, (str, bytes)) or not isinstance(earn_ids, (list, tuple)):
-            raise ValueError(f"earn ids of promotion {promotion!r} must be a list of strings, got {earn_ids!r}")
-        pairs.append((promotion, list(earn_ids)))  # type: ignore[arg-type]  # validated by the model
-    return pairs
 
 
 def _first_error(response: requests.Response) -> tuple[str | None, str]:

@@ -6,12 +6,15 @@ over the parsed answer, tested on their own and by hypothesis.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_loyalty.hooks._answers import is_json_int, show
+from airflow_provider_loyalty.items import EarnItem
+from airflow_provider_loyalty.outcomes import UNKNOWN, FailureKind, Outcome
 
 if TYPE_CHECKING:
-    from airflow_provider_loyalty.models import EarnStatus, RevokeEarnResult
+    from airflow_provider_loyalty.models import RevokeEarnResult
 
 #: ``revokedDetails[].status`` values (any case) under which the listed ``revokedEarnIds`` count as
 #: revoked. The docs define ``revokedEarnIds`` as the earns "successfully revoked"; a promotion with
@@ -20,8 +23,8 @@ if TYPE_CHECKING:
 CONFIRMING_STATUSES = frozenset({"SUCCESS", "PARTIAL_SUCCESS"})
 
 
-def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnResult:
-    """Turn a revokeEarn answer (either documented shape) into one outcome per requested earn id.
+def interpret_revoke(items: Sequence[EarnItem], parsed: Any) -> RevokeEarnResult:
+    """Turn a revokeEarn answer (either documented shape) into one outcome per requested earn.
 
     Strict about success, since a wrong "revoked" is never retried (trust rules in DESIGN.md):
 
@@ -42,14 +45,18 @@ def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnR
       non-string ``promotionId``, ``earnIds`` not a list of strings) makes every earn it could
       concern unknown: its promotion's, the earns it names, or the whole request's.
 
-    :param customer_id: the customer the request was for.
-    :param request: the :class:`~airflow_provider_loyalty.models.RevokeEarnRequest` sent.
-    :param parsed: the :class:`~airflow_provider_loyalty.models.RevokeEarnResponse` received.
-    :return: one :class:`~airflow_provider_loyalty.models.EarnOutcome` per requested earn, in order.
-    """
-    from airflow_provider_loyalty.models import EarnOutcome, RevokeEarnResult
+    Revoked earns succeed; failed ones fail for good (:attr:`FailureKind.PERMANENT`), or, when
+    the refusal was of the request as a whole, :attr:`FailureKind.REJECTED` (not settled: resent);
+    unknown ones are :attr:`FailureKind.TRANSIENT` with code ``unknown``.
 
-    wanted = [(d.promotionId, e) for d in request.earnRevokeDetails for e in d.earnIds]
+    :param items: the earns sent, all of one customer, in request order.
+    :param parsed: the :class:`~airflow_provider_loyalty.models.RevokeEarnResponse` received.
+    :return: one :class:`~airflow_provider_loyalty.outcomes.Outcome` per item, in order.
+    """
+    from airflow_provider_loyalty.models import RevokeEarnResult
+
+    customer_id = items[0].customer_id
+    wanted = [(item.promotion_id, item.earn_id) for item in items]
     by_earn: dict[str, list[str]] = {}
     for promo, earn in wanted:
         promos = by_earn.setdefault(earn, [])
@@ -65,7 +72,7 @@ def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnR
         why = f"answer names customer {show(answered_customer)}, not {customer_id}"
         return RevokeEarnResult(
             customer_id=customer_id,
-            outcomes=[EarnOutcome(p, e, "unknown", None, why) for p, e in wanted],
+            outcomes=[_unknown(item, why) for item in items],
         )
 
     evidence = _Evidence()
@@ -81,11 +88,7 @@ def interpret_revoke(customer_id: int, request: Any, parsed: Any) -> RevokeEarnR
         evidence.read_error(error, wanted, by_earn, by_promo, fallback_code, fallback_message)
 
     customer_named = answered_customer is not None
-    outcomes = []
-    for promo, earn in wanted:
-        key = (promo, earn)
-        status, code, message, whole = evidence.decide(key, customer_named)
-        outcomes.append(EarnOutcome(promo, earn, status, code, message, whole))
+    outcomes = [evidence.decide(item, customer_named) for item in items]
     return RevokeEarnResult(customer_id=customer_id, outcomes=outcomes)
 
 
@@ -188,30 +191,36 @@ class _Evidence:
         for key in targets:
             self.failed.setdefault(key, (code, message, whole_request))
 
-    def decide(self, key: _Key, customer_named: bool) -> tuple[EarnStatus, str | None, str, bool]:
-        """Return ``(status, code, message, whole_request)`` for ``key``."""
+    def decide(self, item: EarnItem, customer_named: bool) -> Outcome:
+        """What the answer says of ``item``, all evidence weighed."""
+        key = (item.promotion_id, item.earn_id)
         failure = self.failed.get(key)
         claimed = key in self.revoked
         if failure is not None:
             code, message, whole = failure
             if claimed or key in self.unattributed:
-                return "unknown", code, f"listed as revoked and in errors[] (code {code}: {message})", False
-            return "failed", code, message, whole
+                return _unknown(item, f"listed as revoked and in errors[] (code {code}: {message})")
+            return Outcome.failed(item, code, message, FailureKind.REJECTED if whole else FailureKind.PERMANENT)
         if claimed or key in self.unattributed:
             if self.top_level_failure is not None:
-                return "unknown", None, f"listed as revoked, but {self.top_level_failure}", False
+                return _unknown(item, f"listed as revoked, but {self.top_level_failure}")
         if claimed:
             if key in self.contradicted:
-                return "unknown", None, f"listed as revoked, but a {self.contradicted[key]}", False
+                return _unknown(item, f"listed as revoked, but a {self.contradicted[key]}")
             if key in self.unclear:
-                return "unknown", None, f"listed as revoked, but {self.unclear[key]}", False
+                return _unknown(item, f"listed as revoked, but {self.unclear[key]}")
             if not customer_named:
-                return "unknown", None, "listed as revoked, but the answer has no data.customerId", False
-            return "revoked", None, self.revoked[key], False
+                return _unknown(item, "listed as revoked, but the answer has no data.customerId")
+            return Outcome.succeeded(item, self.revoked[key])
         for doubts in (self.contradicted, self.unattributed, self.unclear):
             if key in doubts:
-                return "unknown", None, doubts[key], False
-        return "unknown", None, "neither revoked nor named in an error", False
+                return _unknown(item, doubts[key])
+        return _unknown(item, "neither revoked nor named in an error")
+
+
+def _unknown(item: EarnItem, why: str) -> Outcome:
+    """The answer did not clearly settle ``item``: a later try asks again."""
+    return Outcome.failed(item, UNKNOWN, why, FailureKind.TRANSIENT)
 
 
 _NOTHING: Any = object()

@@ -40,6 +40,7 @@ from airflow_provider_loyalty.hooks.errors import (
     VendorResponseError,
 )
 from airflow_provider_loyalty.hooks.xoxoday_answers import interpret_cancel
+from airflow_provider_loyalty.items import PointItem, point_items
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.models import CancelPointsResult
@@ -415,21 +416,25 @@ class XoxodayHook(RenewingSender, BaseHook):
         return answer
 
     def cancel_points(
-        self, unique_ids: Sequence[int], *, before_send: Callable[[], object] | None = None
+        self, unique_ids: Sequence[PointItem | int], *, before_send: Callable[[], object] | None = None
     ) -> CancelPointsResult:
-        """Cancel the points transactions ``unique_ids`` in one request.
+        """Cancel points issuances in one request.
 
-        :param unique_ids: positive integer ids of points issuances (the caller batches them).
+        :param unique_ids: :class:`~airflow_provider_loyalty.items.PointItem` (as the operator
+            batches them) or ids, judged by the same rules as the operator's input
+            (:mod:`airflow_provider_loyalty.items`); the caller batches them (at most 500).
         :param before_send: called right before the request (and each resend) leaves.
-        :return: one outcome per requested id, in request order; ids the vendor did not mention
-            have ``success=None``.
+        :return: one :class:`~airflow_provider_loyalty.outcomes.Outcome` per id, in request order:
+            succeeded, failed ``refused`` (permanent), or transient ``unknown`` when the answer did
+            not clearly settle it.
+        :raises ValueError: an id is invalid or given twice (nothing is sent).
         """
         from pydantic import ValidationError
 
         from airflow_provider_loyalty.models import CancelPointsRequest, CancelPointsResponse, cancel_points_body
 
-        ids = _as_unique_ids(unique_ids)
-        body = cancel_points_body(ids)
+        items = point_items(unique_ids)
+        body = cancel_points_body([item.unique_id for item in items])
         CancelPointsRequest.model_validate(body)  # what we send validates against the published schema
         answer = self._authorized("POST", self.credentials.api_path, json=body, before_send=before_send)
         response = answer.response
@@ -446,7 +451,7 @@ class XoxodayHook(RenewingSender, BaseHook):
                 f"cancel answer lacks data.cancelBalance: {response_snippet(response)}",
                 status_code=response.status_code,
             )
-        result = interpret_cancel(ids, balance)
+        result = interpret_cancel(items, balance)
         if answer.after_ambiguous_attempt:
             result = dataclasses.replace(result, after_ambiguous_attempt=True)
         return result
@@ -489,24 +494,6 @@ class XoxodayHook(RenewingSender, BaseHook):
 def _unmasked(value: object) -> object:
     """Treat the UI's redaction placeholder as unset (a form saved unchanged may store ``***``)."""
     return None if isinstance(value, str) and value.strip() == "***" else value
-
-
-def _as_unique_ids(values: Sequence[Any]) -> list[int]:
-    """Return ``values`` as positive ints (digit strings accepted) or raise ``ValueError`` naming the bad ones."""
-    if isinstance(values, (str, bytes)) or not values:
-        raise ValueError(f"cancel_points needs a non-empty list of unique_ids, got {values!r}")
-    ids: list[int] = []
-    bad: list[Any] = []
-    for value in values:
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            ids.append(value)
-        else:
-            bad.append(value)
-    if bad:
-        raise ValueError(f"unique_ids must be positive integers; got {bad[:5]!r}" + (" ..." if len(bad) > 5 else ""))
-    return ids
 
 
 def _error_code(response: requests.Response) -> str | None:

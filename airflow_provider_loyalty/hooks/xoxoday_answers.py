@@ -10,13 +10,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from airflow_provider_loyalty.hooks._answers import is_json_int, show
+from airflow_provider_loyalty.items import PointItem
+from airflow_provider_loyalty.outcomes import UNKNOWN, FailureKind, Outcome
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.models import CancelPointsResult, XoxodayCancelBalance
 
+#: ``code`` of an id the vendor answered ``success: false`` for (Xoxoday gives no code of its own).
+REFUSED = "refused"
 
-def interpret_cancel(unique_ids: Sequence[int], balance: XoxodayCancelBalance) -> CancelPointsResult:
-    """Turn a cancel answer's ``data.cancelBalance`` into one outcome per requested id, in order.
+
+def interpret_cancel(items: Sequence[PointItem], balance: XoxodayCancelBalance) -> CancelPointsResult:
+    """Turn a cancel answer's ``data.cancelBalance`` into one outcome per requested item, in order.
 
     Per DESIGN.md the per-recipient ``success`` is the outcome (the overall ``error`` flag does not
     say which ids failed), read strictly, since a wrong success is never retried:
@@ -31,14 +36,16 @@ def interpret_cancel(unique_ids: Sequence[int], balance: XoxodayCancelBalance) -
       not outcomes, but one whose ``success`` is not the same JSON boolean contradicts the
       outcome: the id is unknown.
 
-    Unknown outcomes (``success=None``) carry a message naming what was off.
+    A cancelled id succeeds; a refused one fails for good (:attr:`FailureKind.PERMANENT`, code
+    ``refused``); any other is ``unknown`` (:attr:`FailureKind.TRANSIENT`) with a message naming
+    what was off.
 
-    :param unique_ids: the ids sent, in request order.
+    :param items: the items sent, in request order.
     :param balance: the answer's ``data.cancelBalance``.
     """
-    from airflow_provider_loyalty.models import CancelPointsResult, PointOutcome
+    from airflow_provider_loyalty.models import CancelPointsResult
 
-    requested = set(unique_ids)
+    requested = {item.unique_id for item in items}
     said: dict[int, list[tuple[object, str]]] = {}
     #: listings naming one of our ids with the wrong JSON type: (raw id, flag) — not ours, but evidence
     mistyped: dict[int, list[tuple[object, object]]] = {}
@@ -50,25 +57,24 @@ def interpret_cancel(unique_ids: Sequence[int], balance: XoxodayCancelBalance) -
         elif (as_int := _looks_like(uid)) is not None and as_int in requested:
             mistyped.setdefault(as_int, []).append((uid, recipient.success))
     outcomes = []
-    for uid in unique_ids:
+    for item in items:
+        uid = item.unique_id
         listings = said.get(uid)
         if not listings:
             why = "not mentioned in the vendor's answer"
             if uid in mistyped:
                 why = f"the answer names it only as unique_id {show(mistyped[uid][0][0])}, not a JSON integer"
-            outcomes.append(PointOutcome(uid, None, why))
+            outcomes.append(_unknown(item, why))
             continue
         flags = {flag for flag, _ in listings if type(flag) is bool}
         odd = next((flag for flag, _ in listings if type(flag) is not bool), _NOTHING)
         if odd is not _NOTHING:
             why = "no success flag" if odd is None else f"success {show(odd)}, not a JSON boolean"
             vendor_message = next((m for f, m in listings if f is odd and m), "")
-            outcomes.append(PointOutcome(uid, None, f"{why}{': ' + vendor_message if vendor_message else ''}"))
+            outcomes.append(_unknown(item, f"{why}{': ' + vendor_message if vendor_message else ''}"))
         elif len(flags) > 1:
             outcomes.append(
-                PointOutcome(
-                    uid, None, f"listed {len(listings)} times with different outcomes (success true and false)"
-                )
+                _unknown(item, f"listed {len(listings)} times with different outcomes (success true and false)")
             )
         else:
             flag = flags.pop()
@@ -77,15 +83,16 @@ def interpret_cancel(unique_ids: Sequence[int], balance: XoxodayCancelBalance) -
             if other is not None:
                 said_other = "no success flag" if other[1] is None else f"success {show(other[1])}"
                 outcomes.append(
-                    PointOutcome(
-                        uid,
-                        None,
+                    _unknown(
+                        item,
                         f"listed with success {show(flag)}, but a listing with unique_id {show(other[0])} "
                         f"says {said_other}",
                     )
                 )
+            elif flag:
+                outcomes.append(Outcome.succeeded(item, listings[0][1]))
             else:
-                outcomes.append(PointOutcome(uid, flag, listings[0][1]))
+                outcomes.append(Outcome.failed(item, REFUSED, listings[0][1], FailureKind.PERMANENT))
     return CancelPointsResult(
         outcomes=outcomes,
         error=balance.error if isinstance(balance.error, bool) else None,
@@ -94,6 +101,11 @@ def interpret_cancel(unique_ids: Sequence[int], balance: XoxodayCancelBalance) -
 
 
 _NOTHING = object()
+
+
+def _unknown(item: PointItem, why: str) -> Outcome:
+    """The answer did not clearly settle ``item``: a later try asks again."""
+    return Outcome.failed(item, UNKNOWN, why, FailureKind.TRANSIENT)
 
 
 def _looks_like(value: object) -> int | None:

@@ -24,7 +24,16 @@ from airflow_provider_loyalty.operators import _settings
 from airflow_provider_loyalty.operators._inputs import InputErrors
 from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
 from airflow_provider_loyalty.operators._summary import MAX_LISTED, Progress, RunSummary
-from airflow_provider_loyalty.outcomes import NO_ANSWER, AlreadyReversed, FailureKind, Outcome, Settled, reconcile
+from airflow_provider_loyalty.outcomes import (
+    NO_ANSWER,
+    UNKNOWN,
+    AlreadyReversed,
+    FailureKind,
+    Outcome,
+    Settled,
+    VendorResult,
+    reconcile,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -162,13 +171,10 @@ class ReversalOperator(BaseOperator, Generic[P]):
         """The items one planned request carries."""
         raise NotImplementedError
 
-    def send(self, request: P, before_send: Callable[[], object] | None) -> tuple[list[Outcome], bool]:
-        """Send one planned request; return one outcome per item, and whether it was a resend.
+    def call(self, request: P, before_send: Callable[[], object] | None) -> VendorResult:
+        """Send one planned request through the hook; return its result (one outcome per item).
 
         ``before_send`` goes to the hook, which calls it right before the request leaves.
-
-        The flag is true when an earlier attempt of this very request may have been applied (the
-        hook resent it after a timeout or 5xx): "already reversed" answers then reconcile.
         """
         raise NotImplementedError
 
@@ -211,6 +217,24 @@ class ReversalOperator(BaseOperator, Generic[P]):
     def failed_request(self, request: P, code: str, message: str, kind: FailureKind) -> list[Outcome]:
         """A failed outcome for every item of ``request`` (the request as a whole failed)."""
         return [Outcome.failed(item, code, message, kind) for item in self.items_of(request)]
+
+    def send(self, request: P, before_send: Callable[[], object] | None) -> tuple[list[Outcome], bool]:
+        """Send one planned request; return one outcome per item, and whether it was a resend.
+
+        The flag is true when an earlier attempt of this very request may have been applied (the
+        hook resent it after a timeout or 5xx): "already reversed" answers then reconcile.
+        """
+        result, failed = self.call_vendor(request, self.call, request, before_send)
+        if result is None:
+            return failed, False
+        items = self.items_of(request)
+        outcomes = result.outcomes
+        if len(outcomes) != len(items) or any(o.item != item for o, item in zip(outcomes, items, strict=True)):
+            # The hooks answer per item, in order; anything else cannot be attributed to an item.
+            return self.failed_request(
+                request, UNKNOWN, "answer not attributable per item", FailureKind.TRANSIENT
+            ), False
+        return outcomes, result.after_ambiguous_attempt
 
     def _send_one(self, request: P) -> list[Outcome]:
         """Send (in a sender thread); reconcile the "already reversed" answers of items in doubt.

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_loyalty.items import EarnItem
 from airflow_provider_loyalty.operators._inputs import parse_earns
 from airflow_provider_loyalty.operators._reversal import ReversalOperator
-from airflow_provider_loyalty.outcomes import FailureKind, Outcome
 from airflow_provider_loyalty.vendor_limits import CAPILLARY_ALREADY_REVERSED
 from airflow_provider_loyalty.vendor_limits import CAPILLARY_DEFAULT_REQUESTS_PER_MINUTE as DEFAULT_REQUESTS_PER_MINUTE
 from airflow_provider_loyalty.vendor_limits import CAPILLARY_MAX_EARN_IDS as MAX_EARN_IDS_PER_REQUEST
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.hooks.capillary import CapillaryHook
+    from airflow_provider_loyalty.models import RevokeEarnResult
 
 __all__ = ["RevokeEarnOperator", "RevokeRequest", "parse_earns", "plan_requests"]
 
@@ -120,23 +120,6 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
         """Customer and counts of a request."""
         return f"customer {request.customer_id}, {len(request.details)} promotion(s), {request.size} earn ids"
 
-    def send(self, request: RevokeRequest, before_send: Callable[[], object] | None) -> tuple[list[Outcome], bool]:
-        """Revoke one request's earns; vendor refusals are permanent, unclear outcomes transient."""
-        result, failed = self.call_vendor(
-            request, self.hook.revoke_earn, request.customer_id, request.details, before_send=before_send
-        )
-        if result is None:
-            return failed, False
-        answers = {(o.promotion_id, o.earn_id): o for o in result.outcomes}
-        outcomes = []
-        for item in request.items:
-            o = answers.get((item.promotion_id, item.earn_id))
-            if o is None or o.status == "unknown":
-                message = o.message if o is not None else "not in the answer"
-                outcomes.append(Outcome.failed(item, "unknown", message, FailureKind.TRANSIENT))
-            elif o.status == "revoked":
-                outcomes.append(Outcome.succeeded(item, o.message))
-            else:
-                kind = FailureKind.REJECTED if o.whole_request else FailureKind.PERMANENT
-                outcomes.append(Outcome.failed(item, o.code, o.message, kind))
-        return outcomes, result.after_ambiguous_attempt
+    def call(self, request: RevokeRequest, before_send: Callable[[], object] | None) -> RevokeEarnResult:
+        """Revoke one request's earns."""
+        return self.hook.revoke_earn(request.customer_id, request.items, before_send=before_send)

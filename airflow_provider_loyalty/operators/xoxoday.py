@@ -10,12 +10,12 @@ from airflow_provider_loyalty._batches import batched
 from airflow_provider_loyalty.items import PointItem
 from airflow_provider_loyalty.operators._inputs import parse_unique_ids
 from airflow_provider_loyalty.operators._reversal import ReversalOperator
-from airflow_provider_loyalty.outcomes import FailureKind, Outcome
 from airflow_provider_loyalty.vendor_limits import XOXODAY_ALREADY_REVERSED
 from airflow_provider_loyalty.vendor_limits import XOXODAY_MAX_BATCH_SIZE as MAX_BATCH_SIZE
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook
+    from airflow_provider_loyalty.models import CancelPointsResult
 
 __all__ = ["MAX_BATCH_SIZE", "CancelPointsOperator", "parse_unique_ids"]
 
@@ -88,20 +88,6 @@ class CancelPointsOperator(ReversalOperator[PointsBatch]):
         """Count of ids in a batch."""
         return f"{len(request)} unique_ids"
 
-    def send(self, request: PointsBatch, before_send: Callable[[], object] | None) -> tuple[list[Outcome], bool]:
-        """Cancel one batch: a refused id is a permanent failure, an unclear one a transient one."""
-        ids = [item.unique_id for item in request]
-        result, failed = self.call_vendor(request, self.hook.cancel_points, ids, before_send=before_send)
-        if result is None:
-            return failed, False
-        outcomes = []
-        for item, o in zip(request, result.outcomes, strict=True):
-            if o.unique_id != item.unique_id:  # the hook answers per requested id, in order
-                outcomes.append(Outcome.failed(item, "unknown", "answer out of order", FailureKind.TRANSIENT))
-            elif o.success is True:
-                outcomes.append(Outcome.succeeded(item, o.message))
-            elif o.success is None:
-                outcomes.append(Outcome.failed(item, "unknown", o.message, FailureKind.TRANSIENT))
-            else:
-                outcomes.append(Outcome.failed(item, "refused", o.message, FailureKind.PERMANENT))
-        return outcomes, result.after_ambiguous_attempt
+    def call(self, request: PointsBatch, before_send: Callable[[], object] | None) -> CancelPointsResult:
+        """Cancel one batch."""
+        return self.hook.cancel_points(request, before_send=before_send)

@@ -6,6 +6,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+from airflow_provider_loyalty.outcomes import FailureKind, Outcome
+
 # No example database: the tests stay read-only on the working tree, and a run is reproducible
 # from its printed seed alone.
 settings.register_profile(
@@ -17,3 +19,15 @@ settings.register_profile(
 
 #: the profile the property tests of this directory use (decorate with ``@settings(HOOKS_PROFILE)``)
 HOOKS_PROFILE = settings.get_profile(f"hooks-{os.environ.get('HOOKS_HYPOTHESIS', 'fast')}")
+
+
+def verdict(outcome: Outcome) -> str:
+    """An outcome read the vendor's way: ``revoked`` (done), ``failed`` (refused) or ``unknown`` (unclear)."""
+    if outcome.ok:
+        return "revoked"
+    return "unknown" if outcome.kind is FailureKind.TRANSIENT else "failed"
+
+
+def success(outcome: Outcome) -> bool | None:
+    """Xoxoday's reading: ``True`` cancelled, ``False`` refused, ``None`` unclear."""
+    return {"revoked": True, "failed": False, "unknown": None}[verdict(outcome)]

@@ -22,13 +22,12 @@ from hypothesis import strategies as st
 
 from airflow_provider_loyalty.hooks.capillary import interpret_revoke
 from airflow_provider_loyalty.hooks.xoxoday import interpret_cancel
+from airflow_provider_loyalty.items import EarnItem, PointItem
 from airflow_provider_loyalty.models import (
     CancelPointsResponse,
-    EarnRevokeDetail,
-    RevokeEarnRequest,
     RevokeEarnResponse,
 )
-from tests.hooks.conftest import HOOKS_PROFILE
+from tests.hooks.conftest import HOOKS_PROFILE, success, verdict
 
 MISSING: Any = object()  # a field left out of the JSON object
 
@@ -47,16 +46,13 @@ requests_ = st.dictionaries(
 )
 
 
-def revoke_request(details: dict[str, list[str]]) -> RevokeEarnRequest:
-    return RevokeEarnRequest(
-        customerId=CUSTOMER,
-        earnRevokeDetails=[EarnRevokeDetail(promotionId=p, earnIds=e) for p, e in details.items()],
-    )
+def revoke_items(details: dict[str, list[str]]) -> list[EarnItem]:
+    return [EarnItem(CUSTOMER, p, e) for p, earns in details.items() for e in earns]
 
 
 def run_revoke(details: dict[str, list[str]], body: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
-    result = interpret_revoke(CUSTOMER, revoke_request(details), RevokeEarnResponse.model_validate(body))
-    return [(o.promotion_id, o.earn_id, o.status, o.code) for o in result.outcomes]
+    result = interpret_revoke(revoke_items(details), RevokeEarnResponse.model_validate(body))
+    return [(o.item.promotion_id, o.item.earn_id, verdict(o), o.code) for o in result.outcomes]
 
 
 @st.composite
@@ -282,7 +278,7 @@ id_requests = st.lists(st.sampled_from(IDS), min_size=1, max_size=5, unique=True
 
 def run_cancel(ids: list[int], body: dict[str, Any]) -> list[tuple[int, bool | None]]:
     balance = CancelPointsResponse.model_validate(body).data.cancelBalance  # type: ignore[union-attr]
-    return [(o.unique_id, o.success) for o in interpret_cancel(ids, balance).outcomes]
+    return [(o.item.unique_id, success(o)) for o in interpret_cancel([PointItem(i) for i in ids], balance).outcomes]
 
 
 @st.composite
@@ -373,7 +369,7 @@ def test_xoxoday_outcome_only_when_every_listing_of_exactly_that_id_agrees(case)
     ids, body = case
     outcomes = run_cancel(ids, body)
     assert [uid for uid, _ in outcomes] == ids
-    for uid, success in outcomes:
-        assert success is None or type(success) is bool
-        if success is not None:
-            assert success is oracle_cancel(body, uid), uid
+    for uid, flag in outcomes:
+        assert flag is None or type(flag) is bool
+        if flag is not None:
+            assert flag is oracle_cancel(body, uid), uid

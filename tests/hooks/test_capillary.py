@@ -15,7 +15,9 @@ from airflow_provider_loyalty.hooks._http import (
     VendorRequestError,
 )
 from airflow_provider_loyalty.hooks.capillary import CapillaryHook
+from airflow_provider_loyalty.items import EarnItem
 from tests.conftest import CAPILLARY_URL, FakeClock, set_connection
+from tests.hooks.conftest import verdict
 
 REVOKE = f"{CAPILLARY_URL}/api_gateway/v1/promotions/revokeEarn"
 TOKEN = f"{CAPILLARY_URL}/v3/oauth/token/generate"
@@ -47,7 +49,7 @@ def test_basic_auth_is_till_and_md5_of_password(requests_mock, capillary_conn) -
         "customerId": 566881933,
         "earnRevokeDetails": [{"promotionId": P1, "earnIds": [E1]}, {"promotionId": P2, "earnIds": [E2]}],
     }
-    assert [(o.promotion_id, o.earn_id, o.status) for o in result.outcomes] == [
+    assert [(o.item.promotion_id, o.item.earn_id, verdict(o)) for o in result.outcomes] == [
         (P1, E1, "revoked"),
         (P2, E2, "revoked"),
     ]
@@ -64,11 +66,11 @@ def test_partial_success_with_codes(requests_mock, capillary_conn) -> None:
             customer=5,
         ),
     )
-    result = make_hook().revoke_earn(5, [(P1, [E1, E2, E3])])
-    assert [(o.earn_id, o.status, o.code) for o in result.outcomes] == [
+    result = make_hook().revoke_earn(5, {P1: [E1, E2, E3]})
+    assert [(o.item.earn_id, verdict(o), o.code) for o in result.outcomes] == [
         (E1, "revoked", None),
         (E2, "failed", "729"),
-        (E3, "unknown", None),
+        (E3, "unknown", "unknown"),
     ]
 
 
@@ -84,9 +86,9 @@ def test_second_documented_shape(requests_mock, capillary_conn) -> None:
         },
     )
     result = make_hook().revoke_earn(5, {P1: [E1, E2], P2: [E3]})
-    assert [(o.earn_id, o.status, o.code) for o in result.outcomes] == [
+    assert [(o.item.earn_id, verdict(o), o.code) for o in result.outcomes] == [
         (E1, "failed", "731"),
-        (E2, "unknown", None),
+        (E2, "unknown", "unknown"),
         (E3, "failed", "730"),
     ]
 
@@ -94,12 +96,12 @@ def test_second_documented_shape(requests_mock, capillary_conn) -> None:
 def test_request_level_error_without_ids_fails_every_earn(requests_mock, capillary_conn) -> None:
     requests_mock.post(REVOKE, json={"data": None, "errors": [{"code": 8015, "message": "Customer not found"}]})
     result = make_hook().revoke_earn(5, {P1: [E1, E2]})
-    assert {(o.status, o.code, o.message) for o in result.outcomes} == {("failed", "8015", "Customer not found")}
+    assert {(verdict(o), o.code, o.message) for o in result.outcomes} == {("failed", "8015", "Customer not found")}
 
 
 def test_empty_answer_is_unknown_not_success(requests_mock, capillary_conn) -> None:
     requests_mock.post(REVOKE, json={"data": {"customerId": 5, "revokedDetails": []}, "errors": []})
-    assert {o.status for o in make_hook().revoke_earn(5, {P1: [E1]}).outcomes} == {"unknown"}
+    assert {verdict(o) for o in make_hook().revoke_earn(5, {P1: [E1]}).outcomes} == {"unknown"}
 
 
 def test_refuses_more_than_1000_earn_ids_before_sending(requests_mock, capillary_conn) -> None:
@@ -163,7 +165,7 @@ def test_oauth_regenerated_once_on_rejection(requests_mock, capillary_oauth_conn
         ],
     )
     result = make_hook("capillary_oauth").revoke_earn(5, {P1: [E1]})
-    assert result.outcomes[0].status == "revoked"
+    assert verdict(result.outcomes[0]) == "revoked"
     assert [r.headers.get("X-CAP-API-OAUTH-TOKEN") for r in requests_mock.request_history if r.url == REVOKE] == [
         "t1",
         "t2",
@@ -220,8 +222,7 @@ def test_no_secret_in_logs_or_errors(requests_mock, capillary_oauth_conn, caplog
     "details",
     [
         pytest.param({P1: [E1], P2: [E2]}, id="mapping"),
-        pytest.param([(P1, [E1]), (P2, (E2,))], id="pairs"),
-        pytest.param([{"promotionId": P1, "earnIds": [E1]}, {"promotion_id": P2, "earn_ids": [E2]}], id="vendor_dicts"),
+        pytest.param([EarnItem(9, P1, E1), EarnItem(9, P2, E2)], id="items"),
     ],
 )
 def test_revoke_details_shapes(requests_mock, capillary_conn, details) -> None:
@@ -236,10 +237,15 @@ def test_revoke_details_shapes(requests_mock, capillary_conn, details) -> None:
 @pytest.mark.parametrize(
     ("details", "message"),
     [
-        pytest.param({P1: E1}, "must be a list of strings", id="string_not_list"),
-        pytest.param({P1: []}, "earnIds", id="empty_earns"),
-        pytest.param([], "earnRevokeDetails", id="no_details"),
-        pytest.param({P1: [7]}, "earnIds", id="non_string_earn"),
+        pytest.param({P1: E1}, "must be a list", id="string_not_list"),
+        pytest.param({P1: []}, "no earn to revoke", id="empty_earns"),
+        pytest.param([], "no earn to revoke", id="no_details"),
+        pytest.param({P1: [None]}, r"earn_id missing", id="missing_earn"),
+        pytest.param({P1: ["e\r"]}, "control character", id="control_character"),
+        pytest.param({"p/1": [E1]}, "promotion_id contains '/'", id="slash_in_promotion"),
+        pytest.param([EarnItem(8, P1, E1)], "not customer 9's", id="another_customer"),
+        pytest.param([EarnItem(9, P1, E1), EarnItem(9, P1, E1)], "given twice", id="duplicate"),
+        pytest.param([(P1, [E1])], "expected EarnItems", id="pairs_not_items"),
     ],
 )
 def test_invalid_details_are_refused_before_sending(requests_mock, capillary_conn, details, message) -> None:

@@ -13,13 +13,13 @@ import pytest
 from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore
 from airflow_provider_loyalty.hooks.capillary import CapillaryHook, interpret_revoke
 from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook, interpret_cancel
+from airflow_provider_loyalty.items import EarnItem, PointItem
 from airflow_provider_loyalty.models import (
     CancelPointsResponse,
-    EarnRevokeDetail,
-    RevokeEarnRequest,
     RevokeEarnResponse,
 )
 from tests.conftest import CAPILLARY_URL, XOXODAY_URL, FakeClock
+from tests.hooks.conftest import success, verdict
 
 P1, P2, P9 = "promo-1", "promo-2", "promo-9"
 E1, E2 = "earn-1", "earn-2"
@@ -27,11 +27,9 @@ E1, E2 = "earn-1", "earn-2"
 
 # ------------------------------------------------------------------------------------------ Capillary
 def revoke(customer: int, details: dict[str, list[str]], answer: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    request = RevokeEarnRequest(
-        customerId=customer, earnRevokeDetails=[EarnRevokeDetail(promotionId=p, earnIds=e) for p, e in details.items()]
-    )
-    result = interpret_revoke(customer, request, RevokeEarnResponse.model_validate(answer))
-    return [(o.promotion_id, o.earn_id, o.status, o.message) for o in result.outcomes]
+    items = [EarnItem(customer, p, e) for p, earns in details.items() for e in earns]
+    result = interpret_revoke(items, RevokeEarnResponse.model_validate(answer))
+    return [(o.item.promotion_id, o.item.earn_id, verdict(o), o.message) for o in result.outcomes]
 
 
 def ok(promo: Any, *earns: Any, status: Any = "SUCCESS") -> dict[str, Any]:
@@ -306,7 +304,10 @@ def test_capillary_findings(details, body, expected) -> None:
 def cancel(ids: list[int], recipients: list[Any], error: Any = False) -> list[tuple[int, bool | None, str]]:
     body = {"data": {"cancelBalance": {"error": error, "message": "done", "recipients": recipients}}}
     balance = CancelPointsResponse.model_validate(body).data.cancelBalance  # type: ignore[union-attr]
-    return [(o.unique_id, o.success, o.message) for o in interpret_cancel(ids, balance).outcomes]
+    return [
+        (o.item.unique_id, success(o), o.message)
+        for o in interpret_cancel([PointItem(i) for i in ids], balance).outcomes
+    ]
 
 
 def r(uid: Any, success: Any = True, message: str = "m") -> dict[str, Any]:
@@ -386,15 +387,15 @@ def test_xoxoday_findings(ids, recipients, error, expected) -> None:
 def test_xoxoday_top_level_error_is_reported_only_when_boolean() -> None:
     body = {"data": {"cancelBalance": {"error": "yes", "recipients": [r(5)]}}}
     balance = CancelPointsResponse.model_validate(body).data.cancelBalance  # type: ignore[union-attr]
-    assert interpret_cancel([5], balance).error is None
+    assert interpret_cancel([PointItem(5)], balance).error is None
 
 
 # ------------------------------------------------------------------------------------ through the hooks
 def test_capillary_hook_does_not_take_another_customers_answer(requests_mock, capillary_conn) -> None:
     requests_mock.post(f"{CAPILLARY_URL}/api_gateway/v1/promotions/revokeEarn", json=answer(7, ok(P1, E1)))
-    result = CapillaryHook(clock=FakeClock()).revoke_earn(5, ((P1, (E1,)),))
+    result = CapillaryHook(clock=FakeClock()).revoke_earn(5, {P1: [E1]})
     assert requests_mock.last_request.json()["customerId"] == 5
-    assert [(o.status, o.message) for o in result.outcomes] == [("unknown", "answer names customer 7, not 5")]
+    assert [(verdict(o), o.message) for o in result.outcomes] == [("unknown", "answer names customer 7, not 5")]
 
 
 def test_xoxoday_hook_does_not_read_true_as_id_1(requests_mock, xoxoday_conn) -> None:
@@ -407,5 +408,5 @@ def test_xoxoday_hook_does_not_read_true_as_id_1(requests_mock, xoxoday_conn) ->
         {"unique_id": 1},
         {"unique_id": 2},
     ]
-    assert [o.success for o in result.outcomes] == [None, None]
+    assert [success(o) for o in result.outcomes] == [None, None]
     assert result.succeeded == []

@@ -55,7 +55,7 @@ def test_capillary_redirect_is_not_followed_and_the_token_stays_home(requests_mo
     )
     elsewhere = requests_mock.post(f"{ELSEWHERE}/collect", json=REVOKED)
     with pytest.raises(VendorConfigError) as info:
-        capillary("capillary_oauth").revoke_earn(5, (("p1", ("e1",)),))
+        capillary("capillary_oauth").revoke_earn(5, {"p1": ["e1"]})
     assert [r.url for r in requests_mock.request_history] == [CAP_TOKEN, REVOKE]  # sent once, never elsewhere
     assert not elsewhere.called
     assert info.value.fatal and not info.value.transient and info.value.status_code == status
@@ -67,7 +67,7 @@ def test_capillary_basic_redirect_keeps_the_authorization_header_home(requests_m
     requests_mock.post(REVOKE, status_code=307, headers={"Location": f"{ELSEWHERE}/revokeEarn"})
     elsewhere = requests_mock.post(f"{ELSEWHERE}/revokeEarn", json=REVOKED)
     with pytest.raises(VendorConfigError, match="redirects to https://elsewhere.test/revokeEarn"):
-        capillary().revoke_earn(5, (("p1", ("e1",)),))
+        capillary().revoke_earn(5, {"p1": ["e1"]})
     assert requests_mock.call_count == 1 and not elsewhere.called
 
 
@@ -112,7 +112,7 @@ def test_wrong_capillary_oauth_key_or_secret_is_fatal(requests_mock, capillary_o
 def test_wrong_capillary_till_password_names_the_connection_once(requests_mock, capillary_conn):
     requests_mock.post(REVOKE, status_code=401, json={"errors": [{"code": 401, "message": "Unauthorized"}]})
     with pytest.raises(VendorAuthError) as info:
-        capillary().revoke_earn(5, (("p1", ("e1",)),))
+        capillary().revoke_earn(5, {"p1": ["e1"]})
     text = str(info.value)
     assert "till id/password of connection 'capillary_default' refused: Unauthorized" in text
     assert text.count("401") == 1, text
@@ -152,7 +152,7 @@ def test_vendor_status_is_readable_and_airflow_status_untouched(requests_mock, c
 
     requests_mock.post(REVOKE, status_code=400, json={"errors": [{"code": 400, "message": "bad body"}]})
     with pytest.raises(VendorRequestError) as info:
-        capillary().revoke_earn(5, (("p1", ("e1",)),))
+        capillary().revoke_earn(5, {"p1": ["e1"]})
     assert (info.value.status_code, info.value.http_status) == (400, 400)
     assert AirflowException.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
 
@@ -223,4 +223,4 @@ def test_a_send_that_may_have_applied_stays_ambiguous_across_a_token_refresh(req
 
 def test_a_clean_send_is_not_ambiguous(requests_mock, capillary_conn):
     requests_mock.post(REVOKE, json=REVOKED)
-    assert capillary().revoke_earn(5, (("p1", ("e1",)),)).after_ambiguous_attempt is False
+    assert capillary().revoke_earn(5, {"p1": ["e1"]}).after_ambiguous_attempt is False

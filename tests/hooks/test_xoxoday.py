@@ -11,6 +11,7 @@ from airflow_provider_loyalty.hooks._http import CredentialsMissingError, RetryP
 from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore, TokenPair, fingerprint
 from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook
 from tests.conftest import XOXODAY_URL, FakeClock, set_connection
+from tests.hooks.conftest import success
 
 API = f"{XOXODAY_URL}/chef/v1/oauth/api"
 TOKEN = f"{XOXODAY_URL}/chef/v1/oauth/token/company"
@@ -68,7 +69,7 @@ def test_cancel_points_sends_the_documented_request(requests_mock, xoxoday_conn)
 def test_partial_success_gives_per_id_outcomes(requests_mock, xoxoday_conn) -> None:
     requests_mock.post(API, json=cancel_answer((1, True, "ok"), (2, False, "Transaction not found")))
     result = make_hook().cancel_points([1, 2, 3])
-    assert [(o.unique_id, o.success, o.message) for o in result.outcomes] == [
+    assert [(o.item.unique_id, success(o), o.message) for o in result.outcomes] == [
         (1, True, "ok"),
         (2, False, "Transaction not found"),
         (3, None, "not mentioned in the vendor's answer"),
@@ -348,10 +349,10 @@ def test_missing_success_is_unknown_and_digit_strings_are_accepted(requests_mock
         },
     )
     result = make_hook().cancel_points(["1", 2])
-    assert [(o.unique_id, o.success) for o in result.outcomes] == [(1, None), (2, None)]
+    assert [(o.item.unique_id, success(o)) for o in result.outcomes] == [(1, None), (2, None)]
     assert requests_mock.last_request.json()["variables"]["recipients_data"]["recipients"] == [
         {"unique_id": 1},
         {"unique_id": 2},
     ]
-    with pytest.raises(ValueError, match="positive integers"):
+    with pytest.raises(ValueError, match=r"2 invalid unique_ids: 'x' \(not an integer\); -2 \(must be positive\)"):
         make_hook().cancel_points([1, "x", -2])
