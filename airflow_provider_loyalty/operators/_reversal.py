@@ -1,14 +1,14 @@
 """The one path every reversal takes: parse -> skip done -> guard -> plan -> send -> record -> summarise -> decide.
 
-Vendor operators supply their parser, planner and one request's send; everything else — the
-ledger (intents before sends, outcomes before reports, a spool while it is down), bounded
-concurrency, reconciliation of "already reversed" answers, progress, the summary and the
-fail/retry decision — lives here once.
+Vendor operators supply their parser, planner and the hook call of one request; everything else
+lives here once: bounded concurrency (:mod:`._runner`), the ledger's part — spool replay, skipping
+settled items, intents before sends, outcomes before reports (:mod:`._run_ledger`) —,
+reconciliation of "already reversed" answers, progress and the summary (:mod:`._summary`), and the
+fail/retry decision.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +22,7 @@ from airflow_provider_loyalty import _metrics as metrics
 from airflow_provider_loyalty.items import Item
 from airflow_provider_loyalty.operators import _settings
 from airflow_provider_loyalty.operators._inputs import InputErrors
+from airflow_provider_loyalty.operators._run_ledger import IntentNotRecorded, LedgerDown, RunLedger
 from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
 from airflow_provider_loyalty.operators._summary import MAX_LISTED, Progress, RunSummary
 from airflow_provider_loyalty.outcomes import (
@@ -39,25 +40,12 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_loyalty.ledger import ReversalLedger
-    from airflow_provider_loyalty.ledger.spool import LedgerSpool
 
 log = logging.getLogger(__name__)
 
 P = TypeVar("P")
 
 __all__ = ["ReversalOperator", "RunAborted", "RunSummary", "run_requests"]
-
-
-class LedgerDown(Exception):
-    """The ledger refused a write after its retries; what was answered is kept in the spool."""
-
-
-class IntentNotRecorded(Exception):
-    """A request's intent could not be written: the request must not leave."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 class ReversalOperator(BaseOperator, Generic[P]):
@@ -138,9 +126,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.on_invalid = on_invalid
         self._settings(lenient=True)
         self._invalid: InputErrors | None = None
-        self._maybe_applied: dict[str, Settled] = {}
-        self._ledger_down: str | None = None
-        self._run: dict[str, Any] = {}
+        self._books: RunLedger | None = None
 
     def _settings(self, *, lenient: bool = False) -> None:
         """Coerce and check the rendered settings; ``lenient`` lets unrendered templates through."""
@@ -243,29 +229,22 @@ class ReversalOperator(BaseOperator, Generic[P]):
         leaves — after pacing, so that an intent means "sent, or about to be" and never "waiting
         in a queue" — and once for all its resends. If that cannot be written, nothing is sent.
         """
-        ledger = self.ledger
+        books = self._books
         written = False
 
         def intent() -> None:
             nonlocal written
-            if written or ledger is None:
-                return
-            if self._ledger_down is not None:
-                raise IntentNotRecorded(LedgerDown(self._ledger_down))
-            try:
-                ledger.record_intent(self.vendor, self.items_of(request), self._run)
-            except Exception as exc:
-                self._ledger_down = self._ledger_down or f"{type(exc).__name__}: {str(exc)[:200]}"
-                raise IntentNotRecorded(exc) from exc
-            written = True
+            if not written and books is not None:
+                books.intent(self.items_of(request))
+                written = True
 
         started = time.monotonic()
         try:
-            outcomes, resent = self.send(request, intent if ledger is not None else None)
+            outcomes, resent = self.send(request, intent if books is not None else None)
         except IntentNotRecorded as exc:
             raise RunAborted(exc.cause) from exc  # not sent; nothing more will be
         metrics.timing(self.vendor, "request_seconds", time.monotonic() - started)
-        maybe_applied = self._maybe_applied
+        maybe_applied: dict[str, Settled] = books.maybe_applied if books is not None else {}
         if resent:
             attempted = [item.key for item in self.items_of(request)]
             where = "an earlier attempt of this request in this try"
@@ -312,18 +291,30 @@ class ReversalOperator(BaseOperator, Generic[P]):
             return summary.as_xcom()
 
         ledger = self.ledger
-        run = self._run = _run_info(context)
+        books = self._books = (
+            RunLedger(
+                ledger,
+                owner=type(self).__name__,
+                vendor=self.vendor,
+                what=self.what,
+                conn_id=str(self.ledger_conn_id),
+                run=_run_info(context),
+                log=self.log,
+            )
+            if ledger is not None
+            else None
+        )
         try:
-            if ledger is not None:
-                self._replay_spool(ledger, run)
+            if books is not None:
+                books.replay_spool()
                 if invalid is not None and invalid.rows and not self.dry_run:  # type: ignore[truthy-function]
-                    ledger.record_invalid(self.vendor, invalid.rows, run)
-                items = self._drop_settled(ledger, items, summary, run["run_id"])
+                    books.record_invalid(invalid.rows)
+                items = books.drop_settled(items, summary, retry_refused=self.retry_refused)
             if self.dry_run:  # type: ignore[truthy-function]
                 return self._dry_run(items, summary)
             self._guard(items)
             if items:
-                self._send_all(items, summary, context, run)
+                self._send_all(items, summary, context)
         finally:
             if ledger is not None:
                 ledger.close()
@@ -335,90 +326,6 @@ class ReversalOperator(BaseOperator, Generic[P]):
         from airflow_provider_loyalty.operators._lineage import operator_lineage
 
         return operator_lineage(self, getattr(self, "_run_summary", None))
-
-    def _spool(self, run: dict[str, Any]) -> LedgerSpool:
-        from airflow_provider_loyalty.ledger.spool import LedgerSpool, spool_key
-
-        return LedgerSpool(spool_key(str(self.ledger_conn_id), self.ledger_table, run))
-
-    def _replay_spool(self, ledger: ReversalLedger, run: dict[str, Any]) -> None:
-        """Write what an earlier try answered but could not record, before anything is sent."""
-        spool = self._spool(run)
-        try:
-            rows = spool.pending()
-        except Exception as exc:  # an unreadable spool must not be taken for an empty one...
-            from airflow_provider_loyalty._variables import in_task_context
-
-            if not in_task_context():  # ...but outside Airflow (a script, no metadata DB) none was ever written
-                self.log.warning("No metadata DB to read a ledger spool from (%s); none can exist", type(exc).__name__)
-                return
-            raise AirflowException(
-                f"{type(self).__name__}: cannot read the ledger spool Variable {spool.key} "
-                f"({type(exc).__name__}: {exc}); nothing was sent"
-            ) from exc
-        if not rows:
-            return
-        try:
-            ledger.insert(rows)
-        except Exception as exc:
-            raise AirflowException(
-                f"{type(self).__name__}: the ledger {self.ledger_conn_id!r} is still unreachable "
-                f"({type(exc).__name__}); {len(rows)} answered outcome(s) stay in Variable {spool.key}; nothing was sent"
-            ) from exc
-        spool.clear()
-        self.log.info("Replayed %d outcome(s) an earlier try kept while the ledger was down", len(rows))
-
-    def _drop_settled(
-        self, ledger: ReversalLedger, items: list[Item], summary: RunSummary, run_id: str | None
-    ) -> list[Item]:
-        """Leave out what the ledger says is done (skipped) or was refused for good (failed, not resent).
-
-        Refusals recorded by an earlier DAG run were judged against ``max_failed_ratio`` then
-        (``failed_earlier``); those of this run's earlier tries still count in this decision. Items
-        an earlier attempt may have applied (in doubt) are kept for reconciliation.
-        """
-        try:
-            settled, self._maybe_applied = ledger.lookup(
-                self.vendor, (item.key for item in items), include_refused=not self.retry_refused
-            )
-        except Exception as exc:
-            raise AirflowException(
-                f"{type(self).__name__}: cannot read the ledger {self.ledger_conn_id!r} "
-                f"({type(exc).__name__}: {str(exc)[:200]}); nothing was sent"
-            ) from exc
-        if self._maybe_applied:
-            self.log.info(
-                "%d %s may have been applied by an earlier attempt that recorded no answer (in doubt): "
-                "resending them, an 'already reversed' answer counts as done",
-                len(self._maybe_applied),
-                self.what,
-            )
-        if not settled:
-            return items
-        kept: list[Item] = []
-        for item in items:
-            outcome = settled.get(item.key)
-            if outcome is None:
-                kept.append(item)
-            elif outcome.ok:
-                summary.skipped += 1
-            else:
-                refusal = Outcome.failed(
-                    item, outcome.code, f"refused earlier: {outcome.message or ''}", FailureKind.PERMANENT
-                )
-                summary.add_refused([refusal], earlier_run=outcome.run_id != run_id)
-        metrics.incr(self.vendor, "items.skipped", summary.skipped)
-        if summary.skipped:
-            self.log.info("Skipping %d %s the ledger records as done", summary.skipped, self.what)
-        refused = len(settled) - summary.skipped
-        if refused:
-            self.log.info(
-                "Not resending %d %s the vendor refused for good in an earlier attempt (counted as failed; "
-                "retry_refused=True resends them)",
-                refused,
-                self.what,
-            )
-        return kept
 
     def _guard(self, items: list[Item]) -> None:
         """Refuse a runaway reversal before any vendor call (not even a token)."""
@@ -450,8 +357,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
         sample = [item.ident() for item in items[:MAX_LISTED]]
         return summary.as_xcom(planned=len(items), plan=plan, sample=sample, max_items_exceeded=over)
 
-    def _send_all(self, items: list[Item], summary: RunSummary, context: Context, run: dict[str, Any]) -> None:
-        ledger = self.ledger
+    def _send_all(self, items: list[Item], summary: RunSummary, context: Context) -> None:
+        books = self._books
         try:
             self.hook.prepare()
         except Exception as exc:
@@ -466,13 +373,12 @@ class ReversalOperator(BaseOperator, Generic[P]):
             getattr(self.hook, "waited_seconds", None),
             getattr(self.hook, "pace_text", None),
         )
-        spool = self._spool(run) if ledger is not None else None
-        state: dict[str, Any] = {"index": 0, "spooled": 0}
+        state = {"index": 0}
 
         def on_results(request: P, outcomes: list[Outcome]) -> None:
             state["index"] += 1
-            if ledger is not None:  # recorded before it is counted or logged as done
-                self._record(ledger, spool, outcomes, state)
+            if books is not None:  # recorded before it is counted or logged as done
+                books.record(outcomes)
             summary.requests += 1
             ok, bad = summary.add(outcomes)
             self.log.debug(
@@ -484,7 +390,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 bad,
             )
             progress.request_done(summary, outcomes)
-            if self._ledger_down is not None:
+            if books is not None and books.down is not None:
                 raise LedgerDown("the ledger is down")  # stop sending; in-flight answers still land in the spool
 
         abort = run_requests(
@@ -502,13 +408,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
             metrics.timing(self.vendor, "vendor_wait_seconds", summary.pace.get("waited_seconds", 0.0))
         if summary.failed_this_run:
             self.log.info("%s failures this run by code: %s", self.vendor, dict(summary.codes.most_common()))
-        if self._ledger_down is not None:
+        if books is not None and books.down is not None:
             self._push_summary(context, summary)
-            raise AirflowException(
-                f"{type(self).__name__}: the ledger {self.ledger_conn_id!r} went down mid-run "
-                f"({self._ledger_down}); {state['spooled']} answered outcome(s) are kept in Variable "
-                f"{spool.key if spool else '?'} and are written to the ledger before the next try sends anything"
-            )
+            raise books.went_down()
         if abort is not None:
             self._push_summary(context, summary)
             cause = abort.cause
@@ -520,40 +422,6 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 f"({'sent again by the next run once this is fixed' if fatal else 'a retry sends them'})"
             )
             raise (AirflowFailException if fatal else AirflowException)(message) from cause
-
-    def _record(
-        self,
-        ledger: ReversalLedger,
-        spool: LedgerSpool | None,
-        outcomes: list[Outcome],
-        state: dict[str, Any],
-    ) -> None:
-        """Write outcomes to the ledger (it retries); once it is down, keep them in the spool instead."""
-        if self._ledger_down is not None:
-            # Requests that never left tell the next try nothing: keep only what the vendor answered
-            # (a run stopped early would otherwise rewrite a growing spool once per unsent request).
-            outcomes = [o for o in outcomes if o.code != "not_sent"]
-            if not outcomes:
-                return
-        rows = ledger.rows(self.vendor, outcomes, self._run)
-        if self._ledger_down is None:
-            try:
-                ledger.insert(rows)
-                return
-            except Exception as exc:
-                self._ledger_down = f"{type(exc).__name__}: {str(exc)[:200]}"
-                self.log.error("The ledger %r is down (%s); keeping answers in the spool", self.ledger_conn_id, exc)
-        try:
-            assert spool is not None
-            spool.add(rows)
-            state["spooled"] += len(rows)
-        except Exception:
-            # Last resort: the rows in the task log, where a person can replay them by hand.
-            self.log.exception(
-                "Could not keep answered outcomes in the spool either; they are only in this log: %s",
-                json.dumps([list(map(str, r)) for r in rows]),
-            )
-            raise
 
     def _decide(self, summary: RunSummary, context: Context) -> dict[str, Any]:
         """Apply ``max_failed_ratio`` to this run's failures (refusals of earlier runs were decided then)."""

@@ -1,0 +1,211 @@
+"""The ledger's part in one run of a reversal operator.
+
+Before anything is sent: write what an earlier try answered while the ledger was down (the spool),
+and leave out what the ledger records as settled. While sending: an intent right before each
+request leaves (none written, none sent), each answer as it arrives, and — once the ledger refuses
+a write after its retries — the answers in the spool instead, so nothing answered is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_loyalty import _metrics as metrics
+from airflow_provider_loyalty.items import Item
+from airflow_provider_loyalty.outcomes import FailureKind, Outcome, Settled
+
+if TYPE_CHECKING:
+    from airflow_provider_loyalty.ledger import ReversalLedger
+    from airflow_provider_loyalty.ledger.spool import LedgerSpool
+    from airflow_provider_loyalty.operators._summary import RunSummary
+
+
+class LedgerDown(Exception):
+    """The ledger refused a write after its retries; what was answered is kept in the spool."""
+
+
+class IntentNotRecorded(Exception):
+    """A request's intent could not be written: the request must not leave."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class RunLedger:
+    """One run's use of the ledger (thread-safe where the senders call it: :meth:`intent`).
+
+    :param ledger: the ledger writer.
+    :param owner: the operator's class name, for messages.
+    :param vendor: the vendor whose items these are.
+    :param what: the input's name, for messages (``unique_ids``, ``earns``).
+    :param conn_id: the ledger's connection id, for messages and the spool's key.
+    :param run: the task instance's dag_id, run_id, task_id, map_index and try_number.
+    :param log: the operator's logger.
+    """
+
+    def __init__(
+        self,
+        ledger: ReversalLedger,
+        *,
+        owner: str,
+        vendor: str,
+        what: str,
+        conn_id: str,
+        run: dict[str, Any],
+        log: logging.Logger | Any,
+    ) -> None:
+        self.ledger = ledger
+        self.owner = owner
+        self.vendor = vendor
+        self.what = what
+        self.conn_id = conn_id
+        self.run = run
+        self.log = log
+        #: keys of items an earlier attempt may have applied (an intent or an unclear answer last)
+        self.maybe_applied: dict[str, Settled] = {}
+        #: why the ledger is down (a write failed after its retries), or ``None``
+        self.down: str | None = None
+        #: outcomes kept in the spool since the ledger went down
+        self.spooled = 0
+
+    @cached_property
+    def spool(self) -> LedgerSpool:
+        """Where answers wait while the ledger is down (a Variable per task instance and ledger)."""
+        from airflow_provider_loyalty.ledger.spool import LedgerSpool, spool_key
+
+        return LedgerSpool(spool_key(self.conn_id, self.ledger.table, self.run))
+
+    # ------------------------------------------------------------------------------ before sending
+    def replay_spool(self) -> None:
+        """Write what an earlier try answered but could not record, before anything is sent."""
+        spool = self.spool
+        try:
+            rows = spool.pending()
+        except Exception as exc:  # an unreadable spool must not be taken for an empty one...
+            from airflow_provider_loyalty._variables import in_task_context
+
+            if not in_task_context():  # ...but outside Airflow (a script, no metadata DB) none was ever written
+                self.log.warning("No metadata DB to read a ledger spool from (%s); none can exist", type(exc).__name__)
+                return
+            raise AirflowException(
+                f"{self.owner}: cannot read the ledger spool Variable {spool.key} "
+                f"({type(exc).__name__}: {exc}); nothing was sent"
+            ) from exc
+        if not rows:
+            return
+        try:
+            self.ledger.insert(rows)
+        except Exception as exc:
+            raise AirflowException(
+                f"{self.owner}: the ledger {self.conn_id!r} is still unreachable "
+                f"({type(exc).__name__}); {len(rows)} answered outcome(s) stay in Variable {spool.key}; nothing was sent"
+            ) from exc
+        spool.clear()
+        self.log.info("Replayed %d outcome(s) an earlier try kept while the ledger was down", len(rows))
+
+    def record_invalid(self, rows: Sequence[tuple[int, str, str]]) -> None:
+        """Record the input rows skipped as invalid (``on_invalid="skip"``)."""
+        self.ledger.record_invalid(self.vendor, rows, self.run)
+
+    def drop_settled(self, items: list[Item], summary: RunSummary, *, retry_refused: bool) -> list[Item]:
+        """Leave out what the ledger says is done (skipped) or was refused for good (failed, not resent).
+
+        Refusals recorded by an earlier DAG run were judged against ``max_failed_ratio`` then
+        (``failed_earlier``); those of this run's earlier tries still count in this decision. Items
+        an earlier attempt may have applied (in doubt) are kept for reconciliation.
+        """
+        try:
+            settled, self.maybe_applied = self.ledger.lookup(
+                self.vendor, (item.key for item in items), include_refused=not retry_refused
+            )
+        except Exception as exc:
+            raise AirflowException(
+                f"{self.owner}: cannot read the ledger {self.conn_id!r} "
+                f"({type(exc).__name__}: {str(exc)[:200]}); nothing was sent"
+            ) from exc
+        if self.maybe_applied:
+            self.log.info(
+                "%d %s may have been applied by an earlier attempt that recorded no answer (in doubt): "
+                "resending them, an 'already reversed' answer counts as done",
+                len(self.maybe_applied),
+                self.what,
+            )
+        if not settled:
+            return items
+        kept: list[Item] = []
+        for item in items:
+            outcome = settled.get(item.key)
+            if outcome is None:
+                kept.append(item)
+            elif outcome.ok:
+                summary.skipped += 1
+            else:
+                refusal = Outcome.failed(
+                    item, outcome.code, f"refused earlier: {outcome.message or ''}", FailureKind.PERMANENT
+                )
+                summary.add_refused([refusal], earlier_run=outcome.run_id != self.run.get("run_id"))
+        metrics.incr(self.vendor, "items.skipped", summary.skipped)
+        if summary.skipped:
+            self.log.info("Skipping %d %s the ledger records as done", summary.skipped, self.what)
+        refused = len(settled) - summary.skipped
+        if refused:
+            self.log.info(
+                "Not resending %d %s the vendor refused for good in an earlier attempt (counted as failed; "
+                "retry_refused=True resends them)",
+                refused,
+                self.what,
+            )
+        return kept
+
+    # --------------------------------------------------------------------------------- while sending
+    def intent(self, items: Sequence[Item]) -> None:
+        """Record ``items`` as being sent; raise :class:`IntentNotRecorded` (the request must not leave)."""
+        if self.down is not None:
+            raise IntentNotRecorded(LedgerDown(self.down))
+        try:
+            self.ledger.record_intent(self.vendor, items, self.run)
+        except Exception as exc:
+            self.down = self.down or f"{type(exc).__name__}: {str(exc)[:200]}"
+            raise IntentNotRecorded(exc) from exc
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        """Write outcomes to the ledger (it retries); once it is down, keep them in the spool instead."""
+        if self.down is not None:
+            # Requests that never left tell the next try nothing: keep only what the vendor answered
+            # (a run stopped early would otherwise rewrite a growing spool once per unsent request).
+            outcomes = [o for o in outcomes if o.code != "not_sent"]
+            if not outcomes:
+                return
+        rows = self.ledger.rows(self.vendor, outcomes, self.run)
+        if self.down is None:
+            try:
+                self.ledger.insert(rows)
+                return
+            except Exception as exc:
+                self.down = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self.log.error("The ledger %r is down (%s); keeping answers in the spool", self.conn_id, exc)
+        try:
+            self.spool.add(rows)
+            self.spooled += len(rows)
+        except Exception:
+            # Last resort: the rows in the task log, where a person can replay them by hand.
+            self.log.exception(
+                "Could not keep answered outcomes in the spool either; they are only in this log: %s",
+                json.dumps([list(map(str, r)) for r in rows]),
+            )
+            raise
+
+    def went_down(self) -> AirflowException:
+        """The error that ends a run whose ledger went down mid-run."""
+        return AirflowException(
+            f"{self.owner}: the ledger {self.conn_id!r} went down mid-run ({self.down}); {self.spooled} "
+            f"answered outcome(s) are kept in Variable {self.spool.key} and are written to the ledger "
+            "before the next try sends anything"
+        )
