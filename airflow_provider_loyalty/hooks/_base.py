@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_loyalty.hooks._http import Answer, VendorHTTPClient
+    from airflow_provider_loyalty.hooks._client import Answer, VendorHTTPClient
     from airflow_provider_loyalty.hooks._pacing import RequestPacer
     from airflow_provider_loyalty.hooks.errors import VendorError
 
@@ -71,7 +71,7 @@ class RenewingSender:
 
         :return: the final answer whatever its status, except a credential refusal (raised).
         """
-        from airflow_provider_loyalty.hooks._http import Answer
+        from airflow_provider_loyalty.hooks._client import Answer
 
         ambiguous = False
         renewed = False

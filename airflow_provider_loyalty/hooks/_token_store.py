@@ -6,6 +6,9 @@ one that works tomorrow. It is stored in an Airflow Variable (masked in the UI, 
 
 The stored pair remembers a fingerprint of the connection's refresh token it descends from: when
 an operator pastes a fresh pair from the dashboard into the connection, the connection wins again.
+The pair's own rules live here too: the pair a refresh answer gives (:meth:`TokenPair.rotated`) and
+whether a stored pair is a newer rotation of ours (:func:`newer_stored_pair`); the hook does the
+refreshing.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import json
 import logging
 import threading
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+#: Refresh proactively when the access token expires within this many seconds.
+REFRESH_MARGIN_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,39 @@ class TokenPair:
 
     def __repr__(self) -> str:  # never print tokens, even in a debugger or a traceback
         return f"TokenPair(access_token_expiry={self.access_token_expiry}, origin={self.origin})"
+
+    def rotated(self, token: Any, *, now: float) -> TokenPair:
+        """The pair a refresh answer (:class:`~airflow_provider_loyalty.models.XoxodayTokenResponse`) gives.
+
+        The expiry comes from ``expires_in`` (relative: immune to clock skew and unit mix-ups), else
+        from ``access_token_expiry`` (epoch ms) when that lies in the future. The refresh token is
+        kept if the answer carries none.
+        """
+        lifetime: float | None = None
+        if token.expires_in and token.expires_in > 0:
+            lifetime = float(token.expires_in)
+        elif token.access_token_expiry and token.access_token_expiry / 1000 > now:
+            lifetime = token.access_token_expiry / 1000 - now
+        expiry = now + lifetime if lifetime is not None else None
+        # renew ahead of expiry: 10 % of the lifetime, at most REFRESH_MARGIN_SECONDS
+        refresh_after = now + lifetime - min(REFRESH_MARGIN_SECONDS, lifetime / 10) if lifetime is not None else None
+        refresh_expiry = token.refresh_token_expiry / 1000 if token.refresh_token_expiry else None
+        return TokenPair(
+            access_token=token.access_token,
+            refresh_token=token.refresh_token or self.refresh_token,
+            access_token_expiry=expiry,
+            refresh_token_expiry=refresh_expiry,
+            origin=self.origin,
+            refresh_after=refresh_after,
+        )
+
+    def mask(self) -> None:
+        """Register both tokens with Airflow's secret masker (logs never show them)."""
+        from airflow.sdk.log import mask_secret
+
+        for secret in (self.access_token, self.refresh_token):
+            if secret:
+                mask_secret(secret)
 
     def to_json(self) -> str:
         """Serialise for storage."""
@@ -150,3 +189,14 @@ class VariableTokenStore:
             )
             return
         self._unsaved = None
+
+
+def newer_stored_pair(store: TokenStore, stale: TokenPair) -> TokenPair | None:
+    """The stored pair, if another task rotated ``stale`` (same origin, another refresh token)."""
+    stored = store.load()
+    if stored is None or not stored.refresh_token or stored.refresh_token == stale.refresh_token:
+        return None
+    if stored.origin is not None and stale.origin is not None and stored.origin != stale.origin:
+        return None  # from another connection pair; ours replaced it
+    stored.mask()
+    return stored

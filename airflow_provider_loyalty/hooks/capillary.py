@@ -16,17 +16,10 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_loyalty.hooks._auto_rate import RateStore, build_pacer
 from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
-from airflow_provider_loyalty.hooks._http import (
-    DEFAULT_TIMEOUT,
-    SYSTEM_CLOCK,
-    Clock,
-    RetryPolicy,
-    VendorHTTPClient,
-    base_url,
-    json_body,
-    response_snippet,
-    url_path,
-)
+from airflow_provider_loyalty.hooks._client import DEFAULT_TIMEOUT, VendorHTTPClient, json_body, response_snippet
+from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
+from airflow_provider_loyalty.hooks._retry import RetryPolicy
+from airflow_provider_loyalty.hooks._urls import base_url, url_path
 from airflow_provider_loyalty.hooks.capillary_answers import interpret_revoke
 from airflow_provider_loyalty.hooks.errors import (
     CredentialsMissingError,

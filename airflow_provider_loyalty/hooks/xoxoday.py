@@ -14,24 +14,24 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_loyalty.hooks._auto_rate import RateStore, build_pacer
 from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
-from airflow_provider_loyalty.hooks._http import (
+from airflow_provider_loyalty.hooks._client import (
     DEFAULT_TIMEOUT,
-    SYSTEM_CLOCK,
     Answer,
-    Clock,
-    RetryPolicy,
     VendorHTTPClient,
-    base_url,
     json_body,
     response_snippet,
-    url_path,
 )
+from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
+from airflow_provider_loyalty.hooks._retry import RetryPolicy
 from airflow_provider_loyalty.hooks._token_store import (
+    REFRESH_MARGIN_SECONDS,
     TokenPair,
     TokenStore,
     VariableTokenStore,
     fingerprint,
+    newer_stored_pair,
 )
+from airflow_provider_loyalty.hooks._urls import base_url, url_path
 from airflow_provider_loyalty.hooks.errors import (
     CredentialsMissingError,
     VendorAuthError,
@@ -52,9 +52,6 @@ DEFAULT_TOKEN_PATH = "/chef/v1/oauth/token/company"  # noqa: S105 - a URL path
 RATE_LIMIT_MESSAGE = "auth.request_limit_exceeded"
 #: OAuth error codes of the refresh endpoint meaning "client_id/client_secret refused" (RFC 6749 5.2).
 CLIENT_REFUSED = frozenset({"invalid_client", "unauthorized_client"})
-
-#: Refresh proactively when the access token expires within this many seconds.
-REFRESH_MARGIN_SECONDS = 300.0
 
 
 class BearerAuth(requests.auth.AuthBase):
@@ -238,7 +235,7 @@ class XoxodayHook(RenewingSender, BaseHook):
         origin = fingerprint(creds.refresh_token)
         stored = self.token_store.load()
         if stored is not None and (stored.origin == origin or creds.refresh_token is None):
-            self._mask(stored)
+            stored.mask()
             self.log.debug("Using the stored Xoxoday token pair (descends from the connection's)")
             return stored
         if stored is not None:
@@ -278,7 +275,7 @@ class XoxodayHook(RenewingSender, BaseHook):
         with self._token_lock:
             if self._pair is not None and self._pair is not stale:
                 return self._pair  # another thread refreshed meanwhile
-            newer = self._newer_stored_pair(stale)
+            newer = newer_stored_pair(self.token_store, stale)
             if newer is not None:
                 self.log.info("Another task rotated the Xoxoday token pair; using the stored one")
                 self._pair = newer
@@ -301,8 +298,8 @@ class XoxodayHook(RenewingSender, BaseHook):
                     raise VendorResponseError(
                         VENDOR, "token refresh answer lacks access_token", status_code=response.status_code
                     ) from None
-                pair = self._pair_from(token, stale)
-                self._mask(pair)
+                pair = stale.rotated(token, now=self.clock.time())
+                pair.mask()
                 self._pair = pair  # in use at once, even if storing it fails below
                 self.refreshes += 1
                 self.token_store.save(pair)
@@ -334,56 +331,15 @@ class XoxodayHook(RenewingSender, BaseHook):
                 response=response,
             )
 
-    def _newer_stored_pair(self, stale: TokenPair) -> TokenPair | None:
-        stored = self.token_store.load()
-        if stored is None or not stored.refresh_token or stored.refresh_token == stale.refresh_token:
-            return None
-        if stored.origin is not None and stale.origin is not None and stored.origin != stale.origin:
-            return None  # from another connection pair; ours replaced it
-        self._mask(stored)
-        return stored
-
     def _await_newer_stored_pair(self, stale: TokenPair, attempts: int = 4, pause: float = 1.0) -> TokenPair | None:
+        """A pair another task may still be saving: look a few times before giving up."""
         for attempt in range(attempts):
-            newer = self._newer_stored_pair(stale)
+            newer = newer_stored_pair(self.token_store, stale)
             if newer is not None:
                 return newer
             if attempt < attempts - 1:
                 self.clock.sleep(pause)
         return None
-
-    def _pair_from(self, token: Any, stale: TokenPair) -> TokenPair:
-        """Build the new pair from a token answer.
-
-        The expiry comes from ``expires_in`` (relative: immune to clock skew and unit mix-ups), else
-        from ``access_token_expiry`` (epoch ms) when that lies in the future.
-        """
-        now = self.clock.time()
-        lifetime: float | None = None
-        if token.expires_in and token.expires_in > 0:
-            lifetime = float(token.expires_in)
-        elif token.access_token_expiry and token.access_token_expiry / 1000 > now:
-            lifetime = token.access_token_expiry / 1000 - now
-        expiry = now + lifetime if lifetime is not None else None
-        # renew ahead of expiry: 10 % of the lifetime, at most REFRESH_MARGIN_SECONDS
-        refresh_after = now + lifetime - min(REFRESH_MARGIN_SECONDS, lifetime / 10) if lifetime is not None else None
-        refresh_expiry = token.refresh_token_expiry / 1000 if token.refresh_token_expiry else None
-        return TokenPair(
-            access_token=token.access_token,
-            refresh_token=token.refresh_token or stale.refresh_token,
-            access_token_expiry=expiry,
-            refresh_token_expiry=refresh_expiry,
-            origin=stale.origin,
-            refresh_after=refresh_after,
-        )
-
-    @staticmethod
-    def _mask(pair: TokenPair) -> None:
-        from airflow.sdk.log import mask_secret
-
-        for secret in (pair.access_token, pair.refresh_token):
-            if secret:
-                mask_secret(secret)
 
     # ------------------------------------------------------------------------------ requests
     def _credential(self) -> tuple[requests.auth.AuthBase, Renewal | None]:

@@ -49,7 +49,7 @@ def vendor_namespace(vendor: str, conn_id: str) -> str:
     """The vendor connection's base URL (scheme and host), as the hooks build it."""
     from airflow.sdk import BaseHook
 
-    from airflow_provider_loyalty.hooks._http import base_url
+    from airflow_provider_loyalty.hooks._urls import base_url
 
     spec = _vendor_operation(vendor)
     try:

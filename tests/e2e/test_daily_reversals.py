@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_provider_loyalty.hooks._http import RetryPolicy
+from airflow_provider_loyalty.hooks._retry import RetryPolicy
 from airflow_provider_loyalty.ledger import ReversalLedger
 from airflow_provider_loyalty.operators.capillary import RevokeEarnOperator
 from tests.conftest import set_connection

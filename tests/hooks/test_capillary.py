@@ -8,13 +8,9 @@ import logging
 
 import pytest
 
-from airflow_provider_loyalty.hooks._http import (
-    CredentialsMissingError,
-    RetryPolicy,
-    VendorAuthError,
-    VendorRequestError,
-)
+from airflow_provider_loyalty.hooks._retry import RetryPolicy
 from airflow_provider_loyalty.hooks.capillary import CapillaryHook
+from airflow_provider_loyalty.hooks.errors import CredentialsMissingError, VendorAuthError, VendorRequestError
 from airflow_provider_loyalty.items import EarnItem
 from tests.conftest import CAPILLARY_URL, FakeClock, set_connection
 from tests.hooks.conftest import verdict

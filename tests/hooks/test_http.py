@@ -8,18 +8,10 @@ import threading
 import pytest
 import requests
 
-from airflow_provider_loyalty.hooks._http import (
-    PACING_MARGIN,
-    ConcurrencyGate,
-    RateLimiter,
-    RequestPacer,
-    RetryPolicy,
-    VendorHTTPClient,
-    VendorRateLimitError,
-    VendorUnavailableError,
-    retry_after_seconds,
-    user_agent,
-)
+from airflow_provider_loyalty.hooks._client import VendorHTTPClient, user_agent
+from airflow_provider_loyalty.hooks._pacing import PACING_MARGIN, ConcurrencyGate, RateLimiter, RequestPacer
+from airflow_provider_loyalty.hooks._retry import RetryPolicy, retry_after_seconds
+from airflow_provider_loyalty.hooks.errors import VendorRateLimitError, VendorUnavailableError
 from airflow_provider_loyalty.hooks.xoxoday import penalty_seconds
 from tests.conftest import FakeClock
 
@@ -255,17 +247,17 @@ def test_patched_time_sleep_waits_exactly_once_and_never_spins(requests_mock, mo
     """With the system clock and time.sleep replaced (as many test suites do): one exact wait, no spin."""
     import time
 
-    from airflow_provider_loyalty.hooks import _http
+    from airflow_provider_loyalty.hooks import _clock
 
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
     requests_mock.post(f"{URL}/x", [{"status_code": 429, "headers": {"Retry-After": "7"}}, {"json": {}}])
-    http = VendorHTTPClient("vendor", URL, clock=_http.SYSTEM_CLOCK)
+    http = VendorHTTPClient("vendor", URL, clock=_clock.SYSTEM_CLOCK)
     assert http.request("POST", "/x").response.status_code == 200
     assert slept == [7.0]
     requests_mock.post(f"{URL}/x", [{"json": PENALTY}, {"json": {}}])
     slept.clear()
-    other = VendorHTTPClient("vendor", URL, clock=_http.SYSTEM_CLOCK, throttle_hint=penalty_seconds)
+    other = VendorHTTPClient("vendor", URL, clock=_clock.SYSTEM_CLOCK, throttle_hint=penalty_seconds)
     assert other.request("POST", "/x").response.status_code == 200
     assert slept == [7.0]
 
@@ -305,7 +297,7 @@ def test_dropped_body_is_retried(requests_mock) -> None:
 
 
 def test_bad_url_is_a_config_error_not_retried() -> None:
-    from airflow_provider_loyalty.hooks._http import VendorConfigError
+    from airflow_provider_loyalty.hooks.errors import VendorConfigError
 
     bad = VendorHTTPClient("vendor", "htp://nowhere", clock=FakeClock())
     with pytest.raises(VendorConfigError):
@@ -331,6 +323,6 @@ def test_bad_url_is_a_config_error_not_retried() -> None:
     ],
 )
 def test_base_url(host, port, expected) -> None:
-    from airflow_provider_loyalty.hooks._http import base_url
+    from airflow_provider_loyalty.hooks._urls import base_url
 
     assert base_url(host, port, "https://default.example", vendor_paths=("/chef/",)) == expected

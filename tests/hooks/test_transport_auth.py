@@ -8,18 +8,18 @@ import pytest
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from airflow_provider_loyalty.hooks._http import (
+from airflow_provider_loyalty.hooks._client import transport_failure
+from airflow_provider_loyalty.hooks._retry import RetryPolicy
+from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore
+from airflow_provider_loyalty.hooks.capillary import CapillaryHook
+from airflow_provider_loyalty.hooks.errors import (
     CredentialsMissingError,
-    RetryPolicy,
     VendorAuthError,
     VendorConfigError,
     VendorError,
     VendorRequestError,
     VendorUnavailableError,
-    transport_failure,
 )
-from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore
-from airflow_provider_loyalty.hooks.capillary import CapillaryHook
 from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook
 from tests.conftest import CAPILLARY_URL, XOXODAY_URL, FakeClock, set_connection
 

@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-from airflow_provider_loyalty.hooks._http import CredentialsMissingError, RetryPolicy, VendorAuthError
+from airflow_provider_loyalty.hooks._retry import RetryPolicy
 from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore, TokenPair, fingerprint
+from airflow_provider_loyalty.hooks.errors import CredentialsMissingError, VendorAuthError
 from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook
 from tests.conftest import XOXODAY_URL, FakeClock, set_connection
 from tests.hooks.conftest import success

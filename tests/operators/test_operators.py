@@ -109,9 +109,9 @@ def test_permanent_failures_fail_without_retry(requests_mock, xoxoday_conn) -> N
 
 
 def test_transient_failures_let_airflow_retry(requests_mock, xoxoday_conn, monkeypatch) -> None:
-    from airflow_provider_loyalty.hooks import _http
+    from airflow_provider_loyalty.hooks import _clock
 
-    monkeypatch.setattr(_http.SYSTEM_CLOCK, "sleep", lambda s: None)
+    monkeypatch.setattr(_clock.SYSTEM_CLOCK, "sleep", lambda s: None)
     requests_mock.post(API, [{"json": echo_cancel()}, *[{"status_code": 503}] * 5])
     op = CancelPointsOperator(task_id="cancel", unique_ids=list(range(1, 11)), batch_size=5, max_concurrency=1)
     with pytest.raises(AirflowException) as info:
@@ -318,9 +318,9 @@ def already_cancelled(request, ctx):
 def test_already_cancelled_after_an_ambiguous_resend_is_reconciled(
     requests_mock, xoxoday_conn, monkeypatch, tmp_path
 ) -> None:
-    from airflow_provider_loyalty.hooks import _http
+    from airflow_provider_loyalty.hooks import _clock
 
-    monkeypatch.setattr(_http.SYSTEM_CLOCK, "sleep", lambda s: None)
+    monkeypatch.setattr(_clock.SYSTEM_CLOCK, "sleep", lambda s: None)
     db = tmp_path / "ledger.sqlite"
     set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
     # the first attempt timed out after the vendor applied it; the resend is answered "already cancelled"
@@ -333,9 +333,9 @@ def test_already_cancelled_after_an_ambiguous_resend_is_reconciled(
 def test_a_refusal_that_is_not_already_reversed_stays_a_refusal_after_a_resend(
     requests_mock, xoxoday_conn, monkeypatch, tmp_path
 ) -> None:
-    from airflow_provider_loyalty.hooks import _http
+    from airflow_provider_loyalty.hooks import _clock
 
-    monkeypatch.setattr(_http.SYSTEM_CLOCK, "sleep", lambda s: None)
+    monkeypatch.setattr(_clock.SYSTEM_CLOCK, "sleep", lambda s: None)
     db = tmp_path / "ledger.sqlite"
     set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
     requests_mock.post(API, [{"exc": requests_exceptions().ReadTimeout}, {"json": echo_cancel(fail={1})}])
@@ -511,9 +511,9 @@ def test_on_invalid_skip_for_earns(requests_mock, capillary_conn) -> None:
 
 # --------------------------------------------------------------- found by adversarial review
 def no_sleep(monkeypatch) -> None:
-    from airflow_provider_loyalty.hooks import _http
+    from airflow_provider_loyalty.hooks import _clock
 
-    monkeypatch.setattr(_http.SYSTEM_CLOCK, "sleep", lambda s: None)
+    monkeypatch.setattr(_clock.SYSTEM_CLOCK, "sleep", lambda s: None)
 
 
 def test_an_item_stays_in_doubt_after_a_later_try_that_did_not_go_through(
