@@ -37,3 +37,27 @@ def test_readme_summary_example_matches_the_summary_keys() -> None:
     summary_block = next(b for b in BLOCKS if b.lstrip().startswith("{"))
     for key in Summary().as_xcom():
         assert f'"{key}"' in summary_block
+
+
+def test_readme_development_layout_names_every_module() -> None:
+    """The Development layout lists each module of the package (directories it describes whole aside)."""
+    layout = README.split("## Development", 1)[1].split("```", 2)[1]
+    described_whole = ("ui", "sandbox", "example_dags")
+    package = pathlib.Path(REPO, "airflow_provider_loyalty")
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if path.name == "__init__.py" or relative.parts[0] in described_whole:
+            continue
+        shown = [str(relative), path.name, path.name.removeprefix("_")]
+        if relative.parent.name == "hooks" and path.name.endswith("_answers.py"):
+            shown.append("hooks/*_answers.py")
+        if not any(re.search(rf"(?<![\w/]){re.escape(name)}\b", layout) for name in shown):
+            missing.append(str(relative))
+    assert not missing, f"README's Development layout does not name: {missing}"
+    for line in layout.splitlines():  # and names nothing that is gone
+        if line.lstrip().startswith(("scripts/", "tests/", "benchmarks/", "cluster/")):
+            continue
+        for name in re.findall(r"\b[\w/]+\.py\b", line):
+            candidates = list(package.rglob(name.split("/")[-1]))
+            assert candidates, f"README's Development layout names {name}, which does not exist"
