@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import urllib.parse
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +20,19 @@ def base_url(host: str | None, port: int | None, default: str, vendor_paths: tup
     url = host.strip().rstrip("/")
     if "://" not in url:
         url = f"https://{url}"
-    scheme, _, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    path = f"/{path}" if slash else ""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path
     if path and any(path.startswith(prefix) for prefix in vendor_paths):
-        log.warning("Connection host %s includes an API path; using %s://%s", url, scheme, netloc)
+        log.warning("Connection host %s includes an API path; using %s://%s", url, parts.scheme, parts.netloc)
         path = ""
-    if port and ":" not in netloc:
+    netloc = parts.netloc
+    try:
+        has_port = parts.port is not None
+    except ValueError:  # "host:abc": left as written; the request then fails as a configuration error
+        has_port = True
+    if port and not has_port:
         netloc = f"{netloc}:{port}"
-    return f"{scheme}://{netloc}{path}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
 def url_path(value: object, default: str) -> str:

@@ -320,6 +320,9 @@ def test_bad_url_is_a_config_error_not_retried() -> None:
             "https://proxy.example/xoxoday", 8443, "https://proxy.example:8443/xoxoday", id="proxy_prefix_kept"
         ),
         pytest.param(None, None, "https://default.example", id="default"),
+        pytest.param("http://[::1]", 8099, "http://[::1]:8099", id="ipv6_host_gets_the_port"),
+        pytest.param("http://[::1]:8100", 8099, "http://[::1]:8100", id="ipv6_host_keeps_its_port"),
+        pytest.param(" https://h.example/api/ ", None, "https://h.example/api", id="blanks_and_trailing_slash"),
     ],
 )
 def test_base_url(host, port, expected) -> None:
