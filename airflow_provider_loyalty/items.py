@@ -86,7 +86,7 @@ def positive_int(value: Any) -> tuple[int | None, str]:
     if isinstance(value, bool):
         return None, "a boolean, not an id"
     if isinstance(value, int):
-        number = value
+        number = int.__int__(value)  # the plain int: a subclass (IntEnum, a driver's type) must compare as one
     elif isinstance(value, str):
         text = value.strip()
         match = _DIGITS.fullmatch(text) if len(text) <= 2 * MAX_ID_DIGITS + 1 else None
@@ -146,7 +146,7 @@ def text_id(value: Any) -> tuple[str | None, str]:
     elif isinstance(value, int):
         if value.bit_length() > 4 * MAX_TEXT_ID_CHARS:  # str() would be long, or raise past 4300 digits
             return None, f"longer than {MAX_TEXT_ID_CHARS} characters"
-        text = str(int(value))
+        text = str(int.__int__(value))
     elif value is None:
         return None, "missing"
     else:
@@ -220,13 +220,16 @@ def earn_items(customer_id: int, earns: Sequence[EarnItem] | Mapping[str, Sequen
             given.append(tuple(item))  # type: ignore[arg-type]
     if not given:
         raise ValueError(f"no earn to revoke for customer {show(customer_id)}")
+    customer_number, why = positive_int(customer_id)
+    if customer_number is None:
+        raise ValueError(f"customer_id {show(customer_id)}: {why}")
     items: list[EarnItem] = []
     bad: list[str] = []
     for customer, promotion, earn in given:
         fields = earn_fields(customer, promotion, earn)
         if isinstance(fields, str):
             bad.append(f"{show((customer, promotion, earn))} ({fields})")
-        elif fields[0] != customer_id or type(customer_id) is not int:
+        elif fields[0] != customer_number:
             bad.append(f"{show((customer, promotion, earn))} (not customer {show(customer_id)}'s)")
         else:
             items.append(EarnItem(*fields))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     import requests
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 #: Renews a refused credential (refresh, regenerate); called with the refusing HTTP status.
 Renewal = Callable[[int], object]
+#: A hook's reversal result (a dataclass with ``after_ambiguous_attempt``).
+R = TypeVar("R")
 
 
 class RenewingSender:
@@ -72,18 +75,51 @@ class RenewingSender:
         :return: the final answer whatever its status, except a credential refusal (raised).
         """
         from airflow_provider_loyalty.hooks._client import Answer
+        from airflow_provider_loyalty.hooks.errors import VendorError
 
         ambiguous = False
         renewed = False
-        while True:
-            auth, renew = self._credential()
-            answer = self.client.request(method, path, json=json, auth=auth, before_send=before_send)
-            ambiguous = ambiguous or answer.after_ambiguous_attempt
-            status = answer.response.status_code
-            if status not in self.rejected_statuses:
-                return Answer(answer.response, ambiguous)
-            if renewed or renew is None:
-                raise self._credential_refused(answer.response, renewed=renewed)
-            log.info("%s answered HTTP %d; renewing the credential once", self.client.vendor, status)
-            renew(status)
-            renewed = True
+        try:
+            while True:
+                auth, renew = self._credential()
+                answer = self.client.request(method, path, json=json, auth=auth, before_send=before_send)
+                ambiguous = ambiguous or answer.after_ambiguous_attempt
+                status = answer.response.status_code
+                if status not in self.rejected_statuses:
+                    return Answer(answer.response, ambiguous)
+                if renewed or renew is None:
+                    raise self._credential_refused(answer.response, renewed=renewed)
+                log.info("%s answered HTTP %d; renewing the credential once", self.client.vendor, status)
+                renew(status)
+                renewed = True
+        except VendorError as exc:
+            exc.may_have_been_applied = exc.may_have_been_applied or ambiguous
+            raise
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        before_send: Callable[[], object] | None,
+        read: Callable[[requests.Response], R],
+    ) -> R:
+        """Send a reversal request (:meth:`_send_authorized`) and ``read`` its final answer.
+
+        Whatever ends the exchange — a refusal, an unreadable answer, a refused renewal — says
+        whether an earlier attempt went unanswered (``may_have_been_applied`` on the error,
+        ``after_ambiguous_attempt`` on the result): the vendor may have applied that one, so the
+        caller keeps the items in doubt instead of taking the last answer for the whole story.
+        """
+        from airflow_provider_loyalty.hooks.errors import VendorError
+
+        answer = self._send_authorized(method, path, json=json, before_send=before_send)
+        try:
+            result = read(answer.response)
+        except VendorError as exc:
+            exc.may_have_been_applied = exc.may_have_been_applied or answer.after_ambiguous_attempt
+            raise
+        if answer.after_ambiguous_attempt:
+            result = dataclasses.replace(result, after_ambiguous_attempt=True)  # type: ignore[type-var]
+        return result

@@ -240,6 +240,7 @@ class VendorHTTPClient:
                 f"still rate limited after {attempts} attempt(s) ({decision.reason}, wait {decision.wait:.0f} s)",
                 status_code=status,
                 response=response,
+                may_have_been_applied=ambiguous,
             )
         if error is not None:
             if not decision.retry:  # a malformed URL, a bad header...: sending again cannot help
@@ -248,11 +249,13 @@ class VendorHTTPClient:
             return VendorUnavailableError(
                 self.vendor, f"{cause} (after {attempts} attempt(s))", may_have_been_applied=ambiguous
             )
+        earlier = "; an earlier attempt got no answer" if ambiguous else ""
         return VendorUnavailableError(
             self.vendor,
-            f"{decision.reason} after {attempts} attempt(s): {response_snippet(response)}",
+            f"{decision.reason} after {attempts} attempt(s){earlier}: {response_snippet(response)}",
             status_code=status,
             response=response,
+            may_have_been_applied=ambiguous,
         )
 
 
@@ -349,7 +352,7 @@ def json_body(vendor: str, response: requests.Response) -> Any:
     """Decode an answer's JSON body or raise :class:`VendorResponseError`."""
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         raise VendorResponseError(
             vendor,
             f"expected JSON, got {response.headers.get('Content-Type', 'no content type')}: "

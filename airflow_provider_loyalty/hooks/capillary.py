@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -176,7 +175,7 @@ class CapillaryHook(RenewingSender, BaseHook):
             )
         mask_secret(conn.password)
         return CapillaryCredentials(
-            base_url=base_url(conn.host, conn.port, "", vendor_paths=("/api_gateway/", "/v3/oauth/")),
+            base_url=base_url(conn.host, conn.port, "", vendor_paths=("/api_gateway/", "/v3/oauth/"), vendor=VENDOR),
             auth_type=auth_type,  # type: ignore[arg-type]
             login=str(conn.login),
             password=str(conn.password),
@@ -328,29 +327,32 @@ class CapillaryHook(RenewingSender, BaseHook):
             grouped.setdefault(item.promotion_id, []).append(item.earn_id)
         try:
             request = RevokeEarnRequest(
-                customerId=customer_id,
+                customerId=items[0].customer_id,
                 earnRevokeDetails=[EarnRevokeDetail(promotionId=p, earnIds=e) for p, e in grouped.items()],
             )
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
             raise ValueError(f"invalid revokeEarn request for customer {customer_id!r}: {problems}") from None
-        answer = self._send_authorized(
-            "POST", self.credentials.revoke_path, json=request.model_dump(), before_send=before_send
+
+        def read(response: requests.Response) -> RevokeEarnResult:
+            if not response.ok:
+                code, message = _first_error(response)
+                raise VendorRequestError(
+                    VENDOR, message, status_code=response.status_code, code=code, response=response
+                )
+            try:
+                parsed = RevokeEarnResponse.model_validate(json_body(VENDOR, response))
+            except ValidationError:
+                raise VendorResponseError(
+                    VENDOR,
+                    f"unreadable revokeEarn answer: {response_snippet(response)}",
+                    status_code=response.status_code,
+                ) from None
+            return interpret_revoke(items, parsed)
+
+        return self._exchange(
+            "POST", self.credentials.revoke_path, json=request.model_dump(), before_send=before_send, read=read
         )
-        response = answer.response
-        if not response.ok:
-            code, message = _first_error(response)
-            raise VendorRequestError(VENDOR, message, status_code=response.status_code, code=code, response=response)
-        try:
-            parsed = RevokeEarnResponse.model_validate(json_body(VENDOR, response))
-        except ValidationError:
-            raise VendorResponseError(
-                VENDOR, f"unreadable revokeEarn answer: {response_snippet(response)}", status_code=response.status_code
-            ) from None
-        result = interpret_revoke(items, parsed)
-        if answer.after_ambiguous_attempt:
-            result = dataclasses.replace(result, after_ambiguous_attempt=True)
-        return result
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the credentials without side effects (used by the UI's Test button).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from airflow_provider_loyalty.hooks._auto_rate import RateStore, build_pacer
 from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
 from airflow_provider_loyalty.hooks._client import (
     DEFAULT_TIMEOUT,
-    Answer,
     VendorHTTPClient,
     json_body,
     response_snippet,
@@ -190,7 +188,7 @@ class XoxodayHook(RenewingSender, BaseHook):
             if secret:
                 mask_secret(secret)
         return XoxodayCredentials(
-            base_url=base_url(conn.host, conn.port, DEFAULT_HOST, vendor_paths=("/chef/",)),
+            base_url=base_url(conn.host, conn.port, DEFAULT_HOST, vendor_paths=("/chef/",), vendor=VENDOR),
             client_id=str(conn.login),
             client_secret=str(conn.password),
             access_token=extra.get("access_token") or None,
@@ -355,22 +353,6 @@ class XoxodayHook(RenewingSender, BaseHook):
             response=response,
         )
 
-    def _authorized(
-        self, method: str, path: str, *, json: Any = None, before_send: Callable[[], object] | None = None
-    ) -> Answer:
-        """Send with the bearer token (refreshed once on 401); a final 4xx raises :class:`VendorRequestError`."""
-        answer = self._send_authorized(method, path, json=json, before_send=before_send)
-        response = answer.response
-        if not response.ok:
-            raise VendorRequestError(
-                VENDOR,
-                response_snippet(response),
-                status_code=response.status_code,
-                code=_error_code(response),
-                response=response,
-            )
-        return answer
-
     def cancel_points(
         self, unique_ids: Sequence[PointItem | int], *, before_send: Callable[[], object] | None = None
     ) -> CancelPointsResult:
@@ -392,25 +374,32 @@ class XoxodayHook(RenewingSender, BaseHook):
         items = point_items(unique_ids)
         body = cancel_points_body([item.unique_id for item in items])
         CancelPointsRequest.model_validate(body)  # what we send validates against the published schema
-        answer = self._authorized("POST", self.credentials.api_path, json=body, before_send=before_send)
-        response = answer.response
-        try:
-            parsed = CancelPointsResponse.model_validate(json_body(VENDOR, response))
-        except ValidationError:
-            raise VendorResponseError(
-                VENDOR, f"unreadable cancel answer: {response_snippet(response)}", status_code=response.status_code
-            ) from None
-        balance = parsed.data.cancelBalance if parsed.data else None
-        if balance is None:
-            raise VendorResponseError(
-                VENDOR,
-                f"cancel answer lacks data.cancelBalance: {response_snippet(response)}",
-                status_code=response.status_code,
-            )
-        result = interpret_cancel(items, balance)
-        if answer.after_ambiguous_attempt:
-            result = dataclasses.replace(result, after_ambiguous_attempt=True)
-        return result
+
+        def read(response: requests.Response) -> CancelPointsResult:
+            if not response.ok:
+                raise VendorRequestError(
+                    VENDOR,
+                    response_snippet(response),
+                    status_code=response.status_code,
+                    code=_error_code(response),
+                    response=response,
+                )
+            try:
+                parsed = CancelPointsResponse.model_validate(json_body(VENDOR, response))
+            except ValidationError:
+                raise VendorResponseError(
+                    VENDOR, f"unreadable cancel answer: {response_snippet(response)}", status_code=response.status_code
+                ) from None
+            balance = parsed.data.cancelBalance if parsed.data else None
+            if balance is None:
+                raise VendorResponseError(
+                    VENDOR,
+                    f"cancel answer lacks data.cancelBalance: {response_snippet(response)}",
+                    status_code=response.status_code,
+                )
+            return interpret_cancel(items, balance)
+
+        return self._exchange("POST", self.credentials.api_path, json=body, before_send=before_send, read=read)
 
     def validate_token(self) -> dict[str, Any]:
         """Ask Xoxoday whether the current access token is valid (``GET /chef/v1/oauth/token``).

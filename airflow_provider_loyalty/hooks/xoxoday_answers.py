@@ -6,6 +6,7 @@ over the parsed answer, tested on their own and by hypothesis.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -114,6 +115,9 @@ def _looks_like(value: object) -> int | None:
         return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _ASCII_ID.fullmatch(value.strip()):  # not str.isdigit: "²" is a digit
         return int(value.strip())
     return None
+
+
+_ASCII_ID = re.compile(r"[0-9]{1,19}")

@@ -50,6 +50,7 @@ def vendor_namespace(vendor: str, conn_id: str) -> str:
     from airflow.sdk import BaseHook
 
     from airflow_provider_loyalty.hooks._urls import base_url
+    from airflow_provider_loyalty.hooks.errors import VendorConfigError
 
     spec = _vendor_operation(vendor)
     try:
@@ -57,7 +58,12 @@ def vendor_namespace(vendor: str, conn_id: str) -> str:
     except Exception as exc:  # lineage must never fail a task: name the connection instead
         log.debug("Lineage: connection %r not readable (%s)", conn_id, exc)
         return spec.default_host or f"{vendor}://{conn_id}"
-    return base_url(conn.host, conn.port, spec.default_host, spec.vendor_paths) or f"{vendor}://{conn_id}"
+    try:
+        url = base_url(conn.host, conn.port, spec.default_host, spec.vendor_paths, vendor=vendor)
+    except VendorConfigError as exc:  # a host that is no URL (the task itself reports it)
+        log.debug("Lineage: connection %r host unusable (%s)", conn_id, exc)
+        url = ""
+    return url or f"{vendor}://{conn_id}"
 
 
 def ledger_naming(conn_id: str, table: str) -> tuple[str, str]:

@@ -185,15 +185,22 @@ class ReversalOperator(BaseOperator, Generic[P]):
 
         try:
             return call(*args, **kwargs), []
-        except VendorRateLimitError as exc:
-            raise RunAborted(exc) from exc  # every further request would meet the same limit
         except VendorError as exc:
+            if exc.may_have_been_applied:
+                # An attempt went unanswered: whatever the last answer, the vendor may have applied
+                # the items. They stay in doubt (a later try reconciles them), never refused or unsent.
+                doubt = self.failed_request(
+                    request, NO_ANSWER, f"{exc.message} (an earlier attempt got no answer)", FailureKind.TRANSIENT
+                )
+                if exc.fatal or isinstance(exc, VendorRateLimitError):
+                    raise RunAborted(exc, doubt) from exc
+                return None, doubt
+            if isinstance(exc, VendorRateLimitError):
+                raise RunAborted(exc) from exc  # every further request would meet the same limit
             code = exc.code or (f"http_{exc.http_status}" if exc.http_status else "unavailable")
             if exc.fatal:  # this request was refused as a whole; the ones after it are not sent
                 refused = self.failed_request(request, code, exc.message, FailureKind.REJECTED)
                 raise RunAborted(exc, refused if exc.http_status else None) from exc
-            if exc.transient and exc.http_status is None and exc.may_have_been_applied:
-                code = NO_ANSWER  # sent, never answered: the vendor may have applied it
             if isinstance(exc, VendorResponseError) and exc.http_status is not None and exc.http_status < 300:
                 # A 2xx whose body we cannot read (cut off, not JSON): processed, outcome unknown.
                 return None, self.failed_request(request, NO_ANSWER, exc.message, FailureKind.TRANSIENT)
@@ -228,21 +235,33 @@ class ReversalOperator(BaseOperator, Generic[P]):
         With a ledger, the request's items are recorded as ``sending`` right before the request
         leaves — after pacing, so that an intent means "sent, or about to be" and never "waiting
         in a queue" — and once for all its resends. If that cannot be written, nothing is sent.
+
+        An unexpected error once the request has left (an answer no reader foresaw, a bug) leaves
+        its items ``unknown`` — in doubt, reconciled by a later try — never ``not_sent``: the vendor
+        may have applied them.
         """
         books = self._books
-        written = False
+        sent = False
 
-        def intent() -> None:
-            nonlocal written
-            if not written and books is not None:
+        def before_send() -> None:
+            nonlocal sent
+            if not sent and books is not None:
                 books.intent(self.items_of(request))
-                written = True
+            sent = True
 
         started = time.monotonic()
         try:
-            outcomes, resent = self.send(request, intent if books is not None else None)
+            outcomes, resent = self.send(request, before_send)
         except IntentNotRecorded as exc:
             raise RunAborted(exc.cause) from exc  # not sent; nothing more will be
+        except RunAborted:
+            raise
+        except Exception as exc:
+            if not sent:
+                raise  # never left: the runner reports its items as not sent
+            log.exception("Unexpected error after a %s request was sent; its items stay in doubt", self.vendor)
+            message = f"{type(exc).__name__} after the request was sent: {str(exc)[:200]}"
+            outcomes, resent = self.failed_request(request, UNKNOWN, message, FailureKind.TRANSIENT), False
         metrics.timing(self.vendor, "request_seconds", time.monotonic() - started)
         maybe_applied: dict[str, Settled] = books.maybe_applied if books is not None else {}
         if resent:

@@ -323,9 +323,31 @@ def test_bad_url_is_a_config_error_not_retried() -> None:
         pytest.param("http://[::1]", 8099, "http://[::1]:8099", id="ipv6_host_gets_the_port"),
         pytest.param("http://[::1]:8100", 8099, "http://[::1]:8100", id="ipv6_host_keeps_its_port"),
         pytest.param(" https://h.example/api/ ", None, "https://h.example/api", id="blanks_and_trailing_slash"),
+        pytest.param("https://h.example:", 8443, "https://h.example:8443", id="empty_port_takes_the_field"),
     ],
 )
 def test_base_url(host, port, expected) -> None:
     from airflow_provider_loyalty.hooks._urls import base_url
 
     assert base_url(host, port, "https://default.example", vendor_paths=("/chef/",)) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        pytest.param("https://[::1", "is not a URL", id="unbalanced_bracket"),
+        pytest.param("https://h.example:99999", "is not a URL", id="port_out_of_range"),
+        pytest.param("https://h.example/x?tenant=abc", "query or fragment", id="query"),
+        pytest.param("https://h.example#top", "query or fragment", id="fragment"),
+        pytest.param("https://:8080", "names no host", id="no_host"),
+    ],
+)
+def test_base_url_refuses_what_is_no_base_url(host, message) -> None:
+    """A configuration error (fatal: not retried), naming the host, not a bare ValueError or a broken URL."""
+    from airflow_provider_loyalty.hooks._urls import base_url
+    from airflow_provider_loyalty.hooks.errors import VendorConfigError
+
+    with pytest.raises(VendorConfigError, match=message) as info:
+        base_url(host, 8443, "https://default.example")
+    assert info.value.fatal
+    assert repr(host) in str(info.value)
