@@ -31,18 +31,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_loyalty import __version__
+from airflow_provider_loyalty.ledger.schema import VENDORS
 from airflow_provider_loyalty.ui.auth import DagScope, page_dependencies
 from airflow_provider_loyalty.ui.chart import SERIES, day_bars, render_svg
 from airflow_provider_loyalty.ui.models import ItemHistory, ItemsPage, Summary
-from airflow_provider_loyalty.ui.reader import (
-    ITEM_STATUSES,
-    MAX_CODE_CHARS,
-    MAX_QUERY_CHARS,
-    VENDORS,
-    LedgerReader,
-    check_code,
-    check_query,
-)
+from airflow_provider_loyalty.ui.queries import ITEM_STATUSES, MAX_CODE_CHARS, MAX_QUERY_CHARS, check_code, check_query
+from airflow_provider_loyalty.ui.reader import LedgerReader
 from airflow_provider_loyalty.ui.settings import LedgerSettings, LedgerUnavailable
 
 if TYPE_CHECKING:

@@ -80,7 +80,7 @@ def test_loading_the_plugin_imports_nothing_heavy() -> None:
         """
         import sys, json
         from airflow_provider_loyalty.ui.plugin import LoyaltyReversalsPlugin
-        heavy = ["fastapi", "duckdb", *(f"airflow_provider_loyalty.ui.{m}" for m in ("app", "reader", "models", "connections"))]
+        heavy = ["fastapi", "duckdb", *(f"airflow_provider_loyalty.ui.{m}" for m in ("app", "reader", "queries", "aggregate", "models", "connections"))]
         print(json.dumps([m for m in heavy if m in sys.modules]))
         """
     )

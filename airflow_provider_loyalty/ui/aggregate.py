@@ -1,0 +1,238 @@
+"""Turn the rows of :mod:`.queries` into the answers of :mod:`.models`: counts, histories, links.
+
+Nothing here touches a database: every function takes rows as fetched (values as the engine gives
+them, timestamps naive UTC or ISO text on SQLite) and builds what the page shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+from typing import Any
+from urllib.parse import quote
+
+from airflow_provider_loyalty.ledger.schema import VENDORS
+from airflow_provider_loyalty.ui.models import (
+    Attempt,
+    DayCounts,
+    FailureGroup,
+    ItemHistory,
+    Outcomes,
+    RunCounts,
+    VendorTotals,
+)
+
+#: Attempts listed per item in a search answer (the count covers all of them).
+MAX_ATTEMPTS_SHOWN = 20
+
+_OUTCOME_FIELDS = tuple(Outcomes.model_fields)
+
+
+def _as_datetime(value: Any) -> datetime:
+    """A ledger timestamp (naive UTC, or ISO text on SQLite) as an aware UTC datetime."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time.min) if isinstance(value, date) else datetime.fromisoformat(str(value))
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def _as_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _as_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class AirflowLinks:
+    """Paths into the Airflow UI for the runs and tasks a ledger row names.
+
+    :param root: path prefix of the Airflow UI (``[api] base_url``'s path), without a trailing ``/``.
+    """
+
+    root: str = ""
+
+    def run_url(self, dag_id: str | None, run_id: str | None) -> str | None:
+        """Path of a DAG run in the Airflow UI."""
+        if not dag_id or not run_id:
+            return None
+        return f"{self.root}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+    def task_url(
+        self, dag_id: str | None, run_id: str | None, task_id: str | None, map_index: int | None
+    ) -> str | None:
+        """Path of a task instance in the Airflow UI."""
+        run = self.run_url(dag_id, run_id)
+        if run is None or not task_id:
+            return None
+        url = f"{run}/tasks/{quote(task_id, safe='')}"
+        return f"{url}/mapped/{map_index}" if map_index is not None and map_index >= 0 else url
+
+
+def daily(
+    rows: list[tuple[Any, ...]],
+    skipped: dict[tuple[date, str], int] | None,
+    *,
+    first_day: date,
+    vendor: str | None,
+) -> list[DayCounts]:
+    """Per day and vendor counts from ``(day, vendor, status, kind, reconciled, n)`` rows plus the skipped counts."""
+    counts: dict[tuple[date, str], DayCounts] = {}
+    for day_value, row_vendor, status, kind, reconciled, n in rows:
+        key = (_as_date(day_value), str(row_vendor))
+        entry = counts.setdefault(key, DayCounts(day=key[0], vendor=key[1]))
+        _add(entry, str(status), kind, bool(reconciled), int(n))
+    if skipped is not None:
+        for (day, skip_vendor), n in skipped.items():
+            if day >= first_day and (not vendor or skip_vendor == vendor):
+                entry = counts.setdefault((day, skip_vendor), DayCounts(day=day, vendor=skip_vendor))
+                entry.skipped = (entry.skipped or 0) + n
+        for entry in counts.values():
+            entry.skipped = entry.skipped or 0
+    return sorted(counts.values(), key=lambda c: (c.day, c.vendor), reverse=True)
+
+
+def totals(daily: list[DayCounts], doubt_rows: list[tuple[Any, ...]]) -> list[VendorTotals]:
+    """The window's totals per vendor (Xoxoday, then Capillary), with the items in doubt now."""
+    by_vendor: dict[str, VendorTotals] = {}
+    for entry in daily:
+        total = by_vendor.setdefault(entry.vendor, VendorTotals(vendor=entry.vendor))
+        for name in _OUTCOME_FIELDS:
+            setattr(total, name, getattr(total, name) + getattr(entry, name))
+        if entry.skipped is not None:
+            total.skipped = (total.skipped or 0) + entry.skipped
+    for row_vendor, _dag_id, _run_id, n, _first, _last in doubt_rows:
+        by_vendor.setdefault(str(row_vendor), VendorTotals(vendor=str(row_vendor))).in_doubt += int(n)
+    if daily and all(entry.skipped is not None for entry in daily):
+        for total in by_vendor.values():
+            total.skipped = total.skipped or 0
+    order = {vendor: i for i, vendor in enumerate(VENDORS)}
+    return sorted(by_vendor.values(), key=lambda t: (order.get(t.vendor, len(order)), t.vendor))
+
+
+def failure_group(row: tuple[Any, ...]) -> FailureGroup:
+    """One "top failures" row: ``(vendor, code, kind, outcomes, items, messages, example, last_seen)``."""
+    vendor, code, kind, outcomes, items, messages, example, last_seen = row
+    return FailureGroup(
+        vendor=str(vendor),
+        code=_as_text(code),
+        failure_kind=_as_text(kind),
+        outcomes=int(outcomes),
+        items=int(items),
+        distinct_messages=int(messages),
+        example_message=str(example or ""),
+        last_seen=_as_datetime(last_seen),
+    )
+
+
+def runs(
+    rows: list[tuple[Any, ...]], doubt_rows: list[tuple[Any, ...]], since: datetime, links: AirflowLinks
+) -> list[RunCounts]:
+    """Per DAG run counts (outcomes, then the in-doubt items of runs in the window), newest first."""
+    by_run: dict[tuple[str | None, str | None], RunCounts] = {}
+
+    def run_of(dag_id: Any, run_id: Any, vendor: Any, first: Any, last: Any) -> RunCounts:
+        key = (_as_text(dag_id), _as_text(run_id))
+        first_at, last_at = _as_datetime(first), _as_datetime(last)
+        run = by_run.get(key)
+        if run is None:
+            run = by_run[key] = RunCounts(
+                dag_id=key[0],
+                run_id=key[1],
+                run_url=links.run_url(key[0], key[1]),
+                vendors=[],
+                first_recorded_at=first_at,
+                last_recorded_at=last_at,
+            )
+        run.first_recorded_at = min(run.first_recorded_at, first_at)
+        run.last_recorded_at = max(run.last_recorded_at, last_at)
+        if str(vendor) not in run.vendors:
+            run.vendors = sorted([*run.vendors, str(vendor)])
+        return run
+
+    for dag_id, run_id, row_vendor, status, kind, reconciled, n, first, last in rows:
+        _add(run_of(dag_id, run_id, row_vendor, first, last), str(status), kind, bool(reconciled), int(n))
+    window_start = since.replace(tzinfo=timezone.utc)
+    for row_vendor, dag_id, run_id, n, first, last in doubt_rows:
+        if _as_datetime(last) >= window_start:
+            run_of(dag_id, run_id, row_vendor, first, last).in_doubt += int(n)
+    return sorted(by_run.values(), key=lambda r: r.last_recorded_at, reverse=True)
+
+
+def histories(
+    rows: dict[tuple[str, str], list[dict[str, Any]]], links: AirflowLinks
+) -> dict[tuple[str, str], ItemHistory]:
+    """Each item's history from its ledger rows (by column name, newest first), keyed by ``(vendor, item_key)``."""
+    found: dict[tuple[str, str], ItemHistory] = {}
+    for (vendor, key), item_rows in rows.items():
+        attempts = [_attempt(r, links) for r in item_rows]  # newest first
+        successes = [a for a in attempts if a.status == "succeeded"]
+        first_success = successes[-1] if successes else None
+        found[(vendor, key)] = ItemHistory(
+            vendor=vendor,
+            item_key=key,
+            unique_id=_as_int(_first(item_rows, "unique_id")),
+            customer_id=_as_int(_first(item_rows, "customer_id")),
+            promotion_id=_as_text(_first(item_rows, "promotion_id")),
+            earn_id=_as_text(_first(item_rows, "earn_id")),
+            reversed=first_success is not None,
+            reversed_at=first_success.recorded_at if first_success else None,
+            reversed_by=first_success,
+            in_doubt=first_success is None and _latest(attempts).status == "sending",
+            last=attempts[0],
+            attempt_count=len(attempts),
+            attempts=attempts[:MAX_ATTEMPTS_SHOWN],
+        )
+    return found
+
+
+def _attempt(row: dict[str, Any], links: AirflowLinks) -> Attempt:
+    map_index = _as_int(row["map_index"])
+    return Attempt(
+        status=str(row["status"]),
+        failure_kind=_as_text(row["failure_kind"]),
+        code=_as_text(row["code"]),
+        message=str(row["message"] or ""),
+        recorded_at=_as_datetime(row["recorded_at"]),
+        dag_id=_as_text(row["dag_id"]),
+        run_id=_as_text(row["run_id"]),
+        task_id=_as_text(row["task_id"]),
+        map_index=map_index,
+        try_number=_as_int(row["try_number"]),
+        run_url=links.run_url(row["dag_id"], row["run_id"]),
+        task_url=links.task_url(row["dag_id"], row["run_id"], row["task_id"], map_index),
+    )
+
+
+def _latest(attempts: list[Attempt]) -> Attempt:
+    """The item's latest row; at the same instant an answer counts as later than its intent."""
+    newest = attempts[0].recorded_at
+    tied = [a for a in attempts if a.recorded_at == newest]
+    return next((a for a in tied if a.status != "sending"), tied[0])
+
+
+def _first(rows: list[dict[str, Any]], column: str) -> Any:
+    return next((r[column] for r in rows if r[column] is not None), None)
+
+
+def _add(target: Outcomes, status: str, failure_kind: Any, reconciled: bool, n: int) -> None:
+    if status == "succeeded":
+        target.succeeded += n
+        if reconciled:
+            target.reconciled += n
+    elif status != "failed":
+        return  # an intent (or a status this page does not know): not an outcome
+    elif failure_kind == "permanent":
+        target.failed_permanent += n
+    elif failure_kind == "rejected":
+        target.failed_rejected += n
+    else:
+        target.failed_transient += n
