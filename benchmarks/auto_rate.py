@@ -21,28 +21,12 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.harness import Data, FakeTI, SandboxProcess, earn_rows, point_ids, quiet
+from benchmarks.measure import capillary_operator, row, xoxoday_operator
+from benchmarks.sizes import AutoSizes, Sizes
 
-
-@dataclass(frozen=True)
-class AutoSizes:
-    """Limits, windows and run length of scenario 6."""
-
-    limits: tuple[int, ...]
-    windows: tuple[float, ...]
-    seconds: float
-    xoxoday_penalty: float
-    latency_ms: float = 20.0
-
-
-AUTO_SIZES = {
-    "full": AutoSizes(limits=(100, 600, 1000), windows=(60.0, 10.0), seconds=180.0, xoxoday_penalty=60.0),
-    "quick": AutoSizes(limits=(600,), windows=(10.0,), seconds=40.0, xoxoday_penalty=5.0),
-    "smoke": AutoSizes(limits=(3000,), windows=(1.0,), seconds=3.0, xoxoday_penalty=1.0, latency_ms=2.0),
-}
 VARIANTS = ("auto, first run", "auto, second run", "fixed 2x R", "fixed R/2")
 VENDORS = ("capillary", "xoxoday")
 
@@ -70,9 +54,6 @@ def _one_run(
     sizes: AutoSizes, rpm: int, window: float, pace: float | str, stores: dict[str, Any] | None, data: Data
 ) -> dict[str, dict[str, Any]]:
     """Both operators at ``pace`` against a fresh sandbox limited at ``rpm``, for ``sizes.seconds``."""
-    from airflow_provider_loyalty.operators.capillary import RevokeEarnOperator
-    from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
-
     options = ["--capillary-rpm", str(rpm), "--xoxoday-rpm", str(rpm), "--rate-window-seconds", str(window)]
     options += ["--xoxoday-penalty-seconds", str(sizes.xoxoday_penalty), "--capillary-penalty-seconds", "1"]
     options += ["--latency-ms", str(sizes.latency_ms)]
@@ -90,17 +71,15 @@ def _one_run(
             return {"rate_store": stores[vendor]} if stores is not None else {}
 
         operators: dict[str, Any] = {
-            "capillary": RevokeEarnOperator(
-                task_id="revoke_earns",
-                earns=earn_rows(dataset),
+            "capillary": capillary_operator(
+                earn_rows(dataset),
                 max_requests_per_minute=pace,
                 hook_params=hook_params("capillary"),
                 capillary_conn_id=conn["capillary"],
                 max_failed_ratio=1.0,
             ),
-            "xoxoday": CancelPointsOperator(
-                task_id="cancel_points",
-                unique_ids=point_ids(dataset),
+            "xoxoday": xoxoday_operator(
+                point_ids(dataset),
                 batch_size=1,
                 max_requests_per_minute=pace,
                 hook_params=hook_params("xoxoday"),
@@ -171,11 +150,9 @@ def _combination(sizes: AutoSizes, rpm: int, window: float) -> dict[str, Any]:
     return runs
 
 
-def scenario(mode: str) -> dict[str, Any]:
+def auto_rate(all_sizes: Sizes) -> dict[str, Any]:
     """Run every (limit, window) at once (their sandboxes are separate), then build the table rows."""
-    from benchmarks.scenarios import row
-
-    sizes = AUTO_SIZES[mode]
+    sizes = all_sizes.auto
     combos = [(rpm, window) for rpm in sizes.limits for window in sizes.windows]
     with quiet(), ThreadPoolExecutor(len(combos)) as pool:
         futures = {combo: pool.submit(_combination, sizes, *combo) for combo in combos}

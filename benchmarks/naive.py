@@ -62,6 +62,12 @@ def cancel_points(base_url: str, access_token: str, unique_ids: Iterable[int], p
     return counts
 
 
+def capillary_headers(till: str, password: str) -> dict[str, str]:
+    """Capillary's basic auth: the till and the md5 of its password."""
+    secret = hashlib.md5(password.encode()).hexdigest()
+    return {"Authorization": "Basic " + base64.b64encode(f"{till}:{secret}".encode()).decode()}
+
+
 def revoke_earns(
     base_url: str, till: str, password: str, earns: Iterable[Sequence[Any]], pause: float = 0.0
 ) -> dict[str, int]:
@@ -72,8 +78,7 @@ def revoke_earns(
     :param earns: the rows to revoke (one request each).
     :param pause: seconds to sleep after each call (a hand-made rate limit).
     """
-    secret = hashlib.md5(password.encode()).hexdigest()
-    headers = {"Authorization": "Basic " + base64.b64encode(f"{till}:{secret}".encode()).decode()}
+    headers = capillary_headers(till, password)
     counts = {"requested": 0, "succeeded": 0, "failed": 0, "requests": 0, "rate_limited": 0}
     for customer_id, promotion_id, earn_id in earns:
         counts["requested"] += 1

@@ -35,7 +35,9 @@ from benchmarks.harness import RESULTS, ROOT, git_commit, load_average, machine 
 os.environ.setdefault("AIRFLOW_HOME", str(RESULTS / "airflow-home"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from benchmarks import scenarios  # noqa: E402
+from benchmarks import measure, scenarios  # noqa: E402
+from benchmarks.client_cpu import profile as cpu_profile  # noqa: E402
+from benchmarks.sizes import SIZES  # noqa: E402
 
 DEFAULT_OUT = RESULTS / "latest.json"
 
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen scenarios; print the table; write the JSON; exit 1 if an invariant broke."""
     args = _args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    sizes = scenarios.SIZES[mode]
+    sizes = SIZES[mode]
     names = args.scenario or list(scenarios.SCENARIOS)
     # Logs go beside the result file, so that a run elsewhere (the smoke test) leaves results/ alone.
     harness.LOG_DIR = args.json.resolve().parent
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loyalty benchmarks ({mode}): {', '.join(names)}; load average {meta['load_before']}", flush=True)
     # The scenarios whose client is this process start warm (smoke runs measure nothing worth it).
     if mode != "smoke" and (args.profile or set(names) & {"rate", "latency", "cpu"}):
-        meta["warm_up"] = scenarios.warm_up()
+        meta["warm_up"] = measure.warm_up()
     results: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     broken: list[str] = []
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += result["rows"]
         broken += result["broken"]
         print(f" {result['seconds']:.1f} s (load {result['load_after'][0] if result['load_after'] else '?'})")
-    profile = scenarios.profile(sizes) if args.profile else None
+    profile = cpu_profile(sizes) if args.profile else None
     meta["load_after"] = load_average()
     meta["seconds"] = round(time.monotonic() - started, 1)
     print()
