@@ -42,8 +42,9 @@ ui: install
 cluster-test: install
 	$(PY) cluster/run.py $(CLUSTER_ARGS)
 
+# `make bench BENCH_ARGS=--quick` for the smaller sizes; see benchmarks/README.md for the flags.
 bench: install
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 # Re-pin after changing dependencies: resolves into a scratch venv and writes constraints.txt.
 constraints:
