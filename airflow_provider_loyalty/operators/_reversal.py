@@ -136,7 +136,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
             "max_requests_per_minute": _settings.rate_or_auto,
             "max_requests_per_minute_cap": _settings.positive_or_none,
             "max_concurrency": _settings.count,
-            "max_items": lambda v, n: _settings.count(v, n, minimum=0, optional=True),
+            "max_items": lambda v, n: _settings.count(v, n, minimum=0, optional=True, blank_is_unset=False),
             "on_invalid": _settings.on_invalid,
         }
         for name, check in checks.items():

@@ -4,21 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The smallest ``max_requests_per_minute`` (and cap) accepted.
+MIN_PER_MINUTE = 1.0
+
 
 def as_bool(value: Any, name: str) -> bool:
-    """Read a flag given as a bool or as rendered text (``"True"``, ``"false"``, ``"1"``)."""
-    if isinstance(value, bool) or value is None:
-        return bool(value)
-    text = str(value).strip().lower()
+    """Read a flag given as a bool or as rendered text (``"True"``, ``"false"``, ``"1"``).
+
+    Nothing (``None``, ``""``, ``"None"``) is refused rather than read as false: a template that
+    rendered empty (``{{ dag_run.conf.get('dry_run') }}`` without conf) must not turn a safety flag off.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if value is not None else ""
     if text in ("true", "1", "yes", "on"):
         return True
-    if text in ("false", "0", "no", "off", "", "none"):
+    if text in ("false", "0", "no", "off"):
         return False
-    raise ValueError(f"{name} must be true or false, got {value!r}")
+    hint = " (a template that rendered nothing? give it a default)" if text in ("", "none", "null") else ""
+    raise ValueError(f"{name} must be true or false, got {value!r}{hint}")
 
 
-def as_number(value: Any, name: str) -> float | None:
-    """Read a number given as such or as rendered text; ``None``/``"None"``/``""`` mean unset."""
+def as_number(value: Any, name: str, *, blank_is_unset: bool = True) -> float | None:
+    """Read a number given as such or as rendered text; ``None`` means unset.
+
+    ``"None"``/``"null"``/``""`` mean unset too, unless ``blank_is_unset`` is false: for a guard
+    (``max_items``), a template that rendered nothing must not lift the limit.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
@@ -26,12 +38,19 @@ def as_number(value: Any, name: str) -> float | None:
     if isinstance(value, str):
         text = value.strip()
         if text.lower() in ("", "none", "null"):
-            return None
+            if blank_is_unset:
+                return None
+            raise ValueError(
+                f"{name} must be a number (None in Python for no limit), got {value!r}"
+                " (a template that rendered nothing? give it a default)"
+            )
         value = text
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
+    except OverflowError:
+        raise ValueError(f"{name} is out of range: {str(value)[:40]}...") from None
     if number != number or number in (float("inf"), float("-inf")):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return number
@@ -51,10 +70,14 @@ def ratio(value: Any, name: str) -> float:
 
 
 def positive_or_none(value: Any, name: str) -> float | None:
-    """A positive number, or ``None`` for unset."""
+    """A request rate of at least :data:`MIN_PER_MINUTE`, or ``None`` for unset.
+
+    A smaller rate is a typo (``1e-6``), never a plan: it would hold the first request for years
+    without a word.
+    """
     number = as_number(value, name)
-    if number is not None and number <= 0:
-        raise ValueError(f"{name} must be positive or None, got {value!r}")
+    if number is not None and number < MIN_PER_MINUTE:
+        raise ValueError(f"{name} must be at least {MIN_PER_MINUTE:g} (requests per minute) or None, got {value!r}")
     return number
 
 
@@ -66,9 +89,11 @@ def on_invalid(value: Any, name: str) -> str:
     return text
 
 
-def count(value: Any, name: str, *, minimum: int = 1, optional: bool = False) -> int | None:
+def count(
+    value: Any, name: str, *, minimum: int = 1, optional: bool = False, blank_is_unset: bool = True
+) -> int | None:
     """A whole number of at least ``minimum`` (``None`` allowed when ``optional``)."""
-    number = as_number(value, name)
+    number = as_number(value, name, blank_is_unset=blank_is_unset)
     if number is None and optional:
         return None
     if number is None or number < minimum or number != int(number):
@@ -83,4 +108,6 @@ def rate_or_auto(value: Any, name: str) -> float | str | None:
     try:
         return positive_or_none(value, name)
     except ValueError:
-        raise ValueError(f"{name} must be a positive number, None or 'auto', got {value!r}") from None
+        raise ValueError(
+            f"{name} must be a number of at least {MIN_PER_MINUTE:g}, None or 'auto', got {value!r}"
+        ) from None
