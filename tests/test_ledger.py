@@ -7,6 +7,8 @@ import threading
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_loyalty.items import EarnItem, PointItem
 from airflow_provider_loyalty.ledger import (
@@ -246,3 +248,87 @@ def test_a_ledger_table_of_the_previous_release_keeps_working(ledger_conn) -> No
 def test_non_sql_connection_is_refused(monkeypatch, xoxoday_conn) -> None:
     with pytest.raises(TypeError, match="not a SQL DbApiHook"):
         ReversalLedger("xoxoday_default").ensure_table()
+
+
+def test_a_later_try_that_never_got_through_leaves_the_doubt_standing(ledger_conn) -> None:
+    """Run 1 died mid-request (intent only); run 2 stopped before sending (refused token) and recorded
+    ``not_sent``, another item's rejection and a clean error page of its own: the item stays in doubt,
+    so run 3's "already reversed" is reconciled instead of recorded as a permanent refusal."""
+    conn_id, table = ledger_conn
+    ledger = ReversalLedger(conn_id, table)
+    item = PointItem(5)
+    ledger.record_intent("xoxoday", [item], run(1))
+    ledger.record(
+        "xoxoday", [Outcome.failed(item, "not_sent", "not sent: VendorAuthError", FailureKind.TRANSIENT)], run(2)
+    )
+    ledger.record("xoxoday", [Outcome.failed(item, "401", "credentials", FailureKind.REJECTED)], run(2))
+    ledger.record_intent("xoxoday", [item], run(3))
+    ledger.record("xoxoday", [Outcome.failed(item, "http_503", "error page", FailureKind.TRANSIENT)], run(3))
+    settled, doubt = ledger.lookup("xoxoday", [item.key])
+    assert settled == {} and set(doubt) == {"5"}
+    assert doubt["5"].run_id == "run1"  # the attempt that may have applied it
+    cursor = ledger.hook.get_conn().cursor()
+    cursor.execute(in_doubt_sql(table))
+    assert [(r[1], r[3]) for r in cursor.fetchall()] == [("5", "run1")]
+    # the vendor's answer about the item ends the doubt
+    ledger.record("xoxoday", [Outcome.failed(item, "refused", "Transaction not found", FailureKind.PERMANENT)], run(3))
+    settled, doubt = ledger.lookup("xoxoday", [item.key])
+    assert doubt == {} and settled["5"].ok is False
+    cursor.execute(in_doubt_sql(table))
+    assert cursor.fetchall() == []
+    ledger.close()
+
+
+_EVENTS = st.lists(
+    st.tuples(
+        st.integers(1, 3),  # the try that writes the row
+        st.sampled_from(["intent", "succeeded", "refused", "not_sent", "rejected", "http_503", "no_answer", "unknown"]),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=_EVENTS)
+def test_the_in_doubt_query_agrees_with_the_writers_look_up(tmp_path_factory, monkeypatch, events) -> None:
+    """Any history of one item: the SQL the Reversals page uses lists it exactly when the writer's
+    look-up finds an open intent (and never when the item succeeded or the vendor refused it after)."""
+    path = tmp_path_factory.mktemp("doubt") / "l.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(path))
+    ledger = ReversalLedger("ledger", "ledger_doubt")
+    item = PointItem(7)
+    open_intent = False
+    for attempt, event in events:
+        if event == "intent":
+            ledger.record_intent("xoxoday", [item], run(attempt))
+            continue
+        if event == "succeeded":
+            outcome = Outcome.succeeded(item)
+        elif event == "refused":
+            outcome = Outcome.failed(item, "refused", "no", FailureKind.PERMANENT)
+        elif event == "rejected":
+            outcome = Outcome.failed(item, "401", "credentials", FailureKind.REJECTED)
+        else:
+            outcome = Outcome.failed(item, event, event, FailureKind.TRANSIENT)
+        ledger.record("xoxoday", [outcome], run(attempt))
+    rows = ledger._retrying("look-up", lambda conn: ledger._select(conn, vendor="xoxoday", chunk=[item.key]))
+    # an intent stays open until its own try answers or the vendor settles the item
+    open_by_try: dict[object, bool] = {}
+    for row in sorted(rows, key=lambda r: str(r[6])):
+        if row[1] == "sending":
+            open_by_try[row[5]] = True
+        elif row[1] == "succeeded" or row[2] == "permanent":
+            open_by_try.clear()
+        else:
+            open_by_try.pop(row[5], None)
+    open_intent = any(open_by_try.values()) and not any(r[1] == "succeeded" for r in rows)
+    settled, doubt = ledger.lookup("xoxoday", [item.key])
+    cursor = ledger.hook.get_conn().cursor()
+    cursor.execute(in_doubt_sql("ledger_doubt"))
+    listed = [r[1] for r in cursor.fetchall()]
+    assert listed == (["7"] if open_intent else [])
+    if open_intent:
+        assert "7" in doubt and "7" not in settled
+    if any(e == "succeeded" for _, e in events):
+        assert doubt == {} and settled["7"].ok
+    ledger.close()

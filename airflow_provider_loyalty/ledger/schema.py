@@ -158,18 +158,41 @@ def not_done_predicate(
     )
 
 
-def in_doubt_condition(alias: str, table: str = DEFAULT_TABLE) -> str:
-    """SQL condition: the row ``alias`` is an intent that is its item's latest row, and the item never succeeded.
+def _closes(row: str, intent: str) -> str:
+    """SQL: ``row`` (a later row of the same item) ends the doubt of the intent ``intent``.
 
-    One row per item in doubt (an older intent superseded by a newer one is left out). The
+    A success, or the vendor's permanent refusal of the item, ends every doubt; any other outcome
+    ends only its own attempt's intent (``not_sent`` of a later try that never got through leaves an
+    earlier try's intent in doubt). The writer's look-up (``store._maybe_applied_by``) reads the same rule.
+    """
+    same_attempt = " AND ".join(  # NULL-safe: rows written outside a task have no attempt
+        f"({row}.{c} = {intent}.{c} OR ({row}.{c} IS NULL AND {intent}.{c} IS NULL))"
+        for c in ("run_id", "dag_id", "task_id", "map_index", "try_number")
+    )
+    return (
+        f"{row}.vendor = {intent}.vendor AND {row}.item_key = {intent}.item_key AND ("
+        f"{row}.status = 'succeeded' "
+        f"OR ({row}.failure_kind = 'permanent' AND {row}.recorded_at >= {intent}.recorded_at) "
+        f"OR ({row}.status <> 'sending' AND {row}.recorded_at >= {intent}.recorded_at AND {same_attempt}))"
+    )
+
+
+def in_doubt_condition(alias: str, table: str = DEFAULT_TABLE) -> str:
+    """SQL condition: the row ``alias`` is its item's latest open intent, and the item never succeeded.
+
+    One row per item in doubt (an older open intent is left out when a newer one is open too). The
     writer's docs and the Reversals page's queries both use it.
     """
     table = check_table_name(table)
+    suffix = alias.replace(".", "_")
+    closer, newer, newer_closer = f"c_{suffix}", f"n_{suffix}", f"nc_{suffix}"
     return (
-        f"{alias}.status = 'sending' AND NOT EXISTS (SELECT 1 FROM {table} later "
-        f"WHERE later.vendor = {alias}.vendor AND later.item_key = {alias}.item_key AND ("
-        f"later.status = 'succeeded' OR (later.status <> 'sending' AND later.recorded_at >= {alias}.recorded_at) "
-        f"OR (later.status = 'sending' AND later.recorded_at > {alias}.recorded_at)))"
+        f"{alias}.status = 'sending' "
+        f"AND NOT EXISTS (SELECT 1 FROM {table} {closer} WHERE {_closes(closer, alias)}) "
+        f"AND NOT EXISTS (SELECT 1 FROM {table} {newer} WHERE {newer}.vendor = {alias}.vendor "
+        f"AND {newer}.item_key = {alias}.item_key AND {newer}.status = 'sending' "
+        f"AND {newer}.recorded_at > {alias}.recorded_at "
+        f"AND NOT EXISTS (SELECT 1 FROM {table} {newer_closer} WHERE {_closes(newer_closer, newer)}))"
     )
 
 

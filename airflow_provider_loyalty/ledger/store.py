@@ -66,26 +66,35 @@ def _time_order(row: Row) -> tuple[str, int]:
     return (str(row[6]), 0 if row[1] == Status.SENDING.value else 1)
 
 
+def _attempt(row: Row) -> tuple[Any, ...]:
+    # (run_id, dag_id, task_id, map_index, try_number): the task try that wrote the row
+    return (row[5], *row[7:11])
+
+
 def _maybe_applied_by(rows: list[Row]) -> Row | None:
     """The latest attempt (in time order ``rows``) that may have reached the vendor without an answer.
 
-    An intent with no outcome before the next intent (the worker died, the ledger went away), or an
-    outcome that left it open (``no_answer``, ``unknown``). Later attempts that did not go through
-    (a refused connection, an error page, ``not_sent``) do not close it: whatever the first attempt
-    did at the vendor still stands.
+    An intent its own attempt never answered (the worker died, the ledger went away), or an outcome
+    that left it open (``no_answer``, ``unknown``). Only the vendor's answer about the item (a
+    permanent refusal; a success settles it anyway) closes every doubt. Any other row closes at
+    most its own attempt's intent: an attempt that did not go through (``not_sent`` after a refused
+    token, a refused connection, an error page, a whole-request rejection) says nothing of what an
+    earlier one did at the vendor, so that doubt stands.
     """
     found: Row | None = None
-    intent: Row | None = None
+    open_intents: dict[tuple[Any, ...], Row] = {}
     for row in rows:
         if row[1] == Status.SENDING.value:
-            if intent is not None:
-                found = intent  # sent, and never answered before the next attempt
-            intent = row
-            continue
-        if row[2] == FailureKind.TRANSIENT.value and row[3] in MAYBE_APPLIED_CODES:
-            found = row
-        intent = None
-    return intent if intent is not None else found
+            open_intents[_attempt(row)] = row
+        elif row[2] == FailureKind.PERMANENT.value:
+            open_intents.clear()
+            found = None
+        else:
+            open_intents.pop(_attempt(row), None)
+            if row[2] == FailureKind.TRANSIENT.value and row[3] in MAYBE_APPLIED_CODES:
+                found = row
+    candidates = [*open_intents.values(), *([found] if found is not None else [])]
+    return max(candidates, key=_time_order) if candidates else None
 
 
 class ReversalLedger:
@@ -279,7 +288,8 @@ class ReversalLedger:
         cursor = conn.cursor()
         try:
             cursor.execute(
-                f"SELECT item_key, status, failure_kind, code, message, run_id, recorded_at FROM {self.table} "
+                f"SELECT item_key, status, failure_kind, code, message, run_id, recorded_at, "
+                f"dag_id, task_id, map_index, try_number FROM {self.table} "
                 f"WHERE vendor = {self.placeholder} AND item_key IN ({marks})",
                 [vendor, *chunk],
             )
