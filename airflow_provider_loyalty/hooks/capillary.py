@@ -373,6 +373,9 @@ class CapillaryHook(RenewingSender, BaseHook):
             ).response
         except (VendorError, CredentialsMissingError) as exc:
             return False, str(exc)
+        except Exception as exc:  # an unforeseen error's text may quote a header: name its type only
+            self.log.exception("Testing connection %r failed", self.capillary_conn_id)
+            return False, f"{type(exc).__name__} testing the Capillary connection (see the log)"
         if response.status_code in TOKEN_REJECTED:
             return False, (
                 f"Capillary refused the till id/password of connection {self.capillary_conn_id!r} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from airflow_provider_loyalty.hooks._urls import base_url, url_path
 from airflow_provider_loyalty.hooks.errors import (
     CredentialsMissingError,
     VendorAuthError,
+    VendorConfigError,
     VendorError,
     VendorRequestError,
     VendorResponseError,
@@ -186,13 +188,15 @@ class XoxodayHook(RenewingSender, BaseHook):
             )
         for secret in (conn.password, extra.get("access_token"), extra.get("refresh_token")):
             if secret:
-                mask_secret(secret)
+                mask_secret(str(secret))
+        access_token = _token(extra, "access_token", self.xoxoday_conn_id)
+        refresh_token = _token(extra, "refresh_token", self.xoxoday_conn_id)
         return XoxodayCredentials(
             base_url=base_url(conn.host, conn.port, DEFAULT_HOST, vendor_paths=("/chef/",), vendor=VENDOR),
             client_id=str(conn.login),
             client_secret=str(conn.password),
-            access_token=extra.get("access_token") or None,
-            refresh_token=extra.get("refresh_token") or None,
+            access_token=access_token,
+            refresh_token=refresh_token,
             api_path=url_path(_unmasked(extra.get("api_path")), DEFAULT_API_PATH),
             token_path=url_path(
                 _unmasked(extra.get("refresh_path")) or _unmasked(extra.get("token_path")), DEFAULT_TOKEN_PATH
@@ -431,9 +435,42 @@ class XoxodayHook(RenewingSender, BaseHook):
             info = self.validate_token()
         except (VendorError, CredentialsMissingError) as exc:
             return False, str(exc)
-        except requests.RequestException as exc:  # pragma: no cover - transport layer wraps these
-            return False, f"{type(exc).__name__} reaching Xoxoday"
+        except Exception as exc:  # an unforeseen error's text may quote a header: name its type only
+            self.log.exception("Testing connection %r failed", self.xoxoday_conn_id)
+            return False, f"{type(exc).__name__} testing the Xoxoday connection (see the log)"
         return True, f"Xoxoday token is valid (expires_in={info.get('expires_in')})"
+
+
+#: What a token may hold: visible ASCII. A space, a line break or a non-ASCII character would
+#: break the Authorization header, and the HTTP library's error about it would quote the token.
+_TOKEN_CHARS = re.compile(r"[!-~]+")
+
+
+def _token(extra: dict[str, Any], name: str, conn_id: str) -> str | None:
+    """A token from the connection's extra, surrounding blanks dropped (a pasted trailing newline).
+
+    :raises VendorConfigError: not text, or holding a character no token has; the message names the
+        field and the connection, never the value.
+    """
+    value = extra.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise VendorConfigError(
+            VENDOR, f"Connection {conn_id!r} (xoxoday): extra {name} must be a string, got a {type(value).__name__}"
+        )
+    token = value.strip()
+    if token and not _TOKEN_CHARS.fullmatch(token):
+        raise VendorConfigError(
+            VENDOR,
+            f"Connection {conn_id!r} (xoxoday): extra {name} holds a character no token has "
+            "(a space, a line break or a quote inside it?); paste the token alone",
+        )
+    if token:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(token)
+    return token or None
 
 
 def _unmasked(value: object) -> object:

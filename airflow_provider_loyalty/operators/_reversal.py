@@ -260,7 +260,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
             if not sent:
                 raise  # never left: the runner reports its items as not sent
             log.exception("Unexpected error after a %s request was sent; its items stay in doubt", self.vendor)
-            message = f"{type(exc).__name__} after the request was sent: {str(exc)[:200]}"
+            # the type only: an unforeseen error's text may quote what was being sent (a header
+            # with a token); the traceback above goes to the task log, whose masker knows the secrets
+            message = f"{type(exc).__name__} after the request was handed to the HTTP client (see the task log)"
             outcomes, resent = self.failed_request(request, UNKNOWN, message, FailureKind.TRANSIENT), False
         metrics.timing(self.vendor, "request_seconds", time.monotonic() - started)
         maybe_applied: dict[str, Settled] = books.maybe_applied if books is not None else {}
