@@ -18,7 +18,7 @@ from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
 from airflow_provider_loyalty.hooks._client import DEFAULT_TIMEOUT, VendorHTTPClient, json_body, response_snippet
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
 from airflow_provider_loyalty.hooks._retry import RetryPolicy
-from airflow_provider_loyalty.hooks._urls import base_url, url_path
+from airflow_provider_loyalty.hooks._urls import allows_http, base_url, url_path
 from airflow_provider_loyalty.hooks.capillary_answers import interpret_revoke
 from airflow_provider_loyalty.hooks.errors import (
     CredentialsMissingError,
@@ -175,7 +175,14 @@ class CapillaryHook(RenewingSender, BaseHook):
             )
         mask_secret(conn.password)
         return CapillaryCredentials(
-            base_url=base_url(conn.host, conn.port, "", vendor_paths=("/api_gateway/", "/v3/oauth/"), vendor=VENDOR),
+            base_url=base_url(
+                conn.host,
+                conn.port,
+                "",
+                ("/api_gateway/", "/v3/oauth/"),
+                vendor=VENDOR,
+                allow_http=allows_http(extra),
+            ),
             auth_type=auth_type,  # type: ignore[arg-type]
             login=str(conn.login),
             password=str(conn.password),

@@ -30,7 +30,7 @@ from airflow_provider_loyalty.hooks._token_store import (
     fingerprint,
     newer_stored_pair,
 )
-from airflow_provider_loyalty.hooks._urls import base_url, url_path
+from airflow_provider_loyalty.hooks._urls import allows_http, base_url, url_path
 from airflow_provider_loyalty.hooks.errors import (
     CredentialsMissingError,
     VendorAuthError,
@@ -192,7 +192,9 @@ class XoxodayHook(RenewingSender, BaseHook):
         access_token = _token(extra, "access_token", self.xoxoday_conn_id)
         refresh_token = _token(extra, "refresh_token", self.xoxoday_conn_id)
         return XoxodayCredentials(
-            base_url=base_url(conn.host, conn.port, DEFAULT_HOST, vendor_paths=("/chef/",), vendor=VENDOR),
+            base_url=base_url(
+                conn.host, conn.port, DEFAULT_HOST, ("/chef/",), vendor=VENDOR, allow_http=allows_http(extra)
+            ),
             client_id=str(conn.login),
             client_secret=str(conn.password),
             access_token=access_token,

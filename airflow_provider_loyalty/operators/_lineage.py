@@ -49,7 +49,7 @@ def vendor_namespace(vendor: str, conn_id: str) -> str:
     """The vendor connection's base URL (scheme and host), as the hooks build it."""
     from airflow.sdk import BaseHook
 
-    from airflow_provider_loyalty.hooks._urls import base_url
+    from airflow_provider_loyalty.hooks._urls import allows_http, base_url
     from airflow_provider_loyalty.hooks.errors import VendorConfigError
 
     spec = _vendor_operation(vendor)
@@ -59,7 +59,14 @@ def vendor_namespace(vendor: str, conn_id: str) -> str:
         log.debug("Lineage: connection %r not readable (%s)", conn_id, exc)
         return spec.default_host or f"{vendor}://{conn_id}"
     try:
-        url = base_url(conn.host, conn.port, spec.default_host, spec.vendor_paths, vendor=vendor)
+        url = base_url(
+            conn.host,
+            conn.port,
+            spec.default_host,
+            spec.vendor_paths,
+            vendor=vendor,
+            allow_http=allows_http(conn.extra_dejson),
+        )
     except VendorConfigError as exc:  # a host that is no URL (the task itself reports it)
         log.debug("Lineage: connection %r host unusable (%s)", conn_id, exc)
         url = ""
