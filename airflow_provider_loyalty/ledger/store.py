@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -114,9 +115,18 @@ class ReversalLedger:
     """
 
     def __init__(
-        self, conn_id: str, table: str = DEFAULT_TABLE, *, attempts: int | None = None, backoff: float | None = None
+        self,
+        conn_id: str,
+        table: str = DEFAULT_TABLE,
+        *,
+        attempts: int | None = None,
+        backoff: float | None = None,
+        read_only: bool = False,
     ) -> None:
         self.conn_id = conn_id
+        #: look up only (a dry run): no table or database file is created, nothing is written
+        self.read_only = read_only
+        self._missing = False
         self.table = check_table_name(table)
         self.attempts = max(1, ATTEMPTS if attempts is None else attempts)
         self.backoff = BACKOFF_SECONDS if backoff is None else backoff
@@ -145,6 +155,8 @@ class ReversalLedger:
         return getattr(self.hook, "placeholder", None) or "%s"
 
     def _connection(self) -> Any:
+        if self._conn is None and self.read_only:
+            return self._read_only_connection()
         if self._conn is None:
             self._conn = self.hook.get_conn()
             self._execute(create_table_sql(self.table))
@@ -153,6 +165,21 @@ class ReversalLedger:
             except Exception as exc:  # an index only speeds look-ups up; some warehouses have none
                 log.info("No look-up index on %s (%s); look-ups still work", self.table, type(exc).__name__)
                 self._rollback()
+        return self._conn
+
+    def _read_only_connection(self) -> Any:
+        """Open for look-ups only; a missing database file or table is an empty ledger, left uncreated."""
+        conn = self.hook.connection
+        path = str(conn.host or "")
+        if conn.conn_type in ("sqlite", "duckdb") and path and path != ":memory:" and not os.path.exists(path):
+            self._missing = True  # connecting would create the file
+            return None
+        self._conn = self.hook.get_conn()
+        try:
+            self._execute(f"SELECT 1 FROM {self.table} WHERE 1 = 0")
+        except Exception:  # noqa: BLE001 - no such table: nothing recorded yet
+            self._rollback()
+            self._missing = True
         return self._conn
 
     def _execute(self, statement: str) -> None:
@@ -284,6 +311,8 @@ class ReversalLedger:
         return settled, maybe_applied
 
     def _select(self, conn: Any, vendor: str, chunk: list[str]) -> list[Row]:
+        if self._missing:
+            return []
         marks = ", ".join([self.placeholder] * len(chunk))
         cursor = conn.cursor()
         try:
@@ -356,6 +385,8 @@ class ReversalLedger:
 
     def insert(self, rows: Sequence[Row]) -> None:
         """Insert ready-made rows in one transaction (retried as a whole: all or none are committed)."""
+        if self.read_only:
+            raise RuntimeError(f"the ledger {self.table} was opened read-only (a dry run writes nothing)")
         if rows:
             self._retrying("insert", lambda conn: self._insert(conn, rows))
 

@@ -288,7 +288,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
             return None
         from airflow_provider_loyalty.ledger import ReversalLedger
 
-        return ReversalLedger(self.ledger_conn_id, table=self.ledger_table)
+        return ReversalLedger(self.ledger_conn_id, table=self.ledger_table, read_only=bool(self.dry_run))
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Reverse the input's items at the vendor; return the summary dict."""
@@ -327,7 +327,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
         )
         try:
             if books is not None:
-                books.replay_spool()
+                if not self.dry_run:  # type: ignore[truthy-function]  # a dry run writes nothing: the next real try replays
+                    books.replay_spool()
                 if invalid is not None and invalid.rows and not self.dry_run:  # type: ignore[truthy-function]
                     books.record_invalid(invalid.rows)
                 items = books.drop_settled(items, summary, retry_refused=self.retry_refused)
