@@ -390,6 +390,26 @@ class ReversalLedger:
         if rows:
             self._retrying("insert", lambda conn: self._insert(conn, rows))
 
+    def insert_unrecorded(self, rows: Sequence[Row]) -> int:
+        """Insert those outcome ``rows`` whose attempt has no outcome row for their item yet; return how many.
+
+        A replayed spool is written again after a crash between the replay and the spool's removal:
+        an attempt records one outcome per item, so a row of the same item and attempt already in the
+        ledger is that outcome, and is not doubled.
+        """
+        fresh: list[Row] = []
+        by_vendor: dict[str, list[Row]] = {}
+        for row in rows:
+            by_vendor.setdefault(row[0], []).append(row)
+        for vendor, vendor_rows in by_vendor.items():
+            recorded: set[tuple[Any, ...]] = set()
+            for chunk in batched([r[1] for r in vendor_rows], LOOKUP_CHUNK):
+                found = self._retrying("look-up", functools.partial(self._select, vendor=vendor, chunk=chunk))
+                recorded.update((r[0], *_attempt(r)) for r in found if r[1] != Status.SENDING.value)
+            fresh.extend(r for r in vendor_rows if (r[1], r[11], r[10], r[12], r[13], r[14]) not in recorded)
+        self.insert(fresh)
+        return len(fresh)
+
     def _insert(self, conn: Any, rows: Sequence[Row]) -> None:
         row_marks = "(" + ", ".join([self.placeholder] * len(COLUMNS)) + ")"
         cursor = conn.cursor()

@@ -101,14 +101,18 @@ class RunLedger:
         if not rows:
             return
         try:
-            self.ledger.insert(rows)
+            written = self.ledger.insert_unrecorded(rows)  # a replay cut short by a crash is not doubled
         except Exception as exc:
             raise AirflowException(
                 f"{self.owner}: the ledger {self.conn_id!r} is still unreachable "
                 f"({type(exc).__name__}); {len(rows)} answered outcome(s) stay in Variable {spool.key}; nothing was sent"
             ) from exc
         spool.clear()
-        self.log.info("Replayed %d outcome(s) an earlier try kept while the ledger was down", len(rows))
+        self.log.info(
+            "Replayed %d outcome(s) an earlier try kept while the ledger was down (%d already recorded)",
+            written,
+            len(rows) - written,
+        )
 
     def record_invalid(self, rows: Sequence[tuple[int, str, str]]) -> None:
         """Record the input rows skipped as invalid (``on_invalid="skip"``)."""
