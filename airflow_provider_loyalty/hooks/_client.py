@@ -170,6 +170,8 @@ class VendorHTTPClient:
                 try:
                     # Never follow a redirect: requests would resend the body and any header not
                     # named Authorization (X-CAP-API-OAUTH-TOKEN) to wherever Location points.
+                    # The body is read below, not by requests, so that an answer whose body cannot
+                    # be read keeps its status: the vendor answered it.
                     response = self.session.request(
                         method,
                         url,
@@ -178,11 +180,24 @@ class VendorHTTPClient:
                         headers=headers,
                         timeout=self.timeout,
                         allow_redirects=False,
+                        stream=True,
                     )
                 except requests.RequestException as exc:
                     error = exc
                 if response is not None and 300 <= response.status_code < 400:
-                    raise redirect_error(self.vendor, response)
+                    response.close()
+                    # 303 See Other answers a POST that was processed; after an unanswered attempt
+                    # any redirect may follow an applied request.
+                    raise redirect_error(
+                        self.vendor, response, may_have_been_applied=ambiguous or response.status_code == SEE_OTHER
+                    )
+                if response is not None:
+                    try:
+                        response.content  # noqa: B018 - reads the body
+                    except requests.exceptions.ContentDecodingError as exc:
+                        raise self._unreadable(response, exc, ambiguous) from None
+                    except requests.RequestException as exc:  # cut off, timed out or reset while reading
+                        response, error = None, exc
                 if response is not None and self.throttle_hint is not None:
                     throttle_wait = self.throttle_hint(response)
                 decision = policy.decide(
@@ -244,7 +259,9 @@ class VendorHTTPClient:
             )
         if error is not None:
             if not decision.retry:  # a malformed URL, a bad header...: sending again cannot help
-                return VendorConfigError(self.vendor, f"{type(error).__name__}: {_shorten(str(error))}")
+                return VendorConfigError(
+                    self.vendor, f"{type(error).__name__}: {_shorten(str(error))}", may_have_been_applied=ambiguous
+                )
             cause = transport_failure(error, f"{self.base_url}/")
             return VendorUnavailableError(
                 self.vendor, f"{cause} (after {attempts} attempt(s))", may_have_been_applied=ambiguous
@@ -258,12 +275,39 @@ class VendorHTTPClient:
             may_have_been_applied=ambiguous,
         )
 
+    def _unreadable(self, response: requests.Response, error: BaseException, ambiguous: bool) -> VendorResponseError:
+        """The error for an answer whose body cannot be decoded (labelled gzip, and not gzip).
 
-def redirect_error(vendor: str, response: requests.Response) -> VendorConfigError:
+        The request left and the vendor answered: after a 2xx its items were processed, outcome
+        unknown (the operators keep them in doubt). Not retried: the resend of a processed request
+        would only meet its own echo. Whether an earlier attempt may have been applied is kept.
+        """
+        status = response.status_code
+        encoding = response.headers.get("Content-Encoding", "none")
+        return VendorResponseError(
+            self.vendor,
+            f"answer unreadable (Content-Encoding {encoding}): {type(error).__name__}: {_shorten(str(error))[:160]}",
+            status_code=status,
+            response=response,
+            transient=True,
+            may_have_been_applied=ambiguous or may_have_been_applied(None, response),
+        )
+
+
+#: After a POST: "processed, see there" — the vendor applied the request.
+SEE_OTHER = 303
+
+
+def redirect_error(
+    vendor: str, response: requests.Response, *, may_have_been_applied: bool = False
+) -> VendorConfigError:
     """The error for a 3xx answer: a configuration problem (wrong host or scheme), never followed.
 
     The message names where the vendor pointed (scheme, host and path of ``Location``; user info,
     query and fragment left out, as they may carry tokens).
+
+    :param may_have_been_applied: an earlier attempt got no answer, or the redirect says the request
+        was processed (303): the items stay in doubt although the task stops.
     """
     location = response.headers.get("Location")
     if location:
@@ -280,6 +324,7 @@ def redirect_error(vendor: str, response: requests.Response) -> VendorConfigErro
         "set the connection's host to the URL the vendor serves its API from",
         status_code=response.status_code,
         response=response,
+        may_have_been_applied=may_have_been_applied,
     )
 
 

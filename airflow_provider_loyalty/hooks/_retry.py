@@ -34,21 +34,93 @@ GATEWAY_TIMEOUT = 504
 def may_have_been_applied(error: BaseException | None, response: requests.Response | None) -> bool:
     """Whether a failed attempt may still have been processed by the vendor (so a resend is not clean).
 
-    A connection that was never established or a connect timeout sent nothing; a read timeout, a
-    dropped connection or a gateway timeout (504: the gateway gave up waiting on the vendor) may
-    come after the vendor applied the request. Other error pages (500, 502, 503) are taken as
-    "not processed": treating them as maybe-applied would let an "already reversed" answer to the
-    resend — Capillary's 731 also means "invalid earn" — pass for a success nobody confirmed. The
-    ledger's cross-try rule (``outcomes.MAYBE_APPLIED_CODES``) is the same.
+    An attempt that failed while the connection was being opened sent nothing: a refused or
+    unresolved connection, a connect timeout, a proxy that could not be reached or refused the
+    tunnel, a failed TLS handshake or certificate check (a plain-HTTP port behind an ``https`` URL,
+    an unknown CA). A read timeout, a dropped connection, a TLS error while reading the answer or a
+    gateway timeout (504: the gateway gave up waiting on the vendor) may come after the vendor
+    applied the request. Other error pages (500, 502, 503) are taken as "not processed": treating
+    them as maybe-applied would let an "already reversed" answer to the resend — Capillary's 731
+    also means "invalid earn" — pass for a success nobody confirmed. The ledger's cross-try rule
+    (``outcomes.MAYBE_APPLIED_CODES``) is the same.
     """
     if error is not None:
-        if isinstance(error, requests.ConnectTimeout):
-            return False
-        reason = getattr(error.args[0], "reason", None) if error.args else None
-        from urllib3.exceptions import NewConnectionError
-
-        return not isinstance(reason, NewConnectionError)
+        return not sent_nothing(error)
     return response is not None and response.status_code == GATEWAY_TIMEOUT
+
+
+#: Raised while the request is being prepared (a malformed URL or header, a body that is no JSON):
+#: nothing left.
+UNSENDABLE_REQUEST_ERRORS: tuple[type[requests.RequestException], ...] = (
+    requests.exceptions.URLRequired,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidJSONError,
+)
+
+#: Functions of urllib3 (and :mod:`ssl`) that run before a byte of the request is written: opening
+#: the connection, the proxy tunnel, the TLS handshake and the certificate checks.
+_CONNECT_PHASE = frozenset({"_new_conn", "_validate_conn", "connect", "_tunnel", "_connect_tls_proxy", "do_handshake"})
+
+
+def sent_nothing(error: BaseException) -> bool:
+    """Whether a transport error certainly came before the request was sent (so it was not applied).
+
+    Decided by what failed — a request that could not be prepared, a connect timeout, a connection
+    never established, a proxy error (the connection to or through the proxy was never made) — or, for other errors, by where: an error
+    raised while urllib3 was connecting (TLS handshake, certificate check, a reset during the
+    handshake) sent nothing, one raised while sending or reading (``getresponse``) may follow an
+    applied request. A TLS error that does not say where it came from counts as sent, unless it is
+    a certificate verification failure (always part of the handshake).
+    """
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(error, (requests.ConnectTimeout, requests.exceptions.ProxyError, *UNSENDABLE_REQUEST_ERRORS)):
+        return True
+    causes = _causes(error)
+    if any(isinstance(cause, NewConnectionError) for cause in causes):
+        return True
+    if any(_raised_while_connecting(cause) for cause in causes):
+        return True
+    if isinstance(error, requests.exceptions.SSLError):
+        return any(_certificate_refused(cause) for cause in causes)
+    return False
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and what it wraps (urllib3's ``reason``, exceptions in ``args``, ``__cause__``)."""
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending and len(seen) < 10:
+        current = pending.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        for inner in (getattr(current, "reason", None), *current.args, current.__cause__):
+            if isinstance(inner, BaseException):
+                pending.append(inner)
+    return seen
+
+
+def _raised_while_connecting(error: BaseException) -> bool:
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in _CONNECT_PHASE:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _certificate_refused(error: BaseException) -> bool:
+    import ssl
+
+    from urllib3.util.ssl_match_hostname import CertificateError
+
+    if isinstance(error, (ssl.SSLCertVerificationError, CertificateError)):
+        return True
+    return "CERTIFICATE_VERIFY_FAILED" in str(error).upper().replace(" ", "_")
 
 
 #: Extracts a vendor-specific rate-limit wait from any answer (e.g. Xoxoday's ``penaltySeconds``).

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import ipaddress
 import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
+import urllib3
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from airflow_provider_loyalty.hooks._client import transport_failure
-from airflow_provider_loyalty.hooks._retry import RetryPolicy
+from airflow_provider_loyalty.hooks._client import VendorHTTPClient, transport_failure
+from airflow_provider_loyalty.hooks._retry import RetryPolicy, may_have_been_applied
 from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore
 from airflow_provider_loyalty.hooks.capillary import CapillaryHook
 from airflow_provider_loyalty.hooks.errors import (
@@ -18,6 +26,7 @@ from airflow_provider_loyalty.hooks.errors import (
     VendorConfigError,
     VendorError,
     VendorRequestError,
+    VendorResponseError,
     VendorUnavailableError,
 )
 from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook
@@ -224,3 +233,237 @@ def test_a_send_that_may_have_applied_stays_ambiguous_across_a_token_refresh(req
 def test_a_clean_send_is_not_ambiguous(requests_mock, capillary_conn):
     requests_mock.post(REVOKE, json=REVOKED)
     assert capillary().revoke_earn(5, {"p1": ["e1"]}).after_ambiguous_attempt is False
+
+
+# ------------------------------------------------------------- failed before sending, or after it
+# A request that certainly never left must not be taken for one the vendor may have applied: a later
+# "already reversed" answer (Capillary's 731 also means "invalid earn") would then pass for a
+# success. One that may have left stays in doubt whatever ends the exchange.
+def plain_http(conn: socket.socket) -> bytes:
+    """A plain-HTTP port (what sits behind an ``https`` URL pointing at the wrong port)."""
+    data = conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    return data
+
+
+@contextlib.contextmanager
+def loopback(handle: Callable[[socket.socket], bytes]) -> Iterator[tuple[int, list[bytes]]]:
+    """A loopback server handing each connection to ``handle``; yields its port and what each connection got."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    received.append(handle(conn))
+                except (OSError, ssl.SSLError):
+                    received.append(b"")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], received
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM paths)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+def tls_server(tls_files: tuple[str, str], *, then_plaintext: bool) -> Callable[[socket.socket], bytes]:
+    """A TLS server; once it has read the request, optionally answers in plaintext (a TLS error while reading)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+
+    def handle(conn: socket.socket) -> bytes:
+        tls = context.wrap_socket(conn, server_side=True)  # a refused certificate fails here: b""
+        data = tls.recv(65536)
+        if then_plaintext:
+            with socket.socket(fileno=tls.detach()) as raw:
+                raw.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}" * 20)
+        return data
+
+    return handle
+
+
+def loopback_client(port: int, **session: object) -> VendorHTTPClient:
+    http = VendorHTTPClient(
+        "vendor", f"https://127.0.0.1:{port}", clock=FakeClock(), retry_policy=RetryPolicy(max_attempts=3)
+    )
+    for name, value in session.items():
+        setattr(http.session, name, value)
+    return http
+
+
+def test_a_plain_http_port_behind_https_sent_nothing(monkeypatch):
+    """WRONG_VERSION_NUMBER in the handshake: retried, then given up on, and nothing is in doubt."""
+    with loopback(plain_http) as (port, received):
+        with pytest.raises(VendorUnavailableError, match="TLS handshake with 127.0.0.1") as info:
+            loopback_client(port).request("POST", "/revoke", json={"earn": "E1"})
+    assert len(received) == 3 and all(data.startswith(b"\x16\x03") for data in received)  # ClientHellos only
+    assert not any(b"POST" in data for data in received)
+    assert info.value.may_have_been_applied is False
+
+
+def test_a_refused_certificate_sent_nothing(tls_files):
+    with loopback(tls_server(tls_files, then_plaintext=False)) as (port, received):
+        with pytest.raises(VendorUnavailableError, match="CERTIFICATE_VERIFY_FAILED") as info:
+            loopback_client(port).request("POST", "/revoke", json={"earn": "E1"})  # the default CA store
+    assert received == [b"", b"", b""]  # three handshakes, no request read
+    assert info.value.may_have_been_applied is False
+
+
+def test_a_tls_error_while_reading_the_answer_may_have_been_applied(tls_files):
+    with loopback(tls_server(tls_files, then_plaintext=True)) as (port, received):
+        with pytest.raises(VendorUnavailableError) as info:
+            loopback_client(port, verify=tls_files[0]).request("POST", "/revoke", json={"earn": "E1"})
+    assert len(received) == 3 and all(data.startswith(b"POST /revoke ") for data in received)
+    assert info.value.may_have_been_applied is True
+
+
+def test_a_proxy_refusing_the_tunnel_sent_nothing():
+    def refusing_proxy(conn: socket.socket) -> bytes:
+        data = conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        return data
+
+    with loopback(refusing_proxy) as (port, received):
+        http = loopback_client(443, proxies={"https": f"http://127.0.0.1:{port}"})
+        with pytest.raises(VendorUnavailableError, match="proxy") as info:
+            http.request("POST", "/revoke", json={"earn": "E1"})
+    assert len(received) == 3 and all(data.startswith(b"CONNECT 127.0.0.1:443 ") for data in received)
+    assert info.value.may_have_been_applied is False
+
+
+def test_an_unreachable_proxy_sent_nothing():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    http = loopback_client(443, proxies={"https": f"http://127.0.0.1:{port}"})
+    with pytest.raises(VendorUnavailableError, match="proxy") as info:
+        http.request("POST", "/revoke", json={"earn": "E1"})
+    assert info.value.may_have_been_applied is False
+
+
+def _ssl_error(text: str) -> requests.exceptions.SSLError:
+    """What requests raises for a TLS failure (without the traceback that tells where it happened)."""
+    return requests.exceptions.SSLError(MaxRetryError(None, "/path", reason=urllib3.exceptions.SSLError(text)))  # type: ignore[arg-type]
+
+
+CERT_REFUSED = _ssl_error("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate")
+PROXY_DOWN = requests.exceptions.ProxyError(
+    MaxRetryError(None, "/path", reason=urllib3.exceptions.ProxyError("Unable to connect to proxy", OSError("x")))  # type: ignore[arg-type]
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "applied"),
+    [
+        (CERT_REFUSED, False),
+        (PROXY_DOWN, False),
+        (requests.exceptions.InvalidURL("bad"), False),
+        (_ssl_error("[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] decryption failed"), True),
+        (requests.ReadTimeout("read timed out"), True),
+        (requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))), True),
+    ],
+    ids=["certificate_refused", "proxy_down", "invalid_url", "tls_error_of_unknown_phase", "read_timeout", "reset"],
+)
+def test_which_transport_errors_may_have_been_applied(error, applied):
+    assert may_have_been_applied(error, None) is applied
+
+
+@pytest.mark.parametrize(
+    ("first", "ambiguous"),
+    [(CERT_REFUSED, False), (PROXY_DOWN, False), (requests.ReadTimeout, True)],
+    ids=["certificate_refused", "proxy_down", "read_timeout"],
+)
+def test_a_resend_after_a_failure_before_sending_is_clean(requests_mock, capillary_conn, first, ambiguous):
+    requests_mock.post(REVOKE, [{"exc": first}, {"json": REVOKED}])
+    result = capillary().revoke_earn(5, {"p1": ["e1"]})
+    assert requests_mock.call_count == 2
+    assert result.after_ambiguous_attempt is ambiguous
+
+
+def test_a_failure_before_sending_keeps_an_earlier_attempts_doubt(requests_mock, capillary_conn):
+    requests_mock.post(REVOKE, [{"exc": requests.ReadTimeout}, {"exc": CERT_REFUSED}, {"exc": PROXY_DOWN}])
+    with pytest.raises(VendorUnavailableError) as info:
+        capillary().revoke_earn(5, {"p1": ["e1"]})
+    assert requests_mock.call_count == 3
+    assert info.value.may_have_been_applied is True
+
+
+BAD_GZIP: dict[str, Any] = {"status_code": 200, "content": b'{"data": {}}', "headers": {"Content-Encoding": "gzip"}}
+
+
+@pytest.mark.parametrize(
+    ("answers", "ambiguous"),
+    [([BAD_GZIP], False), ([{"exc": requests.ReadTimeout}, BAD_GZIP], True)],
+    ids=["unreadable_2xx", "timeout_then_unreadable_2xx"],
+)
+def test_an_unreadable_2xx_is_an_answer_not_a_config_error(requests_mock, capillary_conn, answers, ambiguous):
+    """Labelled gzip and not gzip: the vendor answered (processed, outcome unknown); not resent."""
+    requests_mock.post(REVOKE, answers)
+    with pytest.raises(VendorResponseError, match="unreadable") as info:
+        capillary().revoke_earn(5, {"p1": ["e1"]})
+    assert requests_mock.call_count == len(answers)
+    assert info.value.status_code == 200 and not info.value.fatal
+    assert info.value.may_have_been_applied is ambiguous
+
+
+@pytest.mark.parametrize(
+    ("answers", "ambiguous"),
+    [
+        ([{"status_code": 302}], False),
+        ([{"status_code": 303}], True),
+        ([{"exc": requests.ReadTimeout}, {"status_code": 302}], True),
+        ([{"status_code": 503}, {"status_code": 307}], False),
+    ],
+    ids=["found", "see_other_means_processed", "timeout_then_found", "error_page_then_redirect"],
+)
+def test_a_redirect_keeps_what_may_have_been_applied(requests_mock, capillary_conn, answers, ambiguous):
+    requests_mock.post(REVOKE, [a if "exc" in a else {**a, "headers": {"Location": f"{ELSEWHERE}/x"}} for a in answers])
+    with pytest.raises(VendorConfigError, match="redirects to") as info:
+        capillary().revoke_earn(5, {"p1": ["e1"]})
+    assert requests_mock.call_count == len(answers)
+    assert info.value.fatal and info.value.may_have_been_applied is ambiguous

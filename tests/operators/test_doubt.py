@@ -19,6 +19,7 @@ from airflow_provider_loyalty.hooks import _clock
 from airflow_provider_loyalty.operators.capillary import RevokeEarnOperator
 from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
 from tests.conftest import CAPILLARY_URL, XOXODAY_URL, set_connection
+from tests.hooks.test_transport_auth import BAD_GZIP, CERT_REFUSED, PROXY_DOWN, loopback, plain_http
 from tests.operators.test_operators import context, echo_revoke
 
 API = f"{XOXODAY_URL}/chef/v1/oauth/api"
@@ -75,6 +76,11 @@ def day_two_reconciles(requests_mock, db: str) -> None:
             [TIMEOUT, {"status_code": 200, "text": "[" * 100_000 + "]" * 100_000}], id="timeout_then_too_deep_json"
         ),
         pytest.param([TIMEOUT, *[{"status_code": 429, "text": "slow down"}] * 8], id="timeout_then_rate_limited"),
+        pytest.param(
+            [TIMEOUT, {"status_code": 302, "headers": {"Location": "/elsewhere"}}], id="timeout_then_redirect"
+        ),
+        pytest.param([TIMEOUT, BAD_GZIP], id="timeout_then_unreadable_2xx"),
+        pytest.param([TIMEOUT, *[{"exc": CERT_REFUSED}] * 4], id="timeout_then_tls_handshake_failures"),
     ],
 )
 def test_an_unanswered_attempt_keeps_the_item_in_doubt(requests_mock, xoxoday_conn, ledger, day_one) -> None:
@@ -165,3 +171,62 @@ def test_capillary_refusal_after_an_unanswered_attempt_keeps_the_earns_in_doubt(
     requests_mock.post(REVOKE, json=echo_revoke({"E1": 731}))
     summary = RevokeEarnOperator(task_id="r", earns=[(5, "P1", "E1")], ledger_conn_id="ledger").execute(context("day2"))
     assert (summary["succeeded"], summary["reconciled"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"status_code": 303, "headers": {"Location": "/elsewhere"}}, id="see_other"),
+        pytest.param(BAD_GZIP, id="unreadable_2xx"),
+    ],
+)
+def test_an_answer_saying_processed_keeps_the_item_in_doubt(requests_mock, xoxoday_conn, ledger, answer) -> None:
+    """A 303 after a POST (processed, see there) or a 2xx we cannot decode: sent once, in doubt, not unsent."""
+    requests_mock.post(API, [answer])
+    with pytest.raises(AirflowException):
+        cancel("day1")
+    assert requests_mock.call_count == 1
+    assert rows(ledger)[-1][1:4] == ("failed", "transient", "no_answer")
+    day_two_reconciles(requests_mock, ledger)
+
+
+def revoke_bad_earn(run_id: str) -> dict[str, Any]:
+    return RevokeEarnOperator(task_id="r", earns=[(5, "P1", "E1")], ledger_conn_id="ledger").execute(context(run_id))
+
+
+def test_a_tls_handshake_that_failed_sent_nothing_so_a_later_731_is_no_success(monkeypatch, ledger) -> None:
+    """https:// on a plain-HTTP port: nothing left, so the next run's 731 ("invalid earn") stays a refusal."""
+    with loopback(plain_http) as (port, received):
+        set_connection(
+            monkeypatch,
+            "capillary_default",
+            conn_type="capillary",
+            host=f"https://127.0.0.1:{port}",
+            login="till.one",
+            password="till-password-PWD",
+        )
+        with pytest.raises(AirflowException, match="TLS handshake"):
+            revoke_bad_earn("day1")
+    assert received and not any(b"POST" in data for data in received)  # TLS ClientHellos only
+    assert rows(ledger)[-1][1:4] == ("failed", "transient", "unavailable")
+    set_connection(monkeypatch, "capillary_default", conn_type="capillary", host=CAPILLARY_URL, login="t", password="p")
+    import requests_mock as mocking
+
+    with mocking.Mocker() as vendor:
+        vendor.post(REVOKE, json=echo_revoke({"E1": 731}))
+        with pytest.raises(AirflowException, match="731"):
+            revoke_bad_earn("day2")
+        assert vendor.call_count == 1
+    assert rows(ledger)[-1][1:4] == ("failed", "permanent", "731")
+
+
+@pytest.mark.parametrize("before", [CERT_REFUSED, PROXY_DOWN], ids=["certificate_refused", "proxy_down"])
+def test_a_resend_after_a_failure_before_sending_does_not_reconcile(
+    requests_mock, capillary_conn, ledger, before
+) -> None:
+    """Nothing left on the first attempt: the resend's 731 is the vendor's word on the earn, a refusal."""
+    requests_mock.post(REVOKE, [{"exc": before}, {"json": echo_revoke({"E1": 731})}])
+    with pytest.raises(AirflowException, match="731"):
+        revoke_bad_earn("day1")
+    assert requests_mock.call_count == 2
+    assert rows(ledger)[-1][1:4] == ("failed", "permanent", "731")
