@@ -189,9 +189,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
             if exc.may_have_been_applied:
                 # An attempt went unanswered: whatever the last answer, the vendor may have applied
                 # the items. They stay in doubt (a later try reconciles them), never refused or unsent.
-                doubt = self.failed_request(
-                    request, NO_ANSWER, f"{exc.message} (an earlier attempt got no answer)", FailureKind.TRANSIENT
-                )
+                why = "the vendor may have applied it" if exc.http_status == 303 else "an earlier attempt got no answer"
+                doubt = self.failed_request(request, NO_ANSWER, f"{exc.message} ({why})", FailureKind.TRANSIENT)
                 if exc.fatal or isinstance(exc, VendorRateLimitError):
                     raise RunAborted(exc, doubt) from exc
                 return None, doubt
@@ -273,7 +272,20 @@ class ReversalOperator(BaseOperator, Generic[P]):
             attempted = [item.key for item in self.items_of(request) if item.key in maybe_applied]
             runs = sorted({str(maybe_applied[k].run_id) for k in attempted})
             where = f"run {', '.join(runs[:3])}" if runs else ""
-        return reconcile(outcomes, attempted, self.already_reversed, where)
+        outcomes = reconcile(outcomes, attempted, self.already_reversed, where)
+        late = [
+            o.key
+            for o in outcomes
+            if not o.ok and o.kind is FailureKind.PERMANENT and self.already_reversed.matches(o.code, o.message)
+        ]
+        if late and books is not None:
+            elsewhere = books.applied_elsewhere(late)
+            if elsewhere:
+                runs = sorted({str(seen.run_id) for seen in elsewhere.values()})
+                outcomes = reconcile(
+                    outcomes, elsewhere, self.already_reversed, f"concurrent run {', '.join(runs[:3])}"
+                )
+        return outcomes
 
     def close_hook(self) -> None:
         """Release the hook's pooled connections, if the hook was created."""

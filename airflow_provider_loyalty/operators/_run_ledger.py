@@ -169,6 +169,25 @@ class RunLedger:
         return kept
 
     # --------------------------------------------------------------------------------- while sending
+    def applied_elsewhere(self, keys: list[str]) -> dict[str, Settled]:
+        """Those of ``keys`` that another run applied meanwhile (a success, or sent with no answer yet).
+
+        ``keys`` were refused as "already reversed" although no attempt of ours was in doubt.
+
+        Two runs over the same items at once (a manual trigger beside the scheduled run) both send;
+        the vendor applies one and refuses the other, and that refusal is this evidence, not a failure.
+        A ledger that cannot be read leaves the refusals as they are.
+        """
+        try:
+            settled, doubt = self.ledger.lookup(self.vendor, keys, include_refused=False)
+        except Exception as exc:  # noqa: BLE001 - the refusals stand; the outcome write reports the ledger
+            self.log.warning("Could not re-read the ledger for %d refusal(s) (%s)", len(keys), type(exc).__name__)
+            return {}
+        own = self.run.get("run_id")
+        found = {key: seen for key, seen in settled.items() if seen.ok}
+        found.update({key: seen for key, seen in doubt.items() if key not in found and seen.run_id != own})
+        return found
+
     def intent(self, items: Sequence[Item]) -> None:
         """Record ``items`` as being sent; raise :class:`IntentNotRecorded` (the request must not leave)."""
         if self.down is not None:
