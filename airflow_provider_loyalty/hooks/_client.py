@@ -406,3 +406,21 @@ def json_body(vendor: str, response: requests.Response) -> Any:
             response=response,
             transient=response.status_code >= 500,
         ) from None
+
+
+def reversal_body(vendor: str, response: requests.Response) -> Any:
+    """The JSON body of a reversal's 2xx answer; only a ``200`` is one.
+
+    Both vendors answer a processed reversal with 200. Any other 2xx says something else about the
+    request — ``202 Accepted`` "not processed yet", ``204`` nothing at all — so its body, whatever it
+    claims, confirms nothing: an unreadable answer (the items stay in doubt).
+    """
+    if response.status_code != 200:
+        raise VendorResponseError(
+            vendor,
+            f"HTTP {response.status_code} to a reversal is no answer (only 200 confirms one): "
+            f"{response_snippet(response)}",
+            status_code=response.status_code,
+            response=response,
+        )
+    return json_body(vendor, response)

@@ -15,7 +15,13 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_loyalty.hooks._auto_rate import RateStore, build_pacer
 from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
-from airflow_provider_loyalty.hooks._client import DEFAULT_TIMEOUT, VendorHTTPClient, json_body, response_snippet
+from airflow_provider_loyalty.hooks._client import (
+    DEFAULT_TIMEOUT,
+    VendorHTTPClient,
+    json_body,
+    response_snippet,
+    reversal_body,
+)
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
 from airflow_provider_loyalty.hooks._retry import RetryPolicy
 from airflow_provider_loyalty.hooks._urls import allows_http, base_url, url_path
@@ -348,7 +354,7 @@ class CapillaryHook(RenewingSender, BaseHook):
                     VENDOR, message, status_code=response.status_code, code=code, response=response
                 )
             try:
-                parsed = RevokeEarnResponse.model_validate(json_body(VENDOR, response))
+                parsed = RevokeEarnResponse.model_validate(reversal_body(VENDOR, response))
             except ValidationError:
                 raise VendorResponseError(
                     VENDOR,

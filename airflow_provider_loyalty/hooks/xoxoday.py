@@ -19,6 +19,7 @@ from airflow_provider_loyalty.hooks._client import (
     VendorHTTPClient,
     json_body,
     response_snippet,
+    reversal_body,
 )
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
 from airflow_provider_loyalty.hooks._retry import RetryPolicy
@@ -391,7 +392,7 @@ class XoxodayHook(RenewingSender, BaseHook):
                     response=response,
                 )
             try:
-                parsed = CancelPointsResponse.model_validate(json_body(VENDOR, response))
+                parsed = CancelPointsResponse.model_validate(reversal_body(VENDOR, response))
             except ValidationError:
                 raise VendorResponseError(
                     VENDOR, f"unreadable cancel answer: {response_snippet(response)}", status_code=response.status_code
