@@ -7,13 +7,15 @@ the Python one); nothing ever splits a key back into fields.
 
 The rules are the ledger's limits (DESIGN.md, "Trust rules"): ids are positive integers up to
 :data:`MAX_BIGINT`; text ids are non-empty, at most :data:`MAX_TEXT_ID_CHARS` characters, without
-control characters; a promotion id holds no ``/`` (the earn key's separator).
+control, invisible, unassigned or separator characters (:data:`_REFUSED`) and without whitespace
+other than spaces at either end; a promotion id holds no ``/`` (the earn key's separator).
 """
 
 from __future__ import annotations
 
 import operator
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from numbers import Integral
@@ -27,12 +29,26 @@ MAX_BIGINT = 2**63 - 1
 MAX_TEXT_ID_CHARS = 200
 #: Digits ``MAX_BIGINT`` has; a longer integer cannot be an id the ledger stores.
 MAX_ID_DIGITS = len(str(MAX_BIGINT))
-#: Characters a text id may not hold. NUL cannot be stored in PostgreSQL text at all. The other C0/C1
-#: control characters and lone surrogates are never part of a vendor id: they come from a broken
-#: extraction (a stray ``\r`` of a CRLF file, binary garbage), cannot be encoded as UTF-8 (surrogates)
-#: for the vendor's JSON body or the ledger, and would make logs, CSV exports and the UI lie about
-#: which id was reversed. Refusing them names the row; sending them would reverse nothing we can trace.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: Unicode categories a text id may not hold, anywhere: ``Cc`` controls (NUL cannot be stored in
+#: PostgreSQL text at all; a stray ``\r`` of a CRLF file or a tab is a different id than the vendor's),
+#: ``Cf`` invisible format characters (U+200B zero-width space, U+202E right-to-left override that
+#: makes a log or the UI show another id than the one sent, U+FEFF the BOM on a CSV's first cell),
+#: ``Cs`` lone surrogates (cannot be encoded as UTF-8 for the vendor's JSON body or the ledger), ``Co``
+#: private-use, ``Cn`` unassigned code points and noncharacters (U+FFFF), ``Zl``/``Zp`` line and
+#: paragraph separators. None is ever part of a vendor id: they come from a broken extraction, and
+#: refusing them names the row, where sending them would reverse nothing we can trace. These are the
+#: characters ``str.isprintable()`` is False for, less the ``Zs`` spaces (allowed inside an id).
+_REFUSED = {
+    "Cc": "a control character",
+    "Cf": "an invisible format character",
+    "Cs": "a lone surrogate",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point or a noncharacter",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+#: Blanks trimmed around a digit string (CSV and SQL habits); any other character around it is refused.
+_BLANKS = " \t\r\n"
 _DIGITS = re.compile(r"([+-]?)([0-9]+)")
 
 
@@ -78,7 +94,8 @@ EARN_KEY_SQL = "CAST({customer_id} AS VARCHAR) || '/' || {promotion_id} || '/' |
 def positive_int(value: Any) -> tuple[int | None, str]:
     """Return ``(id, "")`` for a positive integer id the ledger can store, else ``(None, reason)``.
 
-    Accepted: an int, a digit string (surrounding blanks and one ``+`` allowed), an integral finite
+    Accepted: an int, a digit string (one ``+`` and surrounding ASCII blanks — space, tab, CR, LF —
+    allowed; other whitespace around it, U+00A0 or U+001C, is refused, not dropped), an integral finite
     Decimal, or an integral float below 2**53 (from 2**53 on, a float cannot tell an id from its
     neighbour: ``float(2**53 + 1) == 2**53``). Never more than 19 digits are converted, so no value
     costs more than a constant to check (a Decimal: at most linear in its digits).
@@ -88,7 +105,7 @@ def positive_int(value: Any) -> tuple[int | None, str]:
     if isinstance(value, int):
         number = int.__int__(value)  # the plain int: a subclass (IntEnum, a driver's type) must compare as one
     elif isinstance(value, str):
-        text = value.strip()
+        text = value.strip(_BLANKS)  # str.strip() would silently drop U+001C-U+001F, U+0085, U+00A0...
         match = _DIGITS.fullmatch(text) if len(text) <= 2 * MAX_ID_DIGITS + 1 else None
         if match is None:
             return None, "not an integer" if len(
@@ -136,11 +153,13 @@ def positive_int(value: Any) -> tuple[int | None, str]:
 def text_id(value: Any) -> tuple[str | None, str]:
     r"""Return ``(id, "")`` for a non-empty text id the ledger can store (ints are stringified), else ``(None, reason)``.
 
-    Surrounding spaces are dropped. Refused: empty, longer than :data:`MAX_TEXT_ID_CHARS`, or holding
-    a control character anywhere, a trailing ``\r`` or tab included (see :data:`_CONTROL` for why).
+    Surrounding ASCII spaces are dropped, nothing else. Refused: empty, longer than
+    :data:`MAX_TEXT_ID_CHARS`, holding a character of a :data:`_REFUSED` category anywhere (a trailing
+    ``\r`` or tab, U+200B, U+202E, U+FEFF, U+2028, U+FFFF...: the reason names the code point), or
+    starting or ending with whitespace other than a space (U+00A0, U+3000...).
     """
     if isinstance(value, str):
-        text = value.strip(" ")  # spaces only: str.strip() would silently drop \r, \x85... (refused below)
+        text = value.strip(" ")  # spaces only: str.strip() would silently drop \r, \x85, U+00A0... (refused below)
     elif isinstance(value, bool):
         return None, "a boolean, not an id"
     elif isinstance(value, int):
@@ -155,10 +174,33 @@ def text_id(value: Any) -> tuple[str | None, str]:
         return None, "empty"
     if len(text) > MAX_TEXT_ID_CHARS:
         return None, f"longer than {MAX_TEXT_ID_CHARS} characters ({len(text)})"
-    bad = None if text.isprintable() else _CONTROL.search(text)  # isprintable: a cheap "none at all"
-    if bad is not None:
-        return None, f"holds the control character {bad.group()!r}"
+    if not text.isprintable():  # a cheap "none at all": isprintable() is False for every refused character
+        why = _unprintable(text)
+        if why:
+            return None, why
     return text, ""
+
+
+def _code_point(char: str) -> str:
+    """``U+202E RIGHT-TO-LEFT OVERRIDE`` (with the name where Unicode gives one)."""
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}{' ' + name if name else ''}"
+
+
+def _unprintable(text: str) -> str:
+    """Why a text id that is not ``isprintable()`` is refused, or ``""`` (it only holds ``Zs`` spaces inside).
+
+    At most :data:`MAX_TEXT_ID_CHARS` characters are looked at: constant work per id.
+    """
+    for char in text:
+        kind = _REFUSED.get(unicodedata.category(char))
+        if kind is not None:
+            return f"holds {_code_point(char)}, {kind}"
+    # what is left unprintable is Zs, a space other than U+0020: allowed inside an id, never around it
+    for char, where in ((text[0], "starts"), (text[-1], "ends")):
+        if char.isspace():
+            return f"{where} with {_code_point(char)}, whitespace other than a space (only spaces are trimmed)"
+    return ""
 
 
 def earn_fields(customer_id: Any, promotion_id: Any, earn_id: Any) -> tuple[int, str, str] | str:

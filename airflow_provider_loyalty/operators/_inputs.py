@@ -5,12 +5,17 @@ unless the DAG renders native objects. Strings are read with ``json`` or, failin
 streaming reader of Python literals in :mod:`._literal` (never ``eval``, never ``ast``).
 
 The rules (DESIGN.md, "Trust rules"): an input means what it says. A list/tuple (or any iterable
-that is not a string, bytes or a mapping) is a list of rows. A single id — an int, a digit string,
-the JSON or repr string of one id, an integral Decimal — is that one id; a single dict with the
-row's keys is that one row. Anything else is refused with :class:`AirflowFailException` naming the
-value: nothing is ever iterated character by character or byte by byte. Values the ledger cannot
-store (the rules of :mod:`airflow_provider_loyalty.items`: ids above ``MAX_BIGINT``, text ids longer
-than ``MAX_TEXT_ID_CHARS`` or holding control characters) are refused before any call. Reading is linear in the input's size: numbers are
+that is not a string, bytes, another buffer or a mapping) is a list of rows. A single id — an int, a
+digit string, the JSON or repr string of one id, an integral Decimal — is that one id; a single dict
+with the row's keys is that one row. Anything else is refused with :class:`AirflowFailException`
+naming the value: nothing is ever iterated character by character or byte by byte (a ``memoryview``
+or ``array`` row, how drivers return BYTEA, is no row). A tuple of two or more unique_ids none of
+which is a row is refused as ambiguous: ``(4711, 500)`` is what ``fetch_one`` returns for ``SELECT
+unique_id, points``, one row, not two ids. A JSON or repr dict giving a key twice with different
+values is refused, as keys naming one field are (``unique_id`` and ``uniqueId``). Values the ledger
+cannot store (the rules of :mod:`airflow_provider_loyalty.items`: ids above ``MAX_BIGINT``, text ids
+longer than ``MAX_TEXT_ID_CHARS`` or holding control, invisible or unassigned characters) are
+refused before any call. Reading is linear in the input's size: numbers are
 bounded in length before they are converted, nesting is bounded, and messages show truncated values.
 A number written with a fraction or an exponent is read as the exact :class:`~decimal.Decimal` it
 spells, never as a binary float: ``9007199254740993.0`` is that id (not ``…992``), and
@@ -19,6 +24,7 @@ spells, never as a binary float: ``9007199254740993.0`` is that id (not ``…992
 
 from __future__ import annotations
 
+import array
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -29,7 +35,15 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_loyalty._show import show
 from airflow_provider_loyalty.items import EarnItem, PointItem, earn_fields, positive_int
-from airflow_provider_loyalty.operators._literal import ReadError, Streamed, exact_number, read_literal
+from airflow_provider_loyalty.operators._literal import (
+    DuplicateKeys,
+    ReadError,
+    Streamed,
+    dict_of_pairs,
+    exact_number,
+    read_literal,
+    same_value,
+)
 
 #: Invalid rows kept for the summary and the ledger with ``on_invalid="skip"`` (all are counted).
 MAX_KEPT = 10_000
@@ -96,21 +110,31 @@ class _Single:
 
 
 def read_rows(
-    value: Any, what: str, owner: str, on_row: Callable[[int, Any], None], one_row: type | tuple[type, ...] = ()
+    value: Any,
+    what: str,
+    owner: str,
+    on_row: Callable[[int, Any], None],
+    one_row: type | tuple[type, ...] = (),
+    on_tuple: Callable[[int, Any], None] | None = None,
 ) -> int | _Single:
     """Pass each row of an XCom value to ``on_row(position, row)`` as it is read; return how many.
 
     A list/tuple/iterable is its rows; a string or bytes rendering of one (JSON or Python repr) is
     read row by row, never held whole. A single value of a ``one_row`` type (after reading a string)
     is returned, unchecked, as ``_Single(value)``: the caller decides whether it stands for one row.
+    Bytes, a ``bytearray`` or a ``memoryview`` is decoded as UTF-8 text; another buffer (an ``array``,
+    a NumPy array) is refused, never iterated.
 
     :param value: the rendered template field.
     :param what: the field's name, for messages.
     :param owner: operator class name, for messages.
     :param on_row: called with each row's 0-based position and the row.
     :param one_row: the types a single value may have (``()``: a single value is refused).
+    :param on_tuple: called once, after the rows, when the value was a tuple (native or rendered), with
+        the number of rows and the value as given (for messages): it may raise.
     :raises AirflowFailException: the value is neither a list of rows nor a single value of ``one_row``.
     """
+    given = value
     if isinstance(value, (bytes, bytearray, memoryview)):
         try:
             value = bytes(value).decode("utf-8", errors="strict")
@@ -121,6 +145,8 @@ def read_rows(
     if isinstance(value, str):
         value = parse_rendered(value, what, owner, on_row)
         if isinstance(value, Streamed):
+            if value.is_tuple and on_tuple is not None:
+                on_tuple(value.rows, given)
             return value.rows
     if value is None:
         raise AirflowFailException(
@@ -129,11 +155,17 @@ def read_rows(
         )
     if one_row and isinstance(value, one_row) and not isinstance(value, (bytes, bytearray)):
         return _Single(value)
-    if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+    if (
+        isinstance(value, (str, bytes, bytearray, Mapping))
+        or not isinstance(value, Iterable)
+        or (not isinstance(value, (list, tuple)) and _is_buffer(value))
+    ):
         raise AirflowFailException(f"{owner}: {what} must be a list of rows, got {type(value).__name__}: {show(value)}")
     rows = 0  # a list, a tuple, a lazy XCom sequence from mapped upstreams, a set, a generator...
     for rows, row in enumerate(value, 1):
         on_row(rows - 1, row)
+    if on_tuple is not None and isinstance(value, tuple):
+        on_tuple(rows, given)
     return rows
 
 
@@ -156,14 +188,16 @@ def parse_rendered(text: str, what: str, owner: str, on_row: Callable[[int, Any]
     PostgreSQL NUMERIC values print). Anything else — names, calls, operators, bytes literals — is
     refused. Empty (or blank) text is an empty list. Floats, in JSON or repr, are read as exact
     ``Decimal`` values (:func:`exact_number`): only a number that is exactly an integer becomes an id.
+    Only ASCII blanks (space, tab, CR, LF: what JSON and the reader skip) are trimmed around the text.
+    An object giving a key twice with different values is a :class:`DuplicateKeys` (refused as a row).
 
     :raises AirflowFailException: naming the offset and text where reading stopped.
     """
-    stripped = text.strip()
+    stripped = text.strip(" \t\r\n")  # str.strip() would drop U+001C-U+001F, U+0085, U+00A0... around an id
     if not stripped:
         return []
-    try:
-        return json.loads(stripped, parse_float=exact_number)  # 9007199254740993.0 is not ...992.0
+    try:  # 9007199254740993.0 is not ...992.0; {"unique_id": 1, "unique_id": 2} is neither 1 nor 2
+        return json.loads(stripped, parse_float=exact_number, object_pairs_hook=dict_of_pairs)
     except (ValueError, RecursionError):  # not JSON, too deep, or an int over Python's digit limit
         pass
     try:
@@ -176,39 +210,20 @@ def parse_rendered(text: str, what: str, owner: str, on_row: Callable[[int, Any]
         ) from None
 
 
-def _same(first: Any, second: Any) -> bool:
-    """The same raw value: the same type and an equal value, False where comparing raises (a hostile ``__eq__``).
-
-    Stricter than ``==``, which holds for ``True == 1``, ``1 == 1.0`` and ``Decimal('1.0') == Decimal('1')``:
-    two keys naming one field with such values are a conflict, whichever order they come in. Decimals
-    compare digit for digit (``as_tuple``: never raises, not even for ``sNaN``); floats by ``repr``
-    (``-0.0`` is not ``0.0``, a NaN is itself).
-    """
-    if first is second:
-        return True
-    if type(first) is not type(second):
-        return False
-    if isinstance(first, Decimal):
-        return first.as_tuple() == second.as_tuple()
-    if isinstance(first, float):
-        return repr(first) == repr(second)
-    try:
-        return bool(first == second)
-    except Exception:
-        return False
-
-
 def normalised_keys(row: Mapping[Any, Any]) -> tuple[dict[str, Any], str]:
     """Map a dict row's string keys to lower case without ``_`` (``unique_id``, ``uniqueId``, ``UNIQUE_ID`` all match).
 
     :returns: ``(keys, "")``, or ``({}, reason)`` when two keys mean the same field with different raw
-        values (:func:`_same`: ``True`` and ``1``, ``1`` and ``"1"`` differ).
+        values (:func:`same_value`: ``True`` and ``1``, ``1`` and ``"1"`` differ), or the text the row
+        was read from gave one key twice with different values (:class:`DuplicateKeys`).
     """
+    if type(row) is DuplicateKeys:
+        return {}, row.conflict
     keys: dict[str, Any] = {}
     for key, item in row.items():
         if isinstance(key, str):
             name = key.replace("_", "").lower()
-            if name in keys and not _same(keys[name], item):
+            if name in keys and not same_value(keys[name], item):
                 return {}, f"the keys name {name!r} twice, with different values"
             keys[name] = item
     return keys, ""
@@ -220,10 +235,29 @@ def _lacks(row: Mapping[Any, Any], fields: set[str]) -> bool:
     return not conflict and not fields & keys.keys()
 
 
+def _is_buffer(value: Any) -> bool:
+    r"""``value`` exposes the buffer protocol (``memoryview``, ``array``, NumPy...): its items are bytes or machine numbers.
+
+    psycopg2 returns a BYTEA column as a ``memoryview``: iterating ``memoryview(b"\x07")`` gives the
+    id 7 that nobody wrote. Called only for sequences that are no list, tuple or dict (rare).
+    """
+    if isinstance(value, (bytes, bytearray, memoryview, array.array)):
+        return True
+    try:
+        with memoryview(value):
+            return True
+    except TypeError:
+        return False
+    except Exception:  # a hostile buffer: never a row either
+        return True
+
+
 def _is_row(value: Any) -> bool:
-    """A tuple, list, dict, or another mapping or sequence that is not text (concrete types checked first: cheap)."""
+    """A tuple, list, dict, or another mapping or sequence that is neither text nor a buffer (concrete types checked first: cheap)."""
     return isinstance(value, (tuple, list, dict)) or (
-        isinstance(value, (Mapping, Sequence)) and not isinstance(value, (str, bytes, bytearray))
+        isinstance(value, (Mapping, Sequence))
+        and not isinstance(value, (str, bytes, bytearray))
+        and not _is_buffer(value)
     )
 
 
@@ -235,7 +269,9 @@ def parse_unique_ids(
     Accepts a list of ints or digit strings, of 1-column rows (``[(123,), (456,)]``), of dicts with
     ``unique_id``, and the string a non-native Jinja render makes of any of these. A single id (an
     int, digit string, integral Decimal, or the JSON/repr string of one) or a single dict with
-    ``unique_id`` is that one row.
+    ``unique_id`` is that one row. A tuple of two or more values none of which is a row, native or
+    rendered, is refused as ambiguous: ``(4711, 500)`` is one row of ``SELECT unique_id, points`` as
+    ``fetch_one`` returns it, or two ids; a list says which.
 
     :param invalid: with ``on_invalid="skip"``, the collector of invalid rows (nothing is raised for
         them; ``duplicates`` then leaves them out).
@@ -243,15 +279,19 @@ def parse_unique_ids(
     """
     errors = invalid if invalid is not None else InputErrors("unique_ids", owner)
     ids: dict[int, None] = {}
+    saw_row = False
 
     def check(position: int, row: Any) -> None:
+        nonlocal saw_row
         raw = row
         if isinstance(row, (tuple, list)) or (_is_row(row) and not isinstance(row, Mapping)):
+            saw_row = True
             if len(row) != 1:
                 errors.add(position, row, f"a row of {len(row)} columns; expected 1 (unique_id)")
                 return
             raw = row[0]
         elif isinstance(row, Mapping):
+            saw_row = True
             keys, conflict = normalised_keys(row)
             if conflict:
                 errors.add(position, row, conflict)
@@ -266,7 +306,15 @@ def parse_unique_ids(
         else:
             ids[number] = None
 
-    rows = read_rows(value, "unique_ids", owner, check, (int, str, float, Decimal, Integral, dict))
+    def ambiguous(count: int, given: Any) -> None:
+        if count >= 2 and not saw_row:
+            raise AirflowFailException(
+                f"{owner}: unique_ids is a tuple of {count} values, none of them a row: {show(given)}. That is "
+                f"ambiguous — one row of {count} columns (what fetch_one returns for SELECT unique_id, points) or "
+                f"{count} ids? Nothing was sent. Pass a list: of ids [4711, 500], or of 1-column rows [(4711,), (500,)]"
+            )
+
+    rows = read_rows(value, "unique_ids", owner, check, (int, str, float, Decimal, Integral, dict), ambiguous)
     if isinstance(rows, _Single):
         if isinstance(rows.value, dict) and _lacks(rows.value, {"uniqueid"}):
             raise AirflowFailException(

@@ -35,12 +35,70 @@ _DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0
 
 
 class Streamed:
-    """A top-level list whose rows were passed to ``on_row`` as they were read."""
+    """A top-level list or tuple whose rows were passed to ``on_row`` as they were read."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("is_tuple", "rows")
 
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, is_tuple: bool = False) -> None:
         self.rows = rows
+        #: the text was a tuple ``(a, b)``, not a list: a caller may find that ambiguous (one row or rows?)
+        self.is_tuple = is_tuple
+
+
+def same_value(first: Any, second: Any) -> bool:
+    """The same raw value: the same type and an equal value, False where comparing raises (a hostile ``__eq__``).
+
+    Stricter than ``==``, which holds for ``True == 1``, ``1 == 1.0`` and ``Decimal('1.0') == Decimal('1')``:
+    two keys naming one field with such values are a conflict, whichever order they come in. Decimals
+    compare digit for digit (``as_tuple``: never raises, not even for ``sNaN``); floats by ``repr``
+    (``-0.0`` is not ``0.0``, a NaN is itself).
+    """
+    if first is second:
+        return True
+    if type(first) is not type(second):
+        return False
+    if isinstance(first, Decimal):
+        return first.as_tuple() == second.as_tuple()
+    if isinstance(first, float):
+        return repr(first) == repr(second)
+    try:
+        return bool(first == second)
+    except Exception:
+        return False
+
+
+class DuplicateKeys(dict):  # type: ignore[type-arg]
+    """A dict read from text that gives one key twice, with different values.
+
+    It holds the last value, as Python and ``json`` do, and says which key in ``conflict``: the row
+    check refuses such a row rather than take either value (``{"unique_id": 1, "unique_id": 2}`` is
+    neither id 1 nor id 2).
+    """
+
+    __slots__ = ("conflict",)
+
+    conflict: str
+
+
+def dict_of_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """The dict of an object's ``(key, value)`` pairs as read (``json.loads``' ``object_pairs_hook`` too).
+
+    A key given twice with the same raw value (:func:`same_value`) is harmless; with different values
+    the result is a :class:`DuplicateKeys`. Constant work over ``dict()`` unless a key repeats.
+    """
+    result = dict(pairs)
+    if len(result) == len(pairs):
+        return result
+    first: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in first and not same_value(first[key], value):
+            marked = DuplicateKeys(result)
+            marked.conflict = (
+                f"the key {show(key)} is given twice, with different values ({show(first[key])} and {show(value)})"
+            )
+            return marked
+        first.setdefault(key, value)
+    return result
 
 
 class ReadError(Exception):
@@ -94,10 +152,12 @@ def _fast_row(match: re.Match[str], kind: str) -> Any:
     """The value of a fast-path row token (its fields are the groups after the row's own)."""
     first = match.lastindex or 0
     if kind == "rowd":
-        return {
-            key: (int(number) if number else None if none else text)
-            for key, number, text, none in _PAIR.findall(match[first])
-        }
+        return dict_of_pairs(
+            [
+                (key, int(number) if number else None if none else text)
+                for key, number, text, none in _PAIR.findall(match[first])
+            ]
+        )
     number = _fast_num(match[first + 1], match[first + 2])
     if kind == "row3t":
         return (number, match[first + 3], match[first + 4])
@@ -166,7 +226,7 @@ class _Frame:
             return self.items[0] if len(self.items) == 1 and not self.comma else tuple(self.items)
         self.settle(offset)
         if self.mode == "dict" or not self.items:  # '{}' is an empty dict, as in Python
-            return dict(self.items)
+            return dict_of_pairs(self.items)
         try:
             return set(self.items)
         except TypeError:
@@ -202,18 +262,37 @@ def exact_number(token: str) -> Decimal:
         return Decimal(f"{mantissa}E{-magnitude if negative else magnitude}")
 
 
+def _leading_zero(offset: int, token: str) -> None:
+    """Refuse an integer literal written with a leading zero (``007``): Python and JSON refuse it too.
+
+    ``0``, ``00`` and ``-0`` are valid Python (and then refused as ids: not positive); ``007`` is a
+    ``SyntaxError`` in Python 3 (an octal in Python 2, a typo or a padded code elsewhere): reading it
+    as ``7`` would send an id nobody wrote. Floats may have leading zeros (``007.5`` is Python).
+    """
+    digits = token.lstrip("+-")
+    if digits[:1] == "0" and digits.lstrip("0"):
+        raise ReadError(
+            offset, f"an integer written with a leading zero ({token}: Python and JSON refuse it; quote it as a string)"
+        )
+
+
 def _scalar(match: re.Match[str], kind: str, offset: int) -> Any:
     """The value of one scalar token, bounded in cost before it is converted."""
     token = match.group()
     if kind == "int" or kind == "float":
         if len(token) > MAX_NUMBER_CHARS:
             raise ReadError(offset, f"a number of {len(token)} characters (at most {MAX_NUMBER_CHARS} are read)")
-        return int(token) if kind == "int" else exact_number(token)
+        if kind == "int":
+            _leading_zero(offset, token)
+            return int(token)
+        return exact_number(token)
     if kind == "str":
         body = token[1:-1]
         return _unescape(body, offset + 1) if "\\" in body else body
     if kind == "decimal":
         argument = match["dint"] or match["dq1"] or match["dq2"] or ""
+        if match["dint"]:
+            _leading_zero(offset, argument)  # Decimal(007) is a SyntaxError; Decimal('007') is 7
         if len(argument) > MAX_DECIMAL_CHARS or not _DECIMAL_TEXT.fullmatch(argument):
             raise ReadError(
                 offset, f"a Decimal of {show(argument)}, not a number of at most {MAX_DECIMAL_CHARS} characters"
@@ -235,8 +314,10 @@ def read_literal(text: str, on_row: Callable[[int, Any], None] | None = None) ->
     """Read one Python literal of the rows grammar, iteratively (no recursion), in one pass over ``text``.
 
     With ``on_row``, the elements of a top-level list or tuple go to ``on_row`` as they are read
-    and ``Streamed(count)`` is returned. A top-level tuple holds its element back until a comma
-    shows it is a tuple: ``(x)`` is ``x`` itself, as in Python.
+    and ``Streamed(count, is_tuple)`` is returned. A top-level tuple holds its element back until a
+    comma shows it is a tuple: ``(x)`` is ``x`` itself, as in Python. A dict that gives a key twice
+    with different values is a :class:`DuplicateKeys` (:func:`dict_of_pairs`); an integer written with
+    a leading zero (``007``) is refused, as Python refuses it.
     """
     stack: list[_Frame] = []
     result: Any = _MISSING
@@ -304,7 +385,7 @@ def read_literal(text: str, on_row: Callable[[int, Any], None] | None = None) ->
                     for item in closing.items:  # the tuple's last element (lists hold none back)
                         on_row(rows, item)
                         rows += 1
-                    value = Streamed(rows)
+                    value = Streamed(rows, closing.kind == "(")
             else:
                 value = closing.close(match.start())
         # place the value just read

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import array
+from collections import namedtuple
 from decimal import Decimal
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_loyalty.items import MAX_BIGINT, EarnItem
-from airflow_provider_loyalty.operators._inputs import parse_earns, parse_unique_ids
+from airflow_provider_loyalty.operators._inputs import InputErrors, parse_earns, parse_unique_ids
 from airflow_provider_loyalty.operators.capillary import plan_requests
 
 P1, P2 = "69117663b1cfc114606fd7fb", "69058646b1cfc114606f7bbe"
@@ -27,7 +29,14 @@ P1, P2 = "69117663b1cfc114606fd7fb", "69058646b1cfc114606f7bbe"
         pytest.param("[123, '456']", [123, 456], id="jinja_repr_of_mixed"),
         pytest.param("[(Decimal('123'),), (Decimal('456'),)]", [123, 456], id="postgres_numeric_repr"),
         pytest.param([Decimal("123"), 456.0], [123, 456], id="integral_decimal_and_float"),
-        pytest.param((1, 2), [1, 2], id="tuple"),
+        # review 6: a tuple of ids is ambiguous unless it has one value or holds rows
+        pytest.param((4711,), [4711], id="tuple_of_one_id"),
+        pytest.param(((1,), (2,)), [1, 2], id="tuple_of_rows"),
+        pytest.param(((1,), 2), [1, 2], id="tuple_holding_a_row"),
+        pytest.param(({"unique_id": 1}, {"unique_id": 2}), [1, 2], id="tuple_of_dicts"),
+        pytest.param([4711, 500], [4711, 500], id="list_of_two_ids"),
+        pytest.param("[4711, 500]", [4711, 500], id="rendered_list_of_two_ids"),
+        pytest.param("((4711,))", [4711], id="parenthesised_tuple_of_one"),
         pytest.param([], [], id="empty"),
         pytest.param("[]", [], id="empty_rendered"),
         pytest.param([5, 5, (5,), "5", 6], [5, 6], id="duplicates_removed"),
@@ -48,9 +57,16 @@ P1, P2 = "69117663b1cfc114606fd7fb", "69058646b1cfc114606f7bbe"
         pytest.param("((1,), (2,))", [1, 2], id="rendered_tuple_of_rows"),
         pytest.param([MAX_BIGINT], [MAX_BIGINT], id="max_bigint"),
         pytest.param(["0004711"], [4711], id="zero_padded"),
+        pytest.param("['007']", [7], id="zero_padded_string_in_repr"),
+        pytest.param("[Decimal('007')]", [7], id="zero_padded_decimal_string"),
+        pytest.param("[007.0, 0010e0]", [7, 10], id="zero_padded_float_literals_as_python_reads_them"),
+        pytest.param(["\t4711\r\n", " 4712 "], [4711, 4712], id="ascii_blanks_trimmed"),
         pytest.param("[1e3]", [1000], id="integral_float_literal"),
         pytest.param('[{"unique_id": 1, "other": null}, {"uniqueId": 2}]', [1, 2], id="json_dicts"),
-        pytest.param("[{'unique_id': 1, 'unique_id': 2}]", [2], id="repeated_key_last_wins_as_in_python"),
+        pytest.param("[{'unique_id': 1, 'unique_id': 1}]", [1], id="repr_repeated_key_same_value"),
+        pytest.param('[{"unique_id": 1, "unique_id": 1}]', [1], id="json_repeated_key_same_value"),
+        pytest.param('{"unique_id": 5, "unique_id": 5}', [5], id="json_single_dict_repeated_key_same_value"),
+        pytest.param('[{"unique_id": 3, "x": {"a": 1, "a": 2}}]', [3], id="repeated_key_in_an_unread_column"),
         pytest.param("[(Decimal('7'),), (Decimal(\"8\"),), (Decimal(9),)]", [7, 8, 9], id="decimal_quoting_styles"),
         pytest.param("[ ( 1 , ) ,\n ( 2 , ) , ]", [1, 2], id="blanks_and_trailing_comma"),
         pytest.param("{1, 2}", [1, 2], id="rendered_set"),
@@ -187,6 +203,72 @@ BIG = "1" * 5000
         pytest.param('[{"uniqueId": true, "unique_id": 1}]', ["'uniqueid' twice"], id="json_dict_keys_bool_and_int"),
         pytest.param("[{'unique_id': 1, 'uniqueId': True}]", ["'uniqueid' twice"], id="repr_dict_keys_int_and_bool"),
         pytest.param(["١٢"], ["not an integer"], id="non_ascii_digits"),
+        # review 6: fetch_one's row of (unique_id, points) is not two ids
+        pytest.param(
+            (4711, 500),
+            [
+                "a tuple of 2 values, none of them a row: (4711, 500)",
+                "ambiguous",
+                "one row of 2 columns",
+                "Pass a list",
+            ],
+            id="fetch_one_row_tuple",
+        ),
+        pytest.param("(4711, 500)", ["tuple of 2 values", "'(4711, 500)'", "ambiguous"], id="rendered_row_tuple"),
+        pytest.param(b"(4711, 500)", ["tuple of 2 values", "ambiguous"], id="bytes_row_tuple"),
+        pytest.param("((4711, 500))", ["tuple of 2 values", "ambiguous"], id="parenthesised_row_tuple"),
+        pytest.param(("4711", "500", "x"), ["tuple of 3 values", "ambiguous"], id="row_tuple_of_strings"),
+        pytest.param(
+            namedtuple("Row", "unique_id points")(4711, 500), ["tuple of 2 values", "ambiguous"], id="named_row_tuple"
+        ),
+        pytest.param((1, 2), ["tuple of 2 values", "ambiguous"], id="tuple_of_two_ids"),
+        # review 6: a buffer (psycopg2's BYTEA memoryview, an array) is no row: never iterated byte by byte
+        pytest.param([memoryview(b"\x07")], ["row 1: <memory", "(a memoryview, not an integer)"], id="memoryview_row"),
+        pytest.param([(memoryview(b"\x07"),)], ["(a memoryview, not an integer)"], id="memoryview_in_row"),
+        pytest.param([array.array("b", [7])], ["row 1: array('b', [7])", "not an integer"], id="array_row"),
+        pytest.param([array.array("q", [4711])], ["not an integer"], id="array_of_one_id_row"),
+        pytest.param(array.array("q", [4711, 500]), ["must be a list of rows, got array"], id="array_top_level"),
+        # review 6: Python and JSON refuse 007; the reader does too (0 is valid, and not positive)
+        pytest.param("[007]", ["at character 2, '007]'", "leading zero"], id="leading_zero_int"),
+        pytest.param("007", ["at character 1", "leading zero"], id="leading_zero_single"),
+        pytest.param("[(-007,)]", ["at character 3", "leading zero"], id="leading_zero_negative_in_row"),
+        pytest.param("[{'unique_id': 00012}]", ["at character 16", "leading zero"], id="leading_zero_in_dict"),
+        pytest.param("[1, 2, 0009]", ["at character 8", "leading zero"], id="leading_zero_after_valid_rows"),
+        pytest.param("[Decimal(007)]", ["at character 2", "leading zero"], id="leading_zero_decimal_int"),
+        pytest.param("[0]", ["row 1: 0 (must be positive)"], id="zero_literal"),
+        pytest.param("[00]", ["row 1: 0 (must be positive)"], id="zeros_literal"),
+        # review 6: only ASCII blanks are trimmed around a digit string; other whitespace is refused
+        pytest.param(["\x1c4711\x1f"], ["row 1: '\\x1c4711\\x1f' (not an integer)"], id="file_separators"),
+        pytest.param(["4711\x85"], ["not an integer"], id="next_line"),
+        pytest.param(["\xa04711"], ["not an integer"], id="no_break_space"),
+        pytest.param(["4711\u3000"], ["not an integer"], id="ideographic_space"),
+        pytest.param(["4711\f"], ["not an integer"], id="form_feed"),
+        pytest.param("\x1c4711\x1f", ["cannot read unique_ids", "at character 1"], id="rendered_file_separators"),
+        pytest.param("\xa04711", ["cannot read unique_ids", "at character 1"], id="rendered_no_break_space"),
+        # review 6: a key given twice with different values is neither value
+        pytest.param(
+            '[{"unique_id": 1, "unique_id": 2}]',
+            ["row 1:", "the key 'unique_id' is given twice, with different values (1 and 2)"],
+            id="json_repeated_key",
+        ),
+        pytest.param(
+            "[{'unique_id': 1, 'unique_id': 2}]",
+            ["row 1:", "the key 'unique_id' is given twice, with different values (1 and 2)"],
+            id="repr_repeated_key",
+        ),
+        pytest.param(
+            "[{'unique_id': 1, 'x': None, 'unique_id': '1'}]",
+            ["the key 'unique_id' is given twice, with different values (1 and '1')"],
+            id="repr_repeated_key_int_and_string",
+        ),
+        pytest.param(
+            '[{"unique_id": 1.0, "unique_id": 1}]', ["the key 'unique_id' is given twice"], id="json_repeated_key_types"
+        ),
+        pytest.param(
+            '{"unique_id": 1, "unique_id": 2}',
+            ["the value:", "the key 'unique_id' is given twice"],
+            id="json_single_dict",
+        ),
     ],
 )
 def test_unique_ids_rejected_with_offenders_named(value, named) -> None:
@@ -222,6 +304,15 @@ def test_unique_ids_rejected_with_offenders_named(value, named) -> None:
         pytest.param([(1, "p", "e/1")], [(1, "p", "e/1")], id="slash_in_earn_id_is_fine"),
         pytest.param([(1, "pé", "e✓")], [(1, "pé", "e✓")], id="non_ascii_text"),
         pytest.param([EarnItem(1, "p", "e")], [(1, "p", "e")], id="earn_items"),
+        pytest.param([(1, " p ", " e ")], [(1, "p", "e")], id="surrounding_spaces_trimmed"),
+        pytest.param([(1, "p\xa0q", "e\u3000f")], [(1, "p\xa0q", "e\u3000f")], id="other_spaces_inside_are_kept"),
+        pytest.param([(" \t1\r\n", "p", "e")], [(1, "p", "e")], id="customer_digits_with_ascii_blanks"),
+        pytest.param("[(1, 'P', 0)]", [(1, "P", "0")], id="zero_earn_id_literal"),
+        pytest.param(
+            '[{"customer_id": 1, "promotion_id": "P", "earn_id": "e", "earn_id": "e"}]',
+            [(1, "P", "e")],
+            id="json_repeated_key_same_value",
+        ),
         pytest.param(
             '[[9007199254740993.0, "P", "E"]]', [(9007199254740993, "P", "E")], id="json_float_customer_exact"
         ),
@@ -260,14 +351,63 @@ def test_earns_accepted(value, expected) -> None:
         pytest.param([(1, "p", 10**4500)], ["earn_id longer than 200 characters"], id="earn_int_4500_digits"),
         pytest.param(
             [(1, "p", "e\x00")],
-            ["row 1: (1, 'p', 'e\\x00') (earn_id holds the control character '\\x00')"],
+            ["row 1: (1, 'p', 'e\\x00') (earn_id holds U+0000, a control character)"],
             id="nul_in_earn",
         ),
+        pytest.param([(1, "p\x1b", "e")], ["promotion_id holds U+001B, a control character"], id="escape_in_promotion"),
+        pytest.param([(1, "p", "e\ud800")], ["earn_id holds U+D800, a lone surrogate"], id="lone_surrogate"),
+        pytest.param("[(1, 'p', 'e\\x85')]", ["earn_id holds U+0085, a control character"], id="c1_control_rendered"),
+        # review 6: invisible, direction-changing, unassigned characters are never part of an id
         pytest.param(
-            [(1, "p\x1b", "e")], ["promotion_id holds the control character '\\x1b'"], id="escape_in_promotion"
+            [(1, "p", "e1\u202e")],
+            ["earn_id holds U+202E RIGHT-TO-LEFT OVERRIDE, an invisible format character"],
+            id="right_to_left_override",
         ),
-        pytest.param([(1, "p", "e\ud800")], ["earn_id holds the control character"], id="lone_surrogate"),
-        pytest.param("[(1, 'p', 'e\\x85')]", ["earn_id holds the control character '\\x85'"], id="c1_control_rendered"),
+        pytest.param([(1, "p", "\u200be1")], ["earn_id holds U+200B ZERO WIDTH SPACE"], id="zero_width_space"),
+        pytest.param([(1, "\ufeffP", "e")], ["promotion_id holds U+FEFF"], id="byte_order_mark"),
+        pytest.param("[(1, '\\ufeffP', 'e')]", ["promotion_id holds U+FEFF"], id="byte_order_mark_rendered"),
+        pytest.param([(1, "p", "e\u2028")], ["earn_id holds U+2028 LINE SEPARATOR, a line separator"], id="line_sep"),
+        pytest.param([(1, "p", "e\u2029")], ["earn_id holds U+2029", "a paragraph separator"], id="paragraph_sep"),
+        pytest.param(
+            [(1, "p", "e\uffff")], ["earn_id holds U+FFFF, an unassigned code point or a noncharacter"], id="ffff"
+        ),
+        pytest.param([(1, "p", "e\ufdd0")], ["earn_id holds U+FDD0"], id="noncharacter_fdd0"),
+        pytest.param([(1, "p", "e\u0378")], ["earn_id holds U+0378, an unassigned"], id="unassigned"),
+        pytest.param([(1, "p\ue000", "e")], ["promotion_id holds U+E000, a private-use character"], id="private_use"),
+        pytest.param([(1, "p", "e\U000e0001")], ["earn_id holds U+E0001 LANGUAGE TAG"], id="tag_character"),
+        pytest.param(
+            [(1, "p", "e1\xa0")],
+            ["earn_id ends with U+00A0 NO-BREAK SPACE, whitespace other than a space"],
+            id="trailing_no_break_space",
+        ),
+        pytest.param([(1, "\u3000p", "e")], ["promotion_id starts with U+3000"], id="leading_ideographic_space"),
+        pytest.param([(1, "p", " \xa0 ")], ["earn_id starts with U+00A0"], id="only_a_no_break_space"),
+        pytest.param([(1, "p", "\x1ce1")], ["earn_id holds U+001C, a control character"], id="file_separator"),
+        pytest.param([("\x1c1", "p", "e")], ["customer_id not an integer"], id="customer_file_separator"),
+        pytest.param([("1\xa0", "p", "e")], ["customer_id not an integer"], id="customer_no_break_space"),
+        # review 6: a buffer row is no row; 007 is no number; a key given twice is neither value
+        pytest.param([memoryview(b"\x01AB")], ["got 1 single value(s)", "<memory"], id="memoryview_row"),
+        pytest.param([array.array("q", [1, 2, 3])], ["got 1 single value(s)", "array('q', [1, 2, 3])"], id="array_row"),
+        pytest.param(
+            [(1, "p", "e"), memoryview(b"\x01AB")], ["row 2: <memory", "expected (customer_id"], id="memoryview_2nd_row"
+        ),
+        pytest.param("[(1, 'P', 007)]", ["at character 11, '007)]'", "leading zero"], id="leading_zero_earn_id"),
+        pytest.param("[(0001, 'P', 'E')]", ["at character 3", "leading zero"], id="leading_zero_customer"),
+        pytest.param(
+            '[{"customer_id": 1, "promotion_id": "P", "earn_id": "e", "earn_id": "f"}]',
+            ["row 1:", "the key 'earn_id' is given twice, with different values ('e' and 'f')"],
+            id="json_repeated_key",
+        ),
+        pytest.param(
+            "[{'customer_id': 1, 'promotion_id': 'P', 'earn_id': 'e', 'earn_id': 'f'}]",
+            ["row 1:", "the key 'earn_id' is given twice"],
+            id="repr_repeated_key",
+        ),
+        pytest.param(
+            '{"customer_id": 1, "customer_id": 2, "promotion_id": "P", "earn_id": "e"}',
+            ["the value:", "the key 'customer_id' is given twice"],
+            id="json_single_dict_repeated_key",
+        ),
         pytest.param([(1, "a/b", "e")], ["promotion_id contains '/'"], id="slash_in_promotion"),
         pytest.param(
             [(1, "p", "e"), (2, True, "e"), (3, "p", 1.5)], ["row 2:", "row 3:", "2 invalid"], id="rows_numbered_from_1"
@@ -353,3 +493,18 @@ def test_plan_caps_1000_earn_ids_per_request(per_promotion, sizes) -> None:
     assert {r.customer_id for r in plan} == {9}
     sent = [(p, e) for r in plan for p, earns in r.details for e in earns]
     assert sorted(sent) == sorted((p, e) for _, p, e in rows)
+
+
+def test_an_ambiguous_tuple_fails_even_when_invalid_rows_are_skipped() -> None:
+    """on_invalid="skip" skips bad rows; a tuple that may be one row of two columns has no good row to keep."""
+    for value in ((4711, 500), "(4711, 500)"):
+        skip = InputErrors("unique_ids", "CancelPointsOperator", skip=True)
+        with pytest.raises(AirflowFailException, match="ambiguous"):
+            parse_unique_ids(value, invalid=skip)
+
+
+def test_a_repeated_key_is_skipped_as_an_invalid_row() -> None:
+    skip = InputErrors("unique_ids", "CancelPointsOperator", skip=True)
+    items, rows, _ = parse_unique_ids('[{"unique_id": 1, "unique_id": 2}, {"unique_id": 3}]', invalid=skip)
+    assert [item.unique_id for item in items] == [3] and rows == 2
+    assert skip.rows == [(1, "{'unique_id': 2}", "the key 'unique_id' is given twice, with different values (1 and 2)")]

@@ -7,9 +7,12 @@ database is written (``database=None``): nothing appears in the work tree.
 
 from __future__ import annotations
 
+import array
+import ast
 import json
 import math
 import os
+import unicodedata
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -22,7 +25,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_loyalty.items import MAX_BIGINT, MAX_TEXT_ID_CHARS, EarnItem, PointItem
 from airflow_provider_loyalty.operators import _literal
-from airflow_provider_loyalty.operators._inputs import parse_earns, parse_unique_ids
+from airflow_provider_loyalty.operators._inputs import InputErrors, parse_earns, parse_unique_ids
 
 EXAMPLES = int(os.environ.get("LOYALTY_HYPOTHESIS_EXAMPLES", "60"))
 FAST = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -69,14 +72,28 @@ def unique_id_rows(draw: st.DrawFn, json_able: bool) -> tuple[list[Any], list[in
     return rows, list(dict.fromkeys(uids))
 
 
-# text ids: printable or not (repr escapes those), never a control character, '/' only in earn ids
-text_chars = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters=" ")
+#: Unicode categories a text id never holds (items._REFUSED): controls, invisible format characters,
+#: surrogates, private use, unassigned and noncharacters, line and paragraph separators.
+REFUSED_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+# text ids: any character of the other categories (repr escapes the unprintable spaces), '/' only
+# in earn ids; spaces other than U+0020 (Zs) only inside an id, never at its ends
+text_chars = st.characters(exclude_categories=(*REFUSED_CATEGORIES, "Zs"))
+inner_chars = st.characters(exclude_categories=REFUSED_CATEGORIES)
+
+
+def spaced(chars: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Text ids with any space (U+00A0, U+3000...) inside, none at the ends."""
+    return st.tuples(chars, st.text(inner_chars, max_size=10), chars).map("".join)
+
+
 promotion_ids = st.one_of(
-    st.sampled_from(["69117663b1cfc114606fd7fb", "p'q", 'p"q', "p\\q"]),
+    st.sampled_from(["69117663b1cfc114606fd7fb", "p'q", 'p"q', "p\\q", "p\xa0q", "p q"]),
     st.text(text_chars.filter(lambda c: c != "/"), min_size=1, max_size=30),
+    spaced(text_chars.filter(lambda c: c != "/")).filter(lambda t: "/" not in t),
 )
 earn_ids = st.one_of(
     st.text(text_chars, min_size=1, max_size=30),
+    spaced(text_chars),
     st.integers(0, 10**30).map(str),
     st.text(text_chars, min_size=MAX_TEXT_ID_CHARS, max_size=MAX_TEXT_ID_CHARS),
 )
@@ -114,7 +131,13 @@ def renderings(rows: list[Any], json_able: bool) -> list[Any]:
 @given(st.booleans().flatmap(lambda j: st.tuples(st.just(j), unique_id_rows(j))))
 def test_valid_unique_ids_in_every_shape_and_rendering(case: tuple[bool, tuple[list[Any], list[int]]]) -> None:
     json_able, (rows, expected) = case
+    # review 6: a tuple of two or more ids, none a row, may be one row of that many columns: refused
+    ambiguous = len(rows) >= 2 and not any(isinstance(row, (tuple, list, dict)) for row in rows)
     for value in renderings(rows, json_able):
+        if ambiguous and (isinstance(value, tuple) or (isinstance(value, str) and value.startswith("("))):
+            with pytest.raises(AirflowFailException, match="ambiguous"):
+                parse_unique_ids(value)
+            continue
         items, count, duplicates = parse_unique_ids(value)
         assert items == [PointItem(uid) for uid in expected], value
         assert (count, duplicates) == (len(rows), len(rows) - len(expected))
@@ -165,6 +188,8 @@ def test_fast_path_rows_read_as_the_general_grammar_reads_them(
 # ---------------------------------------------------------------- hostile input
 
 scalars = st.one_of(
+    st.binary(max_size=6).map(memoryview),
+    st.binary(max_size=6).map(lambda raw: array.array("B", raw)),
     st.none(),
     st.booleans(),
     st.integers(),
@@ -224,6 +249,8 @@ def check_items(parse: Any, result: Any) -> None:
             assert type(item.customer_id) is int and 0 < item.customer_id <= MAX_BIGINT
             for text in (item.promotion_id, item.earn_id):
                 assert isinstance(text, str) and 0 < len(text) <= MAX_TEXT_ID_CHARS and "\x00" not in text
+                assert not any(unicodedata.category(char) in REFUSED_CATEGORIES for char in text), text
+                assert not (text[0].isspace() or text[-1].isspace()), text
             assert "/" not in item.promotion_id
 
 
@@ -329,3 +356,122 @@ def test_keys_naming_one_field_agree_only_on_the_same_raw_value(first: Any, seco
             assert result is AirflowFailException, row
         else:
             assert result == outcome(parse_unique_ids, [first]), row
+
+
+# ---------------------------------------------------------------- review 6
+
+
+scalar_ids = st.one_of(ids, ids.map(str), ids.map(Decimal))
+
+
+@FAST
+@given(st.lists(scalar_ids, max_size=6))
+def test_a_tuple_of_ids_is_one_id_or_refused_as_ambiguous(values: list[Any]) -> None:
+    """(4711, 500), fetch_one's row of SELECT unique_id, points, once cancelled issuance 500."""
+    expected = list(dict.fromkeys(int(value) for value in values))
+    for value in (tuple(values), repr(tuple(values)), repr(tuple(values)).encode()):
+        result = outcome(parse_unique_ids, value)
+        if len(values) >= 2:
+            assert result is AirflowFailException, value
+            with pytest.raises(AirflowFailException, match=f"a tuple of {len(values)} values, none of them a row"):
+                parse_unique_ids(value, invalid=InputErrors("unique_ids", "CancelPointsOperator", skip=True))
+        else:
+            assert result == ([PointItem(uid) for uid in expected], len(values), 0), value
+    for value in (values, repr(values), tuple((value,) for value in values), repr(tuple((v,) for v in values))):
+        assert outcome(parse_unique_ids, value) == (
+            [PointItem(uid) for uid in expected],
+            len(values),
+            len(values) - len(expected),
+        ), value
+
+
+buffers = st.one_of(
+    st.binary(min_size=1, max_size=8).map(memoryview),
+    st.binary(min_size=1, max_size=8).map(lambda raw: array.array("B", raw)),
+    st.lists(st.integers(1, 2**62), min_size=1, max_size=3).map(lambda numbers: array.array("q", numbers)),
+    st.binary(min_size=1, max_size=8).map(lambda raw: memoryview(raw).cast("c")),
+)
+
+
+@FAST
+@given(buffers, st.lists(ids, max_size=3))
+def test_a_buffer_row_is_never_read_byte_by_byte(buffer: Any, valid: list[int]) -> None:
+    """psycopg2 returns BYTEA as a memoryview: [memoryview(b"\\x07")] once sent id 7."""
+    for rows in ([buffer], [*valid, buffer], [(buffer,)], [{"unique_id": buffer}]):
+        assert outcome(parse_unique_ids, rows) is AirflowFailException, rows
+    earn_rows_given = [(uid, "P", "E") for uid in valid]
+    for rows in ([buffer], [*earn_rows_given, buffer], [(buffer, "P", "E")], [(1, buffer, "E")]):
+        assert outcome(parse_earns, rows) is AirflowFailException, rows
+
+
+@st.composite
+def integer_literals(draw: st.DrawFn) -> str:
+    """An integer literal, often with leading zeros (which Python refuses unless the number is 0)."""
+    sign = draw(st.sampled_from(["", "", "-", "+"]))
+    zeros = draw(st.sampled_from([0, 0, 1, 2, 5]))
+    number = draw(st.one_of(st.integers(0, 30), st.integers(0, MAX_BIGINT)))
+    return f"{sign}{'0' * zeros}{number}"
+
+
+def python_reads(literal: str) -> Any:
+    """What Python reads the literal as, or SyntaxError (the oracle: 007 is not Python 3)."""
+    try:
+        return ast.literal_eval(literal)
+    except SyntaxError:
+        return SyntaxError
+
+
+@FAST
+@given(integer_literals())
+def test_an_integer_literal_is_read_as_python_reads_it_or_refused_like_python(literal: str) -> None:
+    """'[007]' once sent id 7 and "[(1, 'P', 007)]" earn id '7': Python refuses 007, so does the reader."""
+    python = python_reads(literal)
+    for text in (f"[{literal}]", f"[({literal},)]", f"[{{'unique_id': {literal}}}]", f"({literal})", literal):
+        result = outcome(parse_unique_ids, text)
+        with mock.patch.object(_literal, "_TOKEN", _literal._GENERAL_TOKEN):
+            assert outcome(parse_unique_ids, text) == result, text
+        if python is SyntaxError:
+            assert result is AirflowFailException, text
+            with pytest.raises(AirflowFailException, match="leading zero"):
+                parse_unique_ids(text)
+        else:
+            assert result == outcome(parse_unique_ids, [python]), text
+    for text in (f"[(1, 'P', {literal})]", f"[({literal}, 'P', 'E')]"):
+        result = outcome(parse_earns, text)
+        if python is SyntaxError:
+            assert result is AirflowFailException, text
+        else:
+            assert result == outcome(parse_earns, [ast.literal_eval(text[1:-1])]), text
+
+
+pair_values = st.one_of(st.integers(1, 3), st.sampled_from(["1", "2", "a"]), st.none(), st.booleans())
+
+
+@FAST
+@given(
+    st.lists(st.lists(st.tuples(st.sampled_from(["unique_id", "x"]), pair_values), min_size=1, max_size=5), max_size=4)
+)
+def test_a_key_given_twice_with_different_values_is_neither_value(rows: list[list[tuple[str, Any]]]) -> None:
+    """'[{"unique_id": 1, "unique_id": 2}]' once sent id 2: in JSON and in a repr, a repeated key must agree."""
+
+    def conflict(pairs: list[tuple[str, Any]]) -> bool:
+        first: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in first and (type(first[key]) is not type(value) or first[key] != value):
+                return True
+            first.setdefault(key, value)
+        return False
+
+    expected: Any
+    if any(conflict(pairs) for pairs in rows):
+        expected = AirflowFailException
+    else:
+        expected = outcome(parse_unique_ids, [dict(pairs) for pairs in rows])
+    as_repr = "[" + ", ".join("{" + ", ".join(f"{k!r}: {v!r}" for k, v in pairs) + "}" for pairs in rows) + "]"
+    as_json = (
+        "[" + ", ".join("{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in p) + "}" for p in rows) + "]"
+    )
+    for text in (as_repr, as_json):
+        assert outcome(parse_unique_ids, text) == expected, text
+        with mock.patch.object(_literal, "_TOKEN", _literal._GENERAL_TOKEN):
+            assert outcome(parse_unique_ids, text) == expected, text
