@@ -116,20 +116,55 @@ class XoxodayRecipientResult(BaseModel):
     unique_id: Raw = None
     success: Raw = None  # absent or null: the vendor did not say, so the outcome is unknown
     message: Text = None
+    _is_object: bool = PrivateAttr(default=True)
+    _raw: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _any_entry(
+        cls, value: Any, handler: ModelWrapValidatorHandler[XoxodayRecipientResult]
+    ) -> XoxodayRecipientResult:
+        # an entry that is not an object names no id: kept (as doubt), not dropped
+        if isinstance(value, dict | XoxodayRecipientResult):
+            return handler(value)
+        entry = handler({})
+        entry._is_object = False
+        entry._raw = value
+        return entry
+
+    @property
+    def is_object(self) -> bool:
+        """Whether the vendor sent this entry as a JSON object."""
+        return self._is_object
+
+    @property
+    def raw(self) -> Any:
+        """The entry as sent, when it was not a JSON object (else ``None``)."""
+        return self._raw
 
 
 class XoxodayCancelBalance(BaseModel):
-    """``data.cancelBalance`` of a cancel answer; ``error`` does not say which ids failed."""
+    """``data.cancelBalance`` of a cancel answer; ``error`` does not say which ids failed.
+
+    Every ``recipients`` entry is kept, objects or not (one that is not cannot be attributed: doubt).
+    :attr:`answer_errors` is the answer's top-level ``errors`` (set by :class:`CancelPointsResponse`).
+    """
 
     model_config = _RESPONSE
     error: Raw = None
     message: Text = None
     recipients: list[XoxodayRecipientResult] = Field(default_factory=list)
+    _answer_errors: Any = PrivateAttr(default=None)
 
     @field_validator("recipients", mode="before")
     @classmethod
     def _entries(cls, value: object) -> object:
-        return _objects_only(value)
+        return _null_is_empty(value)
+
+    @property
+    def answer_errors(self) -> Any:
+        """The answer's top-level ``errors`` beside ``data`` (raw JSON; ``None`` when absent or null)."""
+        return self._answer_errors
 
 
 class XoxodayCancelData(BaseModel):
@@ -144,6 +179,14 @@ class CancelPointsResponse(BaseModel):
 
     model_config = _RESPONSE
     data: XoxodayCancelData | None = None
+    #: top-level ``errors`` (GraphQL style) beside ``data``: raw JSON, handed to ``data.cancelBalance``
+    errors: Raw = None
+
+    @model_validator(mode="after")
+    def _errors_to_balance(self) -> CancelPointsResponse:
+        if self.data is not None and self.data.cancelBalance is not None:
+            self.data.cancelBalance._answer_errors = self.errors
+        return self
 
 
 class XoxodayTokenResponse(BaseModel):

@@ -16,7 +16,7 @@ from airflow_provider_loyalty.outcomes import UNKNOWN, FailureKind, Outcome
 if TYPE_CHECKING:
     from airflow_provider_loyalty.models import RevokeEarnResult
 
-#: ``revokedDetails[].status`` values (any case) under which the listed ``revokedEarnIds`` count as
+#: ``revokedDetails[].status`` values (any ASCII case) under which the listed ``revokedEarnIds`` count as
 #: revoked. The docs define ``revokedEarnIds`` as the earns "successfully revoked"; a promotion with
 #: some earns refused answers PARTIAL_SUCCESS and names the refused ones in ``errors[]`` (as the
 #: sandbox does). Any other status (``FAILED``, missing, not a string) confirms nothing.
@@ -33,6 +33,9 @@ def interpret_revoke(items: Sequence[EarnItem], parsed: Any) -> RevokeEarnResult
       ``data.customerId`` is the requested customer (a JSON integer), and nothing contradicts it:
       no ``errors[]`` entry names it or may concern it, no entry with another status lists it,
       and ``data`` carries no ``code``/``message`` (the documented failure shape) beside it.
+      Earn ids are the vendor's own, so an ``errors[]`` entry or a non-confirming
+      ``revokedDetails`` entry naming the earn under another promotion (one we did not ask for,
+      or another of ours) also contradicts it: unknown.
     * **failed** when an ``errors[]`` entry names it: by earn id (within the entry's promotion, if
       it names one), by promotion when the entry names no earn ids, or the whole request when it
       names neither — unless the answer also lists the earn as revoked (contradiction: unknown).
@@ -111,22 +114,22 @@ class _Evidence:
         """Record one ``revokedDetails`` entry."""
         promo, status, earns = detail.promotionId, detail.status, detail.revokedEarnIds
         attributed = isinstance(promo, str) and promo != ""
-        if attributed and promo not in by_promo:
-            return  # about a promotion we did not ask for
-        success = isinstance(status, str) and status.upper() in CONFIRMING_STATUSES
+        success = is_confirming(status)
         if not isinstance(earns, list):
-            if earns is not None and attributed:
+            if earns is not None and attributed and promo in by_promo:
                 for key in by_promo[promo]:
                     self.unclear.setdefault(key, f"revokedDetails revokedEarnIds of promotion {promo} is not a list")
             return
         for earn in earns:
             if not isinstance(earn, str) or earn not in by_earn:
                 continue  # not an earn id of ours (a number is never one: ours are strings)
-            if attributed:
+            if attributed and success:
                 if promo not in by_earn[earn]:
-                    continue  # requested under another promotion only
+                    continue  # revoked under a promotion we did not ask it under: no claim of ours
                 keys = [(promo, earn)]
             else:
+                # unattributed, or (earn ids being the vendor's own) listed unrevoked under any
+                # promotion: every key of the earn is in doubt
                 keys = [(p, earn) for p in by_earn[earn]]
             for key in keys:
                 if not success:
@@ -164,8 +167,18 @@ class _Evidence:
         code = error.code or fallback_code
         message = error.message or fallback_message or "refused"
         promo_readable = promo is None or (isinstance(promo, str) and promo.strip() != "")
+        if promo_readable and promo is not None and isinstance(earns, list):
+            # earn ids are the vendor's own: one of ours named under a promotion we did not request it
+            # under (another request's, or another of ours) is evidence against it, though not its refusal
+            for earn in earns:
+                for p in by_earn.get(earn, ()) if isinstance(earn, str) else ():
+                    if p != promo:
+                        self.unclear.setdefault(
+                            (p, earn),
+                            f"an errors[] entry (code {code}: {message}) names it under promotionId {promo}",
+                        )
         if promo_readable and promo is not None and promo not in by_promo:
-            return  # about a promotion we did not ask for
+            return  # otherwise about a promotion we did not ask for
         in_scope = by_promo[promo] if promo_readable and promo is not None else wanted
         odd_earn = _first_non_string(earns)
         if not promo_readable or odd_earn is not _NOTHING:
@@ -216,6 +229,14 @@ class _Evidence:
             if key in doubts:
                 return _unknown(item, doubts[key])
         return _unknown(item, "neither revoked nor named in an error")
+
+
+def is_confirming(status: object) -> bool:
+    """Whether a ``revokedDetails[].status`` confirms its earns: :data:`CONFIRMING_STATUSES`, any ASCII case.
+
+    ASCII only: ``str.upper`` maps ``"ſuccess"`` (long s) to ``"SUCCESS"``.
+    """
+    return isinstance(status, str) and status.isascii() and status.upper() in CONFIRMING_STATUSES
 
 
 def _unknown(item: EarnItem, why: str) -> Outcome:

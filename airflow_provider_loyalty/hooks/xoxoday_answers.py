@@ -37,6 +37,15 @@ def interpret_cancel(items: Sequence[PointItem], balance: XoxodayCancelBalance) 
       not outcomes, but one whose ``success`` is not the same JSON boolean contradicts the
       outcome: the id is unknown.
 
+    * a success stands only when nothing in the answer contradicts the request as a whole: the
+      overall ``error`` flag must be ``false`` (or absent: ``true`` says the operation failed, and
+      a value that is not a JSON boolean is unclear), the answer must carry no top-level ``errors``
+      beside ``data``, and every recipient entry must be attributable: a JSON object whose
+      ``unique_id`` is a JSON integer or resembles one (``"5"``, ``5.0``, any ASCII digit string).
+      An entry that is not an object, or names ``null``, ``"5.0"``, ``"²"``, ``5.5``... could be
+      about any id: every would-be
+      success of the request is unknown. Refusals stand (the vendor said so for exactly that id).
+
     A cancelled id succeeds; a refused one fails for good (:attr:`FailureKind.PERMANENT`, code
     ``refused``); any other is ``unknown`` (:attr:`FailureKind.TRANSIENT`) with a message naming
     what was off.
@@ -50,13 +59,24 @@ def interpret_cancel(items: Sequence[PointItem], balance: XoxodayCancelBalance) 
     said: dict[int, list[tuple[object, str]]] = {}
     #: listings naming one of our ids with the wrong JSON type: (raw id, flag) — not ours, but evidence
     mistyped: dict[int, list[tuple[object, object]]] = {}
+    #: the first recipient entry that cannot be attributed to any id: it may be about any of ours
+    unattributed: str | None = None
     for recipient in balance.recipients:
         uid, message = recipient.unique_id, recipient.message or ""
-        if is_json_int(uid):
+        if not recipient.is_object:
+            unattributed = unattributed or f"recipients[] holds {show(recipient.raw)}, not an object naming an id"
+        elif is_json_int(uid):
             if uid in requested:
                 said.setdefault(uid, []).append((recipient.success, message))
-        elif (as_int := _looks_like(uid)) is not None and as_int in requested:
-            mistyped.setdefault(as_int, []).append((uid, recipient.success))
+        elif (as_int := _looks_like(uid)) is not None:
+            if as_int in requested:
+                mistyped.setdefault(as_int, []).append((uid, recipient.success))
+        elif isinstance(uid, str) and _ASCII_DIGITS.fullmatch(uid.strip()):
+            pass  # a digit string too long for any id of ours: another transaction's, mistyped
+        elif unattributed is None:
+            named = "unique_id null or missing" if uid is None else f"unique_id {show(uid)}"
+            unattributed = f"recipients[] holds an entry with {named}, which names no id"
+    doubt = _request_doubt(balance, unattributed)
     outcomes = []
     for item in items:
         uid = item.unique_id
@@ -65,6 +85,8 @@ def interpret_cancel(items: Sequence[PointItem], balance: XoxodayCancelBalance) 
             why = "not mentioned in the vendor's answer"
             if uid in mistyped:
                 why = f"the answer names it only as unique_id {show(mistyped[uid][0][0])}, not a JSON integer"
+            elif unattributed is not None:
+                why = f"{why}, but {unattributed}"
             outcomes.append(_unknown(item, why))
             continue
         flags = {flag for flag, _ in listings if type(flag) is bool}
@@ -90,6 +112,8 @@ def interpret_cancel(items: Sequence[PointItem], balance: XoxodayCancelBalance) 
                         f"says {said_other}",
                     )
                 )
+            elif flag and doubt is not None:
+                outcomes.append(_unknown(item, f"listed with success true, but {doubt}"))
             elif flag:
                 outcomes.append(Outcome.succeeded(item, listings[0][1]))
             else:
@@ -102,6 +126,24 @@ def interpret_cancel(items: Sequence[PointItem], balance: XoxodayCancelBalance) 
 
 
 _NOTHING = object()
+
+
+def _request_doubt(balance: XoxodayCancelBalance, unattributed: str | None) -> str | None:
+    """What in the answer casts doubt on every success of the request (``None``: nothing).
+
+    The top-level ``errors`` (anything but absent, ``null`` or ``[]``), an overall ``error`` that is
+    not ``false`` (or absent), or a recipient entry that names no id.
+    """
+    errors = balance.answer_errors
+    if errors is not None and errors != []:
+        return f"the answer carries errors {show(errors)} beside data"
+    error = balance.error
+    if error is True:
+        said = f" ({balance.message})" if balance.message else ""
+        return f"data.cancelBalance.error is true{said}: the cancellation failed"
+    if error is not None and error is not False:
+        return f"data.cancelBalance.error is {show(error)}, not a JSON boolean"
+    return unattributed
 
 
 def _unknown(item: PointItem, why: str) -> Outcome:
@@ -121,3 +163,4 @@ def _looks_like(value: object) -> int | None:
 
 
 _ASCII_ID = re.compile(r"[0-9]{1,19}")
+_ASCII_DIGITS = re.compile(r"[0-9]+")

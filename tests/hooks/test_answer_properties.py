@@ -15,6 +15,7 @@ The oracles read the JSON the vendor sent, not our models, so a lax model cannot
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hypothesis import given, settings
@@ -69,9 +70,13 @@ def well_formed_revoke(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str,
         elif fate == "failed":
             errors.append({"code": 729, "message": "Earn already redeemed", "promotionId": p, "earnIds": [e]})
     entries = [{"promotionId": p, "revokedEarnIds": e, "status": "SUCCESS"} for p, e in revoked.items()]
-    # answers about promotions we did not ask for (another request's) must change nothing
+    # answers about promotions we did not ask for (another request's) must change nothing, as long as
+    # they revoke our earns or refuse only others (earn ids are the vendor's own: refusing one of ours
+    # under another promotion is evidence against it)
     entries.append({"promotionId": "p-other", "revokedEarnIds": EARNS, "status": "SUCCESS"})
-    errors.append({"code": 731, "message": "Invalid earn id", "promotionId": "p-other", "earnIds": EARNS})
+    entries.append({"promotionId": "p-other", "revokedEarnIds": ["e-other"], "status": "FAILED"})
+    errors.append({"code": 731, "message": "Invalid earn id", "promotionId": "p-other", "earnIds": ["e-other"]})
+    errors.append({"code": 731, "message": "Invalid promotion", "promotionId": "p-other"})
     body = {
         "data": {"customerId": CUSTOMER, "revokedDetails": draw(st.permutations(entries))},
         "errors": draw(st.permutations(errors)),
@@ -83,7 +88,15 @@ def well_formed_revoke(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str,
 @given(well_formed_revoke())
 def test_capillary_well_formed_answers_are_read_exactly(case) -> None:
     details, body, truth = case
-    expected = [(p, e, "unknown" if truth[p, e] == "absent" else truth[p, e]) for p, es in details.items() for e in es]
+
+    def expected_of(p: str, e: str) -> str:
+        if truth[p, e] == "absent":
+            return "unknown"
+        if truth[p, e] == "revoked" and any(f == "failed" and q != p and x == e for (q, x), f in truth.items()):
+            return "unknown"  # the same earn id refused under another promotion of the request
+        return truth[p, e]
+
+    expected = [(p, e, expected_of(p, e)) for p, es in details.items() for e in es]
     assert [(p, e, s) for p, e, s, _ in run_revoke(details, body)] == expected
 
 
@@ -95,7 +108,21 @@ scalars = st.one_of(
 )
 ids_or_junk = st.one_of(st.sampled_from(PROMOS + EARNS + ["p-other", "e-other", "SUCCESS"]), scalars)
 statuses = st.one_of(
-    st.sampled_from(["SUCCESS", "success", "PARTIAL_SUCCESS", "FAILED", "PARTIAL", "", MISSING]), st.none(), scalars
+    st.sampled_from(
+        [
+            "SUCCESS",
+            "success",
+            "PARTIAL_SUCCESS",
+            "FAILED",
+            "PARTIAL",
+            "",
+            "\u017fuccess",
+            "partial_\u017fuccess",
+            MISSING,
+        ]
+    ),
+    st.none(),
+    scalars,
 )
 id_lists = st.one_of(st.lists(ids_or_junk, max_size=4), st.just(MISSING), scalars)
 details_entries = st.builds(
@@ -138,25 +165,27 @@ def confirmed_revoked(body: dict[str, Any], promo: str, earn: str) -> bool:
         return isinstance(earns, list) and earn in earns
 
     def is_success(entry: dict[str, Any]) -> bool:
-        return isinstance(entry.get("status"), str) and entry["status"].upper() in ("SUCCESS", "PARTIAL_SUCCESS")
+        status = entry.get("status")  # any ASCII case: "ſuccess".upper() is "SUCCESS"
+        return isinstance(status, str) and status.isascii() and status.upper() in ("SUCCESS", "PARTIAL_SUCCESS")
 
     claims = [d for d in entries if d.get("promotionId") == promo and lists_earn(d) and is_success(d)]
     if not claims:
         return False
     for d in entries:
         promotion = d.get("promotionId")
-        about_us = promotion == promo or not isinstance(promotion, str) or promotion == ""
-        if about_us and lists_earn(d) and not is_success(d):
-            return False  # listed with another status
+        if lists_earn(d) and not is_success(d):
+            return False  # listed with another status, under any promotion (earn ids are the vendor's own)
         if promotion == promo and "revokedEarnIds" in d and not isinstance(d["revokedEarnIds"], list | None):
             return False  # an entry for our promotion that cannot be read
     for error in body["errors"]:
         if not isinstance(error, dict):
             return False  # an entry naming nothing we can read: the whole request is in doubt
         promotion = error.get("promotionId")
-        if isinstance(promotion, str) and promotion.strip() and promotion != promo:
-            continue  # about another promotion
         earns = error.get("earnIds")
+        if isinstance(promotion, str) and promotion.strip() and promotion != promo:
+            if isinstance(earns, list) and earn in earns:
+                return False  # names this earn under another promotion
+            continue  # about another promotion's earns
         readable = isinstance(earns, list) and all(isinstance(e, str) for e in earns)
         if readable and earns and earn not in earns:
             continue  # names other earns only
@@ -188,6 +217,7 @@ def corrupted_revoke(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, A
                     "error_mistyped",
                     "error_not_object",
                     "top_level_code",
+                    "elsewhere",
                 ]
             )
         )
@@ -239,6 +269,13 @@ def corrupted_revoke(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, A
             )
         elif kind == "error_not_object":
             errors.append(draw(st.sampled_from([f"{earn}: redeemed (729)", 729, None, [earn], True])))
+        elif kind == "elsewhere":  # evidence against the earn filed under another promotion
+            other = draw(st.sampled_from(["p-other", *(p for p in details if p != promo)]))
+            if draw(st.booleans()):
+                errors.append(obj(code=729, message="redeemed", promotionId=other, earnIds=[earn]))
+            else:
+                status = draw(st.sampled_from(["FAILED", None, MISSING, "\u017fuccess", "SUCCESS"]))
+                entries.append(obj(promotionId=other, revokedEarnIds=[earn], status=status))
         elif kind == "top_level_code":
             data.update(
                 draw(st.sampled_from([{"code": 500, "message": "Revoke failed"}, {"code": 500}, {"message": "x"}]))
@@ -292,8 +329,14 @@ def well_formed_cancel(draw: st.DrawFn) -> tuple[list[int], dict[str, Any], dict
             recipients += [{"unique_id": uid, "success": fate, "message": "m"}] * copies
     foreign = draw(st.lists(st.integers(100, 105), max_size=2))  # ids of no request of ours
     recipients += [{"unique_id": uid, "success": True, "message": "m"} for uid in foreign]
-    error = not all(truth.values())
-    body = {"data": {"cancelBalance": {"error": error, "recipients": draw(st.permutations(recipients))}}}
+    # a refusal sets the overall error flag; it may be set anyway (an id not mentioned)
+    error = False in truth.values() or draw(st.booleans())
+    body: dict[str, Any] = {
+        "data": {"cancelBalance": {"error": error, "recipients": draw(st.permutations(recipients))}}
+    }
+    errors = draw(st.sampled_from([MISSING, None, []]))  # no top-level errors
+    if errors is not MISSING:
+        body["errors"] = errors
     return ids, body, truth
 
 
@@ -301,7 +344,9 @@ def well_formed_cancel(draw: st.DrawFn) -> tuple[list[int], dict[str, Any], dict
 @given(well_formed_cancel())
 def test_xoxoday_well_formed_answers_are_read_exactly(case) -> None:
     ids, body, truth = case
-    assert run_cancel(ids, body) == [(uid, truth[uid]) for uid in ids]
+    error = body["data"]["cancelBalance"]["error"]
+    # error true says the operation failed: no success stands beside it; refusals do
+    assert run_cancel(ids, body) == [(uid, None if error and truth[uid] else truth[uid]) for uid in ids]
 
 
 recipients_ = st.builds(
@@ -310,11 +355,28 @@ recipients_ = st.builds(
     success=st.one_of(st.sampled_from([True, False, MISSING, "true", "false", 1, 0]), st.none()),
     message=st.sampled_from(["ok", "", MISSING]),
 )
+top_level_errors = st.sampled_from([MISSING, None, [], [{"message": "failed"}], ["x"], "boom", {}])
 cancel_answers = st.builds(
-    lambda error, recipients: {"data": {"cancelBalance": {"error": error, "recipients": recipients}}},
-    error=st.one_of(st.booleans(), st.none(), st.just("true")),
+    lambda error, recipients, errors: obj(
+        data={"cancelBalance": obj(error=error, recipients=recipients)},
+        errors=errors,
+    ),
+    error=st.one_of(st.booleans(), st.none(), st.just(MISSING), st.sampled_from(["true", "false", 0, 1])),
     recipients=st.lists(st.one_of(recipients_, scalars), max_size=8),
+    errors=top_level_errors,
 )
+
+
+def names_an_id(entry: Any) -> bool:
+    """Whether a recipient entry can be attributed to an id: an object naming a JSON integer, or one mistyped."""
+    if not isinstance(entry, dict):
+        return False
+    named = entry.get("unique_id")
+    return (
+        type(named) in (int, bool)
+        or (type(named) is float and named.is_integer())
+        or (isinstance(named, str) and re.fullmatch("[0-9]+", named.strip()) is not None)
+    )
 
 
 def oracle_cancel(body: dict[str, Any], uid: int) -> bool | None:
@@ -323,10 +385,18 @@ def oracle_cancel(body: dict[str, Any], uid: int) -> bool | None:
     Listings naming ``uid`` mistyped (``"5"``, ``" 5 "``, ``5.0``, ``true`` for 1) are no outcome, but
     they must agree too.
     """
-    recipients = [r for r in body["data"]["cancelBalance"]["recipients"] if isinstance(r, dict)]
+    balance = body["data"]["cancelBalance"]
+    recipients = [r for r in balance["recipients"] if isinstance(r, dict)]
     flags = [r.get("success", MISSING) for r in recipients if type(r.get("unique_id")) is int and r["unique_id"] == uid]
     if not (flags and all(type(f) is bool for f in flags) and len(set(flags)) == 1):
         return None
+    if flags[0] and (
+        body.get("errors") not in (MISSING, None, [])  # top-level errors beside data
+        or balance.get("error", None) not in (False, None)
+        or (balance.get("error", None) == 0 and balance.get("error") is not False)  # 0 == False: not a boolean
+        or not all(names_an_id(r) for r in balance["recipients"])  # an entry that could be about any id
+    ):
+        return None  # the answer as a whole contradicts or clouds the success
     for r in recipients:
         named = r.get("unique_id")
         resembles = (
@@ -346,7 +416,11 @@ def corrupted_cancel(draw: st.DrawFn) -> tuple[list[int], dict[str, Any]]:
     recipients: list[Any] = body["data"]["cancelBalance"]["recipients"]
     for _ in range(draw(st.integers(1, 3))):
         uid = draw(st.sampled_from(ids))
-        kind = draw(st.sampled_from(["contradict", "mistype_id", "mistype_flag", "alter", "junk"]))
+        kind = draw(
+            st.sampled_from(
+                ["contradict", "mistype_id", "mistype_flag", "alter", "junk", "unattributable", "error", "errors"]
+            )
+        )
         if kind == "contradict":
             recipients.append({"unique_id": uid, "success": draw(st.booleans())})
         elif kind == "mistype_id":
@@ -355,6 +429,16 @@ def corrupted_cancel(draw: st.DrawFn) -> tuple[list[int], dict[str, Any]]:
             recipients.append(obj(unique_id=value, success=flag))
         elif kind == "mistype_flag":
             recipients.append(obj(unique_id=uid, success=draw(st.sampled_from(["true", 1, None, MISSING, "false"]))))
+        elif kind == "unattributable":  # an entry naming no id at all
+            recipients.append(
+                draw(st.sampled_from([None, "junk", 7, {"unique_id": None, "success": False}, {"unique_id": "5.0"}]))
+            )
+        elif kind == "error":
+            body["data"]["cancelBalance"]["error"] = draw(st.sampled_from([True, "true", "false", 1, 0, None]))
+        elif kind == "errors":
+            body["errors"] = draw(top_level_errors)
+            if body["errors"] is MISSING:
+                del body["errors"]
         elif kind == "alter" and recipients:
             index = draw(st.integers(0, len(recipients) - 1))
             recipients[index] = draw(recipients_)

@@ -18,6 +18,7 @@ from airflow_provider_loyalty.models import (
     CancelPointsResponse,
     RevokeEarnResponse,
 )
+from airflow_provider_loyalty.outcomes import FailureKind
 from tests.conftest import CAPILLARY_URL, XOXODAY_URL, FakeClock
 from tests.hooks.conftest import success, verdict
 
@@ -159,7 +160,7 @@ CAPILLARY_CASES = [
     ),
     (
         {P1: [E1]},
-        answer(5, ok(P1, E1), errors=[{"code": 729, "message": "redeemed", "promotionId": P9, "earnIds": [E1]}]),
+        answer(5, ok(P1, E1), errors=[{"code": 729, "message": "redeemed", "promotionId": P9, "earnIds": [E2]}]),
         [(P1, E1, "revoked", "SUCCESS")],
     ),
     # errors[] entries we cannot attribute precisely: every earn they could concern is unknown
@@ -272,7 +273,7 @@ CAPILLARY_IDS = [
     "earn_id_as_number_is_not_ours",
     "earn_revoked_under_another_promotion_only",
     "error_with_non_string_promotion_casts_doubt",
-    "error_about_another_promotion_is_ignored",
+    "error_about_other_earns_of_another_promotion_is_ignored",
     "error_names_earn_as_number",
     "error_names_earn_as_number_only_its_promotion_in_doubt",
     "error_earn_ids_nested_list",
@@ -298,6 +299,124 @@ def test_capillary_findings(details, body, expected) -> None:
     assert [(p, e, s) for p, e, s, _ in got] == [(p, e, s) for p, e, s, _ in expected]
     for (_, _, _, message), (_, _, _, fragment) in zip(got, expected, strict=True):
         assert fragment in message
+
+
+#: an outcome by status, failure kind and code: revoked/cancelled, refused for good, or unknown (in doubt)
+DONE = (True, None, None)
+UNKNOWN = (False, FailureKind.TRANSIENT, "unknown")
+
+
+def refused(code: str) -> tuple[bool, FailureKind, str]:
+    return (False, FailureKind.PERMANENT, code)
+
+
+CAPILLARY_DOUBT_CASES = [
+    # (request details, answer, expected [(promotion, earn, (ok, kind, code), message fragment)])
+    (
+        {P1: [E1]},
+        answer(
+            5,
+            ok(P1, E1),
+            errors=[{"code": 729, "message": "Earn already redeemed", "promotionId": P2, "earnIds": [E1]}],
+        ),
+        [(P1, E1, UNKNOWN, "an errors[] entry (code 729: Earn already redeemed) names it under promotionId promo-2")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), ok(P2, E1, status="FAILED")),
+        [(P1, E1, UNKNOWN, 'revokedDetails entry (promotion promo-2) lists it with status "FAILED" (string)')],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), ok(P2, E1, status=None)),
+        [(P1, E1, UNKNOWN, "revokedDetails entry (promotion promo-2) lists it with no status")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, errors=[{"code": 729, "message": "Earn already redeemed", "promotionId": P2, "earnIds": [E1]}]),
+        [(P1, E1, UNKNOWN, "names it under promotionId promo-2")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[{"code": 729, "message": "x", "promotionId": P2, "earnIds": [E1, None]}]),
+        [(P1, E1, UNKNOWN, "names it under promotionId promo-2")],
+    ),
+    (
+        {P1: [E1], P2: [E2]},
+        answer(5, ok(P1, E1), ok(P2, E2), errors=[{"code": 729, "message": "x", "promotionId": P2, "earnIds": [E1]}]),
+        [(P1, E1, UNKNOWN, "names it under promotionId promo-2"), (P2, E2, DONE, "SUCCESS")],
+    ),
+    (
+        {P1: [E1], P2: [E1]},
+        answer(5, ok(P1, E1), ok(P2, E1), errors=[{"code": 729, "message": "x", "promotionId": P1, "earnIds": [E1]}]),
+        [
+            (P1, E1, UNKNOWN, "listed as revoked and in errors[] (code 729: x)"),
+            (P2, E1, UNKNOWN, "names it under promotionId promo-1"),
+        ],
+    ),
+    (
+        {P1: [E1], P2: [E2]},
+        answer(5, ok(P1, E1), ok(P2, E2), ok(P2, E1, status="FAILED")),
+        [(P1, E1, UNKNOWN, "(promotion promo-2) lists it with status"), (P2, E2, DONE, "SUCCESS")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), ok(P9, E1)),
+        [(P1, E1, DONE, "SUCCESS")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), ok(P9, E2, status="FAILED")),
+        [(P1, E1, DONE, "SUCCESS")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1), errors=[{"code": 731, "message": "Invalid promotion", "promotionId": P9}]),
+        [(P1, E1, DONE, "SUCCESS")],
+    ),
+    # statuses compared in ASCII only: "ſ" (long s) upper-cases to "S"
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1, status="\u017fuccess")),
+        [(P1, E1, UNKNOWN, 'lists it with status "\\u017fuccess" (string)')],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1, status="partial_\u017fucce\u017f\u017f")),
+        [(P1, E1, UNKNOWN, "lists it with status")],
+    ),
+    (
+        {P1: [E1]},
+        answer(5, ok(P1, E1, status="Partial_Success")),
+        [(P1, E1, DONE, "Partial_Success")],
+    ),
+]
+CAPILLARY_DOUBT_IDS = [
+    "error_names_earn_under_unrequested_promotion",
+    "failed_detail_lists_earn_under_unrequested_promotion",
+    "statusless_detail_lists_earn_under_unrequested_promotion",
+    "error_under_unrequested_promotion_is_no_refusal_of_ours",
+    "error_under_unrequested_promotion_partly_unreadable_earn_ids",
+    "error_names_earn_under_another_requested_promotion",
+    "error_for_same_earn_under_one_of_two_requested_promotions",
+    "failed_detail_lists_earn_under_another_requested_promotion",
+    "success_under_unrequested_promotion_is_no_evidence_against",
+    "failed_detail_of_unrequested_promotion_for_other_earns_ignored",
+    "error_about_unrequested_promotion_naming_no_earn_ignored",
+    "status_long_s_success_is_not_success",
+    "status_long_s_partial_success_is_not_success",
+    "status_mixed_ascii_case_is_success",
+]
+
+
+@pytest.mark.parametrize(("details", "body", "expected"), CAPILLARY_DOUBT_CASES, ids=CAPILLARY_DOUBT_IDS)
+def test_capillary_evidence_against_an_earn(details, body, expected) -> None:
+    items = [EarnItem(5, p, e) for p, earns in details.items() for e in earns]
+    outcomes = interpret_revoke(items, RevokeEarnResponse.model_validate(body)).outcomes
+    got = [(o.item.promotion_id, o.item.earn_id, (o.ok, o.kind, o.code)) for o in outcomes]
+    assert got == [(p, e, status) for p, e, status, _ in expected]
+    for outcome, (_, _, _, fragment) in zip(outcomes, expected, strict=True):
+        assert fragment in outcome.message
 
 
 # -------------------------------------------------------------------------------------------- Xoxoday
@@ -329,9 +448,9 @@ XOXODAY_CASES = [
     ([5], [{"unique_id": 5}], False, [(5, None, "no success flag")]),
     ([5], [r(5, True), {"unique_id": 5, "message": "?"}], False, [(5, None, "no success flag")]),
     ([5], [r(6, True), r(7, False)], False, [(5, None, "not mentioned")]),
-    ([5, 6], [r(5, True), r(6, False)], True, [(5, True, "m"), (6, False, "m")]),
-    ([5], ["junk", None, 5, r(5, True)], False, [(5, True, "m")]),
-    ([5], [r(5, True)], "yes", [(5, True, "m")]),
+    ([5, 6], [r(5, True), r(6, False)], True, [(5, None, "data.cancelBalance.error is true"), (6, False, "m")]),
+    ([5], ["junk", None, 5, r(5, True)], False, [(5, None, 'recipients[] holds "junk" (string), not an object')]),
+    ([5], [r(5, True)], "yes", [(5, None, 'data.cancelBalance.error is "yes" (string), not a JSON boolean')]),
     (
         [5],
         [r(5, True, "ok"), r("5", False, "not found")],
@@ -361,9 +480,9 @@ XOXODAY_IDS = [
     "success_missing",
     "success_then_listing_without_flag",
     "only_ids_we_did_not_request",
-    "top_level_error_true_per_recipient_outcome_stands",
-    "non_object_recipients_ignored",
-    "top_level_error_not_boolean_ignored",
+    "top_level_error_true_voids_successes_refusals_stand",
+    "non_object_recipients_void_successes",
+    "top_level_error_not_boolean_voids_successes",
     "string_id_refusal_contradicts_integer_success",
     "string_id_refusal_listed_first",
     "float_id_refusal_contradicts_integer_success",
@@ -390,6 +509,113 @@ def test_xoxoday_top_level_error_is_reported_only_when_boolean() -> None:
     assert interpret_cancel([PointItem(5)], balance).error is None
 
 
+def balance_answer(recipients: list[Any], error: Any = False, message: Any = "done", **top: Any) -> dict[str, Any]:
+    """A cancel answer; ``top`` adds top-level fields beside ``data`` (``errors``)."""
+    return {"data": {"cancelBalance": {"error": error, "message": message, "recipients": recipients}}, **top}
+
+
+XOXODAY_DOUBT_CASES = [
+    # (requested ids, answer, expected [(id, (ok, kind, code), message fragment)])
+    (
+        [5],
+        balance_answer([r(5, True, "Points cancelled successfully")], error=True, message="Cancellation failed"),
+        [(5, UNKNOWN, "but data.cancelBalance.error is true (Cancellation failed): the cancellation failed")],
+    ),
+    (
+        [5, 6],
+        balance_answer([r(5, True), r(6, False, "not found")], error=True),
+        [(5, UNKNOWN, "data.cancelBalance.error is true"), (6, refused("refused"), "not found")],
+    ),
+    ([5], balance_answer([r(5, True)], error="false"), [(5, UNKNOWN, 'error is "false" (string), not a JSON boolean')]),
+    ([5], balance_answer([r(5, True)], error=0), [(5, UNKNOWN, "data.cancelBalance.error is 0, not a JSON boolean")]),
+    ([5], balance_answer([r(5, True, "ok")], error=None), [(5, DONE, "ok")]),
+    ([5], {"data": {"cancelBalance": {"recipients": [r(5, True, "ok")]}}}, [(5, DONE, "ok")]),
+    (
+        [5],
+        balance_answer([r(5, True)], errors=[{"message": "cancelBalance failed: transaction locked"}]),
+        [(5, UNKNOWN, 'the answer carries errors [{"message": "cancelBalance failed: transaction locked"}]')],
+    ),
+    (
+        [5, 6],
+        balance_answer([r(5, True), r(6, False, "not found")], errors=[{"message": "partial"}]),
+        [(5, UNKNOWN, "the answer carries errors"), (6, refused("refused"), "not found")],
+    ),
+    ([5], balance_answer([r(5, True)], errors="boom"), [(5, UNKNOWN, 'carries errors "boom" (string) beside data')]),
+    ([5], balance_answer([r(5, True, "ok")], errors=[]), [(5, DONE, "ok")]),
+    ([5], balance_answer([r(5, True, "ok")], errors=None), [(5, DONE, "ok")]),
+    (
+        [5],
+        balance_answer([r(5, True), r(None, False, "Transaction 5 not found")], error=False),
+        [(5, UNKNOWN, "recipients[] holds an entry with unique_id null or missing, which names no id")],
+    ),
+    (
+        [5],
+        balance_answer([r(5, True), {"success": False}]),
+        [(5, UNKNOWN, "unique_id null or missing")],
+    ),
+    (
+        [5],
+        balance_answer([r(5, True), r("5.0", False)]),
+        [(5, UNKNOWN, 'recipients[] holds an entry with unique_id "5.0" (string), which names no id')],
+    ),
+    ([5], balance_answer([r(5, True), r(5.5, False)]), [(5, UNKNOWN, "unique_id 5.5 (number), which names no id")]),
+    ([5], balance_answer([r(5, True), r([5], False)]), [(5, UNKNOWN, "unique_id [5] (array)")]),
+    (
+        [5],
+        balance_answer([r(5, True), "unique_id 5: cancellation failed", None]),
+        [(5, UNKNOWN, 'recipients[] holds "unique_id 5: cancellation failed" (string), not an object naming an id')],
+    ),
+    ([5], balance_answer([None, r(5, True)]), [(5, UNKNOWN, "recipients[] holds null, not an object")]),
+    (
+        [5, 6],
+        balance_answer([r(5, False, "not found"), r(6, True), r("x", True)]),
+        [(5, refused("refused"), "not found"), (6, UNKNOWN, 'unique_id "x" (string)')],
+    ),
+    (
+        [5],
+        balance_answer([r("", False)]),
+        [(5, UNKNOWN, 'not mentioned in the vendor\'s answer, but recipients[] holds an entry with unique_id ""')],
+    ),
+    ([5], balance_answer([r(5, True, "ok"), r(100, False)]), [(5, DONE, "ok")]),
+    ([5], balance_answer([r(5, True, "ok"), r("1" * 5000, False)]), [(5, DONE, "ok")]),
+    ([5], balance_answer([r(5, True), r("\u00b2", False)]), [(5, UNKNOWN, 'unique_id "\\u00b2" (string)')]),
+]
+XOXODAY_DOUBT_IDS = [
+    "overall_error_true_voids_success",
+    "overall_error_true_refusal_stands",
+    "overall_error_string",
+    "overall_error_number",
+    "overall_error_null_success_stands",
+    "overall_error_missing_success_stands",
+    "top_level_errors_void_success",
+    "top_level_errors_refusal_stands",
+    "top_level_errors_not_a_list",
+    "top_level_errors_empty_success_stands",
+    "top_level_errors_null_success_stands",
+    "recipient_unique_id_null",
+    "recipient_unique_id_missing",
+    "recipient_unique_id_decimal_string",
+    "recipient_unique_id_fraction",
+    "recipient_unique_id_array",
+    "recipient_entry_string",
+    "recipient_entry_null",
+    "unattributable_recipient_refusal_stands",
+    "unattributable_recipient_named_for_unmentioned_id",
+    "integer_id_we_did_not_request_ignored",
+    "long_digit_string_id_is_another_transaction",
+    "superscript_digit_id_names_no_id",
+]
+
+
+@pytest.mark.parametrize(("ids", "body", "expected"), XOXODAY_DOUBT_CASES, ids=XOXODAY_DOUBT_IDS)
+def test_xoxoday_answer_wide_doubt(ids, body, expected) -> None:
+    balance = CancelPointsResponse.model_validate(body).data.cancelBalance  # type: ignore[union-attr]
+    outcomes = interpret_cancel([PointItem(i) for i in ids], balance).outcomes
+    assert [(o.item.unique_id, (o.ok, o.kind, o.code)) for o in outcomes] == [(i, st) for i, st, _ in expected]
+    for outcome, (_, _, fragment) in zip(outcomes, expected, strict=True):
+        assert fragment in outcome.message
+
+
 # ------------------------------------------------------------------------------------ through the hooks
 def test_capillary_hook_does_not_take_another_customers_answer(requests_mock, capillary_conn) -> None:
     requests_mock.post(f"{CAPILLARY_URL}/api_gateway/v1/promotions/revokeEarn", json=answer(7, ok(P1, E1)))
@@ -409,4 +635,14 @@ def test_xoxoday_hook_does_not_read_true_as_id_1(requests_mock, xoxoday_conn) ->
         {"unique_id": 2},
     ]
     assert [success(o) for o in result.outcomes] == [None, None]
+    assert result.succeeded == []
+
+
+def test_xoxoday_hook_reads_top_level_errors(requests_mock, xoxoday_conn) -> None:
+    requests_mock.post(
+        f"{XOXODAY_URL}/chef/v1/oauth/api",
+        json=balance_answer([r(5, True)], errors=[{"message": "cancelBalance failed: transaction locked"}]),
+    )
+    result = XoxodayHook(token_store=MemoryTokenStore(), clock=FakeClock()).cancel_points([5])
+    assert [(o.ok, o.kind, o.code) for o in result.outcomes] == [UNKNOWN]
     assert result.succeeded == []
