@@ -38,13 +38,13 @@ def interpret_cancel(items: Sequence[PointItem], balance: XoxodayCancelBalance) 
       outcome: the id is unknown.
 
     * a success stands only when nothing in the answer contradicts the request as a whole: the
-      overall ``error`` flag must be ``false`` (or absent: ``true`` says the operation failed, and
-      a value that is not a JSON boolean is unclear), the answer must carry no top-level ``errors``
-      beside ``data``, and every recipient entry must be attributable: a JSON object whose
-      ``unique_id`` is a JSON integer or resembles one (``"5"``, ``5.0``, any ASCII digit string).
-      An entry that is not an object, or names ``null``, ``"5.0"``, ``"²"``, ``5.5``... could be
-      about any id: every would-be
-      success of the request is unknown. Refusals stand (the vendor said so for exactly that id).
+      overall ``error`` flag may be ``true`` only beside a refused recipient (it does not say which
+      ids failed; ``true`` with every entry claiming success says the operation failed, and a value
+      that is not a JSON boolean is unclear), the answer must carry no top-level ``errors`` beside
+      ``data``, and no recipient entry that cannot be attributed to an id (not an object, or naming
+      ``null``, ``"5.0"``, ``"²"``, ``5.5``...) may say anything but success: such an entry could be
+      about any of ours, so every would-be success of the request is unknown. Refusals stand (the
+      vendor said so for exactly that id).
 
     A cancelled id succeeds; a refused one fails for good (:attr:`FailureKind.PERMANENT`, code
     ``refused``); any other is ``unknown`` (:attr:`FailureKind.TRANSIENT`) with a message naming
@@ -73,7 +73,7 @@ def interpret_cancel(items: Sequence[PointItem], balance: XoxodayCancelBalance) 
                 mistyped.setdefault(as_int, []).append((uid, recipient.success))
         elif isinstance(uid, str) and _ASCII_DIGITS.fullmatch(uid.strip()):
             pass  # a digit string too long for any id of ours: another transaction's, mistyped
-        elif unattributed is None:
+        elif unattributed is None and recipient.success is not True:  # a stray success contradicts nothing
             named = "unique_id null or missing" if uid is None else f"unique_id {show(uid)}"
             unattributed = f"recipients[] holds an entry with {named}, which names no id"
     doubt = _request_doubt(balance, unattributed)
@@ -131,17 +131,21 @@ _NOTHING = object()
 def _request_doubt(balance: XoxodayCancelBalance, unattributed: str | None) -> str | None:
     """What in the answer casts doubt on every success of the request (``None``: nothing).
 
-    The top-level ``errors`` (anything but absent, ``null`` or ``[]``), an overall ``error`` that is
-    not ``false`` (or absent), or a recipient entry that names no id.
+    The top-level ``errors`` (anything but absent, ``null`` or ``[]``), an overall ``error`` true
+    while no recipient is refused (or not a JSON boolean), or a recipient entry that names no id.
     """
     errors = balance.answer_errors
     if errors is not None and errors != []:
         return f"the answer carries errors {show(errors)} beside data"
     error = balance.error
-    if error is True:
+    # ``error`` does not say which ids failed (DESIGN): true beside a refused recipient is the usual
+    # partial answer, and each recipient's own flag decides. True with no refusal anywhere says the
+    # operation failed while every entry claims success: a contradiction.
+    refused_any = any(r.is_object and r.success is False for r in balance.recipients)
+    if error is True and not refused_any:
         said = f" ({balance.message})" if balance.message else ""
-        return f"data.cancelBalance.error is true{said}: the cancellation failed"
-    if error is not None and error is not False:
+        return f"data.cancelBalance.error is true{said} although no recipient is refused: the cancellation failed"
+    if error is not None and type(error) is not bool:
         return f"data.cancelBalance.error is {show(error)}, not a JSON boolean"
     return unattributed
 

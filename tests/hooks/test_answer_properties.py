@@ -345,8 +345,10 @@ def well_formed_cancel(draw: st.DrawFn) -> tuple[list[int], dict[str, Any], dict
 def test_xoxoday_well_formed_answers_are_read_exactly(case) -> None:
     ids, body, truth = case
     error = body["data"]["cancelBalance"]["error"]
-    # error true says the operation failed: no success stands beside it; refusals do
-    assert run_cancel(ids, body) == [(uid, None if error and truth[uid] else truth[uid]) for uid in ids]
+    # error true beside a refusal is a partial answer; with none, it says the operation failed: no
+    # success stands beside it
+    failed = error and False not in truth.values()
+    assert run_cancel(ids, body) == [(uid, None if failed and truth[uid] else truth[uid]) for uid in ids]
 
 
 recipients_ = st.builds(
@@ -390,11 +392,14 @@ def oracle_cancel(body: dict[str, Any], uid: int) -> bool | None:
     flags = [r.get("success", MISSING) for r in recipients if type(r.get("unique_id")) is int and r["unique_id"] == uid]
     if not (flags and all(type(f) is bool for f in flags) and len(set(flags)) == 1):
         return None
+    error = balance.get("error", None)
+    refused_any = any(r.get("success", MISSING) is False for r in recipients)
     if flags[0] and (
         body.get("errors") not in (MISSING, None, [])  # top-level errors beside data
-        or balance.get("error", None) not in (False, None)
-        or (balance.get("error", None) == 0 and balance.get("error") is not False)  # 0 == False: not a boolean
-        or not all(names_an_id(r) for r in balance["recipients"])  # an entry that could be about any id
+        or (error is not None and type(error) is not bool)  # 0, "false": not a boolean
+        or (error is True and not refused_any)  # "failed", yet nothing refused
+        # an entry that could be about any id, saying anything but success
+        or not all(names_an_id(r) or (isinstance(r, dict) and r.get("success") is True) for r in balance["recipients"])
     ):
         return None  # the answer as a whole contradicts or clouds the success
     for r in recipients:

@@ -448,7 +448,7 @@ XOXODAY_CASES = [
     ([5], [{"unique_id": 5}], False, [(5, None, "no success flag")]),
     ([5], [r(5, True), {"unique_id": 5, "message": "?"}], False, [(5, None, "no success flag")]),
     ([5], [r(6, True), r(7, False)], False, [(5, None, "not mentioned")]),
-    ([5, 6], [r(5, True), r(6, False)], True, [(5, None, "data.cancelBalance.error is true"), (6, False, "m")]),
+    ([5, 6], [r(5, True), r(6, False)], True, [(5, True, "m"), (6, False, "m")]),  # error true: a partial answer
     ([5], ["junk", None, 5, r(5, True)], False, [(5, None, 'recipients[] holds "junk" (string), not an object')]),
     ([5], [r(5, True)], "yes", [(5, None, 'data.cancelBalance.error is "yes" (string), not a JSON boolean')]),
     (
@@ -480,7 +480,7 @@ XOXODAY_IDS = [
     "success_missing",
     "success_then_listing_without_flag",
     "only_ids_we_did_not_request",
-    "top_level_error_true_voids_successes_refusals_stand",
+    "error_true_beside_a_refusal_is_a_partial_answer",
     "non_object_recipients_void_successes",
     "top_level_error_not_boolean_voids_successes",
     "string_id_refusal_contradicts_integer_success",
@@ -519,12 +519,12 @@ XOXODAY_DOUBT_CASES = [
     (
         [5],
         balance_answer([r(5, True, "Points cancelled successfully")], error=True, message="Cancellation failed"),
-        [(5, UNKNOWN, "but data.cancelBalance.error is true (Cancellation failed): the cancellation failed")],
+        [(5, UNKNOWN, "data.cancelBalance.error is true (Cancellation failed) although no recipient is refused")],
     ),
     (
         [5, 6],
         balance_answer([r(5, True), r(6, False, "not found")], error=True),
-        [(5, UNKNOWN, "data.cancelBalance.error is true"), (6, refused("refused"), "not found")],
+        [(5, DONE, "m"), (6, refused("refused"), "not found")],  # error true beside a refusal: a partial answer
     ),
     ([5], balance_answer([r(5, True)], error="false"), [(5, UNKNOWN, 'error is "false" (string), not a JSON boolean')]),
     ([5], balance_answer([r(5, True)], error=0), [(5, UNKNOWN, "data.cancelBalance.error is 0, not a JSON boolean")]),
@@ -568,7 +568,7 @@ XOXODAY_DOUBT_CASES = [
     ([5], balance_answer([None, r(5, True)]), [(5, UNKNOWN, "recipients[] holds null, not an object")]),
     (
         [5, 6],
-        balance_answer([r(5, False, "not found"), r(6, True), r("x", True)]),
+        balance_answer([r(5, False, "not found"), r(6, True), r("x", False)]),
         [(5, refused("refused"), "not found"), (6, UNKNOWN, 'unique_id "x" (string)')],
     ),
     (
@@ -579,10 +579,11 @@ XOXODAY_DOUBT_CASES = [
     ([5], balance_answer([r(5, True, "ok"), r(100, False)]), [(5, DONE, "ok")]),
     ([5], balance_answer([r(5, True, "ok"), r("1" * 5000, False)]), [(5, DONE, "ok")]),
     ([5], balance_answer([r(5, True), r("\u00b2", False)]), [(5, UNKNOWN, 'unique_id "\\u00b2" (string)')]),
+    ([5], balance_answer([r(5, True, "ok"), r("\u00b2", True)]), [(5, DONE, "ok")]),
 ]
 XOXODAY_DOUBT_IDS = [
     "overall_error_true_voids_success",
-    "overall_error_true_refusal_stands",
+    "overall_error_true_beside_a_refusal_both_stand",
     "overall_error_string",
     "overall_error_number",
     "overall_error_null_success_stands",
@@ -604,6 +605,7 @@ XOXODAY_DOUBT_IDS = [
     "integer_id_we_did_not_request_ignored",
     "long_digit_string_id_is_another_transaction",
     "superscript_digit_id_names_no_id",
+    "unattributable_success_entry_contradicts_nothing",
 ]
 
 

@@ -39,7 +39,8 @@ def echo_cancel(fail: set[int] = frozenset(), omit: set[int] = frozenset()):
             for i in ids
             if i not in omit
         ]
-        return {"data": {"cancelBalance": {"error": bool(fail), "message": "", "recipients": recipients}}}
+        refused = any(not r["success"] for r in recipients)  # the flag of this answer, not of the test
+        return {"data": {"cancelBalance": {"error": refused, "message": "", "recipients": recipients}}}
 
     return answer
 
