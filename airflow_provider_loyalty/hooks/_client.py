@@ -25,6 +25,7 @@ from airflow_provider_loyalty import _metrics as metrics
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
 from airflow_provider_loyalty.hooks._pacing import RequestPacer
 from airflow_provider_loyalty.hooks._retry import RetryDecision, RetryPolicy, ThrottleHint, may_have_been_applied
+from airflow_provider_loyalty.hooks._retry import causes as wrapped_errors
 from airflow_provider_loyalty.hooks.errors import (
     VendorConfigError,
     VendorError,
@@ -341,7 +342,7 @@ def transport_failure(error: BaseException, url: str) -> str:
     except ValueError:
         port = "?"  # type: ignore[assignment]
     where = f"{host}:{port}"
-    causes = _causes(error)
+    causes = wrapped_errors(error, context=True)
     if isinstance(error, requests.ConnectTimeout):
         return f"connect timeout to {where}"
     if isinstance(error, requests.ReadTimeout):
@@ -365,21 +366,6 @@ def transport_failure(error: BaseException, url: str) -> str:
         return f"answer from {where} cut off"
     detail = next((str(c) for c in reversed(causes) if str(c)), type(error).__name__)
     return f"{type(error).__name__} with {where}: {_shorten(detail)[:160]}"
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    """``error`` and what it wraps (urllib3's ``reason``, exceptions in ``args``, ``__cause__``), outermost first."""
-    seen: list[BaseException] = []
-    pending: list[BaseException] = [error]
-    while pending and len(seen) < 10:
-        current = pending.pop(0)
-        if any(current is s for s in seen):
-            continue
-        seen.append(current)
-        for inner in (getattr(current, "reason", None), *current.args, current.__cause__, current.__context__):
-            if isinstance(inner, BaseException):
-                pending.append(inner)
-    return seen
 
 
 def response_snippet(response: requests.Response | None) -> str:

@@ -79,18 +79,23 @@ def sent_nothing(error: BaseException) -> bool:
 
     if isinstance(error, (requests.ConnectTimeout, requests.exceptions.ProxyError, *UNSENDABLE_REQUEST_ERRORS)):
         return True
-    causes = _causes(error)
-    if any(isinstance(cause, NewConnectionError) for cause in causes):
+    wrapped = causes(error)
+    if any(isinstance(cause, NewConnectionError) for cause in wrapped):
         return True
-    if any(_raised_while_connecting(cause) for cause in causes):
+    if any(_raised_while_connecting(cause) for cause in wrapped):
         return True
     if isinstance(error, requests.exceptions.SSLError):
-        return any(_certificate_refused(cause) for cause in causes)
+        return any(_certificate_refused(cause) for cause in wrapped)
     return False
 
 
-def _causes(error: BaseException) -> list[BaseException]:
-    """``error`` and what it wraps (urllib3's ``reason``, exceptions in ``args``, ``__cause__``)."""
+def causes(error: BaseException, *, context: bool = False) -> list[BaseException]:
+    """``error`` and what it wraps (urllib3's ``reason``, exceptions in ``args``, ``__cause__``), outermost first.
+
+    ``context`` adds ``__context__`` (an exception being handled when this one was raised): useful
+    for naming what went wrong, never for deciding whether a request left — an earlier, handled
+    connect error must not make a read error look like one.
+    """
     seen: list[BaseException] = []
     pending: list[BaseException] = [error]
     while pending and len(seen) < 10:
@@ -98,7 +103,12 @@ def _causes(error: BaseException) -> list[BaseException]:
         if any(current is s for s in seen):
             continue
         seen.append(current)
-        for inner in (getattr(current, "reason", None), *current.args, current.__cause__):
+        for inner in (
+            getattr(current, "reason", None),
+            *current.args,
+            current.__cause__,
+            current.__context__ if context else None,
+        ):
             if isinstance(inner, BaseException):
                 pending.append(inner)
     return seen
