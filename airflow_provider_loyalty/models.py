@@ -105,27 +105,21 @@ def cancel_points_body(unique_ids: Iterable[int]) -> dict[str, Any]:
     }
 
 
-class XoxodayRecipientResult(BaseModel):
-    """Per-transaction outcome in a cancel answer.
+class AnswerEntry(BaseModel):
+    """An entry of a list in a vendor answer, kept even when it is not a JSON object.
 
-    ``unique_id`` and ``success`` are raw JSON: only a JSON integer is an id of ours, only a JSON
-    boolean is an outcome (see :func:`airflow_provider_loyalty.hooks.xoxoday.interpret_cancel`).
+    A bare string, number, list or ``null`` names nothing we can attribute: it is kept with no
+    fields, :attr:`is_object` false and the value in :attr:`raw`, so the answer readers treat it as
+    doubt instead of dropping it.
     """
 
-    model_config = ConfigDict(extra="ignore")
-    unique_id: Raw = None
-    success: Raw = None  # absent or null: the vendor did not say, so the outcome is unknown
-    message: Text = None
     _is_object: bool = PrivateAttr(default=True)
     _raw: Any = PrivateAttr(default=None)
 
     @model_validator(mode="wrap")
     @classmethod
-    def _any_entry(
-        cls, value: Any, handler: ModelWrapValidatorHandler[XoxodayRecipientResult]
-    ) -> XoxodayRecipientResult:
-        # an entry that is not an object names no id: kept (as doubt), not dropped
-        if isinstance(value, dict | XoxodayRecipientResult):
+    def _any_entry(cls, value: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        if isinstance(value, dict | cls):
             return handler(value)
         entry = handler({})
         entry._is_object = False
@@ -141,6 +135,19 @@ class XoxodayRecipientResult(BaseModel):
     def raw(self) -> Any:
         """The entry as sent, when it was not a JSON object (else ``None``)."""
         return self._raw
+
+
+class XoxodayRecipientResult(AnswerEntry):
+    """Per-transaction outcome in a cancel answer.
+
+    ``unique_id`` and ``success`` are raw JSON: only a JSON integer is an id of ours, only a JSON
+    boolean is an outcome (see :func:`airflow_provider_loyalty.hooks.xoxoday.interpret_cancel`).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+    unique_id: Raw = None
+    success: Raw = None  # absent or null: the vendor did not say, so the outcome is unknown
+    message: Text = None
 
 
 class XoxodayCancelBalance(BaseModel):
@@ -282,7 +289,7 @@ class RevokeEarnData(BaseModel):
         return _objects_only(value)
 
 
-class CapillaryError(BaseModel):
+class CapillaryError(AnswerEntry):
     """One entry of ``errors``; ``promotionId``/``earnIds`` are present only sometimes (raw JSON).
 
     An entry that is not a JSON object (a bare string, number, list, ``null``) is kept, with no
@@ -295,28 +302,6 @@ class CapillaryError(BaseModel):
     message: Text = None
     promotionId: Raw = None  # noqa: N815 - vendor field name
     earnIds: Raw = None  # noqa: N815 - vendor field name
-    _is_object: bool = PrivateAttr(default=True)
-    _raw: Any = PrivateAttr(default=None)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _any_entry(cls, value: Any, handler: ModelWrapValidatorHandler[CapillaryError]) -> CapillaryError:
-        if isinstance(value, dict | CapillaryError):
-            return handler(value)
-        entry = handler({})
-        entry._is_object = False
-        entry._raw = value
-        return entry
-
-    @property
-    def is_object(self) -> bool:
-        """Whether the vendor sent this entry as a JSON object."""
-        return self._is_object
-
-    @property
-    def raw(self) -> Any:
-        """The entry as sent, when it was not a JSON object (else ``None``)."""
-        return self._raw
 
 
 class RevokeEarnResponse(BaseModel):
