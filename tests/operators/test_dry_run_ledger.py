@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 
 from airflow_provider_loyalty.items import PointItem
 from airflow_provider_loyalty.ledger import ReversalLedger, spool
 from airflow_provider_loyalty.outcomes import Outcome
 from tests.conftest import set_connection
+from tests.operators.conftest import succeeded_row
 from tests.operators.test_operators import API, context, echo_cancel, sent_ids
 
 
@@ -36,37 +36,16 @@ def test_a_dry_run_creates_no_table(xoxoday_conn, monkeypatch, tmp_path) -> None
 
 
 def test_a_dry_run_skips_what_is_done_and_leaves_the_spool_to_the_real_run(
-    requests_mock, xoxoday_conn, monkeypatch, tmp_path
+    requests_mock, xoxoday_conn, monkeypatch, tmp_path, spool_variables
 ) -> None:
     path = tmp_path / "ledger.sqlite"
     set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(path))
     ledger = ReversalLedger("ledger")
     ledger.record("xoxoday", [Outcome.succeeded(PointItem(1))], {"run_id": "earlier"})
     ledger.close()
-    variables: dict[str, str] = {}
-    monkeypatch.setattr(spool, "get_variable", variables.get)
-    monkeypatch.setattr(spool, "set_variable", lambda k, v, d: variables.__setitem__(k, v))
-    monkeypatch.setattr(spool, "delete_variable", lambda k: variables.pop(k, None))
     run = {"dag_id": "d", "run_id": "r1", "task_id": "t", "map_index": -1, "try_number": 1}
     key = spool.spool_key("ledger", "loyalty_reversal_ledger", run)
-    kept = (
-        "xoxoday",
-        "2",
-        2,
-        None,
-        None,
-        None,
-        "succeeded",
-        None,
-        None,
-        "",
-        "d",
-        "r1",
-        "t",
-        -1,
-        1,
-        datetime(2026, 1, 1),
-    )
+    kept = succeeded_row(2, run)
     spool.LedgerSpool(key).add([kept])
 
     def rows() -> list[tuple]:

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_provider_loyalty.operators.capillary import RevokeEarnOperator
 from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
 from tests.conftest import CAPILLARY_URL, XOXODAY_URL, set_connection
+from tests.operators.conftest import succeeded_row
 
 API = f"{XOXODAY_URL}/chef/v1/oauth/api"
 REVOKE = f"{CAPILLARY_URL}/api_gateway/v1/promotions/revokeEarn"
@@ -601,37 +602,15 @@ def test_an_already_reversed_pattern_that_matches_any_refusal_is_refused(xoxoday
         CancelPointsOperator(task_id="c", unique_ids=[1], already_reversed={"messages": [pattern]})
 
 
-def test_two_runs_spooling_at_once_keep_both_answers(monkeypatch) -> None:
+def test_two_runs_spooling_at_once_keep_both_answers(spool_variables) -> None:
     """Two runs of the same task (max_active_runs > 1) share a spool key: neither overwrites the other."""
-    from datetime import datetime
-
     from airflow_provider_loyalty.ledger import spool
 
-    variables: dict[str, str] = {}
-    monkeypatch.setattr(spool, "get_variable", variables.get)
-    monkeypatch.setattr(spool, "set_variable", lambda k, v, d: variables.__setitem__(k, v))
-    monkeypatch.setattr(spool, "delete_variable", lambda k: variables.pop(k, None))
-    key = spool.spool_key("ledger", "loyalty_reversal_ledger", {"dag_id": "d", "task_id": "t", "map_index": -1})
+    run = {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "try_number": 1}
+    key = spool.spool_key("ledger", "loyalty_reversal_ledger", run)
 
     def row(item: str) -> tuple:
-        return (
-            "xoxoday",
-            item,
-            int(item),
-            None,
-            None,
-            None,
-            "succeeded",
-            None,
-            None,
-            "",
-            "d",
-            "r",
-            "t",
-            -1,
-            1,
-            datetime(2026, 1, 1),
-        )
+        return succeeded_row(int(item), run)
 
     a, b = spool.LedgerSpool(key), spool.LedgerSpool(key)
     assert a.pending() == b.pending() == []  # both tries start with nothing kept

@@ -3,44 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 
 from airflow_provider_loyalty.ledger import ReversalLedger, spool
 from tests.conftest import set_connection
+from tests.operators.conftest import succeeded_row
 from tests.operators.test_operators import API, context, echo_cancel, sent_ids
 
 
 def test_a_replayed_spool_already_in_the_ledger_is_not_written_twice(
-    requests_mock, xoxoday_conn, monkeypatch, tmp_path
+    requests_mock, xoxoday_conn, monkeypatch, tmp_path, spool_variables
 ) -> None:
     path = tmp_path / "ledger.sqlite"
     set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(path))
-    variables: dict[str, str] = {}
-    monkeypatch.setattr(spool, "get_variable", variables.get)
-    monkeypatch.setattr(spool, "set_variable", lambda k, v, d: variables.__setitem__(k, v))
-    monkeypatch.setattr(spool, "delete_variable", lambda k: variables.pop(k, None))
     run = {"dag_id": "d", "run_id": "r1", "task_id": "t", "map_index": -1, "try_number": 1}
-    kept = [
-        (
-            "xoxoday",
-            str(n),
-            n,
-            None,
-            None,
-            None,
-            "succeeded",
-            None,
-            None,
-            "",
-            "d",
-            "r1",
-            "t",
-            -1,
-            1,
-            datetime(2026, 1, 1),
-        )
-        for n in (1, 2)
-    ]
+    kept = [succeeded_row(n, run) for n in (1, 2)]
     key = spool.spool_key("ledger", "loyalty_reversal_ledger", run)
     spool.LedgerSpool(key).add(kept)
     # the killed try's replay had committed item 1's row (and another try's row for 2) before it died
