@@ -48,7 +48,7 @@ _REFUSED = {
     "Zp": "a paragraph separator",
 }
 #: Blanks trimmed around a digit string (CSV and SQL habits); any other character around it is refused.
-_BLANKS = " \t\r\n"
+BLANKS = " \t\r\n"
 _DIGITS = re.compile(r"([+-]?)([0-9]+)")
 
 
@@ -105,7 +105,7 @@ def positive_int(value: Any) -> tuple[int | None, str]:
     if isinstance(value, int):
         number = int.__int__(value)  # the plain int: a subclass (IntEnum, a driver's type) must compare as one
     elif isinstance(value, str):
-        text = value.strip(_BLANKS)  # str.strip() would silently drop U+001C-U+001F, U+0085, U+00A0...
+        text = value.strip(BLANKS)  # str.strip() would silently drop U+001C-U+001F, U+0085, U+00A0...
         match = _DIGITS.fullmatch(text) if len(text) <= 2 * MAX_ID_DIGITS + 1 else None
         if match is None:
             return None, "not an integer" if len(

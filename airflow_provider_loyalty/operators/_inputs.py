@@ -34,7 +34,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_loyalty._show import show
-from airflow_provider_loyalty.items import EarnItem, PointItem, earn_fields, positive_int
+from airflow_provider_loyalty.items import BLANKS, EarnItem, PointItem, earn_fields, positive_int
 from airflow_provider_loyalty.operators._literal import (
     DuplicateKeys,
     ReadError,
@@ -193,7 +193,7 @@ def parse_rendered(text: str, what: str, owner: str, on_row: Callable[[int, Any]
 
     :raises AirflowFailException: naming the offset and text where reading stopped.
     """
-    stripped = text.strip(" \t\r\n")  # str.strip() would drop U+001C-U+001F, U+0085, U+00A0... around an id
+    stripped = text.strip(BLANKS)  # str.strip() would drop U+001C-U+001F, U+0085, U+00A0... around an id
     if not stripped:
         return []
     try:  # 9007199254740993.0 is not ...992.0; {"unique_id": 1, "unique_id": 2} is neither 1 nor 2
