@@ -20,6 +20,7 @@ NAME = "airflow_provider_loyalty"
 #: module (or package) -> the layer it belongs to; a module may import its own layer and those below.
 LAYERS: dict[str, int] = {
     "_show": 0,
+    "_flags": 0,
     "_batches": 0,
     "items": 0,
     "outcomes": 0,

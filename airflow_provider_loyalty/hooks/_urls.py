@@ -7,6 +7,7 @@ import logging
 import re
 import urllib.parse
 
+from airflow_provider_loyalty._flags import as_bool
 from airflow_provider_loyalty.hooks.errors import VendorConfigError
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,18 @@ def base_url(
     return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
-def allows_http(extra: dict[str, object]) -> bool:
-    """The connection's ``allow_http`` extra (``true``, ``"true"``, ``"1"``...)."""
+def allows_http(extra: dict[str, object], vendor: str = "connection") -> bool:
+    """The connection's ``allow_http`` extra (``true``, ``"true"``, ``"1"``...; absent: false).
+
+    :raises VendorConfigError: a value that is no flag (``"maybe"``), rather than guess.
+    """
     value = extra.get("allow_http")
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"))
+    if value is None:
+        return False
+    try:
+        return as_bool(value, "extra allow_http")
+    except ValueError as exc:
+        raise VendorConfigError(vendor, str(exc)) from None
 
 
 def url_path(value: object, default: str) -> str:

@@ -187,7 +187,7 @@ class CapillaryHook(RenewingSender, BaseHook):
                 "",
                 ("/api_gateway/", "/v3/oauth/"),
                 vendor=VENDOR,
-                allow_http=allows_http(extra),
+                allow_http=allows_http(extra, VENDOR),
             ),
             auth_type=auth_type,  # type: ignore[arg-type]
             login=str(conn.login),

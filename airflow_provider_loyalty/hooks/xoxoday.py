@@ -194,7 +194,7 @@ class XoxodayHook(RenewingSender, BaseHook):
         refresh_token = _token(extra, "refresh_token", self.xoxoday_conn_id)
         return XoxodayCredentials(
             base_url=base_url(
-                conn.host, conn.port, DEFAULT_HOST, ("/chef/",), vendor=VENDOR, allow_http=allows_http(extra)
+                conn.host, conn.port, DEFAULT_HOST, ("/chef/",), vendor=VENDOR, allow_http=allows_http(extra, VENDOR)
             ),
             client_id=str(conn.login),
             client_secret=str(conn.password),

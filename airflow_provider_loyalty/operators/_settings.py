@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_loyalty._flags import as_bool
+
+__all__ = ["as_bool"]  # the operators read flags as the hooks do
+
 #: The smallest ``max_requests_per_minute`` (and cap) accepted.
 MIN_PER_MINUTE = 1.0
-
-
-def as_bool(value: Any, name: str) -> bool:
-    """Read a flag given as a bool or as rendered text (``"True"``, ``"false"``, ``"1"``).
-
-    Nothing (``None``, ``""``, ``"None"``) is refused rather than read as false: a template that
-    rendered empty (``{{ dag_run.conf.get('dry_run') }}`` without conf) must not turn a safety flag off.
-    """
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if value is not None else ""
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    hint = " (a template that rendered nothing? give it a default)" if text in ("", "none", "null") else ""
-    raise ValueError(f"{name} must be true or false, got {value!r}{hint}")
 
 
 def as_number(value: Any, name: str, *, blank_is_unset: bool = True) -> float | None:

@@ -86,3 +86,11 @@ def test_the_hooks_read_allow_http_from_the_extra(monkeypatch) -> None:
         extra={"refresh_token": "r", "allow_http": "true"},
     )
     assert XoxodayHook().credentials.base_url == "http://proxy.internal:8080"
+
+
+def test_allow_http_that_is_no_flag_is_refused() -> None:
+    from airflow_provider_loyalty.hooks._urls import allows_http
+
+    assert allows_http({}) is False and allows_http({"allow_http": "on"}) is True
+    with pytest.raises(VendorConfigError, match="allow_http must be true or false"):
+        allows_http({"allow_http": "maybe"}, "xoxoday")
