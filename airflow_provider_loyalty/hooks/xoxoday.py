@@ -176,22 +176,21 @@ class XoxodayHook(RenewingSender, BaseHook):
 
         conn = self.get_connection(self.xoxoday_conn_id)
         extra = conn.extra_dejson
+        if conn.password:
+            mask_secret(conn.password)
+        access_token = _token(extra, "access_token", self.xoxoday_conn_id)
+        refresh_token = _token(extra, "refresh_token", self.xoxoday_conn_id)
         missing = [
             name
             for name, value in (("login (client_id)", conn.login), ("password (client_secret)", conn.password))
             if not value
         ]
-        if not extra.get("access_token") and not extra.get("refresh_token"):
+        if not access_token and not refresh_token:
             missing.append("extra access_token or refresh_token")
         if missing:
             raise CredentialsMissingError(
                 VENDOR, f"Connection {self.xoxoday_conn_id!r} (xoxoday) lacks: {', '.join(missing)}"
             )
-        for secret in (conn.password, extra.get("access_token"), extra.get("refresh_token")):
-            if secret:
-                mask_secret(str(secret))
-        access_token = _token(extra, "access_token", self.xoxoday_conn_id)
-        refresh_token = _token(extra, "refresh_token", self.xoxoday_conn_id)
         return XoxodayCredentials(
             base_url=base_url(
                 conn.host, conn.port, DEFAULT_HOST, ("/chef/",), vendor=VENDOR, allow_http=allows_http(extra, VENDOR)
@@ -455,9 +454,12 @@ def _token(extra: dict[str, Any], name: str, conn_id: str) -> str | None:
     :raises VendorConfigError: not text, or holding a character no token has; the message names the
         field and the connection, never the value.
     """
+    from airflow.sdk.log import mask_secret
+
     value = extra.get(name)
     if value is None or value == "":
         return None
+    mask_secret(str(value))  # as written too: a message may quote the raw form
     if not isinstance(value, str):
         raise VendorConfigError(
             VENDOR, f"Connection {conn_id!r} (xoxoday): extra {name} must be a string, got a {type(value).__name__}"
@@ -467,11 +469,9 @@ def _token(extra: dict[str, Any], name: str, conn_id: str) -> str | None:
         raise VendorConfigError(
             VENDOR,
             f"Connection {conn_id!r} (xoxoday): extra {name} holds a character no token has "
-            "(a space, a line break or a quote inside it?); paste the token alone",
+            "(a space, a line break or a non-ASCII character inside it?); paste the token alone",
         )
     if token:
-        from airflow.sdk.log import mask_secret
-
         mask_secret(token)
     return token or None
 

@@ -61,3 +61,11 @@ def test_an_unforeseen_error_after_sending_is_stored_without_its_text(requests_m
     assert summary["failed"] == 1 and summary["failure_codes"] == {"unknown": 1}
     assert SECRET not in repr(summary)
     assert all(SECRET not in str(f) for f in summary.get("failures", []))
+
+
+def test_a_blank_token_counts_as_missing(monkeypatch) -> None:
+    from airflow_provider_loyalty.hooks.errors import CredentialsMissingError
+
+    xoxoday(monkeypatch, access_token="  \n")
+    with pytest.raises(CredentialsMissingError, match="lacks: extra access_token or refresh_token"):
+        XoxodayHook().credentials  # noqa: B018
