@@ -37,6 +37,8 @@ COLUMNS = (
     "try_number",
     "recorded_at",
 )
+#: The columns naming the task try that wrote a row (an intent and its outcome share them).
+ATTEMPT_COLUMNS = ("run_id", "dag_id", "task_id", "map_index", "try_number")
 MESSAGE_CHARS = 1000
 CODE_CHARS = 64
 
@@ -166,8 +168,7 @@ def _closes(row: str, intent: str) -> str:
     earlier try's intent in doubt). The writer's look-up (``store._maybe_applied_by``) reads the same rule.
     """
     same_attempt = " AND ".join(  # NULL-safe: rows written outside a task have no attempt
-        f"({row}.{c} = {intent}.{c} OR ({row}.{c} IS NULL AND {intent}.{c} IS NULL))"
-        for c in ("run_id", "dag_id", "task_id", "map_index", "try_number")
+        f"({row}.{c} = {intent}.{c} OR ({row}.{c} IS NULL AND {intent}.{c} IS NULL))" for c in ATTEMPT_COLUMNS
     )
     return (
         f"{row}.vendor = {intent}.vendor AND {row}.item_key = {intent}.item_key AND ("

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow_provider_loyalty._batches import batched
 from airflow_provider_loyalty.items import Item
 from airflow_provider_loyalty.ledger.schema import (
+    ATTEMPT_COLUMNS,
     CODE_CHARS,
     COLUMNS,
     DEFAULT_TABLE,
@@ -67,9 +68,27 @@ def _time_order(row: Row) -> tuple[str, int]:
     return (str(row[6]), 0 if row[1] == Status.SENDING.value else 1)
 
 
-def _attempt(row: Row) -> tuple[Any, ...]:
-    # (run_id, dag_id, task_id, map_index, try_number): the task try that wrote the row
-    return (row[5], *row[7:11])
+#: The columns a look-up reads, in this order (``row[1]`` is the status, ``row[6]`` the time...).
+_SELECTED = (
+    "item_key",
+    "status",
+    "failure_kind",
+    "code",
+    "message",
+    "run_id",
+    "recorded_at",
+    "dag_id",
+    "task_id",
+    "map_index",
+    "try_number",
+)
+_ATTEMPT_IN_SELECTED = tuple(_SELECTED.index(c) for c in ATTEMPT_COLUMNS)
+_ATTEMPT_IN_WRITTEN = tuple(COLUMNS.index(c) for c in ATTEMPT_COLUMNS)
+
+
+def _attempt(row: Row, where: tuple[int, ...] = _ATTEMPT_IN_SELECTED) -> tuple[Any, ...]:
+    """The task try that wrote ``row`` (a look-up row; ``where=_ATTEMPT_IN_WRITTEN`` for a written one)."""
+    return tuple(row[i] for i in where)
 
 
 def _maybe_applied_by(rows: list[Row]) -> Row | None:
@@ -317,8 +336,7 @@ class ReversalLedger:
         cursor = conn.cursor()
         try:
             cursor.execute(
-                f"SELECT item_key, status, failure_kind, code, message, run_id, recorded_at, "
-                f"dag_id, task_id, map_index, try_number FROM {self.table} "
+                f"SELECT {', '.join(_SELECTED)} FROM {self.table} "
                 f"WHERE vendor = {self.placeholder} AND item_key IN ({marks})",
                 [vendor, *chunk],
             )
@@ -406,7 +424,7 @@ class ReversalLedger:
             for chunk in batched([r[1] for r in vendor_rows], LOOKUP_CHUNK):
                 found = self._retrying("look-up", functools.partial(self._select, vendor=vendor, chunk=chunk))
                 recorded.update((r[0], *_attempt(r)) for r in found if r[1] != Status.SENDING.value)
-            fresh.extend(r for r in vendor_rows if (r[1], r[11], r[10], r[12], r[13], r[14]) not in recorded)
+            fresh.extend(r for r in vendor_rows if (r[1], *_attempt(r, _ATTEMPT_IN_WRITTEN)) not in recorded)
         self.insert(fresh)
         return len(fresh)
 
