@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -189,8 +189,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
             if exc.may_have_been_applied:
                 # An attempt went unanswered: whatever the last answer, the vendor may have applied
                 # the items. They stay in doubt (a later try reconciles them), never refused or unsent.
-                why = "the vendor may have applied it" if exc.http_status == 303 else "an earlier attempt got no answer"
-                doubt = self.failed_request(request, NO_ANSWER, f"{exc.message} ({why})", FailureKind.TRANSIENT)
+                doubt = self.failed_request(
+                    request, NO_ANSWER, f"{exc.message} (the vendor may have applied it)", FailureKind.TRANSIENT
+                )
                 if exc.fatal or isinstance(exc, VendorRateLimitError):
                     raise RunAborted(exc, doubt) from exc
                 return None, doubt
@@ -269,10 +270,12 @@ class ReversalOperator(BaseOperator, Generic[P]):
             attempted = [item.key for item in self.items_of(request)]
             where = "an earlier attempt of this request in this try"
         else:
-            attempted = [item.key for item in self.items_of(request) if item.key in maybe_applied]
-            runs = sorted({str(maybe_applied[k].run_id) for k in attempted})
-            where = f"run {', '.join(runs[:3])}" if runs else ""
+            earlier = {
+                item.key: maybe_applied[item.key] for item in self.items_of(request) if item.key in maybe_applied
+            }
+            attempted, where = list(earlier), _runs("run", earlier)
         outcomes = reconcile(outcomes, attempted, self.already_reversed, where)
+        # "already reversed" of an item no attempt of ours had in doubt: another run may be sending it
         late = [
             o.key
             for o in outcomes
@@ -280,11 +283,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         ]
         if late and books is not None:
             elsewhere = books.applied_elsewhere(late)
-            if elsewhere:
-                runs = sorted({str(seen.run_id) for seen in elsewhere.values()})
-                outcomes = reconcile(
-                    outcomes, elsewhere, self.already_reversed, f"concurrent run {', '.join(runs[:3])}"
-                )
+            outcomes = reconcile(outcomes, elsewhere, self.already_reversed, _runs("concurrent run", elsewhere))
         return outcomes
 
     def close_hook(self) -> None:
@@ -516,3 +515,9 @@ def _run_info(context: Context) -> dict[str, Any]:
         "map_index": getattr(ti, "map_index", -1),
         "try_number": getattr(ti, "try_number", None),
     }
+
+
+def _runs(label: str, seen: Mapping[str, Settled]) -> str:
+    """``run a, b, c`` naming the (first three) runs behind ``seen``, for a reconciled item's message."""
+    runs = sorted({str(s.run_id) for s in seen.values()})
+    return f"{label} {', '.join(runs[:3])}" if runs else ""
