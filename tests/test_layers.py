@@ -30,13 +30,21 @@ LAYERS: dict[str, int] = {
     "models": 1,
     "hooks": 2,
     "ledger": 2,
+    "coordination": 2,
     "operators": 3,
     "get_provider_info": 3,
     "ui": 4,
     "example_dags": 4,
 }
 #: Layers that must not see each other although they sit side by side.
-APART = {("hooks", "ledger"), ("ledger", "hooks")}
+#: Coordination (claims, the shared rate budget) is given its database or Redis connection by its
+#: callers: the hooks and the ledger may use it, it uses neither.
+APART = {
+    ("hooks", "ledger"),
+    ("ledger", "hooks"),
+    ("coordination", "hooks"),
+    ("coordination", "ledger"),
+}
 
 
 def unit_of(module: str) -> str | None:
