@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: install lint test test-fast demo ui bench cluster-test constraints clean
+.PHONY: install lint test test-fast docs demo ui bench cluster-test constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "Python >= 3.10 needed (PYTHON=$(PYTHON))"; exit 1; }
@@ -28,6 +28,10 @@ test: lint
 
 test-fast: install
 	AIRFLOW_HOME=$(CURDIR)/.airflow/test $(PY) -m pytest -m "not e2e" -q $(PYTEST_ARGS)
+
+# The manual (docs/*.md) as a site in site/; --strict turns every warning (a broken link or anchor) into a failure.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 demo: install
 	$(PY) scripts/demo.py $(DEMO_ARGS)
@@ -54,4 +58,4 @@ constraints:
 	rm -rf .venv-pin
 
 clean:
-	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .airflow .demo site .pytest_cache .mypy_cache .ruff_cache .coverage

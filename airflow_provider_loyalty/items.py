@@ -5,7 +5,7 @@ parsers and the hooks build items with the same rules, so a value is judged once
 whoever receives it. An item carries its own ledger key and columns (the SQL key expression next to
 the Python one); nothing ever splits a key back into fields.
 
-The rules are the ledger's limits (DESIGN.md, "Trust rules"): ids are positive integers up to
+The rules are the ledger's limits (docs/design.md, "Trust rules"): ids are positive integers up to
 :data:`MAX_BIGINT`; text ids are non-empty, at most :data:`MAX_TEXT_ID_CHARS` characters, without
 control, invisible, unassigned or separator characters (:data:`_REFUSED`) and without whitespace
 other than spaces at either end; a promotion id holds no ``/`` (the earn key's separator).

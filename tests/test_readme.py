@@ -1,4 +1,4 @@
-"""Every Python example in the README runs as written (DAGs are built, helpers called)."""
+"""Every Python example in the README and the manual (docs/*.md) runs as written (DAGs are built, helpers called)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 
 from tests.conftest import REPO
 
-README = pathlib.Path(REPO, "README.md").read_text()
-BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+PAGES = [pathlib.Path(REPO, "README.md"), *sorted(pathlib.Path(REPO, "docs").glob("*.md"))]
+BLOCKS = [block for page in PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
+DEVELOPMENT = pathlib.Path(REPO, "docs", "development.md").read_text()
 RUNNABLE = [b for b in BLOCKS if not b.lstrip().startswith("{")]  # the summary example is a dict literal
 
 
@@ -40,8 +41,8 @@ def test_readme_summary_example_matches_the_summary_keys() -> None:
 
 
 def test_readme_development_layout_names_every_module() -> None:
-    """The Development layout lists each module of the package (directories it describes whole aside)."""
-    layout = README.split("## Development", 1)[1].split("```", 2)[1]
+    """docs/development.md's layout lists each module of the package (directories it describes whole aside)."""
+    layout = DEVELOPMENT.split("```", 2)[1]
     described_whole = ("ui", "sandbox", "example_dags")
     package = pathlib.Path(REPO, "airflow_provider_loyalty")
     missing = []
@@ -54,10 +55,10 @@ def test_readme_development_layout_names_every_module() -> None:
             shown.append("hooks/*_answers.py")
         if not any(re.search(rf"(?<![\w/]){re.escape(name)}\b", layout) for name in shown):
             missing.append(str(relative))
-    assert not missing, f"README's Development layout does not name: {missing}"
+    assert not missing, f"docs/development.md's layout does not name: {missing}"
     for line in layout.splitlines():  # and names nothing that is gone
         if line.lstrip().startswith(("scripts/", "tests/", "benchmarks/", "cluster/")):
             continue
         for name in re.findall(r"\b[\w/]+\.py\b", line):
             candidates = list(package.rglob(name.split("/")[-1]))
-            assert candidates, f"README's Development layout names {name}, which does not exist"
+            assert candidates, f"docs/development.md's layout names {name}, which does not exist"

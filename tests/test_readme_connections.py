@@ -1,4 +1,4 @@
-"""The README's ``export AIRFLOW_CONN_...`` examples parse and give the hooks the README promises."""
+"""The ``export AIRFLOW_CONN_...`` examples of docs/connections.md parse and give the hooks the page promises."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import REPO
 
-README = Path(REPO, "README.md").read_text()
-BASH = "\n".join(re.findall(r"```bash\n(.*?)```", README, flags=re.S))
+CONNECTIONS = Path(REPO, "docs", "connections.md").read_text()
+BASH = "\n".join(re.findall(r"```bash\n(.*?)```", CONNECTIONS, flags=re.S))
 EXPORTS = re.findall(r"export (AIRFLOW_CONN_\w+)='(.*?)'", BASH, flags=re.S)
 WAREHOUSES = {
     json.loads(value)["conn_type"]: json.loads(value) for name, value in EXPORTS if name.endswith("_WAREHOUSE")
@@ -33,7 +33,7 @@ def test_readme_shows_the_warehouse_for_duckdb_sqlite_and_postgres() -> None:
 def test_readme_warehouse_connection_gives_a_working_hook(
     conn_type: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's JSON, with a real file (or ``LOYALTY_TEST_POSTGRES_URI``'s server), answers a query."""
+    """The page's JSON, with a real file (or ``LOYALTY_TEST_POSTGRES_URI``'s server), answers a query."""
     from airflow.sdk import BaseHook
 
     fields = dict(WAREHOUSES[conn_type])

@@ -26,7 +26,7 @@ CONFIRMING_STATUSES = frozenset({"SUCCESS", "PARTIAL_SUCCESS"})
 def interpret_revoke(items: Sequence[EarnItem], parsed: Any) -> RevokeEarnResult:
     """Turn a revokeEarn answer (either documented shape) into one outcome per requested earn.
 
-    Strict about success, since a wrong "revoked" is never retried (trust rules in DESIGN.md):
+    Strict about success, since a wrong "revoked" is never retried (trust rules in docs/design.md):
 
     * **revoked** only when a ``data.revokedDetails`` entry with status ``SUCCESS`` (or
       ``PARTIAL_SUCCESS``, any case: :data:`CONFIRMING_STATUSES`) names the earn id under exactly its requested promotion (both JSON strings), the answer's

@@ -24,7 +24,7 @@ REFUSED = "refused"
 def interpret_cancel(items: Sequence[PointItem], balance: XoxodayCancelBalance) -> CancelPointsResult:
     """Turn a cancel answer's ``data.cancelBalance`` into one outcome per requested item, in order.
 
-    Per DESIGN.md the per-recipient ``success`` is the outcome (the overall ``error`` flag does not
+    Per docs/design.md the per-recipient ``success`` is the outcome (the overall ``error`` flag does not
     say which ids failed), read strictly, since a wrong success is never retried:
 
     * a recipient speaks for an id of ours only when its ``unique_id`` is a JSON integer equal to it
@@ -138,7 +138,7 @@ def _request_doubt(balance: XoxodayCancelBalance, unattributed: str | None) -> s
     if errors is not None and errors != []:
         return f"the answer carries errors {show(errors)} beside data"
     error = balance.error
-    # ``error`` does not say which ids failed (DESIGN): true beside a refused recipient is the usual
+    # ``error`` does not say which ids failed (docs/design.md): true beside a refused recipient is the usual
     # partial answer, and each recipient's own flag decides. True with no refusal anywhere says the
     # operation failed while every entry claims success: a contradiction.
     refused_any = any(r.is_object and r.success is False for r in balance.recipients)

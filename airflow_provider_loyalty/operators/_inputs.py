@@ -4,7 +4,7 @@ An XComArg arrives as the native list; a Jinja ``xcom_pull`` arrives as its Pyth
 unless the DAG renders native objects. Strings are read with ``json`` or, failing that, with the
 streaming reader of Python literals in :mod:`._literal` (never ``eval``, never ``ast``).
 
-The rules (DESIGN.md, "Trust rules"): an input means what it says. A list/tuple (or any iterable
+The rules (docs/design.md, "Trust rules"): an input means what it says. A list/tuple (or any iterable
 that is not a string, bytes, another buffer or a mapping) is a list of rows. A single id — an int, a
 digit string, the JSON or repr string of one id, an integral Decimal — is that one id; a single dict
 with the row's keys is that one row. Anything else is refused with :class:`AirflowFailException`
