@@ -23,9 +23,12 @@ first, exactly as with a fixed number. Its rules, in pace units (the number a us
   sliding window of at most a minute held all of that, so that rate is not what it refused). Rate-limit answers within the vendor's wait plus
   :data:`EPISODE_SECONDS` of a cut are the same episode (requests already in flight, a window
   still draining): they cut only ×:data:`EPISODE_CUT`, with the same floor, and every thread
-  pauses 1, 2, 4... s (at most :data:`EPISODE_PAUSE_MAX`) beyond the vendor's wait.
+  pauses 1, 2, 4... s (at most :data:`EPISODE_PAUSE_MAX`) beyond the vendor's wait. A rate-limit
+  answer before the vendor accepted anything from this task in the last minute learns nothing (the
+  window was full of someone else's requests): the pace is halved and the search goes on.
 * **Remember**: the highest pace held a whole minute (:data:`CLEAN_HOLD`) without a rate-limit
   answer, and the last limit hit with its time; stored after each cut and when the hook closes.
+  What is read and saved is clamped to :data:`MIN_PER_MINUTE` .. :data:`MAX_PER_MINUTE`.
 
 Mapped tasks sharing one key each run their own controller from the same learned state: their
 cuts floor at what each had accepted (its share), so together they settle under the limit (see
@@ -56,6 +59,9 @@ AUTO = "auto"
 START_PER_MINUTE = 60.0
 #: The controller never paces below this (requests per minute).
 MIN_PER_MINUTE = 1.0
+#: Nor above this, cap or no cap: a thousand requests a second is beyond any vendor API we serve, and
+#: a stored value above it (``1e300``) would otherwise start a run with no pacing at all.
+MAX_PER_MINUTE = 60_000.0
 #: Seconds of clean answers between two raises.
 STEP_SECONDS = 5.0
 #: Slow start: the pace is multiplied by this per step until the first rate-limit answer.
@@ -127,7 +133,7 @@ class LearnedRate:
                 if v is None:
                     return None
                 v = float(v)
-                return v if math.isfinite(v) and v > 0 else None
+                return _clamped(v) if math.isfinite(v) and v > 0 else None
 
             at, updated = raw.get("limit_hit_at"), raw.get("updated_at")
             return cls(
@@ -246,8 +252,8 @@ class AutoRate:
         self.started_from = "learned" if start is not None else "default"
         pace = start if start is not None else START_PER_MINUTE
         self.pace = self._bounded(pace)
-        self.best_clean = learned.best_clean
-        self.limit_hit = learned.limit_hit
+        self.best_clean = _clamped(learned.best_clean) if learned.best_clean is not None else None
+        self.limit_hit = _clamped(learned.limit_hit) if learned.limit_hit is not None else None
         self.limit_hit_at = learned.limit_hit_at
         # Slow start until a limit is known (hit this run or learned).
         self.slow_start = self.limit_hit is None
@@ -308,7 +314,7 @@ class AutoRate:
         self._changed = now
 
     def _bounded(self, pace: float) -> float:
-        pace = max(MIN_PER_MINUTE, pace)
+        pace = _clamped(pace)
         return min(pace, self.cap) if self.cap is not None else pace
 
     def _busy(self, now: float) -> bool:
@@ -360,6 +366,17 @@ class AutoRate:
         self.pause = 0.0
         self.hits += 1
         before = self.pace
+        if not self._accepted:
+            # Refused before the vendor accepted anything from this task in the last minute: its
+            # window was full of someone else's requests (another task on the key, an earlier run).
+            # That says nothing about the limit: slow down, learn nothing, keep looking for it.
+            self._set(now, self.pace * START_CUT)
+            self._episode_end = now + wait + EPISODE_SECONDS
+            log.info(
+                "Rate limited before any request was accepted: pace cut to %.0f requests/min (no limit learned)",
+                self.pace,
+            )
+            return False
         # The vendor's window is full now. Over a 10 s window that is 10 s of our accepted requests;
         # over a minute, a minute's. In the first minute the 10 s figure is the better estimate (the
         # minute's counts less than a minute); later the minute's, which no window of up to a minute
@@ -415,7 +432,12 @@ class AutoRate:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+    return None if value is None else round(_clamped(value), 1)
+
+
+def _clamped(per_minute: float) -> float:
+    """``per_minute`` within :data:`MIN_PER_MINUTE` and :data:`MAX_PER_MINUTE` (what is read and saved)."""
+    return min(MAX_PER_MINUTE, max(MIN_PER_MINUTE, per_minute))
 
 
 def is_auto(value: Any) -> bool:

@@ -11,6 +11,8 @@ import pytest
 from airflow_provider_loyalty.hooks import _auto_rate
 from airflow_provider_loyalty.hooks._auto_rate import (
     CLEAN_HOLD,
+    MAX_PER_MINUTE,
+    MIN_PER_MINUTE,
     PLATEAU,
     START_PER_MINUTE,
     STEP_SECONDS,
@@ -92,6 +94,60 @@ def test_after_a_cut_the_pace_climbs_back_to_just_under_the_limit_hit_and_holds(
     answer_cleanly(auto, clock, 120.0)
     assert auto.pace == pytest.approx(600 * PLATEAU, rel=1e-3)  # no probing above it before PROBE_HOLD
     assert auto.best_clean == pytest.approx(600 * PLATEAU, rel=1e-3)
+
+
+def test_a_first_answer_429_learns_nothing(clock: FakeClock) -> None:
+    # The vendor's window was full before this task sent anything (another task, an earlier run):
+    # zero accepted requests say nothing about the limit. The old rule learned 1/min from them.
+    store = MemoryRateStore()
+    auto = AutoRate(clock=clock, store=store)
+    auto.answered(throttled=True, wait=1.0)
+    assert auto.limit_hit is None and auto.slow_start  # still looking for the limit
+    assert auto.pace == pytest.approx(START_PER_MINUTE * 0.5)  # but slower for now
+    auto.save()
+    assert store.learned is not None and store.learned.limit_hit is None and store.learned.best_clean is None
+    again = AutoRate(clock=clock, store=store)
+    assert again.pace == START_PER_MINUTE and again.started_from == "default"
+    clock.sleep(10.0)
+    answer_cleanly(auto, clock, 6 * STEP_SECONDS)  # clean answers afterwards: the slow start goes on
+    assert auto.pace > 2 * START_PER_MINUTE
+
+
+def test_a_429_after_an_idle_minute_learns_nothing(clock: FakeClock) -> None:
+    auto = AutoRate(clock=clock, store=MemoryRateStore(LearnedRate(best_clean=500, limit_hit=520)))
+    answer_cleanly(auto, clock, 30.0)
+    clock.sleep(90.0)  # nothing accepted within the last minute
+    auto.answered(throttled=True, wait=1.0)
+    assert auto.limit_hit == 520 and auto.best_clean == 500
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ('{"best_clean": 1e300, "limit_hit": 1e300}', LearnedRate(best_clean=MAX_PER_MINUTE, limit_hit=MAX_PER_MINUTE)),
+        ('{"best_clean": 0.001, "limit_hit": 1e-9}', LearnedRate(best_clean=MIN_PER_MINUTE, limit_hit=MIN_PER_MINUTE)),
+    ],
+)
+def test_what_is_read_is_clamped_to_the_floor_and_the_ceiling(stored: str, expected: LearnedRate) -> None:
+    assert LearnedRate.from_value(stored) == expected
+
+
+def test_a_huge_stored_rate_still_paces(clock: FakeClock) -> None:
+    pacer = build_pacer("capillary", "c", "auto", 8, store=MemoryRateStore(LearnedRate(best_clean=1e300)), clock=clock)
+    assert pacer.limiter.per_minute == MAX_PER_MINUTE and pacer.limiter.interval > 0
+    start = clock.monotonic()
+    for _ in range(1001):
+        with pacer.slot():
+            pass
+    assert clock.monotonic() - start >= 1.0  # at most a thousand a second, never unpaced
+
+
+def test_what_is_saved_is_clamped(clock: FakeClock) -> None:
+    store = MemoryRateStore(LearnedRate(best_clean=1e300, limit_hit=1e300))
+    auto = AutoRate(clock=clock, store=store)
+    auto.save()
+    assert store.learned is not None
+    assert store.learned.best_clean == MAX_PER_MINUTE and store.learned.limit_hit == MAX_PER_MINUTE
 
 
 # ----------------------------------------------------------------------- vendor windows
@@ -243,6 +299,9 @@ def test_auto_pacer_follows_the_controller(clock: FakeClock) -> None:
     store = MemoryRateStore(LearnedRate(best_clean=300, limit_hit=320))
     pacer = build_pacer("xoxoday", "x", "Auto", 8, cap=1000, store=store, clock=clock)
     assert pacer.auto is not None and pacer.limiter.per_minute == 300
+    for _ in range(50):  # accepted first: a limit is learned only from what the vendor accepted
+        with pacer.slot() as status:
+            status.update(answered=True)
     with pacer.slot() as status:
         status.update(answered=True, rate_limited=True, wait=60.0, throttled=True)
         pacer.penalize(60.0)
