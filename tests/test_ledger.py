@@ -12,14 +12,16 @@ from hypothesis import strategies as st
 
 from airflow_provider_loyalty.items import EarnItem, PointItem
 from airflow_provider_loyalty.ledger import (
+    COLUMNS,
     ReversalLedger,
     check_table_name,
-    create_table_sql,
     earn_key_sql,
     in_doubt_sql,
     not_done_predicate,
     points_key_sql,
+    store,
 )
+from airflow_provider_loyalty.ledger.store import table_columns
 from airflow_provider_loyalty.outcomes import FailureKind, Outcome
 from tests.conftest import set_connection
 
@@ -223,26 +225,126 @@ def test_lookup_tells_settled_from_in_doubt(ledger_conn) -> None:
     ledger.close()
 
 
-def test_a_ledger_table_of_the_previous_release_keeps_working(ledger_conn) -> None:
-    """0.1 tables have the same columns; rows written by 0.1 are read as before."""
-    conn_id, table = ledger_conn
-    ledger = ReversalLedger(conn_id, table)
+#: The ledger table as release 0.1 created it (written out: the DDL of that release, not today's).
+V0_1_TABLE = """CREATE TABLE {table} (
+    vendor VARCHAR(16) NOT NULL,
+    item_key VARCHAR(512) NOT NULL,
+    unique_id BIGINT,
+    customer_id BIGINT,
+    promotion_id VARCHAR(200),
+    earn_id VARCHAR(200),
+    status VARCHAR(16) NOT NULL,
+    failure_kind VARCHAR(16),
+    code VARCHAR(64),
+    message VARCHAR(1000),
+    dag_id VARCHAR(250),
+    run_id VARCHAR(250),
+    task_id VARCHAR(250),
+    map_index INTEGER,
+    try_number INTEGER,
+    recorded_at TIMESTAMP NOT NULL
+)"""
+#: An older layout still: no attempt columns (so that the addition is exercised even before a
+#: column is added to today's list).
+NO_ATTEMPT_TABLE = """CREATE TABLE {table} (
+    vendor VARCHAR(16) NOT NULL,
+    item_key VARCHAR(512) NOT NULL,
+    unique_id BIGINT,
+    customer_id BIGINT,
+    promotion_id VARCHAR(200),
+    earn_id VARCHAR(200),
+    status VARCHAR(16) NOT NULL,
+    failure_kind VARCHAR(16),
+    code VARCHAR(64),
+    message VARCHAR(1000),
+    run_id VARCHAR(250),
+    recorded_at TIMESTAMP NOT NULL
+)"""
+
+
+def old_table(ledger: ReversalLedger, ddl: str) -> None:
+    """Create ``ddl``'s table and write one row into it, as an older release did."""
     conn = ledger.hook.get_conn()
     cursor = conn.cursor()
-    cursor.execute(create_table_sql(table))
+    cursor.execute(ddl.format(table=ledger.table))
     ph = ledger.placeholder
     cursor.execute(
-        f"INSERT INTO {table} (vendor, item_key, customer_id, promotion_id, earn_id, status, failure_kind, code, "
-        f"message, run_id, recorded_at) VALUES ({', '.join([ph] * 11)})",
+        f"INSERT INTO {ledger.table} (vendor, item_key, customer_id, promotion_id, earn_id, status, failure_kind, "
+        f"code, message, run_id, recorded_at) VALUES ({', '.join([ph] * 11)})",
         ["capillary", "7/p/e", 7, "p", "e", "failed", "permanent", "729", "redeemed", "old", "2026-01-01 00:00:00"],
     )
     conn.commit()
     conn.close()
-    ledger.record("capillary", [Outcome.succeeded(EarnItem(7, "p", "f"))], run())
+
+
+def columns_of(ledger: ReversalLedger) -> list[str]:
+    conn = ledger.hook.get_conn()
+    try:
+        return table_columns(conn, ledger.table)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("ddl", [V0_1_TABLE, NO_ATTEMPT_TABLE], ids=["v0_1", "no_attempt_columns"])
+def test_an_older_table_gets_the_missing_columns_and_keeps_its_rows(ledger_conn, ddl) -> None:
+    """The writer adds what an older table lacks (ALTER TABLE ... ADD COLUMN) and reads its rows as before."""
+    conn_id, table = ledger_conn
+    ledger = ReversalLedger(conn_id, table)
+    old_table(ledger, ddl)
+    ledger.record("capillary", [Outcome.succeeded(EarnItem(7, "p", "f"))], run(2))
+    assert sorted(columns_of(ledger)) == sorted(COLUMNS)
     settled, doubt = ledger.lookup("capillary", ["7/p/e", "7/p/f"])
-    assert {k: (v.ok, v.code) for k, v in settled.items()} == {"7/p/e": (False, "729"), "7/p/f": (True, None)}
+    assert {k: (v.ok, v.code, v.run_id) for k, v in settled.items()} == {
+        "7/p/e": (False, "729", "old"),
+        "7/p/f": (True, None, "run2"),
+    }
     assert doubt == {}
+    rows = ledger._retrying("look-up", lambda conn: ledger._select(conn, vendor="capillary", chunk=["7/p/e", "7/p/f"]))
+    by_key = {r.item_key: r for r in rows}
+    assert (by_key["7/p/e"].try_number, by_key["7/p/e"].message) == (None, "redeemed")
+    assert (by_key["7/p/f"].task_id, by_key["7/p/f"].try_number) == ("cancel", 2)
     ledger.close()
+    # opening it again finds nothing to add
+    again = ReversalLedger(conn_id, table)
+    again.ensure_table()
+    assert sorted(columns_of(again)) == sorted(COLUMNS)
+    again.close()
+
+
+def test_a_read_only_open_reads_an_older_table_and_never_alters_it(ledger_conn) -> None:
+    """A dry run reads an older table (NULL for the columns it lacks) and leaves its layout alone."""
+    conn_id, table = ledger_conn
+    ledger = ReversalLedger(conn_id, table, read_only=True)
+    old_table(ledger, NO_ATTEMPT_TABLE)
+    before = columns_of(ledger)
+    settled, doubt = ledger.lookup("capillary", ["7/p/e"])
+    assert {k: (v.ok, v.code) for k, v in settled.items()} == {"7/p/e": (False, "729")} and doubt == {}
+    assert columns_of(ledger) == before and "try_number" not in before
+    ledger.close()
+
+
+def test_concurrent_openers_of_an_older_table_both_succeed(ledger_conn, monkeypatch) -> None:
+    """Two tasks open one old table at once: both list it without the columns, one adds them, and the
+    other's failing ALTER is forgiven because the column is there afterwards."""
+    conn_id, table = ledger_conn
+    first, second = ReversalLedger(conn_id, table), ReversalLedger(conn_id, table)
+    old_table(first, NO_ATTEMPT_TABLE)
+    stale = columns_of(second)
+    first.ensure_table()  # the other task adds the columns meanwhile
+    listings: list[list[str]] = []
+
+    def listing(conn, name):
+        listings.append(stale if not listings else table_columns(conn, name))
+        return listings[-1]
+
+    monkeypatch.setattr(store, "table_columns", listing)
+    second.ensure_table()
+    assert len(listings) > 1  # an ALTER failed and the columns were listed again
+    assert sorted(columns_of(second)) == sorted(COLUMNS)
+    second.record("xoxoday", results(range(1, 2)), run())
+    assert second.done_keys("xoxoday", ["1"]) == {"1"}
+    second.close()
+    first.close()
 
 
 def test_non_sql_connection_is_refused(monkeypatch, xoxoday_conn) -> None:
@@ -314,14 +416,14 @@ def test_the_in_doubt_query_agrees_with_the_writers_look_up(tmp_path_factory, mo
     rows = ledger._retrying("look-up", lambda conn: ledger._select(conn, vendor="xoxoday", chunk=[item.key]))
     # an intent stays open until its own try answers or the vendor settles the item
     open_by_try: dict[object, bool] = {}
-    for row in sorted(rows, key=lambda r: str(r[6])):
-        if row[1] == "sending":
-            open_by_try[row[5]] = True
-        elif row[1] == "succeeded" or row[2] == "permanent":
+    for row in sorted(rows, key=lambda r: r.recorded_at):
+        if row.status == "sending":
+            open_by_try[row.run_id] = True
+        elif row.status == "succeeded" or row.failure_kind == "permanent":
             open_by_try.clear()
         else:
-            open_by_try.pop(row[5], None)
-    open_intent = any(open_by_try.values()) and not any(r[1] == "succeeded" for r in rows)
+            open_by_try.pop(row.run_id, None)
+    open_intent = any(open_by_try.values()) and not any(r.status == "succeeded" for r in rows)
     settled, doubt = ledger.lookup("xoxoday", [item.key])
     cursor = ledger.hook.get_conn().cursor()
     cursor.execute(in_doubt_sql("ledger_doubt"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from airflow_provider_loyalty.ledger.schema import (
     COLUMNS,
     DEFAULT_TABLE,
+    LedgerRow,
     check_table_name,
     create_index_sql,
     create_table_sql,
@@ -24,6 +25,7 @@ from airflow_provider_loyalty.outcomes import Settled
 __all__ = [
     "COLUMNS",
     "DEFAULT_TABLE",
+    "LedgerRow",
     "ReversalLedger",
     "Settled",
     "check_table_name",

@@ -6,41 +6,94 @@ writer (:mod:`.store`) and the Reversals page's read-only queries both take thei
 
 Statuses (see :mod:`airflow_provider_loyalty.outcomes`): ``sending`` (intent, written before the
 request leaves), ``succeeded`` (``code = 'already_reversed'`` when reconciled), ``failed`` with a
-``failure_kind`` of ``permanent``, ``rejected`` or ``transient``. Tables created by 0.1 hold the same
-columns; the ``sending`` status is the only new value, so they keep working as they are.
+``failure_kind`` of ``permanent``, ``rejected`` or ``transient``, ``invalid`` (an input row skipped).
+
+The columns are :class:`LedgerRow`'s fields. A table made by an earlier release gets the columns it
+lacks when the writer opens it (``ALTER TABLE ... ADD COLUMN``, nullable); a read-only reader reads
+``NULL`` for them (:func:`select_list`) and never alters the table.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, NamedTuple, get_args, get_type_hints
 
 from airflow_provider_loyalty.items import EARN_KEY_SQL, POINTS_KEY_SQL
 
 DEFAULT_TABLE = "loyalty_reversal_ledger"
 VENDORS = ("xoxoday", "capillary")
-
-COLUMNS = (
-    "vendor",
-    "item_key",
-    "unique_id",
-    "customer_id",
-    "promotion_id",
-    "earn_id",
-    "status",
-    "failure_kind",
-    "code",
-    "message",
-    "dag_id",
-    "run_id",
-    "task_id",
-    "map_index",
-    "try_number",
-    "recorded_at",
-)
-#: The columns naming the task try that wrote a row (an intent and its outcome share them).
-ATTEMPT_COLUMNS = ("run_id", "dag_id", "task_id", "map_index", "try_number")
 MESSAGE_CHARS = 1000
 CODE_CHARS = 64
+
+
+@dataclass(frozen=True)
+class Sql:
+    """A ledger column's SQL type (portable across the engines we support), and whether it is required."""
+
+    type: str
+    not_null: bool = False
+
+
+class LedgerRow(NamedTuple):
+    """One ledger row, its fields in table order: the ledger's one list of columns with their SQL types.
+
+    The table's DDL (:func:`create_table_sql`), the writer's ``INSERT``, every reader's ``SELECT`` and
+    the migration of an existing table (a missing column is added when the writer opens it) are all
+    built from this class. Adding a column is one line at the end: nullable, with the default ``None``
+    (rows written before it have none).
+    """
+
+    vendor: Annotated[str, Sql("VARCHAR(16)", not_null=True)]
+    item_key: Annotated[str, Sql("VARCHAR(512)", not_null=True)]
+    unique_id: Annotated[int | None, Sql("BIGINT")]
+    customer_id: Annotated[int | None, Sql("BIGINT")]
+    promotion_id: Annotated[str | None, Sql("VARCHAR(200)")]
+    earn_id: Annotated[str | None, Sql("VARCHAR(200)")]
+    status: Annotated[str, Sql("VARCHAR(16)", not_null=True)]
+    failure_kind: Annotated[str | None, Sql("VARCHAR(16)")]
+    code: Annotated[str | None, Sql(f"VARCHAR({CODE_CHARS})")]
+    message: Annotated[str | None, Sql(f"VARCHAR({MESSAGE_CHARS})")]
+    dag_id: Annotated[str | None, Sql("VARCHAR(250)")]
+    run_id: Annotated[str | None, Sql("VARCHAR(250)")]
+    task_id: Annotated[str | None, Sql("VARCHAR(250)")]
+    map_index: Annotated[int | None, Sql("INTEGER")]
+    try_number: Annotated[int | None, Sql("INTEGER")]
+    recorded_at: Annotated[datetime, Sql("TIMESTAMP", not_null=True)]
+
+    @property
+    def attempt(self) -> tuple[Any, ...]:
+        """The task try that wrote the row (an intent and its outcome share it)."""
+        return tuple(getattr(self, c) for c in ATTEMPT_COLUMNS)
+
+    @classmethod
+    def from_db(cls, values: Sequence[Any], names: Sequence[str] | None = None) -> LedgerRow:
+        """A row as a driver returns it (``names``: the selected columns; default :data:`COLUMNS`).
+
+        ``recorded_at`` comes back as ISO text from SQLite: it is read as the datetime it was written as.
+        """
+        row = cls._make(values) if names is None else cls(**dict(zip(names, values, strict=True)))
+        at = row.recorded_at
+        return row if isinstance(at, datetime) else row._replace(recorded_at=datetime.fromisoformat(str(at)))
+
+
+def _columns() -> tuple[tuple[str, Sql], ...]:
+    hints = get_type_hints(LedgerRow, include_extras=True)
+    found = []
+    for name in LedgerRow._fields:
+        sql = next(m for m in get_args(hints[name])[1:] if isinstance(m, Sql))
+        found.append((name, sql))
+    return tuple(found)
+
+
+#: ``(name, Sql)`` of every ledger column, in table order (from :class:`LedgerRow`).
+COLUMN_TYPES: tuple[tuple[str, Sql], ...] = _columns()
+#: The ledger's column names, in table order.
+COLUMNS: tuple[str, ...] = LedgerRow._fields
+#: The columns naming the task try that wrote a row (an intent and its outcome share them).
+ATTEMPT_COLUMNS = ("run_id", "dag_id", "task_id", "map_index", "try_number")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?")
 #: Words reserved in at least one of the engines we support (SQL:2016, PostgreSQL, DuckDB, SQLite,
@@ -86,26 +139,34 @@ def check_table_name(table: str) -> str:
 
 
 def create_table_sql(table: str = DEFAULT_TABLE) -> str:
-    """Return the portable ``CREATE TABLE IF NOT EXISTS`` statement of the ledger."""
+    """Return the portable ``CREATE TABLE IF NOT EXISTS`` statement of the ledger (from :class:`LedgerRow`)."""
     table = check_table_name(table)
-    return f"""CREATE TABLE IF NOT EXISTS {table} (
-    vendor VARCHAR(16) NOT NULL,
-    item_key VARCHAR(512) NOT NULL,
-    unique_id BIGINT,
-    customer_id BIGINT,
-    promotion_id VARCHAR(200),
-    earn_id VARCHAR(200),
-    status VARCHAR(16) NOT NULL,
-    failure_kind VARCHAR(16),
-    code VARCHAR({CODE_CHARS}),
-    message VARCHAR({MESSAGE_CHARS}),
-    dag_id VARCHAR(250),
-    run_id VARCHAR(250),
-    task_id VARCHAR(250),
-    map_index INTEGER,
-    try_number INTEGER,
-    recorded_at TIMESTAMP NOT NULL
-)"""
+    columns = ",\n".join(f"    {name} {sql.type}{' NOT NULL' if sql.not_null else ''}" for name, sql in COLUMN_TYPES)
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n{columns}\n)"
+
+
+def add_column_sql(table: str, column: str) -> str:
+    """Return the portable ``ALTER TABLE ... ADD COLUMN`` statement of a ledger column (added as nullable)."""
+    table = check_table_name(table)
+    sql = dict(COLUMN_TYPES)[column]
+    return f"ALTER TABLE {table} ADD COLUMN {column} {sql.type}"
+
+
+def missing_columns(present: Collection[str]) -> list[str]:
+    """The ledger columns a table with the columns ``present`` lacks (names compared case-insensitively)."""
+    have = {name.lower() for name in present}
+    return [name for name in COLUMNS if name not in have]
+
+
+def select_list(present: Collection[str] | None = None, alias: str | None = None) -> str:
+    """The ``SELECT`` list of every ledger column in table order, ``NULL`` for one the table lacks.
+
+    A reader that may not alter the table (a dry run, the Reversals page) reads an older table
+    through it into a full :class:`LedgerRow`.
+    """
+    prefix = f"{alias}." if alias else ""
+    absent = set(missing_columns(present)) if present is not None else set()
+    return ", ".join(f"NULL AS {name}" if name in absent else f"{prefix}{name}" for name in COLUMNS)
 
 
 def create_index_sql(table: str = DEFAULT_TABLE) -> str:

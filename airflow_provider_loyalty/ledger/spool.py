@@ -13,19 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime
 from typing import Any
 
 from airflow_provider_loyalty._variables import delete_variable, get_variable, set_variable
-from airflow_provider_loyalty.ledger.schema import COLUMNS
+from airflow_provider_loyalty.ledger.schema import COLUMNS, LedgerRow
 
 log = logging.getLogger(__name__)
 
 _PREFIX = "loyalty_ledger_spool__"
 _MAX_KEY = 250  # Airflow's Variable.key column
-_RECORDED_AT = COLUMNS.index("recorded_at")
-
-Row = tuple[Any, ...]
 
 
 def spool_key(conn_id: str, table: str, run: dict[str, Any]) -> str:
@@ -48,19 +44,19 @@ class LedgerSpool:
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self._rows: list[Row] | None = None
+        self._rows: list[LedgerRow] | None = None
 
-    def pending(self) -> list[Row]:
+    def pending(self) -> list[LedgerRow]:
         """The rows kept by earlier tries (read once; raises when the Variable cannot be read)."""
         if self._rows is None:
             self._rows = self._read()
         return list(self._rows)
 
-    def _read(self) -> list[Row]:
+    def _read(self) -> list[LedgerRow]:
         text = get_variable(self.key)
         return [_decode(row) for row in json.loads(text)] if text else []
 
-    def add(self, rows: list[Row]) -> None:
+    def add(self, rows: list[LedgerRow]) -> None:
         """Keep ``rows`` with those already kept (raises when the Variable cannot be written).
 
         Read afresh each time: another run of the same task (``max_active_runs`` > 1) may have added
@@ -83,15 +79,14 @@ class LedgerSpool:
         self._rows = []
 
 
-def _encode(row: Row) -> list[Any]:
-    values = list(row)
-    at = values[_RECORDED_AT]
-    values[_RECORDED_AT] = at.isoformat() if isinstance(at, datetime) else at
+def _encode(row: LedgerRow) -> dict[str, Any]:
+    """A row as JSON, by column name: a release that adds a column still reads what an older one kept."""
+    values = row._asdict()
+    values["recorded_at"] = row.recorded_at.isoformat()
     return values
 
 
-def _decode(values: list[Any]) -> Row:
-    values = list(values)
-    at = values[_RECORDED_AT]
-    values[_RECORDED_AT] = datetime.fromisoformat(at) if isinstance(at, str) else at
-    return tuple(values)
+def _decode(values: dict[str, Any] | list[Any]) -> LedgerRow:
+    """A kept row; a list is the layout of earlier releases (the columns they had, in table order)."""
+    named = dict(zip(COLUMNS, values, strict=False)) if isinstance(values, list) else dict(values)
+    return LedgerRow.from_db([named.get(name) for name in COLUMNS])

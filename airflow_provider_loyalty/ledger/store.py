@@ -21,14 +21,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow_provider_loyalty._batches import batched
 from airflow_provider_loyalty.items import Item
 from airflow_provider_loyalty.ledger.schema import (
-    ATTEMPT_COLUMNS,
     CODE_CHARS,
     COLUMNS,
     DEFAULT_TABLE,
     MESSAGE_CHARS,
+    LedgerRow,
+    add_column_sql,
     check_table_name,
     create_index_sql,
     create_table_sql,
+    missing_columns,
+    select_list,
 )
 from airflow_provider_loyalty.outcomes import MAYBE_APPLIED_CODES, FailureKind, Outcome, Settled, Status
 
@@ -46,7 +49,6 @@ ATTEMPTS = 4
 BACKOFF_SECONDS = 0.5
 
 T = TypeVar("T")
-Row = tuple[Any, ...]
 
 
 def ensure_ledger(conn_id: str, table: str = DEFAULT_TABLE) -> None:
@@ -62,36 +64,29 @@ def ensure_ledger(conn_id: str, table: str = DEFAULT_TABLE) -> None:
         ledger.close()
 
 
-def _time_order(row: Row) -> tuple[str, int]:
-    # (recorded_at, status) of a look-up row; an intent and its outcome never share a timestamp,
-    # but if a coarse clock made them equal, the outcome (written after) is the later one.
-    return (str(row[6]), 0 if row[1] == Status.SENDING.value else 1)
+def _time_order(row: LedgerRow) -> tuple[datetime, int]:
+    # an intent and its outcome never share a timestamp, but if a coarse clock made them equal,
+    # the outcome (written after) is the later one.
+    return (row.recorded_at, 0 if row.status == Status.SENDING.value else 1)
 
 
-#: The columns a look-up reads, in this order (``row[1]`` is the status, ``row[6]`` the time...).
-_SELECTED = (
-    "item_key",
-    "status",
-    "failure_kind",
-    "code",
-    "message",
-    "run_id",
-    "recorded_at",
-    "dag_id",
-    "task_id",
-    "map_index",
-    "try_number",
-)
-_ATTEMPT_IN_SELECTED = tuple(_SELECTED.index(c) for c in ATTEMPT_COLUMNS)
-_ATTEMPT_IN_WRITTEN = tuple(COLUMNS.index(c) for c in ATTEMPT_COLUMNS)
+def table_columns(conn: Any, table: str) -> list[str]:
+    """The column names of ``table`` as the database resolves it (schema, search path), in lower case.
+
+    Read from the DB-API cursor's description of a query that returns no row: every driver fills
+    it, and it names exactly the table the writer inserts into.
+    """
+    cursor = conn.cursor()
+    try:
+        cursor.execute(f"SELECT * FROM {check_table_name(table)} WHERE 1 = 0")
+        names = [str(d[0]).lower() for d in cursor.description or ()]
+        cursor.fetchall()
+    finally:
+        cursor.close()
+    return names
 
 
-def _attempt(row: Row, where: tuple[int, ...] = _ATTEMPT_IN_SELECTED) -> tuple[Any, ...]:
-    """The task try that wrote ``row`` (a look-up row; ``where=_ATTEMPT_IN_WRITTEN`` for a written one)."""
-    return tuple(row[i] for i in where)
-
-
-def _maybe_applied_by(rows: list[Row]) -> Row | None:
+def _maybe_applied_by(rows: list[LedgerRow]) -> LedgerRow | None:
     """The latest attempt (in time order ``rows``) that may have reached the vendor without an answer.
 
     An intent its own attempt never answered (the worker died, the ledger went away), or an outcome
@@ -101,17 +96,17 @@ def _maybe_applied_by(rows: list[Row]) -> Row | None:
     token, a refused connection, an error page, a whole-request rejection) says nothing of what an
     earlier one did at the vendor, so that doubt stands.
     """
-    found: Row | None = None
-    open_intents: dict[tuple[Any, ...], Row] = {}
+    found: LedgerRow | None = None
+    open_intents: dict[tuple[Any, ...], LedgerRow] = {}
     for row in rows:
-        if row[1] == Status.SENDING.value:
-            open_intents[_attempt(row)] = row
-        elif row[2] == FailureKind.PERMANENT.value:
+        if row.status == Status.SENDING.value:
+            open_intents[row.attempt] = row
+        elif row.failure_kind == FailureKind.PERMANENT.value:
             open_intents.clear()
             found = None
         else:
-            open_intents.pop(_attempt(row), None)
-            if row[2] == FailureKind.TRANSIENT.value and row[3] in MAYBE_APPLIED_CODES:
+            open_intents.pop(row.attempt, None)
+            if row.failure_kind == FailureKind.TRANSIENT.value and row.code in MAYBE_APPLIED_CODES:
                 found = row
     candidates = [*open_intents.values(), *([found] if found is not None else [])]
     return max(candidates, key=_time_order) if candidates else None
@@ -146,6 +141,8 @@ class ReversalLedger:
         #: look up only (a dry run): no table or database file is created, nothing is written
         self.read_only = read_only
         self._missing = False
+        #: the table's columns as found when it was opened (a read-only open never adds any)
+        self._present: list[str] | None = None
         self.table = check_table_name(table)
         self.attempts = max(1, ATTEMPTS if attempts is None else attempts)
         self.backoff = BACKOFF_SECONDS if backoff is None else backoff
@@ -179,12 +176,42 @@ class ReversalLedger:
         if self._conn is None:
             self._conn = self.hook.get_conn()
             self._execute(create_table_sql(self.table))
+            self._add_missing_columns()
             try:
                 self._execute(create_index_sql(self.table))
             except Exception as exc:  # an index only speeds look-ups up; some warehouses have none
                 log.info("No look-up index on %s (%s); look-ups still work", self.table, type(exc).__name__)
                 self._rollback()
         return self._conn
+
+    def _add_missing_columns(self) -> None:
+        """Give a table made by an earlier release the columns it lacks (the ledger's migration path).
+
+        Another task may be adding the same column at the same moment: a failed ``ALTER`` is
+        forgiven when the column is there afterwards, and raised (naming the statement to run by
+        hand, e.g. for a role without ``ALTER`` rights) when it is not.
+        """
+        present = self._columns()
+        for column in missing_columns(present):
+            statement = add_column_sql(self.table, column)
+            try:
+                self._execute(statement)
+            except Exception as exc:
+                self._rollback()
+                present = self._columns()
+                if column not in present:
+                    raise RuntimeError(
+                        f"the ledger table {self.table} lacks the column {column} and it could not be added "
+                        f"({type(exc).__name__}: {str(exc)[:200]}); run: {statement}"
+                    ) from exc
+            else:
+                log.info("Ledger table %s: added the column %s", self.table, column)
+        self._present = list(COLUMNS)
+
+    def _columns(self) -> list[str]:
+        names = table_columns(self._conn, self.table)
+        self._conn.commit()  # end the read transaction before an ALTER (PostgreSQL)
+        return names
 
     def _read_only_connection(self) -> Any:
         """Open for look-ups only; a missing database file or table is an empty ledger, left uncreated."""
@@ -195,7 +222,7 @@ class ReversalLedger:
             return None
         self._conn = self.hook.get_conn()
         try:
-            self._execute(f"SELECT 1 FROM {self.table} WHERE 1 = 0")
+            self._present = self._columns()
         except Exception:  # noqa: BLE001 - no such table: nothing recorded yet
             self._rollback()
             self._missing = True
@@ -307,16 +334,16 @@ class ReversalLedger:
         settled: dict[str, Settled] = {}
         maybe_applied: dict[str, Settled] = {}
         for chunk in batched(keys, LOOKUP_CHUNK):
-            rows: list[Row] = self._retrying("look-up", functools.partial(self._select, vendor=vendor, chunk=chunk))
-            by_key: dict[str, list[Row]] = {}
+            rows = self._retrying("look-up", functools.partial(self._select, vendor=vendor, chunk=chunk))
+            by_key: dict[str, list[LedgerRow]] = {}
             for row in rows:
-                by_key.setdefault(row[0], []).append(row)
+                by_key.setdefault(row.item_key, []).append(row)
             for key, key_rows in by_key.items():
-                done = next((r for r in key_rows if r[1] == Status.SUCCEEDED.value), None)
+                done = next((r for r in key_rows if r.status == Status.SUCCEEDED.value), None)
                 if done is not None:
-                    settled[key] = Settled(True, done[3], done[4], done[5])
+                    settled[key] = _settled(done)
                     continue
-                refusals = [r for r in key_rows if r[2] == FailureKind.PERMANENT.value]
+                refusals = [r for r in key_rows if r.failure_kind == FailureKind.PERMANENT.value]
                 refused = max(refusals, key=_time_order) if refusals else None
                 doubt = _maybe_applied_by(sorted(key_rows, key=_time_order))
                 if (
@@ -324,23 +351,23 @@ class ReversalLedger:
                     and refused is not None
                     and (doubt is None or _time_order(refused) >= _time_order(doubt))
                 ):
-                    settled[key] = Settled(False, refused[3], refused[4], refused[5])
+                    settled[key] = _settled(refused)
                 elif doubt is not None:
-                    maybe_applied[key] = Settled(False, doubt[3], doubt[4], doubt[5])
+                    maybe_applied[key] = _settled(doubt)
         return settled, maybe_applied
 
-    def _select(self, conn: Any, vendor: str, chunk: list[str]) -> list[Row]:
+    def _select(self, conn: Any, vendor: str, chunk: list[str]) -> list[LedgerRow]:
         if self._missing:
             return []
         marks = ", ".join([self.placeholder] * len(chunk))
         cursor = conn.cursor()
         try:
             cursor.execute(
-                f"SELECT {', '.join(_SELECTED)} FROM {self.table} "
+                f"SELECT {select_list(self._present)} FROM {self.table} "
                 f"WHERE vendor = {self.placeholder} AND item_key IN ({marks})",
                 [vendor, *chunk],
             )
-            rows = [tuple(r) for r in cursor.fetchall()]
+            rows = [LedgerRow.from_db(r) for r in cursor.fetchall()]
         finally:
             cursor.close()
         conn.commit()  # end the read transaction (PostgreSQL would keep it open otherwise)
@@ -383,7 +410,7 @@ class ReversalLedger:
         )
 
     @staticmethod
-    def rows(vendor: str, outcomes: Sequence[Outcome], run: dict[str, Any] | None = None) -> list[Row]:
+    def rows(vendor: str, outcomes: Sequence[Outcome], run: dict[str, Any] | None = None) -> list[LedgerRow]:
         """The ledger rows of ``outcomes`` (JSON-able but for ``recorded_at``)."""
         now = _now()
         run = run or {}
@@ -401,34 +428,34 @@ class ReversalLedger:
             for o in outcomes
         ]
 
-    def insert(self, rows: Sequence[Row]) -> None:
+    def insert(self, rows: Sequence[LedgerRow]) -> None:
         """Insert ready-made rows in one transaction (retried as a whole: all or none are committed)."""
         if self.read_only:
             raise RuntimeError(f"the ledger {self.table} was opened read-only (a dry run writes nothing)")
         if rows:
             self._retrying("insert", lambda conn: self._insert(conn, rows))
 
-    def insert_unrecorded(self, rows: Sequence[Row]) -> int:
+    def insert_unrecorded(self, rows: Sequence[LedgerRow]) -> int:
         """Insert those outcome ``rows`` whose attempt has no outcome row for their item yet; return how many.
 
         A replayed spool is written again after a crash between the replay and the spool's removal:
         an attempt records one outcome per item, so a row of the same item and attempt already in the
         ledger is that outcome, and is not doubled.
         """
-        fresh: list[Row] = []
-        by_vendor: dict[str, list[Row]] = {}
+        fresh: list[LedgerRow] = []
+        by_vendor: dict[str, list[LedgerRow]] = {}
         for row in rows:
-            by_vendor.setdefault(row[0], []).append(row)
+            by_vendor.setdefault(row.vendor, []).append(row)
         for vendor, vendor_rows in by_vendor.items():
             recorded: set[tuple[Any, ...]] = set()
-            for chunk in batched([r[1] for r in vendor_rows], LOOKUP_CHUNK):
+            for chunk in batched([r.item_key for r in vendor_rows], LOOKUP_CHUNK):
                 found = self._retrying("look-up", functools.partial(self._select, vendor=vendor, chunk=chunk))
-                recorded.update((r[0], *_attempt(r)) for r in found if r[1] != Status.SENDING.value)
-            fresh.extend(r for r in vendor_rows if (r[1], *_attempt(r, _ATTEMPT_IN_WRITTEN)) not in recorded)
+                recorded.update((r.item_key, *r.attempt) for r in found if r.status != Status.SENDING.value)
+            fresh.extend(r for r in vendor_rows if (r.item_key, *r.attempt) not in recorded)
         self.insert(fresh)
         return len(fresh)
 
-    def _insert(self, conn: Any, rows: Sequence[Row]) -> None:
+    def _insert(self, conn: Any, rows: Sequence[LedgerRow]) -> None:
         row_marks = "(" + ", ".join([self.placeholder] * len(COLUMNS)) + ")"
         cursor = conn.cursor()
         try:
@@ -452,7 +479,7 @@ class ReversalLedger:
                     "GROUP BY vendor, status, failure_kind ORDER BY vendor, status, failure_kind",
                     [run_id] if run_id else [],
                 )
-                rows = [(r[0], r[1], r[2], int(r[3])) for r in cursor.fetchall()]
+                rows = [(vendor, status, kind, int(n)) for vendor, status, kind, n in cursor.fetchall()]
             finally:
                 cursor.close()
             conn.commit()
@@ -478,6 +505,10 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _settled(row: LedgerRow) -> Settled:
+    return Settled(row.status == Status.SUCCEEDED.value, row.code, row.message, row.run_id)
+
+
 def _row(
     vendor: str,
     item: Item | None,
@@ -489,23 +520,23 @@ def _row(
     now: datetime,
     *,
     key: str | None = None,
-) -> Row:
+) -> LedgerRow:
     fields = item._asdict() if item is not None else {}
-    return (
-        vendor,
-        (item.key if item is not None else key or "")[:512],
-        fields.get("unique_id"),
-        fields.get("customer_id"),
-        fields.get("promotion_id"),
-        fields.get("earn_id"),
-        status,
-        kind,
-        _storable(code or "")[:CODE_CHARS] or None,
-        _storable(message or "")[:MESSAGE_CHARS],
-        run.get("dag_id"),
-        run.get("run_id"),
-        run.get("task_id"),
-        run.get("map_index"),
-        run.get("try_number"),
-        now,
+    return LedgerRow(
+        vendor=vendor,
+        item_key=(item.key if item is not None else key or "")[:512],
+        unique_id=fields.get("unique_id"),
+        customer_id=fields.get("customer_id"),
+        promotion_id=fields.get("promotion_id"),
+        earn_id=fields.get("earn_id"),
+        status=status,
+        failure_kind=kind,
+        code=_storable(code or "")[:CODE_CHARS] or None,
+        message=_storable(message or "")[:MESSAGE_CHARS],
+        dag_id=run.get("dag_id"),
+        run_id=run.get("run_id"),
+        task_id=run.get("task_id"),
+        map_index=run.get("map_index"),
+        try_number=run.get("try_number"),
+        recorded_at=now,
     )

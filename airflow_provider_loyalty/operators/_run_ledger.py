@@ -221,7 +221,7 @@ class RunLedger:
             # Last resort: the rows in the task log, where a person can replay them by hand.
             self.log.exception(
                 "Could not keep answered outcomes in the spool either; they are only in this log: %s",
-                json.dumps([list(map(str, r)) for r in rows]),
+                json.dumps([r._asdict() for r in rows], default=str),
             )
             raise
 

@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timezone
 from typing import Any
 from urllib.parse import quote
 
-from airflow_provider_loyalty.ledger.schema import VENDORS
+from airflow_provider_loyalty.ledger.schema import VENDORS, LedgerRow
 from airflow_provider_loyalty.ui.models import (
     Attempt,
     DayCounts,
@@ -167,10 +167,8 @@ def runs(
     return sorted(by_run.values(), key=lambda r: r.last_recorded_at, reverse=True)
 
 
-def histories(
-    rows: dict[tuple[str, str], list[dict[str, Any]]], links: AirflowLinks
-) -> dict[tuple[str, str], ItemHistory]:
-    """Each item's history from its ledger rows (by column name, newest first), keyed by ``(vendor, item_key)``."""
+def histories(rows: dict[tuple[str, str], list[LedgerRow]], links: AirflowLinks) -> dict[tuple[str, str], ItemHistory]:
+    """Each item's history from its ledger rows (newest first), keyed by ``(vendor, item_key)``."""
     found: dict[tuple[str, str], ItemHistory] = {}
     for (vendor, key), item_rows in rows.items():
         attempts = [_attempt(r, links) for r in item_rows]  # newest first
@@ -194,21 +192,21 @@ def histories(
     return found
 
 
-def _attempt(row: dict[str, Any], links: AirflowLinks) -> Attempt:
-    map_index = _as_int(row["map_index"])
+def _attempt(row: LedgerRow, links: AirflowLinks) -> Attempt:
+    map_index = _as_int(row.map_index)
     return Attempt(
-        status=str(row["status"]),
-        failure_kind=_as_text(row["failure_kind"]),
-        code=_as_text(row["code"]),
-        message=str(row["message"] or ""),
-        recorded_at=_as_datetime(row["recorded_at"]),
-        dag_id=_as_text(row["dag_id"]),
-        run_id=_as_text(row["run_id"]),
-        task_id=_as_text(row["task_id"]),
+        status=str(row.status),
+        failure_kind=_as_text(row.failure_kind),
+        code=_as_text(row.code),
+        message=str(row.message or ""),
+        recorded_at=_as_datetime(row.recorded_at),
+        dag_id=_as_text(row.dag_id),
+        run_id=_as_text(row.run_id),
+        task_id=_as_text(row.task_id),
         map_index=map_index,
-        try_number=_as_int(row["try_number"]),
-        run_url=links.run_url(row["dag_id"], row["run_id"]),
-        task_url=links.task_url(row["dag_id"], row["run_id"], row["task_id"], map_index),
+        try_number=_as_int(row.try_number),
+        run_url=links.run_url(row.dag_id, row.run_id),
+        task_url=links.task_url(row.dag_id, row.run_id, row.task_id, map_index),
     )
 
 
@@ -219,8 +217,8 @@ def _latest(attempts: list[Attempt]) -> Attempt:
     return next((a for a in tied if a.status != "sending"), tied[0])
 
 
-def _first(rows: list[dict[str, Any]], column: str) -> Any:
-    return next((r[column] for r in rows if r[column] is not None), None)
+def _first(rows: list[LedgerRow], column: str) -> Any:
+    return next((getattr(r, column) for r in rows if getattr(r, column) is not None), None)
 
 
 def _add(target: Outcomes, status: str, failure_kind: Any, reconciled: bool, n: int) -> None:

@@ -12,7 +12,8 @@ import re
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from airflow_provider_loyalty.ledger import COLUMNS, in_doubt_condition
+from airflow_provider_loyalty.ledger import in_doubt_condition
+from airflow_provider_loyalty.ledger.schema import LedgerRow, select_list
 from airflow_provider_loyalty.ui.auth import DagScope
 from airflow_provider_loyalty.ui.connections import Session
 
@@ -213,21 +214,37 @@ def _items_where(
     return where.dags(scope, "l.dag_id")
 
 
+def table_columns(session: Session, table: str) -> list[str]:
+    """The ledger table's column names (lower case), from the cursor's description of an empty ``SELECT``."""
+    cursor = session.conn.cursor()
+    try:
+        cursor.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+        names = [str(d[0]).lower() for d in cursor.description or ()]
+        cursor.fetchall()
+    finally:
+        cursor.close()
+    return names
+
+
 def item_rows(
     session: Session, table: str, scope: DagScope, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Every row of these ``(vendor, item_key)`` items, by column name, newest first per item."""
+) -> dict[tuple[str, str], list[LedgerRow]]:
+    """Every row of these ``(vendor, item_key)`` items, newest first per item.
+
+    A table written by an earlier release (the page never alters it) reads ``NULL`` for the columns it lacks.
+    """
     by_vendor: dict[str, list[str]] = {}
     for vendor, key in keys:
         by_vendor.setdefault(vendor, []).append(key)
-    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    rows: dict[tuple[str, str], list[LedgerRow]] = {}
+    columns = select_list(table_columns(session, table)) if by_vendor else ""
     for vendor, item_keys in by_vendor.items():
         where = _Where(session.placeholder).add("vendor = {p}", vendor)
         where.add(f"item_key IN ({', '.join(['{p}'] * len(item_keys))})", *item_keys).dags(scope)
         for values in session.fetch(
-            f"SELECT {', '.join(COLUMNS)} FROM {table}{where.sql()} ORDER BY recorded_at DESC",
+            f"SELECT {columns} FROM {table}{where.sql()} ORDER BY recorded_at DESC",
             where.params,
         ):
-            row = dict(zip(COLUMNS, values, strict=True))
-            rows.setdefault((str(row["vendor"]), str(row["item_key"])), []).append(row)
+            row = LedgerRow.from_db(values)
+            rows.setdefault((str(row.vendor), str(row.item_key)), []).append(row)
     return rows

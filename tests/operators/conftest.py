@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_loyalty.items import PointItem
-from airflow_provider_loyalty.ledger import ReversalLedger, spool
+from airflow_provider_loyalty.ledger import LedgerRow, ReversalLedger, spool
 from airflow_provider_loyalty.outcomes import Outcome
 
 
@@ -19,6 +19,6 @@ def spool_variables(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return variables
 
 
-def succeeded_row(unique_id: int, run: dict) -> tuple:
+def succeeded_row(unique_id: int, run: dict) -> LedgerRow:
     """The ledger row of a Xoxoday success, as the writer builds it (what a spool holds)."""
-    return tuple(ReversalLedger.rows("xoxoday", [Outcome.succeeded(PointItem(unique_id))], run)[0])
+    return ReversalLedger.rows("xoxoday", [Outcome.succeeded(PointItem(unique_id))], run)[0]

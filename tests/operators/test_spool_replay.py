@@ -21,7 +21,7 @@ def test_a_replayed_spool_already_in_the_ledger_is_not_written_twice(
     spool.LedgerSpool(key).add(kept)
     # the killed try's replay had committed item 1's row (and another try's row for 2) before it died
     ledger = ReversalLedger("ledger")
-    ledger.insert([kept[0], (*kept[1][:14], 2, kept[1][15])])
+    ledger.insert([kept[0], kept[1]._replace(try_number=2)])
     ledger.close()
     requests_mock.post(API, json=echo_cancel())
     from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
@@ -35,3 +35,17 @@ def test_a_replayed_spool_already_in_the_ledger_is_not_written_twice(
     # 1 once (already there); 2 from try 2 and from try 1's spool; 3 sent now
     assert rows.fetchall() == [("1", 1, 1), ("2", 1, 1), ("2", 2, 1), ("3", 1, 1)]
     assert spool.LedgerSpool(key).pending() == []
+
+
+def test_a_spool_kept_by_an_earlier_release_is_read(spool_variables) -> None:
+    """Rows kept as value lists (the layout before rows were kept by column name) are read into full rows."""
+    import json
+
+    run = {"dag_id": "d", "run_id": "r1", "task_id": "t", "map_index": -1, "try_number": 1}
+    row = succeeded_row(7, run)
+    key = spool.spool_key("ledger", "loyalty_reversal_ledger", run)
+    spool_variables[key] = json.dumps([[*row[:-1], row.recorded_at.isoformat()]])
+    assert spool.LedgerSpool(key).pending() == [row]
+    spool.LedgerSpool(key).add([row])  # written back by column name, read the same
+    assert spool.LedgerSpool(key).pending() == [row, row]
+    assert isinstance(json.loads(spool_variables[key])[1], dict)

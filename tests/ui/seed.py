@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from airflow_provider_loyalty.ledger import COLUMNS, create_table_sql
+from airflow_provider_loyalty.ledger import COLUMNS, LedgerRow, create_table_sql
 
 DAG_ID = "loyalty_daily_reversals"
 #: A second team's DAG: a user allowed on it only sees its rows.
@@ -28,17 +28,20 @@ class Seeded:
     """What was written, for the assertions."""
 
     today: date
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[LedgerRow] = field(default_factory=list)
 
     def count(self, day: date, vendor: str, status: str, kind: str | None = None) -> int:
         return sum(
             1
             for r in self.rows
-            if r[15].date() == day and r[0] == vendor and r[6] == status and (kind is None or r[7] == kind)
+            if r.recorded_at.date() == day
+            and r.vendor == vendor
+            and r.status == status
+            and (kind is None or r.failure_kind == kind)
         )
 
     def dag_ids(self) -> set[str]:
-        return {r[10] for r in self.rows}
+        return {str(r.dag_id) for r in self.rows}
 
 
 def _row(
@@ -57,25 +60,25 @@ def _row(
     map_index: int = -1,
     status: str | None = None,
     dag_id: str = DAG_ID,
-) -> tuple[Any, ...]:
+) -> LedgerRow:
     status = status or ("succeeded" if ok else "failed")
-    return (
-        vendor,
-        key,
-        ids.get("unique_id"),
-        ids.get("customer_id"),
-        ids.get("promotion_id"),
-        ids.get("earn_id"),
-        status,
-        (kind or "permanent") if status == "failed" else None,
-        code,
-        message,
-        dag_id,
-        run_id or (run_id_for(when.date()) if dag_id == DAG_ID else other_run_id_for(when.date())),
-        task,
-        map_index,
-        try_number,
-        when,
+    return LedgerRow(
+        vendor=vendor,
+        item_key=key,
+        unique_id=ids.get("unique_id"),
+        customer_id=ids.get("customer_id"),
+        promotion_id=ids.get("promotion_id"),
+        earn_id=ids.get("earn_id"),
+        status=status,
+        failure_kind=(kind or "permanent") if status == "failed" else None,
+        code=code,
+        message=message,
+        dag_id=dag_id,
+        run_id=run_id or (run_id_for(when.date()) if dag_id == DAG_ID else other_run_id_for(when.date())),
+        task_id=task,
+        map_index=map_index,
+        try_number=try_number,
+        recorded_at=when,
     )
 
 
@@ -208,7 +211,7 @@ def history(now: datetime | None = None) -> Seeded:
     return seeded
 
 
-def write(conn: Any, table: str, rows: list[tuple[Any, ...]], placeholder: str) -> None:
+def write(conn: Any, table: str, rows: list[LedgerRow], placeholder: str) -> None:
     """Create ``table`` and insert ``rows`` through a DB-API connection (as the ledger does); commit."""
     cursor = conn.cursor()
     statements = create_table_sql(table)  # the ledger's own DDL (one statement or a list)
