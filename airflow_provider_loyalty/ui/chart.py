@@ -15,7 +15,9 @@ SERIES = (
     ("failed_transient", "bar-transient", "failed (transient)"),
     ("skipped", "bar-skipped", "skipped (already done)"),
 )
-WIDTH, HEIGHT, TOP, BOTTOM, LEFT = 720, 160, 12, 22, 40
+WIDTH, HEIGHT, TOP, BOTTOM, LEFT, RIGHT = 720, 160, 12, 22, 48, 4
+#: Pixels of one day's slot, at least and at most.
+MIN_SLOT, MAX_SLOT = 6.0, 40.0
 
 
 @dataclass
@@ -52,21 +54,51 @@ def day_bars(first: date, last: date, counts: Sequence[object]) -> list[DayBar]:
     return list(bars.values())
 
 
+def with_data(bars: Sequence[DayBar]) -> list[DayBar]:
+    """The bars from the first day that has any count on (the days before it are empty: no axis for them)."""
+    first = next((i for i, bar in enumerate(bars) if bar.total), len(bars))
+    return list(bars[first:])
+
+
+def nice_top(peak: int) -> int:
+    """The axis maximum: the least of 1, 2, 2.5 or 5 times a power of ten that is at least ``peak`` (and 1)."""
+    if peak <= 1:
+        return 1
+    power = 1
+    while True:
+        for step in (1, 2, 2.5, 5):
+            top = step * power
+            if top >= peak and float(top).is_integer():
+                return int(top)
+        power *= 10
+
+
 def render_svg(bars: Sequence[DayBar]) -> str:
     """Return the chart as an SVG element (all text escaped; colours come from the page's CSS classes).
+
+    The chart is as wide as its days need (a day's slot between :data:`MIN_SLOT` and :data:`MAX_SLOT`
+    pixels, the whole at most :data:`WIDTH`) and its axis ends at a round number just above the
+    tallest bar, so one day of data is one readable bar, not a sliver at the edge of a month.
 
     :param bars: the days, oldest first.
     """
     peak = max((bar.total for bar in bars), default=0)
-    scale_top = max(peak, 1)
+    scale_top = nice_top(peak)
     plot_height = HEIGHT - TOP - BOTTOM
-    slot = (WIDTH - LEFT) / max(len(bars), 1)
+    slot = min(max((WIDTH - LEFT - RIGHT) / max(len(bars), 1), MIN_SLOT), MAX_SLOT)
+    width = max(round(LEFT + slot * len(bars) + RIGHT), LEFT + 72) if bars else WIDTH
     bar_width = min(max(slot * 0.72, 1.0), 28.0)
+    half = scale_top / 2
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width} {HEIGHT}" width="{width}" height="{HEIGHT}" role="img" '
         f'aria-label="Outcomes per day, {len(bars)} days" xmlns="http://www.w3.org/2000/svg">',
-        f'<line class="axis" x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH}" y2="{HEIGHT - BOTTOM}"/>',
-        f'<text class="tick" x="{LEFT - 4}" y="{TOP + 4}" text-anchor="end">{peak}</text>',
+        f'<line class="axis" x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{width}" y2="{HEIGHT - BOTTOM}"/>',
+        f'<line class="grid" x1="{LEFT}" y1="{TOP}" x2="{width}" y2="{TOP}"/>',
+        f'<text class="tick" x="{LEFT - 4}" y="{TOP + 4}" text-anchor="end" data-axis-top="{scale_top}">'
+        f"{scale_top:,}</text>",
+        f'<text class="tick" x="{LEFT - 4}" y="{TOP + plot_height / 2 + 4:.1f}" text-anchor="end">{int(half):,}</text>'
+        if half.is_integer()
+        else "",
         f'<text class="tick" x="{LEFT - 4}" y="{HEIGHT - BOTTOM}" text-anchor="end">0</text>',
     ]
     for index, bar in enumerate(bars):
@@ -87,10 +119,12 @@ def render_svg(bars: Sequence[DayBar]) -> str:
             y -= height
             parts.append(f'<rect class="{css}" x="{x:.1f}" y="{y:.1f}" width="{bar_width:.1f}" height="{height:.1f}"/>')
         parts.append("</g>")
-    if bars:
+    if len(bars) == 1:
+        parts.append(f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">{escape(bars[0].day.isoformat())}</text>')
+    elif bars:
         parts.append(
             f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">{escape(bars[0].day.isoformat())}</text>'
-            f'<text class="tick" x="{WIDTH}" y="{HEIGHT - 6}" text-anchor="end">'
+            f'<text class="tick" x="{width}" y="{HEIGHT - 6}" text-anchor="end">'
             f"{escape(bars[-1].day.isoformat())}</text>"
         )
     parts.append("</svg>")

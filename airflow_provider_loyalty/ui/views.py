@@ -13,7 +13,7 @@ from airflow_provider_loyalty import __version__
 from airflow_provider_loyalty.ledger.schema import VENDORS
 from airflow_provider_loyalty.ui.api import PAGE_SIZE
 from airflow_provider_loyalty.ui.auth import DagScope, PageDependencies
-from airflow_provider_loyalty.ui.chart import SERIES, day_bars, render_svg
+from airflow_provider_loyalty.ui.chart import SERIES, day_bars, render_svg, with_data
 from airflow_provider_loyalty.ui.filters import FILTERS, WINDOWS, Filters
 from airflow_provider_loyalty.ui.settings import LedgerUnavailable
 from airflow_provider_loyalty.ui.sources import Sources
@@ -81,7 +81,7 @@ def page_router(sources: Sources, allowed: PageDependencies, env: Environment) -
                     session=session,
                 )
             context["summary"] = summary
-            context["chart"] = render_svg(day_bars(since.date(), until.date(), summary.daily))
+            context["chart"] = render_svg(with_data(day_bars(since.date(), until.date(), summary.daily)))
         except LedgerUnavailable as exc:
             context["error"] = exc
             status_code = 503

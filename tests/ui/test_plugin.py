@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -138,6 +139,36 @@ def test_chart_has_a_bar_per_day_and_escapes_nothing_unsafe() -> None:
     assert "<script" not in svg and "style=" not in svg
     empty = render_svg(day_bars(date(2026, 3, 1), date(2026, 3, 1), []))
     assert 'class="bar-' not in empty
+
+
+def test_chart_scales_to_the_days_and_counts_it_has() -> None:
+    """One day of 18,402 outcomes in a 30-day window: one bar, an axis to 20,000, a narrow chart."""
+    from airflow_provider_loyalty.ui.chart import MAX_SLOT, WIDTH, day_bars, nice_top, render_svg, with_data
+    from airflow_provider_loyalty.ui.models import DayCounts
+
+    rows = [DayCounts(day=date(2026, 12, 7), vendor="xoxoday", succeeded=18_000, failed_transient=402)]
+    bars = with_data(day_bars(date(2026, 11, 8), date(2026, 12, 7), rows))
+    assert [b.day for b in bars] == [date(2026, 12, 7)]
+    svg = render_svg(bars)
+    assert svg.count('<g class="day"') == 1
+    assert 'data-axis-top="20000">20,000<' in svg and ">10,000<" in svg
+    width = int(re.search(r'width="(\d+)"', svg).group(1))  # type: ignore[union-attr]
+    assert width < WIDTH / 4 and width <= 48 + MAX_SLOT + 4 + 72
+    empty_first = DayCounts(day=date(2026, 11, 8), vendor="xoxoday")
+    assert len(with_data(day_bars(date(2026, 11, 8), date(2026, 12, 7), [*rows, empty_first]))) == 1
+    first = DayCounts(day=date(2026, 11, 8), vendor="xoxoday", succeeded=1)
+    assert len(with_data(day_bars(date(2026, 11, 8), date(2026, 12, 7), [*rows, first]))) == 30
+    assert [nice_top(n) for n in (0, 1, 3, 7, 10, 11, 26, 18_402, 100_001)] == [
+        1,
+        1,
+        5,
+        10,
+        10,
+        20,
+        50,
+        20_000,
+        200_000,
+    ]
 
 
 def test_links_follow_airflow_under_a_base_path(monkeypatch, duckdb_ledger, token) -> None:
