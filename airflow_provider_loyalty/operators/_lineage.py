@@ -123,7 +123,7 @@ def operator_lineage(operator: Any, summary: RunSummary | None) -> Any:
     except ImportError:
         return None
 
-    dry_run = summary.dry_run if summary is not None else operator.dry_run is True
+    dry_run = summary.dry_run if summary is not None else operator.plan_only is True
     if dry_run:
         return OperatorLineage()
     vendor: str = operator.vendor

@@ -21,6 +21,8 @@ from airflow_provider_loyalty.items import Item
 from airflow_provider_loyalty.outcomes import FailureKind, Outcome, Settled
 
 if TYPE_CHECKING:
+    from airflow.sdk import Context
+
     from airflow_provider_loyalty.ledger import ReversalLedger
     from airflow_provider_loyalty.ledger.spool import LedgerSpool
     from airflow_provider_loyalty.operators._summary import RunSummary
@@ -232,3 +234,15 @@ class RunLedger:
             f"answered outcome(s) are kept in Variable {self.spool.key} and are written to the ledger "
             "before the next try sends anything"
         )
+
+
+def run_info(context: Context | None) -> dict[str, Any]:
+    """The task instance a run's ledger rows name: dag_id, run_id, task_id, map_index, try_number."""
+    ti = context.get("ti") if context else None
+    return {
+        "dag_id": getattr(ti, "dag_id", None),
+        "run_id": getattr(ti, "run_id", None),
+        "task_id": getattr(ti, "task_id", None),
+        "map_index": getattr(ti, "map_index", -1),
+        "try_number": getattr(ti, "try_number", None),
+    }

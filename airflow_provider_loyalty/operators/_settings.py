@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_loyalty._flags import as_bool
@@ -98,3 +99,30 @@ def rate_or_auto(value: Any, name: str) -> float | str | None:
         raise ValueError(
             f"{name} must be a number of at least {MIN_PER_MINUTE:g}, None or 'auto', got {value!r}"
         ) from None
+
+
+def _max_items(value: Any, name: str) -> int | None:
+    # a guard: a template that rendered nothing must not lift the limit
+    return count(value, name, minimum=0, optional=True, blank_is_unset=False)
+
+
+#: The reversal operators' settings that may be templated, each with its check; keyed by attribute.
+CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "plan_only": as_bool,
+    "max_failed_ratio": ratio,
+    "max_requests_per_minute": rate_or_auto,
+    "max_requests_per_minute_cap": positive_or_none,
+    "max_concurrency": count,
+    "max_items": _max_items,
+    "on_invalid": on_invalid,
+}
+#: The argument each attribute is given as, where the two differ (for messages).
+ARGUMENT = {"plan_only": "dry_run"}
+
+
+def check(target: object, *, lenient: bool = False) -> None:
+    """Coerce and check ``target``'s settings in place; ``lenient`` lets unrendered templates through."""
+    for attribute, checker in CHECKS.items():
+        value = getattr(target, attribute)
+        if not (lenient and templated(value)):
+            setattr(target, attribute, checker(value, ARGUMENT.get(attribute, attribute)))

@@ -218,7 +218,7 @@ def test_settings_are_checked(xoxoday_conn) -> None:
     with pytest.raises(ValueError, match="max_concurrency"):
         RevokeEarnOperator(task_id="r", earns=[], max_concurrency=0)
     op = CancelPointsOperator(task_id="c", unique_ids=[], dry_run="{{ params.dry_run }}")
-    op.dry_run = "maybe"
+    op.plan_only = "maybe"
     with pytest.raises(AirflowFailException, match="dry_run must be true or false"):
         op.execute(context())
 

@@ -31,8 +31,8 @@ def test_operators_pass_auto_and_the_cap_to_their_hooks() -> None:
         hook_params={"rate_store": store},
     )
     assert "max_requests_per_minute_cap" in op.template_fields
-    op.max_requests_per_minute_cap = "250"  # type: ignore[assignment]  # as rendered
-    op._settings()
+    op.max_requests_per_minute_cap = "250"  # as rendered
+    _settings.check(op)
     assert op.max_requests_per_minute == "auto" and op.max_requests_per_minute_cap == 250.0
     pacer = op.hook.pacer
     assert pacer.auto is not None and pacer.auto.cap == 250.0 and pacer.auto.store is store
@@ -41,7 +41,7 @@ def test_operators_pass_auto_and_the_cap_to_their_hooks() -> None:
 
 def test_a_number_keeps_a_fixed_pace() -> None:
     op = CancelPointsOperator(task_id="t", unique_ids=[1], max_requests_per_minute="120")
-    op._settings()
+    _settings.check(op)
     assert op.hook.pacer.auto is None and op.hook.pacer.limiter.per_minute == 120.0
     assert "pace 120/min" in op.hook.pace_text()
     with pytest.raises(ValueError, match="'auto'"):

@@ -33,8 +33,8 @@ def test_dry_run_rendered_from_conf_is_read() -> None:
     with DAG("d", schedule=None):
         op = RevokeEarnOperator(task_id="r", earns=[(1, "p", "e")], dry_run="{{ dag_run.conf.get('dry_run') }}")
     rendered(op, conf={"dry_run": "false"})
-    op._settings()
-    assert op.dry_run is False
+    _settings.check(op)
+    assert op.plan_only is False
 
 
 @pytest.mark.parametrize("value", [None, "", " none ", "NULL"])
@@ -72,3 +72,12 @@ def test_rates_below_one_per_minute_are_refused(value) -> None:
             task_id="r", earns=[(1, "p", "e")], max_requests_per_minute="auto", max_requests_per_minute_cap=value
         )
     assert _settings.rate_or_auto(1, "r") == 1.0
+
+
+def test_dry_run_setting_leaves_base_operators_dry_run_method_alone() -> None:
+    """``dry_run=`` is kept as ``plan_only``: ``BaseOperator.dry_run()`` (render and log the templates) still works."""
+    with DAG("d", schedule=None):
+        op = RevokeEarnOperator(task_id="r", earns=[(1, "p", "e")], dry_run=True)
+    assert op.plan_only is True
+    assert "dry_run" not in vars(op) and callable(op.dry_run)
+    op.dry_run()  # the instance attribute of old made this "'bool' object is not callable"
