@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 Renewal = Callable[[int], object]
 #: A hook's reversal result (a dataclass with ``after_ambiguous_attempt``).
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class RenewingSender:
@@ -28,7 +29,8 @@ class RenewingSender:
     Subclasses say which statuses mean "credential refused", how to get the credential (and how
     to renew it, if it can be), and what error a final refusal raises. Whether an earlier attempt
     may have been applied is carried across the resend: the answer after a renewal is still an
-    answer to a request that may already have been applied.
+    answer to a request that may already have been applied. Getting or renewing the credential is
+    a token exchange: its failure never makes the request "may have been applied" by itself.
     """
 
     #: statuses meaning "this credential is no good" (renew once, then give up).
@@ -81,7 +83,7 @@ class RenewingSender:
         renewed = False
         try:
             while True:
-                auth, renew = self._credential()
+                auth, renew = self._token_step(self._credential)
                 answer = self.client.request(method, path, json=json, auth=auth, before_send=before_send)
                 ambiguous = ambiguous or answer.after_ambiguous_attempt
                 status = answer.response.status_code
@@ -90,11 +92,28 @@ class RenewingSender:
                 if renewed or renew is None:
                     raise self._credential_refused(answer.response, renewed=renewed)
                 log.info("%s answered HTTP %d; renewing the credential once", self.client.vendor, status)
-                renew(status)
+                self._token_step(renew, status)
                 renewed = True
         except VendorError as exc:
             exc.may_have_been_applied = exc.may_have_been_applied or ambiguous
             raise
+
+    def _token_step(self, step: Callable[..., T], *args: Any) -> T:
+        """Run a step that gets or renews the credential; whatever it raises is a token exchange's failure.
+
+        Such a failure says nothing of the reversal request (see
+        :mod:`~airflow_provider_loyalty.hooks._token_exchange`): its items are not applied by it.
+        """
+        from airflow_provider_loyalty.hooks._token_exchange import renewal_failed
+        from airflow_provider_loyalty.hooks.errors import VendorError
+
+        try:
+            return step(*args)
+        except VendorError as exc:
+            raise renewal_failed(self.client.vendor, exc) from None
+        except Exception as exc:
+            log.exception("Getting or renewing the %s credential failed", self.client.vendor)
+            raise renewal_failed(self.client.vendor, exc) from None
 
     def _exchange(
         self,

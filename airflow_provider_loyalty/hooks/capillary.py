@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Literal
 import requests
 from airflow.sdk import BaseHook
 
+from airflow_provider_loyalty.hooks import _token_exchange as token_exchange
 from airflow_provider_loyalty.hooks._auto_rate import RateStore, build_pacer
 from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
 from airflow_provider_loyalty.hooks._client import (
     DEFAULT_TIMEOUT,
     VendorHTTPClient,
-    json_body,
     response_snippet,
     reversal_body,
 )
@@ -248,38 +248,32 @@ class CapillaryHook(RenewingSender, BaseHook):
                 return self._token
             creds = self.credentials
             body = CapillaryTokenRequest(key=creds.login, secret=creds.password).model_dump()
-            response = self.client.request("POST", TOKEN_PATH, json=body).response
+            what = "Capillary OAuth token generation"
+            response = token_exchange.send(self.client, "POST", TOKEN_PATH, what, json=body)
             # 5xx and rate limits were retried by the client; a final refusal is the key/secret's
-            # fault (or the host's): fatal, no Airflow retry can fix it.
+            # fault (or the host's): fatal, no Airflow retry can fix it. Its body is never quoted
+            # (see _token_exchange), a readable one included.
+            refused = f"OAuth key/secret of connection {self.capillary_conn_id!r} refused by token generation"
             if not response.ok:
-                code, message = _first_error(response)
-                raise VendorAuthError(
-                    VENDOR,
-                    f"OAuth key/secret of connection {self.capillary_conn_id!r} refused by token generation: {message}",
-                    status_code=response.status_code,
-                    code=code,
-                    response=response,
-                )
+                code = token_exchange.safe_code(_first_error(response)[0])
+                raise VendorAuthError(VENDOR, refused, status_code=response.status_code, code=code, token_exchange=True)
             try:
-                parsed = CapillaryTokenResponse.model_validate(json_body(VENDOR, response))
-            except ValidationError:
-                parsed = CapillaryTokenResponse()
+                parsed = CapillaryTokenResponse.model_validate(
+                    token_exchange.json_of(VENDOR, what, response, ("accessToken",))
+                )
+            except ValidationError as exc:
+                raise token_exchange.unreadable(VENDOR, what, response, token_exchange.fields(exc)) from None
             if parsed.data is None:
                 refusal = next(iter(parsed.errors), None)
                 if refusal is not None:  # a 200 carrying errors[] and no token is a refusal too
                     raise VendorAuthError(
                         VENDOR,
-                        f"OAuth key/secret of connection {self.capillary_conn_id!r} refused by token generation: "
-                        f"{refusal.message or 'no token issued'}",
+                        f"{refused}: no token issued",
                         status_code=response.status_code,
-                        code=refusal.code,
-                        response=response,
+                        code=token_exchange.safe_code(refusal.code),
+                        token_exchange=True,
                     )
-                raise VendorResponseError(
-                    VENDOR,
-                    f"token answer lacks data.accessToken: {response_snippet(response)}",
-                    status_code=response.status_code,
-                )
+                raise token_exchange.unreadable(VENDOR, what, response, "no data.accessToken")
             token = parsed.data.accessToken
             mask_secret(token)
             ttl = parsed.data.ttlSeconds or 3600.0

@@ -43,6 +43,9 @@ class VendorError(AirflowException):
     :param transient: whether trying again later may succeed; the class's default when not given.
     :param may_have_been_applied: the request may have reached the vendor and been applied although
         no usable answer came back (a read timeout, a connection dropped after sending).
+    :param token_exchange: the failure is a token or auth exchange's (Capillary's OAuth token
+        generation, Xoxoday's refresh or validation), not the reversal request's: it says nothing of
+        whether the reversal was applied, and its message never quotes the exchange's answer.
     """
 
     #: no further request of the task can succeed (credentials, configuration): stop, and don't
@@ -61,9 +64,11 @@ class VendorError(AirflowException):
         response: requests.Response | None = None,
         transient: bool | None = None,
         may_have_been_applied: bool = False,
+        token_exchange: bool = False,
     ) -> None:
         self.vendor = vendor
         self.may_have_been_applied = may_have_been_applied
+        self.token_exchange = token_exchange
         self.message = shorten(message)
         self.http_status: int | None = status_code
         self.code = code

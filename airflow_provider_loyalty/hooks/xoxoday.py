@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import requests
 from airflow.sdk import BaseHook
 
+from airflow_provider_loyalty.hooks import _token_exchange as token_exchange
 from airflow_provider_loyalty.hooks._auto_rate import RateStore, build_pacer
 from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
 from airflow_provider_loyalty.hooks._client import (
     DEFAULT_TIMEOUT,
     VendorHTTPClient,
-    json_body,
     response_snippet,
     reversal_body,
 )
@@ -53,6 +53,8 @@ DEFAULT_TOKEN_PATH = "/chef/v1/oauth/token/company"  # noqa: S105 - a URL path
 RATE_LIMIT_MESSAGE = "auth.request_limit_exceeded"
 #: OAuth error codes of the refresh endpoint meaning "client_id/client_secret refused" (RFC 6749 5.2).
 CLIENT_REFUSED = frozenset({"invalid_client", "unauthorized_client"})
+#: Fields of a token answer that hold a token (masked in the logs even when the answer is unreadable).
+SECRETS = ("access_token", "refresh_token")
 
 
 class BearerAuth(requests.auth.AuthBase):
@@ -290,18 +292,18 @@ class XoxodayHook(RenewingSender, BaseHook):
                     VENDOR,
                     f"no refresh token for connection {self.xoxoday_conn_id!r}; "
                     "add extra refresh_token from the Xoxoday dashboard",
+                    token_exchange=True,
                 )
             body = XoxodayRefreshRequest(
                 refresh_token=stale.refresh_token, client_id=creds.client_id, client_secret=creds.client_secret
             ).model_dump()
-            response = self.client.request("POST", creds.token_path, json=body).response
+            what = "Xoxoday token refresh"
+            response = token_exchange.send(self.client, "POST", creds.token_path, what, json=body)
             if response.ok:
                 try:
-                    token = XoxodayTokenResponse.model_validate(json_body(VENDOR, response))
-                except ValidationError:
-                    raise VendorResponseError(
-                        VENDOR, "token refresh answer lacks access_token", status_code=response.status_code
-                    ) from None
+                    token = XoxodayTokenResponse.model_validate(token_exchange.json_of(VENDOR, what, response, SECRETS))
+                except ValidationError as exc:
+                    raise token_exchange.unreadable(VENDOR, what, response, token_exchange.fields(exc)) from None
                 pair = stale.rotated(token, now=self.clock.time())
                 pair.mask()
                 self._pair = pair  # in use at once, even if storing it fails below
@@ -309,7 +311,8 @@ class XoxodayHook(RenewingSender, BaseHook):
                 self.token_store.save(pair)
                 self.log.info("Refreshed the Xoxoday access token; the rotated pair is stored")
                 return pair
-            code = _error_code(response)
+            # The refusal's body is never quoted (see _token_exchange): its code only, if it looks like one.
+            code = token_exchange.safe_code(_error_code(response))
             if code in CLIENT_REFUSED:
                 # The client id/secret are wrong: no other task's rotation can fix that, so don't wait
                 # for one, and don't blame the refresh token.
@@ -319,7 +322,7 @@ class XoxodayHook(RenewingSender, BaseHook):
                     f"password (client_secret) of connection {self.xoxoday_conn_id!r}",
                     status_code=response.status_code,
                     code=code,
-                    response=response,
+                    token_exchange=True,
                 )
             newer = self._await_newer_stored_pair(stale)
             if newer is not None:
@@ -328,11 +331,11 @@ class XoxodayHook(RenewingSender, BaseHook):
                 return newer
             raise VendorAuthError(
                 VENDOR,
-                f"token refresh refused ({response_snippet(response)}); the refresh token was used or has "
+                f"token refresh refused (HTTP {response.status_code}); the refresh token was used or has "
                 f"expired: put a new pair from the Xoxoday dashboard into connection {self.xoxoday_conn_id!r}",
                 status_code=response.status_code,
                 code=code,
-                response=response,
+                token_exchange=True,
             )
 
     def _await_newer_stored_pair(self, stale: TokenPair, attempts: int = 4, pause: float = 1.0) -> TokenPair | None:
@@ -415,20 +418,26 @@ class XoxodayHook(RenewingSender, BaseHook):
         """
         token = self._current_pair().access_token
         if not token:
-            raise VendorAuthError(VENDOR, "no access token in the connection or the stored pair")
-        response = self.client.request(
-            "GET", self.credentials.validate_path, auth=BearerAuth(token), max_attempts=2
-        ).response
+            raise VendorAuthError(VENDOR, "no access token in the connection or the stored pair", token_exchange=True)
+        what = "Xoxoday token validation"
+        response = token_exchange.send(
+            self.client, "GET", self.credentials.validate_path, what, auth=BearerAuth(token), max_attempts=2
+        )
         if response.status_code == 401:
             raise VendorAuthError(
                 VENDOR,
                 "access token refused (expired or revoked); the next task run refreshes it",
                 status_code=401,
-                response=response,
+                token_exchange=True,
             )
         if not response.ok:
-            raise VendorRequestError(VENDOR, response_snippet(response), status_code=response.status_code)
-        body = json_body(VENDOR, response)
+            code = token_exchange.safe_code(_error_code(response))
+            raise VendorRequestError(
+                VENDOR, f"{what} failed", status_code=response.status_code, code=code, token_exchange=True
+            )
+        body = token_exchange.json_of(VENDOR, what, response, SECRETS)
+        if not isinstance(body, dict):
+            raise token_exchange.unreadable(VENDOR, what, response, "not a JSON object")
         return {k: body.get(k) for k in ("token_type", "expires_in", "access_token_expiry", "refresh_token_expiry")}
 
     def test_connection(self) -> tuple[bool, str]:

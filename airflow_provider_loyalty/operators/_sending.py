@@ -81,6 +81,13 @@ class Sender(Generic[P]):
                 if exc.fatal or isinstance(exc, VendorRateLimitError):
                     raise RunAborted(exc, doubt) from exc
                 return None, doubt
+            if exc.token_exchange:
+                # Getting or renewing the credential failed: the reversal request was refused or never
+                # left, so its items were not applied. A token answer decides nothing about them.
+                unsent = self.failed(request, "not_sent", f"not applied: {exc.message}", FailureKind.TRANSIENT)
+                if exc.fatal or isinstance(exc, VendorRateLimitError):
+                    raise RunAborted(exc, unsent) from exc
+                return None, unsent
             if isinstance(exc, VendorRateLimitError):
                 raise RunAborted(exc) from exc  # every further request would meet the same limit
             code = exc.code or (f"http_{exc.http_status}" if exc.http_status else "unavailable")

@@ -17,7 +17,7 @@ from airflow_provider_loyalty.sandbox.config import (
 )
 from airflow_provider_loyalty.sandbox.earns import ERROR_MESSAGES
 from airflow_provider_loyalty.sandbox.limits import RateLimited
-from airflow_provider_loyalty.sandbox.replies import INVALID_JSON, Reply, Request, VendorApi, json_reply
+from airflow_provider_loyalty.sandbox.replies import INVALID_JSON, Reply, Request, VendorApi, html_error, json_reply
 from airflow_provider_loyalty.sandbox.vendors import CAPILLARY
 
 MAX_EARN_IDS = 1000
@@ -126,16 +126,21 @@ def _revoke(request: Request, payload: Any) -> tuple[Reply, bool]:
 
 
 def _token(request: Request, payload: Any) -> tuple[Reply, bool]:
+    fault = request.sandbox.state.next_token_fault()
+    if fault == "error_page":
+        return html_error(503), False
     if not request.is_json() or not isinstance(payload, dict):
         return _error(400, "Request body must be a JSON object"), False
     key, secret = payload.get("key"), payload.get("secret")
     if not isinstance(key, str) or not isinstance(secret, str) or not key or not secret:
         return _error(400, "key and secret are required"), False
     key_ok = hmac.compare_digest(key, CAPILLARY_OAUTH_KEY)
-    if not (key_ok and hmac.compare_digest(secret, CAPILLARY_OAUTH_SECRET)):
+    if fault == "refused" or not (key_ok and hmac.compare_digest(secret, CAPILLARY_OAUTH_SECRET)):
         return _error(401, "Invalid key or secret"), False
-    token, ttl = request.sandbox.state.new_capillary_token()
-    return json_reply(200, {"data": {"accessToken": token, "ttlSeconds": ttl}, "errors": []}), True
+    token, ttl = request.sandbox.state.new_capillary_token(expired=fault == "expired")
+    # "unreadable": the token is issued and sent, next to a lifetime the docs do not allow
+    lifetime: int | str = f"{ttl // 60}m" if fault == "unreadable" else ttl
+    return json_reply(200, {"data": {"accessToken": token, "ttlSeconds": lifetime}, "errors": []}), True
 
 
 def _limited_reply(config: SandboxConfig, limited: RateLimited) -> Reply:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 XOXODAY_CLIENT_ID = "sandbox-client-id"
@@ -35,6 +35,8 @@ _FLOAT_FIELDS = frozenset(
 _INT_FIELDS = frozenset({"fail_next", "xoxoday_limit_status", "seed"})
 _OPTIONAL_INT_FIELDS = frozenset({"xoxoday_rpm", "capillary_rpm"})
 _BOOL_FIELDS = frozenset({"capillary_retry_after"})
+#: What a token endpoint may be told to answer next (``token_faults``).
+TOKEN_FAULTS = ("ok", "unreadable", "expired", "error_page", "refused")
 
 
 @dataclass
@@ -60,6 +62,12 @@ class SandboxConfig:
     :param xoxoday_refresh_token_ttl: lifetime of Xoxoday refresh tokens, seconds.
     :param capillary_token_ttl: lifetime of Capillary OAuth tokens, seconds.
     :param seed: seed of the fault-injection random generator.
+    :param token_faults: how the next token answers go, one entry per answer of a token endpoint
+        (Capillary's token generation, Xoxoday's refresh and validation), consumed in order:
+        ``ok`` (as usual), ``unreadable`` (the token is issued, the answer carries it, and one field
+        breaks the documented schema: Capillary ``ttlSeconds: "60m"``, Xoxoday ``expires_in: "15 days"``),
+        ``expired`` (a well-formed answer whose token is already expired), ``error_page`` (a gateway's
+        503 page; nothing issued), ``refused`` (the vendor's refusal of the credentials).
     """
 
     latency_ms: float = 0.0
@@ -78,6 +86,7 @@ class SandboxConfig:
     xoxoday_refresh_token_ttl: float = 2592000.0
     capillary_token_ttl: float = 3600.0
     seed: int = 0
+    token_faults: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as a JSON-able dict."""
@@ -116,6 +125,10 @@ def _check_value(name: str, value: Any) -> Any:
         if name == "xoxoday_limit_status" and not 100 <= value <= 599:
             raise ValueError("xoxoday_limit_status must be an HTTP status")
         return value
+    if name == "token_faults":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v in TOKEN_FAULTS for v in value):
+            raise ValueError(f"token_faults must be a list of {', '.join(TOKEN_FAULTS)}")
+        return list(value)
     if name in _BOOL_FIELDS:
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a boolean")

@@ -127,6 +127,12 @@ class SandboxState:
         with self.lock:
             return self._faults.draw(self.config)
 
+    def next_token_fault(self) -> str:
+        """Return how this token answer goes (the next ``token_faults`` entry, consumed; ``ok`` when none)."""
+        with self.lock:
+            faults = self.config.token_faults
+            return faults.pop(0) if faults else "ok"
+
     # ------------------------------------------------------------------ tokens
     def reset_tokens(self) -> None:
         """Restore the initial Xoxoday pair (fresh expiries) and forget every other token."""
@@ -167,23 +173,34 @@ class SandboxState:
         with self.lock:
             return self._tokens.xoxoday_refresh_expiry()
 
-    def refresh_xoxoday(self, refresh_token: str) -> dict[str, Any] | None:
-        """Rotate the Xoxoday pair if ``refresh_token`` is usable; return the TokenResponse or ``None``."""
+    def refresh_xoxoday(self, refresh_token: str, *, expired: bool = False) -> dict[str, Any] | None:
+        """Rotate the Xoxoday pair if ``refresh_token`` is usable; return the TokenResponse or ``None``.
+
+        :param expired: issue an access token that is already expired (the answer does not say so).
+        """
         now = time.time()
         with self.lock:
-            tokens = self._tokens.refresh_xoxoday(now, self.config, refresh_token)
+            tokens = self._tokens.refresh_xoxoday(now, self.config, refresh_token, expired=expired)
             if tokens is not None:
                 self._stats.vendors[XOXODAY].token_events += 1
             return tokens
 
-    def new_capillary_token(self) -> tuple[str, int]:
-        """Issue a Capillary OAuth token; return it with its TTL in seconds."""
+    def new_capillary_token(self, *, expired: bool = False) -> tuple[str, int]:
+        """Issue a Capillary OAuth token; return it with its TTL in seconds.
+
+        :param expired: issue it already expired (the TTL returned does not say so).
+        """
         ttl = self.config.capillary_token_ttl
         token = secrets.token_urlsafe(32)  # drawn before taking the lock: it does not need it
         with self.lock:
-            self._tokens.add_capillary(token, time.time() + ttl)
+            self._tokens.add_capillary(token, 0.0 if expired else time.time() + ttl)
             self._stats.vendors[CAPILLARY].token_events += 1
         return token, int(ttl)
+
+    def capillary_tokens(self) -> list[str]:
+        """Return every Capillary OAuth token issued so far (tests check that none leaked)."""
+        with self.lock:
+            return self._tokens.capillary_issued()
 
     def capillary_token_status(self, token: str) -> str:
         """Return ``valid``, ``expired`` or ``unknown`` for a Capillary OAuth token."""

@@ -75,8 +75,13 @@ class Tokens:
         """Return the expiry (epoch seconds) of the current Xoxoday refresh token."""
         return self._xx_refresh_expiry
 
-    def refresh_xoxoday(self, now: float, cfg: SandboxConfig, refresh_token: str) -> dict[str, Any] | None:
-        """Rotate the Xoxoday pair if ``refresh_token`` is usable; return the TokenResponse or ``None``."""
+    def refresh_xoxoday(
+        self, now: float, cfg: SandboxConfig, refresh_token: str, *, expired: bool = False
+    ) -> dict[str, Any] | None:
+        """Rotate the Xoxoday pair if ``refresh_token`` is usable; return the TokenResponse or ``None``.
+
+        :param expired: the new access token is expired already (the answer gives its usual expiry).
+        """
         current = refresh_token == self._xx_refresh and now < self._xx_refresh_expiry
         in_grace = now < self._xx_old_refresh.get(refresh_token, 0.0)
         if not (current or in_grace):
@@ -89,7 +94,7 @@ class Tokens:
         refresh = secrets.token_urlsafe(32)
         access_expiry = now + cfg.xoxoday_token_ttl
         self._xx_access = {tok: exp for tok, exp in self._xx_access.items() if exp > now}
-        self._xx_access[access] = access_expiry
+        self._xx_access[access] = 0.0 if expired else access_expiry
         self._xx_refresh = refresh
         self._xx_refresh_expiry = now + cfg.xoxoday_refresh_token_ttl
         return {
@@ -105,6 +110,10 @@ class Tokens:
     def add_capillary(self, token: str, expiry: float) -> None:
         """Register an issued Capillary OAuth token valid until ``expiry`` (epoch seconds)."""
         self._cap_tokens[token] = expiry
+
+    def capillary_issued(self) -> list[str]:
+        """Return every Capillary OAuth token issued so far."""
+        return list(self._cap_tokens)
 
     def capillary_expiry(self, token: str) -> float | None:
         """Return the expiry of a Capillary OAuth token ever issued (even expired), else ``None``."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow_provider_loyalty.sandbox.config import XOXODAY_CLIENT_ID, XOXODAY_CLIENT_SECRET, SandboxConfig
 from airflow_provider_loyalty.sandbox.limits import RateLimited
-from airflow_provider_loyalty.sandbox.replies import INVALID_JSON, Reply, Request, VendorApi, json_reply
+from airflow_provider_loyalty.sandbox.replies import INVALID_JSON, Reply, Request, VendorApi, html_error, json_reply
 from airflow_provider_loyalty.sandbox.vendors import XOXODAY
 
 CANCEL_BALANCE_QUERY = "storesAdmin.mutation.cancelBalance"
@@ -93,6 +93,11 @@ def _cancel(request: Request, payload: Any) -> tuple[Reply, bool]:
 
 def _validate_token(request: Request, payload: Any) -> tuple[Reply, bool]:
     state = request.sandbox.state
+    fault = state.next_token_fault()
+    if fault == "error_page":
+        return html_error(503), False
+    if fault == "refused":
+        return _unauthorized(), False
     token = _bearer(request)
     expiry = None if token is None else state.xoxoday_access_expiry(token)
     if token is None or expiry is None:
@@ -100,7 +105,7 @@ def _validate_token(request: Request, payload: Any) -> tuple[Reply, bool]:
     body = {
         "access_token": token,
         "token_type": "bearer",
-        "expires_in": max(0, int(expiry - time.time())),
+        "expires_in": max(0, int(expiry - time.time())) if fault != "unreadable" else "15 days",
         "access_token_expiry": int(expiry * 1000),
         "refresh_token_expiry": int(state.xoxoday_refresh_expiry() * 1000),
     }
@@ -108,6 +113,9 @@ def _validate_token(request: Request, payload: Any) -> tuple[Reply, bool]:
 
 
 def _refresh(request: Request, payload: Any) -> tuple[Reply, bool]:
+    fault = request.sandbox.state.next_token_fault()
+    if fault == "error_page":
+        return html_error(503), False
     if not request.is_json() or not isinstance(payload, dict):
         return _oauth_error(400, "invalid_request", "Request body must be a JSON object"), False
     for field in ("grant_type", "refresh_token", "client_id", "client_secret"):
@@ -121,9 +129,13 @@ def _refresh(request: Request, payload: Any) -> tuple[Reply, bool]:
     )
     if not client_ok:
         return _oauth_error(401, "invalid_client", "Client authentication failed"), False
-    tokens = request.sandbox.state.refresh_xoxoday(payload["refresh_token"])
+    tokens = None
+    if fault != "refused":
+        tokens = request.sandbox.state.refresh_xoxoday(payload["refresh_token"], expired=fault == "expired")
     if tokens is None:
         return _oauth_error(400, "invalid_grant", "refresh token is invalid or expired"), False
+    if fault == "unreadable":  # the pair is rotated and sent, next to a lifetime the docs do not allow
+        tokens = {**tokens, "expires_in": f"{int(tokens['expires_in']) // 86400} days"}
     return json_reply(200, tokens), True
 
 

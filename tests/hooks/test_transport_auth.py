@@ -113,7 +113,8 @@ def test_wrong_capillary_oauth_key_or_secret_is_fatal(requests_mock, capillary_o
     with pytest.raises(VendorAuthError) as info:
         hook.prepare()  # the operator's first step: refused credentials stop the task before any revoke
     assert info.value.fatal is True and info.value.transient is False
-    assert "'capillary_oauth'" in str(info.value) and "Invalid key or secret" in str(info.value)
+    assert "'capillary_oauth'" in str(info.value) and "refused by token generation" in str(info.value)
+    assert "Invalid key or secret" not in str(info.value)  # a token endpoint's body is never quoted
     assert requests_mock.call_count == 1 and not revoke.called
     assert "oauth-secret-SSS" not in str(info.value)
 

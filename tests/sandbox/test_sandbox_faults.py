@@ -231,3 +231,51 @@ def test_stop_closes_connections(dataset: Dataset) -> None:
             session.get(url + "/_sandbox/health", timeout=2)
     with pytest.raises(RuntimeError):
         _ = sandbox.url
+
+
+def test_token_faults_are_consumed_one_per_token_answer(
+    config: SandboxConfig, sb: Sandbox, http: requests.Session, dataset: Dataset
+) -> None:
+    """Each token answer takes the next fault: unreadable, expired, error page, refused, then as usual."""
+    from airflow_provider_loyalty.sandbox import CAPILLARY_OAUTH_KEY, CAPILLARY_OAUTH_SECRET
+
+    config.update({"token_faults": ["unreadable", "expired", "error_page", "refused"]})
+    url = f"{sb.url}/v3/oauth/token/generate"
+    credentials = {"key": CAPILLARY_OAUTH_KEY, "secret": CAPILLARY_OAUTH_SECRET}
+    answers = [http.post(url, json=credentials, timeout=10) for _ in range(5)]
+    assert [a.status_code for a in answers] == [200, 200, 503, 401, 200]
+    unreadable, expired, usual = answers[0].json()["data"], answers[1].json()["data"], answers[4].json()["data"]
+    assert unreadable["ttlSeconds"] == "60m" and usual["ttlSeconds"] == 3600  # the documented type: seconds
+    assert answers[2].headers["Content-Type"] == "text/html" and config.token_faults == []
+    customer, promotion, earn, _ = dataset.earn_reversals[0]
+
+    def revoke_with(token: str) -> int:
+        headers = {"X-CAP-API-OAUTH-TOKEN": token}
+        return revoke(http, sb.url, customer, [(promotion, [earn])], headers=headers).status_code
+
+    # the unreadable answer's token is live; the "expired" one is refused as expired (498)
+    assert (revoke_with(expired["accessToken"]), revoke_with(unreadable["accessToken"])) == (498, 200)
+    assert set(sb.state.capillary_tokens()) == {unreadable["accessToken"], expired["accessToken"], usual["accessToken"]}
+
+
+def test_xoxoday_token_faults(config: SandboxConfig, sb: Sandbox, http: requests.Session) -> None:
+    from airflow_provider_loyalty.sandbox import XOXODAY_CLIENT_ID, XOXODAY_CLIENT_SECRET, XOXODAY_REFRESH_TOKEN
+
+    def refresh(token: str) -> requests.Response:
+        body = {
+            "grant_type": "refresh_token",
+            "refresh_token": token,
+            "client_id": XOXODAY_CLIENT_ID,
+            "client_secret": XOXODAY_CLIENT_SECRET,
+        }
+        return http.post(f"{sb.url}/chef/v1/oauth/token/company", json=body, timeout=10)
+
+    config.update({"token_faults": ["error_page", "refused", "unreadable", "expired"]})
+    assert refresh(XOXODAY_REFRESH_TOKEN).status_code == 503
+    assert refresh(XOXODAY_REFRESH_TOKEN).json()["error"] == "invalid_grant"  # nothing rotated
+    unreadable = refresh(XOXODAY_REFRESH_TOKEN).json()
+    assert unreadable["expires_in"] == "15 days" and sb.xoxoday_tokens()["access_token"] == unreadable["access_token"]
+    expired = refresh(unreadable["refresh_token"]).json()  # the rotation did happen
+    assert cancel(http, sb.url, [1], token=expired["access_token"]).status_code == 401
+    with pytest.raises(ValueError, match="token_faults must be a list of"):
+        config.update({"token_faults": ["slow"]})
