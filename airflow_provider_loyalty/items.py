@@ -181,6 +181,20 @@ def text_id(value: Any) -> tuple[str | None, str]:
     return text, ""
 
 
+def reference_text(value: Any) -> tuple[str | None, str]:
+    """Return ``(reference, "")`` for an item's optional business reference (an order id), else ``(None, reason)``.
+
+    A reference is carried beside an item into the ledger, the summary and the Reversals page, and
+    never names the item: two rows of one item with different references are still one reversal
+    (the first reference given is kept). Missing (``None``, or an empty or blank string) is no
+    reference: ``(None, "")``. Anything else follows the rules of a text id (:func:`text_id`): at most
+    :data:`MAX_TEXT_ID_CHARS` characters, no control, invisible or unassigned character.
+    """
+    if value is None or (isinstance(value, str) and not value.strip(" ")):
+        return None, ""
+    return text_id(value)
+
+
 def _code_point(char: str) -> str:
     """``U+202E RIGHT-TO-LEFT OVERRIDE`` (with the name where Unicode gives one)."""
     name = unicodedata.name(char, "")

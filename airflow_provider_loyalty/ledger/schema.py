@@ -62,6 +62,8 @@ class LedgerRow(NamedTuple):
     map_index: Annotated[int | None, Sql("INTEGER")]
     try_number: Annotated[int | None, Sql("INTEGER")]
     recorded_at: Annotated[datetime, Sql("TIMESTAMP", not_null=True)]
+    #: the business reference (an order id) the input row carried: shown and searched, never identity
+    reference: Annotated[str | None, Sql("VARCHAR(200)")] = None
 
     @property
     def attempt(self) -> tuple[Any, ...]:

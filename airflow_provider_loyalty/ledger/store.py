@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -373,15 +373,35 @@ class ReversalLedger:
         conn.commit()  # end the read transaction (PostgreSQL would keep it open otherwise)
         return rows
 
-    def record(self, vendor: str, outcomes: Sequence[Outcome], run: dict[str, Any] | None = None) -> None:
+    def record(
+        self,
+        vendor: str,
+        outcomes: Sequence[Outcome],
+        run: dict[str, Any] | None = None,
+        *,
+        references: Mapping[str, str] | None = None,
+    ) -> None:
         """Append one row per outcome and commit (called as each answer arrives, before it is reported)."""
-        self.insert(self.rows(vendor, outcomes, run))
+        self.insert(self.rows(vendor, outcomes, run, references=references))
 
-    def record_intent(self, vendor: str, items: Sequence[Item], run: dict[str, Any] | None = None) -> None:
+    def record_intent(
+        self,
+        vendor: str,
+        items: Sequence[Item],
+        run: dict[str, Any] | None = None,
+        *,
+        references: Mapping[str, str] | None = None,
+    ) -> None:
         """Append one ``sending`` row per item and commit: called before the request leaves."""
         now = _now()
         run = run or {}
-        self.insert([_row(vendor, item, Status.SENDING.value, None, None, "", run, now) for item in items])
+        refs = references or {}
+        self.insert(
+            [
+                _row(vendor, item, Status.SENDING.value, None, None, "", run, now, reference=refs.get(item.key))
+                for item in items
+            ]
+        )
 
     def record_invalid(
         self, vendor: str, rows: Sequence[tuple[int, str, str]], run: dict[str, Any] | None = None
@@ -410,10 +430,17 @@ class ReversalLedger:
         )
 
     @staticmethod
-    def rows(vendor: str, outcomes: Sequence[Outcome], run: dict[str, Any] | None = None) -> list[LedgerRow]:
-        """The ledger rows of ``outcomes`` (JSON-able but for ``recorded_at``)."""
+    def rows(
+        vendor: str,
+        outcomes: Sequence[Outcome],
+        run: dict[str, Any] | None = None,
+        *,
+        references: Mapping[str, str] | None = None,
+    ) -> list[LedgerRow]:
+        """The ledger rows of ``outcomes`` (JSON-able but for ``recorded_at``); ``references``: by item key."""
         now = _now()
         run = run or {}
+        refs = references or {}
         return [
             _row(
                 vendor,
@@ -424,6 +451,7 @@ class ReversalLedger:
                 o.message,
                 run,
                 now,
+                reference=refs.get(o.item.key),
             )
             for o in outcomes
         ]
@@ -520,6 +548,7 @@ def _row(
     now: datetime,
     *,
     key: str | None = None,
+    reference: str | None = None,
 ) -> LedgerRow:
     fields = item._asdict() if item is not None else {}
     return LedgerRow(
@@ -539,4 +568,5 @@ def _row(
         map_index=run.get("map_index"),
         try_number=run.get("try_number"),
         recorded_at=now,
+        reference=reference,
     )

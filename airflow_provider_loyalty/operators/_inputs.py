@@ -34,7 +34,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_loyalty._show import show
-from airflow_provider_loyalty.items import BLANKS, EarnItem, PointItem, earn_fields, positive_int
+from airflow_provider_loyalty.items import BLANKS, EarnItem, PointItem, earn_fields, positive_int, reference_text
 from airflow_provider_loyalty.operators._literal import (
     DuplicateKeys,
     ReadError,
@@ -262,7 +262,11 @@ def _is_row(value: Any) -> bool:
 
 
 def parse_unique_ids(
-    value: Any, owner: str = "CancelPointsOperator", *, invalid: InputErrors | None = None
+    value: Any,
+    owner: str = "CancelPointsOperator",
+    *,
+    invalid: InputErrors | None = None,
+    references: dict[str, str] | None = None,
 ) -> tuple[list[PointItem], int, int]:
     """Validate an XCom of unique_ids; return ``(items in first-seen order, rows, duplicates)``.
 
@@ -273,8 +277,14 @@ def parse_unique_ids(
     rendered, is refused as ambiguous: ``(4711, 500)`` is one row of ``SELECT unique_id, points`` as
     ``fetch_one`` returns it, or two ids; a list says which.
 
+    A row may carry a business reference (an order id) for the ledger and the Reversals page: a
+    second column (``(unique_id, reference)``) or the dict key ``reference``. It is checked as a text
+    id (:func:`~airflow_provider_loyalty.items.reference_text`), may be missing, and never names the
+    item: a unique_id given twice is one reversal, with the first reference given.
+
     :param invalid: with ``on_invalid="skip"``, the collector of invalid rows (nothing is raised for
         them; ``duplicates`` then leaves them out).
+    :param references: filled with ``item key -> reference`` for the rows that carry one.
     :raises AirflowFailException: naming the first offending rows, before anything is sent.
     """
     errors = invalid if invalid is not None else InputErrors("unique_ids", owner)
@@ -284,12 +294,14 @@ def parse_unique_ids(
     def check(position: int, row: Any) -> None:
         nonlocal saw_row
         raw = row
+        given_reference: Any = None
         if isinstance(row, (tuple, list)) or (_is_row(row) and not isinstance(row, Mapping)):
             saw_row = True
-            if len(row) != 1:
-                errors.add(position, row, f"a row of {len(row)} columns; expected 1 (unique_id)")
+            if len(row) not in (1, 2):
+                errors.add(position, row, f"a row of {len(row)} columns; expected 1 (unique_id) or 2 (and a reference)")
                 return
             raw = row[0]
+            given_reference = row[1] if len(row) == 2 else None
         elif isinstance(row, Mapping):
             saw_row = True
             keys, conflict = normalised_keys(row)
@@ -300,11 +312,18 @@ def parse_unique_ids(
                 errors.add(position, row, "a dict without unique_id")
                 return
             raw = keys["uniqueid"]
+            given_reference = keys.get("reference")
         number, reason = positive_int(raw)
         if number is None:
             errors.add(position, raw, reason)
-        else:
-            ids[number] = None
+            return
+        reference, why = reference_text(given_reference)
+        if why:
+            errors.add(position, row, f"reference {why}")
+            return
+        ids[number] = None
+        if reference is not None and references is not None:
+            references.setdefault(str(number), reference)
 
     def ambiguous(count: int, given: Any) -> None:
         if count >= 2 and not saw_row:
@@ -328,7 +347,11 @@ def parse_unique_ids(
 
 
 def parse_earns(
-    value: Any, owner: str = "RevokeEarnOperator", *, invalid: InputErrors | None = None
+    value: Any,
+    owner: str = "RevokeEarnOperator",
+    *,
+    invalid: InputErrors | None = None,
+    references: dict[str, str] | None = None,
 ) -> tuple[list[EarnItem], int, int]:
     """Validate an XCom of earns; return ``(items in first-seen order, rows, duplicates)``.
 
@@ -338,8 +361,14 @@ def parse_earns(
     values, none of them a row) is refused: it cannot be told from a list of three bad rows, so the
     message asks for the list.
 
+    A row may carry a business reference (an order id): a fourth column
+    (``(customer_id, promotion_id, earn_id, reference)``) or the dict key ``reference``; checked as a
+    text id, it may be missing and never names the item (the first reference of an earn given twice
+    is kept).
+
     :param invalid: with ``on_invalid="skip"``, the collector of invalid rows (nothing is raised for
         them; ``duplicates`` then leaves them out).
+    :param references: filled with ``item key -> reference`` for the rows that carry one.
     :raises AirflowFailException: naming the first offending rows, before anything is sent.
     """
     errors = invalid if invalid is not None else InputErrors("earns", owner)
@@ -349,8 +378,10 @@ def parse_earns(
 
     def check(position: int, row: Any) -> None:
         nonlocal saw_row
-        if isinstance(row, (tuple, list)) and len(row) == 3:
+        given_reference: Any = None
+        if (isinstance(row, (tuple, list)) or (_is_row(row) and not isinstance(row, Mapping))) and len(row) in (3, 4):
             fields = (row[0], row[1], row[2])
+            given_reference = row[3] if len(row) == 4 else None
         elif isinstance(row, Mapping):
             keys, conflict = normalised_keys(row)
             if conflict:
@@ -358,19 +389,27 @@ def parse_earns(
                 errors.add(position, row, conflict)
                 return
             fields = (keys.get("customerid"), keys.get("promotionid"), keys.get("earnid"))
-        elif _is_row(row) and len(row) == 3:
-            fields = (row[0], row[1], row[2])
+            given_reference = keys.get("reference")
         else:
             saw_row = saw_row or _is_row(row)
-            errors.add(position, row, "expected (customer_id, promotion_id, earn_id) or a dict with those keys")
+            errors.add(
+                position, row, "expected (customer_id, promotion_id, earn_id[, reference]) or a dict with those keys"
+            )
             return
         saw_row = True
         earn = earn_fields(*fields)
         if isinstance(earn, str):
             errors.add(position, row, earn)
+            return
+        reference, why = reference_text(given_reference)
+        if why:
+            errors.add(position, row, f"reference {why}")
         elif errors.count == 0 or errors.skip:  # stop building once the input is known to be bad
             customer, promotion, earn_id = earn
-            earns[EarnItem(customer, promotions.setdefault(promotion, promotion), earn_id)] = None
+            item = EarnItem(customer, promotions.setdefault(promotion, promotion), earn_id)
+            earns[item] = None
+            if reference is not None and references is not None:
+                references.setdefault(item.key, reference)
 
     rows = read_rows(value, "earns", owner, check, dict)
     if isinstance(rows, _Single):

@@ -118,6 +118,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.on_invalid = on_invalid
         _settings.check(self, lenient=True)
         self._invalid: InputErrors | None = None
+        #: item key -> the business reference its input row carried (never identity)
+        self._references: dict[str, str] = {}
         self._books: RunLedger | None = None
 
     # ---------------------------------------------------------------- what subclasses provide
@@ -167,9 +169,12 @@ class ReversalOperator(BaseOperator, Generic[P]):
         except ValueError as exc:
             raise AirflowFailException(f"{owner}: {exc}") from None
         self._invalid = InputErrors(self.what, owner, skip=True) if self.on_invalid == "skip" else None
+        self._references = {}
         items, rows, duplicates = self.parse()
         requested = rows - duplicates  # distinct items (and invalid rows): a duplicate row is the same reversal
-        summary = RunSummary(requested=requested, duplicates=duplicates, dry_run=self.plan_only)
+        summary = RunSummary(
+            requested=requested, duplicates=duplicates, dry_run=self.plan_only, references=self._references
+        )
         invalid = self._invalid
         if invalid is not None and invalid.count:
             summary.add_invalid(invalid.rows, invalid.count)
@@ -191,6 +196,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 conn_id=str(self.ledger_conn_id),
                 run=run_info(context),
                 log=self.log,
+                references=self._references,
             )
             if ledger is not None
             else None

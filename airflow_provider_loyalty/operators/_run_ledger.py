@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ class RunLedger:
     :param conn_id: the ledger's connection id, for messages and the spool's key.
     :param run: the task instance's dag_id, run_id, task_id, map_index and try_number.
     :param log: the operator's logger.
+    :param references: item key -> the business reference its input row carried, written beside it.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class RunLedger:
         conn_id: str,
         run: dict[str, Any],
         log: logging.Logger | Any,
+        references: Mapping[str, str] | None = None,
     ) -> None:
         self.ledger = ledger
         self.owner = owner
@@ -70,6 +72,7 @@ class RunLedger:
         self.conn_id = conn_id
         self.run = run
         self.log = log
+        self.references: Mapping[str, str] = references or {}
         #: keys of items an earlier attempt may have applied (an intent or an unclear answer last)
         self.maybe_applied: dict[str, Settled] = {}
         #: why the ledger is down (a write failed after its retries), or ``None``
@@ -195,7 +198,7 @@ class RunLedger:
         if self.down is not None:
             raise IntentNotRecorded(LedgerDown(self.down))
         try:
-            self.ledger.record_intent(self.vendor, items, self.run)
+            self.ledger.record_intent(self.vendor, items, self.run, references=self.references)
         except Exception as exc:
             self.down = self.down or f"{type(exc).__name__}: {str(exc)[:200]}"
             raise IntentNotRecorded(exc) from exc
@@ -208,7 +211,7 @@ class RunLedger:
             outcomes = [o for o in outcomes if o.code != "not_sent"]
             if not outcomes:
                 return
-        rows = self.ledger.rows(self.vendor, outcomes, self.run)
+        rows = self.ledger.rows(self.vendor, outcomes, self.run, references=self.references)
         if self.down is None:
             try:
                 self.ledger.insert(rows)

@@ -59,6 +59,16 @@ class RunSummary:
     earlier_codes: Counter[str] = field(default_factory=Counter)
     #: the pace in force and what ``max_requests_per_minute="auto"`` learned (the hook's ``pace_report()``)
     pace: dict[str, Any] | None = None
+    #: item key -> the business reference its input row carried (shown with its failures)
+    references: dict[str, str] = field(default_factory=dict)
+
+    def _failure(self, outcome: Outcome) -> dict[str, Any]:
+        """The ``failures`` entry of an outcome, with the item's reference when its row carried one."""
+        failure = outcome.as_failure()
+        reference = self.references.get(outcome.key)
+        if reference is not None:
+            failure["reference"] = reference
+        return failure
 
     def add(self, outcomes: Iterable[Outcome]) -> tuple[int, int]:
         """Count this attempt's ``outcomes``; return ``(ok, failed)`` among them."""
@@ -70,7 +80,7 @@ class RunSummary:
                 continue
             bad += 1
             self.failed_transient += outcome.transient
-            failure = outcome.as_failure()
+            failure = self._failure(outcome)
             self.codes[str(outcome.code)] += 1
             if len(self.named) < MAX_NAMED:
                 self.named.append(failure)
@@ -102,7 +112,7 @@ class RunSummary:
             self.failed_earlier += 1
             self.earlier_codes[str(outcome.code)] += 1
             if len(self.failures) < MAX_LISTED:
-                self.failures.append(outcome.as_failure())
+                self.failures.append(self._failure(outcome))
 
     @property
     def failed_this_run(self) -> int:

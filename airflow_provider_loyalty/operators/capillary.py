@@ -106,7 +106,7 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
 
     def parse(self) -> tuple[list[EarnItem], int, int]:
         """Validate ``earns``."""
-        return parse_earns(self.earns, type(self).__name__, invalid=self._invalid)
+        return parse_earns(self.earns, type(self).__name__, invalid=self._invalid, references=self._references)
 
     def plan(self, items: list[EarnItem]) -> Iterator[RevokeRequest]:
         """Per customer, requests of at most 1000 earn ids."""

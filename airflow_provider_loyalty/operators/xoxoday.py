@@ -74,7 +74,9 @@ class CancelPointsOperator(ReversalOperator[PointsBatch]):
 
     def parse(self) -> tuple[list[PointItem], int, int]:
         """Validate ``unique_ids``."""
-        return parse_unique_ids(self.unique_ids, type(self).__name__, invalid=self._invalid)
+        return parse_unique_ids(
+            self.unique_ids, type(self).__name__, invalid=self._invalid, references=self._references
+        )
 
     def plan(self, items: list[PointItem]) -> Iterator[PointsBatch]:
         """Batches of ``batch_size`` ids."""

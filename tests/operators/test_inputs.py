@@ -103,7 +103,7 @@ BIG = "1" * 5000
         pytest.param([True], ["boolean"], id="boolean"),
         pytest.param([1.5], ["row 1: 1.5 (not an integer)"], id="fraction"),
         pytest.param([None], ["row 1: None (missing)"], id="none"),
-        pytest.param([(1, 2)], ["2 columns"], id="two_columns"),
+        pytest.param([(1, 2, 3)], ["3 columns"], id="three_columns"),
         pytest.param([{"id": 1}], ["without unique_id"], id="dict_without_key"),
         pytest.param(
             {"id": 1}, ["must be a list of rows, got a dict without unique_id: {'id': 1}"], id="single_dict_without_key"
@@ -334,7 +334,7 @@ def test_earns_accepted(value, expected) -> None:
         pytest.param([(-3, P1, "e1")], ["customer_id must be positive"], id="negative_customer"),
         pytest.param([(1, "", "e1")], ["promotion_id empty"], id="empty_promotion"),
         pytest.param([(1, P1, None)], ["earn_id missing"], id="missing_earn"),
-        pytest.param([(1, P1)], ["expected (customer_id, promotion_id, earn_id)"], id="two_columns"),
+        pytest.param([(1, P1)], ["expected (customer_id, promotion_id, earn_id[, reference])"], id="two_columns"),
         pytest.param([{"customer_id": 1, "promotion_id": P1}], ["earn_id missing"], id="dict_missing_earn"),
         pytest.param("not a list", ["cannot read earns", "'not a list'"], id="garbage_string"),
         pytest.param('"abc"', ["earns must be a list of rows, got str: 'abc'"], id="rendered_single_string"),

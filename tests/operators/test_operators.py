@@ -413,7 +413,7 @@ def test_an_unwritable_intent_sends_nothing(requests_mock, xoxoday_conn, monkeyp
     set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
     requests_mock.post(API, json=echo_cancel())
 
-    def broken(self, vendor, items, run=None):
+    def broken(self, vendor, items, run=None, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(ReversalLedger, "record_intent", broken)
