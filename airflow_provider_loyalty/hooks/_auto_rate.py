@@ -44,12 +44,9 @@ import threading
 from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
-
-if TYPE_CHECKING:
-    from airflow_provider_loyalty.hooks._pacing import RequestPacer
 
 log = logging.getLogger(__name__)
 
@@ -443,32 +440,3 @@ def _clamped(per_minute: float) -> float:
 def is_auto(value: Any) -> bool:
     """Whether a ``max_requests_per_minute`` value asks for the controller (``"auto"``, any case)."""
     return isinstance(value, str) and value.strip().lower() == AUTO
-
-
-def build_pacer(
-    vendor: str,
-    conn_id: str,
-    per_minute: float | str | None,
-    max_concurrency: int | None,
-    *,
-    cap: float | None = None,
-    store: RateStore | None = None,
-    clock: Clock = SYSTEM_CLOCK,
-) -> RequestPacer:
-    """The pacer of a hook: a fixed pace (today's behaviour) or, for ``"auto"``, one set by :class:`AutoRate`.
-
-    :param per_minute: a number, ``None`` (no limit) or ``"auto"``.
-    :param cap: ceiling of the pace; a fixed number above it is lowered to it.
-    :param store: where ``auto`` keeps what it learned; the Variable
-        ``loyalty_rate__<vendor>__<conn_id>`` by default.
-    """
-    from airflow_provider_loyalty.hooks._pacing import RequestPacer
-
-    if is_auto(per_minute):
-        auto = AutoRate(cap=cap, store=store if store is not None else VariableRateStore(vendor, conn_id), clock=clock)
-        return RequestPacer(None, max_concurrency, clock=clock, auto=auto)
-    if isinstance(per_minute, str):
-        raise ValueError(f"max_requests_per_minute must be a number, None or 'auto', got {per_minute!r}")
-    if cap is not None and per_minute is not None:
-        per_minute = min(per_minute, cap)
-    return RequestPacer(per_minute, max_concurrency, clock=clock)

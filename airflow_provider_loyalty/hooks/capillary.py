@@ -14,7 +14,7 @@ import requests
 from airflow.sdk import BaseHook
 
 from airflow_provider_loyalty.hooks import _token_exchange as token_exchange
-from airflow_provider_loyalty.hooks._auto_rate import RateStore, build_pacer
+from airflow_provider_loyalty.hooks._auto_rate import RateStore
 from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
 from airflow_provider_loyalty.hooks._client import (
     DEFAULT_TIMEOUT,
@@ -23,6 +23,7 @@ from airflow_provider_loyalty.hooks._client import (
     reversal_body,
 )
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
+from airflow_provider_loyalty.hooks._pace import build_pacer
 from airflow_provider_loyalty.hooks._retry import RetryPolicy
 from airflow_provider_loyalty.hooks._urls import allows_http, base_url, url_path
 from airflow_provider_loyalty.hooks.capillary_answers import interpret_revoke

@@ -20,10 +20,10 @@ from airflow_provider_loyalty.hooks._auto_rate import (
     LearnedRate,
     MemoryRateStore,
     VariableRateStore,
-    build_pacer,
     is_auto,
     variable_key,
 )
+from airflow_provider_loyalty.hooks._pace import build_pacer
 from airflow_provider_loyalty.hooks._pacing import RequestPacer
 from airflow_provider_loyalty.sandbox.limits import RateLimits
 from tests.conftest import FakeClock
