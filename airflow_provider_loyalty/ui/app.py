@@ -74,7 +74,10 @@ def create_app(
     """
     from airflow.api_fastapi.core_api.security import requires_authenticated
 
+    from airflow_provider_loyalty.ui.fab import register_if_fab
+
     sources = Sources(settings=settings or LedgerSettings.from_config, skipped_source=skipped_source)
+    register_if_fab()  # FAB: the page's resource exists, so that a role can be granted it
     allowed = page_dependencies()
     app = FastAPI(
         title="Loyalty reversals",

@@ -93,10 +93,6 @@ def page_dependencies() -> PageDependencies:
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.core_api.security import get_user
 
-    from airflow_provider_loyalty.ui.fab import register_if_fab
-
-    register_if_fab()  # FAB: the page's resource exists, so that a role can be granted it
-
     def page_user(user: Annotated[Any, Depends(get_user)]) -> Any:
         if not get_auth_manager().is_authorized_custom_view(method="GET", resource_name=RESOURCE_NAME, user=user):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
