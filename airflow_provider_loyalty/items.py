@@ -49,6 +49,55 @@ _REFUSED = {
 }
 #: Blanks trimmed around a digit string (CSV and SQL habits); any other character around it is refused.
 BLANKS = " \t\r\n"
+#: From here on a binary float cannot tell an id from its neighbour: ``float(2**53 + 1) == 2**53``.
+FLOAT_EXACT_LIMIT = 2**53
+
+
+class FloatText(Decimal):
+    """A number written with a fraction or an exponent (``4711.0``, ``1.2345678901234568e+16``): a float's text.
+
+    The text readers (JSON and the repr reader) return it for such a number: its value is the exact
+    one the text spells, and it is judged by the same rule as a float (:func:`float_reason`),
+    because that is what printing a float gives — a warehouse's 12345678901234567 in a float column
+    renders as ``1.2345678901234568e+16``. Its ``repr`` is the text as written.
+    """
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str, value: Decimal | None = None) -> FloatText:
+        """``text`` as written; ``value`` the exact Decimal it spells (``Decimal(text)`` if not given)."""
+        number = super().__new__(cls, value if value is not None else text)
+        number.text = text
+        return number
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def float_reason(value: float | Decimal) -> str:
+    """Why a float (or a float's text, :class:`FloatText`) is no id; ``""`` when it is one exactly.
+
+    The one rule for every reader: a finite integral value below 2**53 in magnitude (``123.0``
+    is 123); from 2**53 on, the float (or its text) may stand for a neighbouring id.
+    """
+    beyond = "a float, or a float's text, at or above 2**53: it may stand for a neighbouring id"
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return "not a finite number"
+        if value and value.adjusted() >= 16:  # above 2**53 whatever its digits: no sums with a huge exponent
+            return beyond
+        if value != value.to_integral_value():
+            return "not an integer"
+    else:
+        if value != value or value in (float("inf"), float("-inf")):
+            return "not a finite number"
+        if not value.is_integer():
+            return "not an integer"
+    magnitude = value.copy_abs() if isinstance(value, Decimal) else abs(value)
+    return beyond if magnitude >= FLOAT_EXACT_LIMIT else ""
+
+
 _DIGITS = re.compile(r"([+-]?)([0-9]+)")
 
 
@@ -96,8 +145,9 @@ def positive_int(value: Any) -> tuple[int | None, str]:
 
     Accepted: an int, a digit string (one ``+`` and surrounding ASCII blanks — space, tab, CR, LF —
     allowed; other whitespace around it, U+00A0 or U+001C, is refused, not dropped), an integral finite
-    Decimal, or an integral float below 2**53 (from 2**53 on, a float cannot tell an id from its
-    neighbour: ``float(2**53 + 1) == 2**53``). Never more than 19 digits are converted, so no value
+    Decimal, or an integral float — or a float's text read from a rendered string
+    (:class:`FloatText`) — below 2**53 (:func:`float_reason`: from 2**53 on, a float cannot tell an
+    id from its neighbour: ``float(2**53 + 1) == 2**53``). Never more than 19 digits are converted, so no value
     costs more than a constant to check (a Decimal: at most linear in its digits).
     """
     if isinstance(value, bool):
@@ -115,6 +165,11 @@ def positive_int(value: Any) -> tuple[int | None, str]:
         if len(digits) > MAX_ID_DIGITS:
             return None, f"above {MAX_BIGINT}, the largest id the ledger stores"
         number = -int(digits) if match[1] == "-" else int(digits)
+    elif isinstance(value, (float, FloatText)):
+        reason = float_reason(value)
+        if reason:
+            return None, reason
+        number = int(value)
     elif isinstance(value, Decimal):
         if not value.is_finite():
             return None, "not a finite number"
@@ -126,14 +181,6 @@ def positive_int(value: Any) -> tuple[int | None, str]:
         if integral != value:
             return None, "not an integer"
         number = int(integral)
-    elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return None, "not a finite number"
-        if not value.is_integer():
-            return None, "not an integer"
-        if abs(value) >= 2**53:
-            return None, "not an exact integer (a float at or above 2**53)"
-        number = int(value)
     elif value is None:
         return None, "missing"
     elif isinstance(value, Integral):  # numpy and other integer types

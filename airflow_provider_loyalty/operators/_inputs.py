@@ -17,9 +17,11 @@ cannot store (the rules of :mod:`airflow_provider_loyalty.items`: ids above ``MA
 longer than ``MAX_TEXT_ID_CHARS`` or holding control, invisible or unassigned characters) are
 refused before any call. Reading is linear in the input's size: numbers are
 bounded in length before they are converted, nesting is bounded, and messages show truncated values.
-A number written with a fraction or an exponent is read as the exact :class:`~decimal.Decimal` it
-spells, never as a binary float: ``9007199254740993.0`` is that id (not ``…992``), and
-``4710.9999999999999999`` is refused as not an integer (not rounded to ``4711``).
+A number written with a fraction or an exponent is a float's text, judged by the same rule as a
+float (:func:`~airflow_provider_loyalty.items.float_reason`), on the exact value it spells (never a
+binary float): ``123.0`` is 123, ``4710.9999999999999999`` is refused as not an integer (not rounded
+to ``4711``), and from 2**53 on it is refused — ``1.2345678901234568e+16`` is how a float column
+renders 12345678901234567, and reading it as …568 would reverse another transaction.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from airflow_provider_loyalty.operators._literal import (
     ReadError,
     Streamed,
     dict_of_pairs,
-    exact_number,
+    float_text,
     read_literal,
     same_value,
 )
@@ -186,8 +188,9 @@ def parse_rendered(text: str, what: str, owner: str, on_row: Callable[[int, Any]
     The Python grammar read is the one reprs of rows use: lists, tuples, sets, dicts with string
     keys, ints, floats, quoted strings, ``None``/``True``/``False`` and ``Decimal('…')`` (how
     PostgreSQL NUMERIC values print). Anything else — names, calls, operators, bytes literals — is
-    refused. Empty (or blank) text is an empty list. Floats, in JSON or repr, are read as exact
-    ``Decimal`` values (:func:`exact_number`): only a number that is exactly an integer becomes an id.
+    refused. Empty (or blank) text is an empty list. Floats, in JSON or repr, are read as the exact
+    value they spell, marked as a float's text (:func:`float_text`): judged like a float, so only a
+    number exactly an integer and below 2**53 becomes an id.
     Only ASCII blanks (space, tab, CR, LF: what JSON and the reader skip) are trimmed around the text.
     An object giving a key twice with different values is a :class:`DuplicateKeys` (refused as a row).
 
@@ -197,7 +200,7 @@ def parse_rendered(text: str, what: str, owner: str, on_row: Callable[[int, Any]
     if not stripped:
         return []
     try:  # 9007199254740993.0 is not ...992.0; {"unique_id": 1, "unique_id": 2} is neither 1 nor 2
-        return json.loads(stripped, parse_float=exact_number, object_pairs_hook=dict_of_pairs)
+        return json.loads(stripped, parse_float=float_text, object_pairs_hook=dict_of_pairs)
     except (ValueError, RecursionError):  # not JSON, too deep, or an int over Python's digit limit
         pass
     try:

@@ -4,7 +4,8 @@ A Jinja ``xcom_pull`` that is not rendered natively arrives as the repr of the r
 of a million tuples costs seconds and gigabytes before a single row is checked; this reader streams
 the rows of a top-level list to a callback as it reads them, bounds every number's length before
 converting it, bounds nesting, and reads numbers with a fraction or exponent as the exact
-:class:`~decimal.Decimal` they spell (never a binary float).
+:class:`~decimal.Decimal` they spell (never a binary float), marked as a float's text
+(:class:`~airflow_provider_loyalty.items.FloatText`): judged by the float rule.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from airflow_provider_loyalty._show import show
-from airflow_provider_loyalty.items import MAX_TEXT_ID_CHARS
+from airflow_provider_loyalty.items import MAX_TEXT_ID_CHARS, FloatText
 
 #: Containers nested deeper than this in a rendered string are refused (a valid input nests 2 deep:
 #: the list, a row; a few more levels give a row-level message rather than a reader error).
@@ -262,6 +263,16 @@ def exact_number(token: str) -> Decimal:
         return Decimal(f"{mantissa}E{-magnitude if negative else magnitude}")
 
 
+def float_text(token: str) -> FloatText:
+    """A number literal written with a fraction or exponent (syntax already checked): a float's text.
+
+    Its exact value (:func:`exact_number`), marked as a float's text so that the float rule judges
+    it (:func:`~airflow_provider_loyalty.items.float_reason`). A ``Decimal('…')`` literal is not
+    one: it is read by :func:`exact_number` alone.
+    """
+    return FloatText(token, exact_number(token))
+
+
 def _leading_zero(offset: int, token: str) -> None:
     """Refuse an integer literal written with a leading zero (``007``): Python and JSON refuse it too.
 
@@ -285,7 +296,7 @@ def _scalar(match: re.Match[str], kind: str, offset: int) -> Any:
         if kind == "int":
             _leading_zero(offset, token)
             return int(token)
-        return exact_number(token)
+        return float_text(token)
     if kind == "str":
         body = token[1:-1]
         return _unescape(body, offset + 1) if "\\" in body else body

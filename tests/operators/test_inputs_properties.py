@@ -13,6 +13,7 @@ import json
 import math
 import os
 import unicodedata
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -23,9 +24,10 @@ from airflow.sdk.exceptions import AirflowFailException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_loyalty.items import MAX_BIGINT, MAX_TEXT_ID_CHARS, EarnItem, PointItem
+from airflow_provider_loyalty.items import MAX_BIGINT, MAX_TEXT_ID_CHARS, EarnItem, PointItem, positive_int
 from airflow_provider_loyalty.operators import _literal
 from airflow_provider_loyalty.operators._inputs import InputErrors, parse_earns, parse_unique_ids
+from airflow_provider_loyalty.operators._literal import read_literal
 
 EXAMPLES = int(os.environ.get("LOYALTY_HYPOTHESIS_EXAMPLES", "60"))
 FAST = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -318,9 +320,13 @@ def number_texts(draw: st.DrawFn) -> str:
 @FAST
 @given(number_texts())
 def test_a_number_literal_is_exactly_the_integer_it_spells_or_refused(text: str) -> None:
-    """'[9007199254740993.0]' once sent ...992 and '[4710.9999999999999999]' sent 4711: never a neighbour."""
+    """'[9007199254740993.0]' once sent ...992 and '[4710.9999999999999999]' sent 4711: never a neighbour.
+
+    Every text here has a fraction or an exponent: a float's text, an id only when it is exactly an
+    integer below 2**53 (the float rule; issue 22).
+    """
     exact = Fraction(text)  # the oracle: exact rational arithmetic, no float anywhere
-    valid = exact.denominator == 1 and 0 < exact <= MAX_BIGINT
+    valid = exact.denominator == 1 and 0 < exact < 2**53
     for rendered in (f"[{text}]", f"[({text},)]", f'[{{"unique_id": {text}}}]', text):
         result = outcome(parse_unique_ids, rendered)
         assert result == (([PointItem(int(exact))], 1, 0) if valid else AirflowFailException), rendered
@@ -334,6 +340,33 @@ def test_a_number_literal_is_exactly_the_integer_it_spells_or_refused(text: str)
 def test_a_native_float_is_an_id_only_if_integral_and_below_2p53(value: float) -> None:
     valid = math.isfinite(value) and value.is_integer() and 0 < value < 2**53
     assert outcome(parse_unique_ids, [value]) == (([PointItem(int(value))], 1, 0) if valid else AirflowFailException)
+
+
+@FAST
+@given(st.integers(2**53, 2 * MAX_BIGINT), st.sampled_from([repr, json.dumps]))
+def test_a_float_text_at_or_above_2p53_is_refused_by_every_reader(n: int, spell: Callable[[float], str]) -> None:
+    """Issue 22: a float column rendered by Jinja (``[1.2345678901234568e+16]``) is not the id it rounds to."""
+    text = spell(float(n))
+    assert "." in text or "e" in text  # what a float prints: a fraction or an exponent
+    for rendered in (f"[{text}]", f"[({text},)]", f'[{{"unique_id": {text}}}]', text):  # JSON, repr reader, both
+        assert outcome(parse_unique_ids, rendered) is AirflowFailException, rendered
+    assert outcome(parse_earns, f"[({text}, 'P', 'E')]") is AirflowFailException
+    assert outcome(parse_earns, f'[[{text}, "P", "E"]]') is AirflowFailException
+    read = read_literal(f"[{text}]")[0]  # the repr reader on its own, and the one rule
+    assert positive_int(read)[0] is None and "2**53" in positive_int(read)[1]
+    assert outcome(parse_unique_ids, [float(n)]) is AirflowFailException  # the native float, by the same rule
+    if n <= MAX_BIGINT:  # the same id written as an integer is that id, in every form
+        for rendered in (f"[{n}]", f"[({n},)]", str(n), [n]):
+            assert outcome(parse_unique_ids, rendered) == ([PointItem(n)], 1, 0), rendered
+
+
+@FAST
+@given(st.integers(1, 2**53 - 1), st.sampled_from([repr, json.dumps]))
+def test_a_float_text_below_2p53_is_the_id_as_before(n: int, spell: Callable[[float], str]) -> None:
+    """``123.0`` stays 123, as the native float 123.0 does."""
+    text = spell(float(n))
+    for rendered in (f"[{text}]", f"[({text},)]", text, [float(n)]):
+        assert outcome(parse_unique_ids, rendered) == ([PointItem(n)], 1, 0), rendered
 
 
 _key_values = st.one_of(
