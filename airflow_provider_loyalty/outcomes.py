@@ -36,12 +36,12 @@ ALREADY_REVERSED = "already_reversed"
 NO_ANSWER = "no_answer"
 #: ``code`` of an item the vendor's answer did not clearly settle (not mentioned, contradictory).
 UNKNOWN = "unknown"
-#: Transient failures after which the vendor may have applied the item, so that a resend answered
-#: "already reversed" is reconciled: no answer, an unclear one, a gateway timeout (``http_504``, as
-#: the HTTP layer judges it). An error page (``http_503``) or a refused connection is not among
-#: them: the request did not go through, so "already reversed" (Capillary's 731 also means
-#: "invalid") would not be the echo of ours.
-MAYBE_APPLIED_CODES = (NO_ANSWER, UNKNOWN, "http_504")
+#: Transient failures that leave an item *in doubt* (the vendor may have applied it), so that a resend
+#: answered "already reversed" is reconciled: no answer, an unclear one, a gateway timeout
+#: (``http_504``, as the HTTP layer judges it). An error page (``http_503``) or a refused connection
+#: is not among them: the request did not go through, so "already reversed" (Capillary's 731 also
+#: means "invalid") would not be the echo of ours. See :mod:`airflow_provider_loyalty.ledger.state`.
+IN_DOUBT_CODES = (NO_ANSWER, UNKNOWN, "http_504")
 
 
 class Status(str, Enum):
@@ -129,7 +129,7 @@ class VendorResult(Protocol):
 
 
 class Settled(NamedTuple):
-    """What the ledger already knows of an item: settled (done or refused for good), or attempted."""
+    """What the ledger already knows of an item: settled (done or refused for good), or in doubt."""
 
     ok: bool
     code: str | None
@@ -199,24 +199,24 @@ class AlreadyReversed:
 
 
 def reconcile(
-    outcomes: Sequence[Outcome], attempted: Iterable[str], matcher: AlreadyReversed, earlier: str
+    outcomes: Sequence[Outcome], in_doubt: Iterable[str], matcher: AlreadyReversed, earlier: str
 ) -> list[Outcome]:
     """Turn the "already reversed" refusals of items an earlier attempt may have applied into successes.
 
     :param outcomes: one request's outcomes.
-    :param attempted: keys of the items an earlier attempt may have applied.
+    :param in_doubt: keys of the items in doubt (an earlier attempt may have applied them).
     :param matcher: what "already reversed" looks like at this vendor.
     :param earlier: where the earlier attempt was, for the message (e.g. ``run scheduled__…``).
     """
-    attempted = set(attempted)
-    if not attempted:
+    in_doubt = set(in_doubt)
+    if not in_doubt:
         return list(outcomes)
     result = []
     for outcome in outcomes:
         if (
             not outcome.ok
             and outcome.kind is FailureKind.PERMANENT
-            and outcome.key in attempted
+            and outcome.key in in_doubt
             and matcher.matches(outcome.code, outcome.message)
         ):
             outcome = Outcome(

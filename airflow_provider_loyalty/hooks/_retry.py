@@ -42,7 +42,7 @@ def may_have_been_applied(error: BaseException | None, response: requests.Respon
     applied the request. Other error pages (500, 502, 503) are taken as "not processed": treating
     them as maybe-applied would let an "already reversed" answer to the resend — Capillary's 731
     also means "invalid earn" — pass for a success nobody confirmed. The ledger's cross-try rule
-    (``outcomes.MAYBE_APPLIED_CODES``) is the same.
+    (``outcomes.IN_DOUBT_CODES``) is the same.
     """
     if error is not None:
         return not sent_nothing(error)

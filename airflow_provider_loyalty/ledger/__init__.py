@@ -1,7 +1,8 @@
 """The reversal ledger: an append-only outcomes table in any SQL database Airflow can reach.
 
-:mod:`.schema` holds the table and the SQL built on it, :mod:`.store` the writer the operators
-use, :mod:`.spool` what keeps answered outcomes while the ledger is down.
+:mod:`.schema` holds the table (its typed row) and the extraction's SQL, :mod:`.state` an item's
+state from its rows (in Python and SQL), :mod:`.store` the writer the operators use, :mod:`.spool`
+what keeps answered outcomes while the ledger is down.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from airflow_provider_loyalty.ledger.schema import (
     create_index_sql,
     create_table_sql,
     earn_key_sql,
-    in_doubt_condition,
-    in_doubt_sql,
     not_done_predicate,
     points_key_sql,
+)
+from airflow_provider_loyalty.ledger.state import (
+    ItemState,
+    assess,
+    in_doubt_condition,
+    in_doubt_sql,
+    item_state,
+    item_state_sql,
 )
 from airflow_provider_loyalty.ledger.store import ReversalLedger, ensure_ledger
 from airflow_provider_loyalty.outcomes import Settled
@@ -25,9 +32,11 @@ from airflow_provider_loyalty.outcomes import Settled
 __all__ = [
     "COLUMNS",
     "DEFAULT_TABLE",
+    "ItemState",
     "LedgerRow",
     "ReversalLedger",
     "Settled",
+    "assess",
     "check_table_name",
     "create_index_sql",
     "create_table_sql",
@@ -35,6 +44,8 @@ __all__ = [
     "ensure_ledger",
     "in_doubt_condition",
     "in_doubt_sql",
+    "item_state",
+    "item_state_sql",
     "not_done_predicate",
     "points_key_sql",
 ]

@@ -33,7 +33,8 @@ from airflow_provider_loyalty.ledger.schema import (
     missing_columns,
     select_list,
 )
-from airflow_provider_loyalty.outcomes import MAYBE_APPLIED_CODES, FailureKind, Outcome, Settled, Status
+from airflow_provider_loyalty.ledger.state import ItemState, assess
+from airflow_provider_loyalty.outcomes import Outcome, Settled, Status
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -64,12 +65,6 @@ def ensure_ledger(conn_id: str, table: str = DEFAULT_TABLE) -> None:
         ledger.close()
 
 
-def _time_order(row: LedgerRow) -> tuple[datetime, int]:
-    # an intent and its outcome never share a timestamp, but if a coarse clock made them equal,
-    # the outcome (written after) is the later one.
-    return (row.recorded_at, 0 if row.status == Status.SENDING.value else 1)
-
-
 def table_columns(conn: Any, table: str) -> list[str]:
     """The column names of ``table`` as the database resolves it (schema, search path), in lower case.
 
@@ -84,32 +79,6 @@ def table_columns(conn: Any, table: str) -> list[str]:
     finally:
         cursor.close()
     return names
-
-
-def _maybe_applied_by(rows: list[LedgerRow]) -> LedgerRow | None:
-    """The latest attempt (in time order ``rows``) that may have reached the vendor without an answer.
-
-    An intent its own attempt never answered (the worker died, the ledger went away), or an outcome
-    that left it open (``no_answer``, ``unknown``). Only the vendor's answer about the item (a
-    permanent refusal; a success settles it anyway) closes every doubt. Any other row closes at
-    most its own attempt's intent: an attempt that did not go through (``not_sent`` after a refused
-    token, a refused connection, an error page, a whole-request rejection) says nothing of what an
-    earlier one did at the vendor, so that doubt stands.
-    """
-    found: LedgerRow | None = None
-    open_intents: dict[tuple[Any, ...], LedgerRow] = {}
-    for row in rows:
-        if row.status == Status.SENDING.value:
-            open_intents[row.attempt] = row
-        elif row.failure_kind == FailureKind.PERMANENT.value:
-            open_intents.clear()
-            found = None
-        else:
-            open_intents.pop(row.attempt, None)
-            if row.failure_kind == FailureKind.TRANSIENT.value and row.code in MAYBE_APPLIED_CODES:
-                found = row
-    candidates = [*open_intents.values(), *([found] if found is not None else [])]
-    return max(candidates, key=_time_order) if candidates else None
 
 
 class ReversalLedger:
@@ -318,43 +287,34 @@ class ReversalLedger:
     def lookup(
         self, vendor: str, keys: Iterable[str], *, include_refused: bool = True
     ) -> tuple[dict[str, Settled], dict[str, Settled]]:
-        """Return what the ledger knows of ``keys``: ``(settled, maybe_applied)``.
+        """Return what the ledger knows of ``keys``: ``(settled, in_doubt)``, by the items' state.
 
-        *Settled*: a ``succeeded`` row (which wins over anything else), or, with
-        ``include_refused``, a permanent refusal. *Maybe applied*: not succeeded, and the latest
-        attempt may have reached the vendor without a definite answer — its latest row is an intent
-        (``sending``: the worker died or the ledger went away mid-request) or a transient failure
-        that left it open (no answer to a sent request, an unclear answer: ``MAYBE_APPLIED_CODES``). A resend of such an item that the
-        vendor answers "already reversed" is reconciled, not refused. Looked up in chunks.
+        *Settled*: :attr:`~.state.ItemState.SUCCEEDED` (the first success), or, with
+        ``include_refused``, :attr:`~.state.ItemState.REFUSED` (the latest refusal). *In doubt*:
+        :attr:`~.state.ItemState.IN_DOUBT`, with the row of the attempt that may have applied it; a
+        resend of such an item that the vendor answers "already reversed" is reconciled, not
+        refused. Looked up in chunks.
 
         :param vendor: ``xoxoday`` or ``capillary``.
         :param keys: candidate item keys (an iterator is fine: consumed once).
         :param include_refused: also settle items the vendor refused permanently.
         """
         settled: dict[str, Settled] = {}
-        maybe_applied: dict[str, Settled] = {}
+        in_doubt: dict[str, Settled] = {}
         for chunk in batched(keys, LOOKUP_CHUNK):
             rows = self._retrying("look-up", functools.partial(self._select, vendor=vendor, chunk=chunk))
             by_key: dict[str, list[LedgerRow]] = {}
             for row in rows:
                 by_key.setdefault(row.item_key, []).append(row)
             for key, key_rows in by_key.items():
-                done = next((r for r in key_rows if r.status == Status.SUCCEEDED.value), None)
-                if done is not None:
-                    settled[key] = _settled(done)
+                state, deciding = assess(key_rows)
+                if deciding is None:
                     continue
-                refusals = [r for r in key_rows if r.failure_kind == FailureKind.PERMANENT.value]
-                refused = max(refusals, key=_time_order) if refusals else None
-                doubt = _maybe_applied_by(sorted(key_rows, key=_time_order))
-                if (
-                    include_refused
-                    and refused is not None
-                    and (doubt is None or _time_order(refused) >= _time_order(doubt))
-                ):
-                    settled[key] = _settled(refused)
-                elif doubt is not None:
-                    maybe_applied[key] = _settled(doubt)
-        return settled, maybe_applied
+                if state is ItemState.SUCCEEDED or (state is ItemState.REFUSED and include_refused):
+                    settled[key] = _settled(deciding)
+                elif state is ItemState.IN_DOUBT:
+                    in_doubt[key] = _settled(deciding)
+        return settled, in_doubt
 
     def _select(self, conn: Any, vendor: str, chunk: list[str]) -> list[LedgerRow]:
         if self._missing:

@@ -73,8 +73,8 @@ class RunLedger:
         self.run = run
         self.log = log
         self.references: Mapping[str, str] = references or {}
-        #: keys of items an earlier attempt may have applied (an intent or an unclear answer last)
-        self.maybe_applied: dict[str, Settled] = {}
+        #: the items in doubt (an earlier attempt may have applied them: ``ledger.state``), by key
+        self.in_doubt: dict[str, Settled] = {}
         #: why the ledger is down (a write failed after its retries), or ``None``
         self.down: str | None = None
         #: outcomes kept in the spool since the ledger went down
@@ -131,7 +131,7 @@ class RunLedger:
         an earlier attempt may have applied (in doubt) are kept for reconciliation.
         """
         try:
-            settled, self.maybe_applied = self.ledger.lookup(
+            settled, self.in_doubt = self.ledger.lookup(
                 self.vendor, (item.key for item in items), include_refused=not retry_refused
             )
         except Exception as exc:
@@ -139,11 +139,11 @@ class RunLedger:
                 f"{self.owner}: cannot read the ledger {self.conn_id!r} "
                 f"({type(exc).__name__}: {str(exc)[:200]}); nothing was sent"
             ) from exc
-        if self.maybe_applied:
+        if self.in_doubt:
             self.log.info(
                 "%d %s may have been applied by an earlier attempt that recorded no answer (in doubt): "
                 "resending them, an 'already reversed' answer counts as done",
-                len(self.maybe_applied),
+                len(self.in_doubt),
                 self.what,
             )
         if not settled:

@@ -157,16 +157,14 @@ class Sender(Generic[P]):
     def reconciled(self, request: P, outcomes: list[Outcome], *, resent: bool) -> list[Outcome]:
         """``outcomes`` with "already reversed" refusals of items an attempt of ours had in doubt as succeeded."""
         books = self.books
-        maybe_applied: dict[str, Settled] = books.maybe_applied if books is not None else {}
+        known: dict[str, Settled] = books.in_doubt if books is not None else {}
         if resent:
-            attempted = [item.key for item in self.items_of(request)]
+            in_doubt = [item.key for item in self.items_of(request)]
             where = "an earlier attempt of this request in this try"
         else:
-            earlier = {
-                item.key: maybe_applied[item.key] for item in self.items_of(request) if item.key in maybe_applied
-            }
-            attempted, where = list(earlier), _runs("run", earlier)
-        outcomes = reconcile(outcomes, attempted, self.already_reversed, where)
+            earlier = {item.key: known[item.key] for item in self.items_of(request) if item.key in known}
+            in_doubt, where = list(earlier), _runs("run", earlier)
+        outcomes = reconcile(outcomes, in_doubt, self.already_reversed, where)
         # "already reversed" of an item no attempt of ours had in doubt: another run may be sending it
         late = [
             o.key

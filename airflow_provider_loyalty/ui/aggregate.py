@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_loyalty.ledger.schema import VENDORS, LedgerRow
+from airflow_provider_loyalty.ledger.state import ItemState, item_state
 from airflow_provider_loyalty.ui.models import (
     Attempt,
     DayCounts,
@@ -184,7 +185,7 @@ def histories(rows: dict[tuple[str, str], list[LedgerRow]], links: AirflowLinks)
             reversed=first_success is not None,
             reversed_at=first_success.recorded_at if first_success else None,
             reversed_by=first_success,
-            in_doubt=first_success is None and _latest(attempts).status == "sending",
+            in_doubt=item_state(item_rows) is ItemState.IN_DOUBT,
             last=attempts[0],
             attempt_count=len(attempts),
             attempts=attempts[:MAX_ATTEMPTS_SHOWN],
@@ -208,13 +209,6 @@ def _attempt(row: LedgerRow, links: AirflowLinks) -> Attempt:
         run_url=links.run_url(row.dag_id, row.run_id),
         task_url=links.task_url(row.dag_id, row.run_id, row.task_id, map_index),
     )
-
-
-def _latest(attempts: list[Attempt]) -> Attempt:
-    """The item's latest row; at the same instant an answer counts as later than its intent."""
-    newest = attempts[0].recorded_at
-    tied = [a for a in attempts if a.recorded_at == newest]
-    return next((a for a in tied if a.status != "sending"), tied[0])
 
 
 def _first(rows: list[LedgerRow], column: str) -> Any:

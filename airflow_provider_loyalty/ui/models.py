@@ -36,8 +36,8 @@ class ItemHistory(BaseModel):
     reversed: bool
     reversed_at: datetime | None = None
     reversed_by: Attempt | None = None
-    #: the latest row is an intent (``sending``) and the item never succeeded: the request left and
-    #: no answer was recorded, so the vendor may have applied it; the next run resends it
+    #: the item's state is ``in_doubt`` (``ledger.state``): the vendor may have applied it and no
+    #: answer settled it since; the next run resends it and reconciles "already reversed"
     in_doubt: bool = False
     last: Attempt
     attempt_count: int
@@ -79,7 +79,7 @@ class VendorTotals(Outcomes):
     """Outcomes of one vendor over the window.
 
     ``skipped`` comes from the task summaries (``None``: unknown). ``in_doubt`` counts the items in
-    doubt *now* (their latest row is an intent, whenever it was written), not only the window's.
+    doubt *now* (``ledger.state``, whenever the attempt that may have applied them), not only the window's.
     """
 
     vendor: str
@@ -109,7 +109,7 @@ class FailureGroup(BaseModel):
 
 
 class RunCounts(Outcomes):
-    """What one DAG run recorded in the ledger (``in_doubt``: items whose latest row is this run's intent)."""
+    """What one DAG run recorded in the ledger (``in_doubt``: items in doubt that this run may have applied)."""
 
     dag_id: str | None = None
     run_id: str | None = None

@@ -17,7 +17,7 @@ from airflow_provider_loyalty.ledger.schema import LedgerRow, select_list
 from airflow_provider_loyalty.ui.auth import DagScope
 from airflow_provider_loyalty.ui.connections import Session
 
-#: The items filter: items with an attempt of this status, or in doubt (latest row an intent).
+#: The items filter: items with an attempt of this status, or in doubt (``ledger.state``).
 ITEM_STATUSES = ("succeeded", "failed", "in_doubt")
 #: ``code`` of a success that answered a resend "already reversed" (the ledger's reconciliation).
 RECONCILED_CODE = "already_reversed"

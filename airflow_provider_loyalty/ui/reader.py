@@ -163,7 +163,7 @@ class LedgerReader:
         :param query: unique_id, customer_id, earn_id, promotion_id, item key or run_id; exact match.
         :param vendor: only this vendor.
         :param status: only items with an attempt of this status (``succeeded``, ``failed``), or
-            ``in_doubt``: items whose latest row is an intent.
+            ``in_doubt``: items in doubt (``ledger.state``).
         :param code: only items with an attempt of this code (a failure code, ``already_reversed``).
         :param days: window of the listing without a query.
         :param limit: page size.
