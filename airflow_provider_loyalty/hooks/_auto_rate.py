@@ -234,9 +234,18 @@ class AutoRate:
     :param cap: never pace above this (requests per minute), ``None`` for no ceiling.
     :param store: where the learned rate is read at start and written after cuts and at the end.
     :param clock: time source.
+    :param start: start at this pace instead of what was learned (a fixed setting, run by this
+        controller with ``cap`` = ``start``: it steps down after rate-limit answers and climbs back).
     """
 
-    def __init__(self, *, cap: float | None = None, store: RateStore | None = None, clock: Clock = SYSTEM_CLOCK):
+    def __init__(
+        self,
+        *,
+        cap: float | None = None,
+        store: RateStore | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        start: float | None = None,
+    ):
         if cap is not None and cap <= 0:
             raise ValueError(f"max_requests_per_minute_cap must be positive or None, got {cap}")
         self.cap = cap
@@ -245,8 +254,11 @@ class AutoRate:
         self._lock = threading.Lock()
         self.loaded = store.load() if store is not None else None
         learned = self.loaded or LearnedRate()
-        start = learned.start(cap)
-        self.started_from = "learned" if start is not None else "default"
+        if start is None:
+            start = learned.start(cap)
+            self.started_from = "learned" if start is not None else "default"
+        else:
+            self.started_from = "setting"
         pace = start if start is not None else START_PER_MINUTE
         self.pace = self._bounded(pace)
         self.best_clean = _clamped(learned.best_clean) if learned.best_clean is not None else None
@@ -335,10 +347,9 @@ class AutoRate:
             return
         if self.cap is not None and self.pace >= self.cap:
             return
-        if self.slow_start:
+        if self.slow_start or self.limit_hit is None:
             self._set(now, self.pace * START_GROWTH)
             return
-        assert self.limit_hit is not None
         plateau = self.limit_hit * PLATEAU
         if self.pace < plateau * 0.999:
             self._set(now, min(plateau, self.pace + max(1.0, (plateau - self.pace) * CLIMB)))
@@ -369,7 +380,7 @@ class AutoRate:
             # That says nothing about the limit: slow down, learn nothing, keep looking for it.
             self._set(now, self.pace * START_CUT)
             self._episode_end = now + wait + EPISODE_SECONDS
-            log.info(
+            log.debug(
                 "Rate limited before any request was accepted: pace cut to %.0f requests/min (no limit learned)",
                 self.pace,
             )
@@ -390,7 +401,7 @@ class AutoRate:
         cut = max(floor, min(self.pace * factor, self.limit_hit * PLATEAU))
         self._set(now, min(self.pace * EPISODE_CUT, cut))
         self._episode_end = now + wait + EPISODE_SECONDS
-        log.warning(
+        log.debug(  # the pacer logs one line per vendor window, naming the pace in force
             "Rate limited at a pace of %.0f requests/min: cut to %.0f/min (the limit is below %.0f/min)",
             before,
             self.pace,

@@ -138,8 +138,10 @@ class VendorHTTPClient:
     ) -> Answer:
         """Send one request with retries; return the final answer, whatever its status.
 
-        Retryable trouble is retried per the policy. What is left after the budget raises:
-        :class:`VendorRateLimitError` or :class:`VendorUnavailableError`. A final 4xx answer is
+        Retryable trouble is retried per the policy. A rate-limit answer is no error: the request
+        waits the vendor's window and goes again, without spending an attempt, until the pacer's
+        ``rate_limit_timeout`` says stop (:class:`VendorRateLimitError`, nothing more is sent by
+        any thread). Errors left after the attempt budget raise :class:`VendorUnavailableError`. A final 4xx answer is
         returned for the caller to interpret (the hooks turn 401 into a refresh, others into
         :class:`VendorRequestError`).
 
@@ -156,7 +158,9 @@ class VendorHTTPClient:
         url = f"{self.base_url}{path}"
         budget = max_attempts or self.retry_policy.max_attempts
         policy = self.retry_policy
-        attempt = 0
+        attempt = 0  # every attempt (the backoff grows with them)
+        errors = 0  # attempts that met an error: the budget counts these, never rate-limit answers
+        limited_since: float | None = None  # the first rate-limit answer to this request
         served_until = -math.inf  # end of a vendor window this thread already slept through
         ambiguous = False  # an earlier attempt may have reached the vendor and been applied
         while True:
@@ -165,7 +169,10 @@ class VendorHTTPClient:
             error: BaseException | None = None
             throttle_wait: float | None = None
             deadline = -math.inf
+            gave_up: str | None = None
             with self.pacer.slot(served_until) as status:
+                if self.pacer.gave_up is not None:  # another thread stopped waiting for the vendor: nothing more leaves
+                    raise VendorRateLimitError(self.vendor, self.pacer.gave_up, may_have_been_applied=ambiguous)
                 if before_send is not None:
                     before_send()
                 try:
@@ -211,35 +218,54 @@ class VendorHTTPClient:
                 )
                 if decision.throttled:
                     metrics.incr(self.vendor, "rate_limited")
-                if decision.throttled and decision.retry:  # open only windows we are willing to wait out
+                    # The vendor is pacing us: wait its window and go again, within the time budget.
+                    if limited_since is None:
+                        limited_since = self.clock.monotonic()
+                    gave_up = self.pacer.rate_limit_exhausted(
+                        limited_since, decision.wait if decision.retry else math.inf
+                    )
+                if decision.throttled and gave_up is None:  # open only windows we are willing to wait out
                     status["throttled"] = True
-                    deadline = self.pacer.penalize(decision.wait)
+                    deadline, new_window = self.pacer.open_window(decision.wait)
+                    if new_window:
+                        status["notice"] = f"{self.vendor}: {decision.reason}"
                 # What max_requests_per_minute="auto" learns from: a clean answer or a rate-limit one
                 # (transport failures and 5xx say nothing about the rate).
                 status["answered"] = response is not None and (decision.throttled or response.status_code < 500)
                 status["rate_limited"] = decision.throttled
                 status["wait"] = decision.wait if decision.throttled else 0.0
-            if not decision.retry and error is None and not decision.throttled:
+            if decision.throttled:
+                if gave_up is not None:
+                    raise VendorRateLimitError(
+                        self.vendor,
+                        gave_up,
+                        status_code=response.status_code if response is not None else None,
+                        response=response,
+                        may_have_been_applied=ambiguous,
+                    )
+                # The thread that got the vendor's answer waits exactly what it said; the others are
+                # held back by the shared window until its end. No attempt of the budget is spent.
+                self.clock.sleep(decision.wait)
+                served_until = deadline
+                continue
+            if not decision.retry and error is None:
                 assert response is not None
                 return Answer(response, ambiguous)  # success, or a final answer for the caller to read
-            ambiguous = ambiguous or (not decision.throttled and may_have_been_applied(error, response))
-            if not decision.retry or attempt >= budget:
-                raise self._give_up(decision, response, error, attempt, ambiguous)
+            errors += 1
+            ambiguous = ambiguous or may_have_been_applied(error, response)
+            if not decision.retry or errors >= budget:
+                raise self._give_up(decision, response, error, errors, ambiguous)
             log.warning(
                 "%s %s %s: %s; attempt %d of %d, next in %.1f s",
                 self.vendor,
                 method,
                 path,
                 transport_failure(error, url) if error is not None else decision.reason,
-                attempt,
+                errors,
                 budget,
                 decision.wait,
             )
-            # The thread that got the vendor's answer waits exactly what it said; the others are
-            # held back by the shared window until its end.
             self.clock.sleep(decision.wait)
-            if decision.throttled:
-                served_until = deadline
 
     def _give_up(
         self,
@@ -250,14 +276,6 @@ class VendorHTTPClient:
         ambiguous: bool = False,
     ) -> VendorError:
         status = response.status_code if response is not None else None
-        if decision.throttled:
-            return VendorRateLimitError(
-                self.vendor,
-                f"still rate limited after {attempts} attempt(s) ({decision.reason}, wait {decision.wait:.0f} s)",
-                status_code=status,
-                response=response,
-                may_have_been_applied=ambiguous,
-            )
         if error is not None:
             if not decision.retry:  # a malformed URL, a bad header...: sending again cannot help
                 return VendorConfigError(

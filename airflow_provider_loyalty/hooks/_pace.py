@@ -22,19 +22,22 @@ def build_pacer(
     cap: float | None = None,
     store: RateStore | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    rate_limit_timeout: float | None = None,
 ) -> RequestPacer:
-    """The pacer of a hook: a fixed pace (today's behaviour) or, for ``"auto"``, one set by :class:`AutoRate`.
+    """The pacer of a hook: a fixed pace (a ceiling, stepped down after rate-limit answers) or, for ``"auto"``, one set by :class:`AutoRate`.
 
     :param per_minute: a number, ``None`` (no limit) or ``"auto"``.
     :param cap: ceiling of the pace; a fixed number above it is lowered to it.
     :param store: where ``auto`` keeps what it learned; the Variable
         ``loyalty_rate__<vendor>__<conn_id>`` by default.
+    :param rate_limit_timeout: seconds a request may be held back by rate-limit answers (see
+        :class:`~airflow_provider_loyalty.hooks._pacing.RequestPacer`).
     """
     if is_auto(per_minute):
         auto = AutoRate(cap=cap, store=store if store is not None else VariableRateStore(vendor, conn_id), clock=clock)
-        return RequestPacer(None, max_concurrency, clock=clock, auto=auto)
+        return RequestPacer(None, max_concurrency, clock=clock, auto=auto, rate_limit_timeout=rate_limit_timeout)
     if isinstance(per_minute, str):
         raise ValueError(f"max_requests_per_minute must be a number, None or 'auto', got {per_minute!r}")
     if cap is not None and per_minute is not None:
         per_minute = min(per_minute, cap)
-    return RequestPacer(per_minute, max_concurrency, clock=clock)
+    return RequestPacer(per_minute, max_concurrency, clock=clock, rate_limit_timeout=rate_limit_timeout)

@@ -3,23 +3,32 @@
 Evenly spaced slots (a per-minute limit may be enforced by the vendor over much shorter windows, so
 no bursts), vendor-announced rate-limit windows every thread waits out, and a bound on requests in
 flight that halves after a rate-limit answer so in-flight requests don't land inside the next window.
+
+A rate-limit answer is the vendor pacing us, not a failure: the request waits for the window and goes
+again, a fixed pace steps down (and climbs back towards the setting) as ``"auto"`` does, and only a
+time budget (``rate_limit_timeout``) ends the wait, with a message naming the rate the vendor accepted.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from airflow_provider_loyalty.hooks._auto_rate import AutoRate
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
 
-if TYPE_CHECKING:
-    from airflow_provider_loyalty.hooks._auto_rate import AutoRate
+log = logging.getLogger(__name__)
 
 #: Slots are this much wider than ``60 / per_minute`` (see :class:`RateLimiter`).
 PACING_MARGIN = 1.02
+#: Seconds a request may be held back by the vendor's rate-limit answers before the task gives up
+#: (``rate_limit_timeout``; its items are left not sent, for a later try).
+DEFAULT_RATE_LIMIT_TIMEOUT = 600.0
 
 
 class RateLimiter:
@@ -141,10 +150,13 @@ class ConcurrencyGate:
 class RequestPacer:
     """The rate limiter and the concurrency gate of one task, used around every request.
 
-    :param per_minute: requests per minute, ``None`` for no limit (ignored with ``auto``).
+    :param per_minute: requests per minute, ``None`` for no limit (ignored with ``auto``). A fixed
+        pace is the most ever sent: it steps down after rate-limit answers and climbs back towards it.
     :param max_concurrency: requests in flight, ``None`` for unbounded.
     :param clock: time source.
     :param auto: the controller of ``max_requests_per_minute="auto"``, which then sets the pace.
+    :param rate_limit_timeout: seconds one request may be held back by rate-limit answers (from its
+        first) before the task gives up; ``None`` for :data:`DEFAULT_RATE_LIMIT_TIMEOUT`.
     """
 
     def __init__(
@@ -154,14 +166,27 @@ class RequestPacer:
         *,
         clock: Clock = SYSTEM_CLOCK,
         auto: AutoRate | None = None,
+        rate_limit_timeout: float | None = None,
     ) -> None:
+        if rate_limit_timeout is not None and rate_limit_timeout < 0:
+            raise ValueError(f"rate_limit_timeout must be >= 0 seconds, got {rate_limit_timeout}")
         self.auto = auto
+        #: the setting of a fixed pace (``None`` with ``auto`` or no limit)
+        self.setting = per_minute if auto is None else None
+        # A fixed pace is run by the same controller, capped at the setting and learning nothing:
+        # after rate-limit answers it steps down, then climbs back towards the setting.
+        self.controller = auto or (AutoRate(cap=per_minute, start=per_minute, clock=clock) if per_minute else None)
         self.limiter = RateLimiter(auto.pace if auto is not None else per_minute, clock=clock)
         self.gate = ConcurrencyGate(max_concurrency)
         self.clock = clock
+        self.rate_limit_timeout = DEFAULT_RATE_LIMIT_TIMEOUT if rate_limit_timeout is None else rate_limit_timeout
+        #: why the task stopped waiting for the vendor (set once; no request is sent after it)
+        self.gave_up: str | None = None
         self._window_lock = threading.Lock()
         self._windows_until = -math.inf
         self._window_seconds = 0.0
+        self._windows = 0
+        self._accepted: deque[float] = deque()  # clean answers of the last minute (for the messages)
 
     @contextmanager
     def slot(self, served_until: float = -math.inf) -> Iterator[dict[str, Any]]:
@@ -176,24 +201,85 @@ class RequestPacer:
             yield status
         finally:
             self.gate.release(throttled=status["throttled"])
-            if self.auto is not None and status.get("answered"):
+            if status.get("answered"):
                 limited = bool(status.get("rate_limited"))
-                wait = status.get("wait", 0.0)
-                pace = self.auto.answered(throttled=limited, wait=wait)
-                if pace != self.limiter.per_minute:
-                    self.limiter.set_rate(pace)
-                if limited and self.auto.pause:  # the vendor's window is still full: hold back longer
-                    self.penalize(wait + self.auto.pause)
+                if not limited:
+                    self._note_accepted()
+                if self.controller is not None:
+                    wait = status.get("wait", 0.0)
+                    pace = self.controller.answered(throttled=limited, wait=wait)
+                    if pace != self.limiter.per_minute:
+                        self.limiter.set_rate(pace)
+                    if limited and self.controller.pause:  # the vendor's window is still full: hold back longer
+                        self.penalize(wait + self.controller.pause)
+            notice = status.get("notice")
+            if notice:
+                self._announce(notice, status.get("wait", 0.0))
+
+    def _note_accepted(self) -> None:
+        now = self.clock.monotonic()
+        with self._window_lock:
+            self._accepted.append(now)
+            while self._accepted and self._accepted[0] <= now - 60.0:
+                self._accepted.popleft()
+
+    def accepted_per_minute(self) -> int:
+        """Requests the vendor accepted over the last minute."""
+        now = self.clock.monotonic()
+        with self._window_lock:
+            return sum(1 for t in self._accepted if t > now - 60.0)
 
     def penalize(self, seconds: float) -> float:
         """Open a vendor-announced window of ``seconds`` during which no thread sends; return its end."""
+        return self.open_window(seconds)[0]
+
+    def open_window(self, seconds: float) -> tuple[float, bool]:
+        """:meth:`penalize`, also telling whether this is a new window (none was running)."""
         now = self.clock.monotonic()
         deadline = now + seconds
         with self._window_lock:  # seconds covered by vendor windows, overlaps counted once
+            new = now >= self._windows_until
             self._window_seconds += max(0.0, deadline - max(now, self._windows_until))
             self._windows_until = max(self._windows_until, deadline)
+            self._windows += new
         self.limiter.block_until(deadline)
-        return deadline
+        return deadline, new
+
+    def _announce(self, reason: str, wait: float) -> None:
+        """The one line per vendor window (not one per held-back request)."""
+        log.info(
+            "%s; every request waits %.0f s. The vendor accepted %d requests over the last minute; %s",
+            reason,
+            wait,
+            self.accepted_per_minute(),
+            self.pace_text(),
+        )
+
+    def rate_limit_exhausted(self, limited_since: float, wait: float) -> str | None:
+        """Why a request rate limited since ``limited_since`` must stop waiting, or ``None`` to wait ``wait`` more.
+
+        The reason names the rate the vendor accepted and what to set; once given, every thread of
+        the task stops (:attr:`gave_up`).
+        """
+        if self.gave_up is not None:
+            return self.gave_up
+        held = self.clock.monotonic() - limited_since
+        if held + wait <= self.rate_limit_timeout:
+            return None
+        accepted = self.accepted_per_minute()
+        if self.auto is not None:
+            setting = f'max_requests_per_minute="auto" ({self.pace_text()})'
+        elif self.setting is not None:
+            setting = f"max_requests_per_minute={self.setting:g} ({self.pace_text()})"
+        else:
+            setting = "no max_requests_per_minute"
+        self.gave_up = (
+            f"rate limited for {held:.0f} s and asked to wait {wait:.0f} s more, beyond "
+            f"rate_limit_timeout={self.rate_limit_timeout:.0f} s; the vendor accepted {accepted} requests "
+            f"over the last minute with {setting}: set max_requests_per_minute to 'auto' or to "
+            f"{'below ' + str(accepted) if accepted else 'a lower rate'} (or raise rate_limit_timeout)"
+        )
+        return self.gave_up
 
     def waited_seconds(self) -> float:
         """Seconds the task was held back by vendor rate-limit windows so far (overlaps once)."""
@@ -206,7 +292,10 @@ class RequestPacer:
             report = self.auto.report()
         else:
             per_minute = self.limiter.per_minute
-            report = {"mode": "fixed" if per_minute else "unlimited", "pace_per_minute": per_minute}
+            report = {"mode": "fixed" if per_minute else "unlimited", "pace_per_minute": _round(per_minute)}
+            if self.setting is not None:
+                report["setting_per_minute"] = self.setting
+        report["rate_limit_windows"] = self._windows
         report["waited_seconds"] = round(self.waited_seconds(), 1)
         return report
 
@@ -214,7 +303,11 @@ class RequestPacer:
         """The pace in force for progress lines: ``pace 612/min (auto, limit hit at 640/min)``."""
         if self.auto is None:
             per_minute = self.limiter.per_minute
-            return f"pace {per_minute:.0f}/min" if per_minute else "no pace limit"
+            if not per_minute:
+                return "no pace limit"
+            if self.setting is not None and per_minute < self.setting * 0.999:
+                return f"pace {per_minute:.0f}/min (stepped down from {self.setting:.0f}/min after rate-limit answers)"
+            return f"pace {per_minute:.0f}/min"
         learned = self.auto.learned()
         hit = f", limit hit at {learned.limit_hit:.0f}/min" if learned.limit_hit else ""
         cap = f", cap {self.auto.cap:.0f}/min" if self.auto.cap else ""
@@ -224,3 +317,7 @@ class RequestPacer:
         """Store what ``auto`` learned (no-op for a fixed pace)."""
         if self.auto is not None:
             self.auto.save()
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -112,6 +112,8 @@ class CapillaryHook(RenewingSender, BaseHook):
         of this connection learned (see :mod:`airflow_provider_loyalty.hooks._auto_rate`).
     :param max_requests_per_minute_cap: never pace above this (requests per minute).
     :param rate_store: where ``"auto"`` keeps what it learned; an Airflow Variable by default.
+    :param rate_limit_timeout: seconds one request may be held back by the vendor's rate-limit
+        answers before the task gives up (its items are left not sent); 600 by default.
     :param max_concurrency: requests in flight at once (``None``: unbounded).
     :param timeout: ``(connect, read)`` timeouts in seconds.
     :param retry_policy: retry rules of the HTTP layer.
@@ -132,6 +134,7 @@ class CapillaryHook(RenewingSender, BaseHook):
         max_concurrency: int | None = None,
         max_requests_per_minute_cap: float | None = None,
         rate_store: RateStore | None = None,
+        rate_limit_timeout: float | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -148,6 +151,7 @@ class CapillaryHook(RenewingSender, BaseHook):
             cap=max_requests_per_minute_cap,
             store=rate_store,
             clock=clock,
+            rate_limit_timeout=rate_limit_timeout,
         )
         self.clock = clock
         self._token: str | None = None

@@ -127,6 +127,8 @@ class XoxodayHook(RenewingSender, BaseHook):
         of this connection learned (see :mod:`airflow_provider_loyalty.hooks._auto_rate`).
     :param max_requests_per_minute_cap: never pace above this (requests per minute).
     :param rate_store: where ``"auto"`` keeps what it learned; an Airflow Variable by default.
+    :param rate_limit_timeout: seconds one request may be held back by the vendor's rate-limit
+        answers before the task gives up (its items are left not sent); 600 by default.
     :param max_concurrency: requests in flight at once (``None``: unbounded).
     :param timeout: ``(connect, read)`` timeouts in seconds.
     :param retry_policy: retry rules of the HTTP layer.
@@ -147,6 +149,7 @@ class XoxodayHook(RenewingSender, BaseHook):
         max_concurrency: int | None = None,
         max_requests_per_minute_cap: float | None = None,
         rate_store: RateStore | None = None,
+        rate_limit_timeout: float | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         token_store: TokenStore | None = None,
@@ -164,6 +167,7 @@ class XoxodayHook(RenewingSender, BaseHook):
             cap=max_requests_per_minute_cap,
             store=rate_store,
             clock=clock,
+            rate_limit_timeout=rate_limit_timeout,
         )
         self.token_store: TokenStore = token_store or VariableTokenStore(xoxoday_conn_id)
         self.clock = clock

@@ -53,6 +53,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
         find the vendor's limit and hold just under it, starting from what earlier runs of the
         connection learned (Variable ``loyalty_rate__<vendor>__<conn_id>``).
     :param max_requests_per_minute_cap: (templated) with ``"auto"``, never pace above this.
+    :param rate_limit_timeout: (templated) seconds one request may be held back by the vendor's
+        rate-limit answers (429, ``penaltySeconds``) before the task gives up, naming the rate the
+        vendor accepted; its items and those after it are left not sent. Default 600.
     :param max_concurrency: requests in flight at once.
     :param max_items: (templated) refuse to send more than this many items in one run (after
         de-duplication and the ledger's skip): the task fails before any vendor call. ``None``: no limit.
@@ -73,6 +76,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         "max_failed_ratio",
         "max_requests_per_minute",
         "max_requests_per_minute_cap",
+        "rate_limit_timeout",
         "max_items",
         "on_invalid",
         "ledger_conn_id",
@@ -91,6 +95,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         max_failed_ratio: float = 0.0,
         max_requests_per_minute: float | str | None = None,
         max_requests_per_minute_cap: float | None = None,
+        rate_limit_timeout: float | None = None,
         max_concurrency: int = 8,
         max_items: int | None = None,
         already_reversed: Any = None,
@@ -113,6 +118,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.max_failed_ratio: Any = max_failed_ratio
         self.max_requests_per_minute: Any = max_requests_per_minute
         self.max_requests_per_minute_cap: Any = max_requests_per_minute_cap
+        self.rate_limit_timeout: Any = rate_limit_timeout
         self.max_concurrency: Any = max_concurrency
         self.max_items: Any = max_items
         self.on_invalid = on_invalid

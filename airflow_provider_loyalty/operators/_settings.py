@@ -69,6 +69,14 @@ def positive_or_none(value: Any, name: str) -> float | None:
     return number
 
 
+def seconds_or_none(value: Any, name: str) -> float | None:
+    """A duration of at least 0 seconds, or ``None`` for the default."""
+    number = as_number(value, name)
+    if number is not None and number < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
+    return number
+
+
 def on_invalid(value: Any, name: str) -> str:
     """``"fail"`` or ``"skip"``."""
     text = str(value).strip().lower() if value is not None else "fail"
@@ -112,6 +120,7 @@ CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "max_failed_ratio": ratio,
     "max_requests_per_minute": rate_or_auto,
     "max_requests_per_minute_cap": positive_or_none,
+    "rate_limit_timeout": seconds_or_none,
     "max_concurrency": count,
     "max_items": _max_items,
     "on_invalid": on_invalid,

@@ -101,6 +101,7 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
             max_requests_per_minute=self.max_requests_per_minute,
             max_concurrency=self.max_concurrency,
             max_requests_per_minute_cap=self.max_requests_per_minute_cap,
+            rate_limit_timeout=self.rate_limit_timeout,
             **self.hook_params,
         )
 

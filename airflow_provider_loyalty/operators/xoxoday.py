@@ -69,6 +69,7 @@ class CancelPointsOperator(ReversalOperator[PointsBatch]):
             max_requests_per_minute=self.max_requests_per_minute,
             max_concurrency=self.max_concurrency,
             max_requests_per_minute_cap=self.max_requests_per_minute_cap,
+            rate_limit_timeout=self.rate_limit_timeout,
             **self.hook_params,
         )
 

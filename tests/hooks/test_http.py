@@ -67,11 +67,11 @@ RETRY_TABLE = [
     ),
     pytest.param([{"status_code": 502}] * 4, VendorUnavailableError, 4, "backoff", id="attempts_bounded_5xx"),
     pytest.param(
-        [{"status_code": 429, "headers": {"Retry-After": "1"}}] * 4,
-        VendorRateLimitError,
-        4,
-        [1.0] * 3,
-        id="attempts_bounded_429",
+        [{"status_code": 429, "headers": {"Retry-After": "1"}}] * 6 + [{"status_code": 200, "json": {}}],
+        200,
+        7,
+        [1.0] * 6,
+        id="rate_limit_answers_spend_no_attempt",
     ),
     pytest.param(
         [{"status_code": 429, "headers": {"Retry-After": "86400"}}],
@@ -267,10 +267,60 @@ def test_window_longer_than_max_wait_is_not_opened(requests_mock) -> None:
     pacer = RequestPacer(clock=clock)
     requests_mock.post(f"{URL}/x", [{"status_code": 429, "headers": {"Retry-After": "86400"}}, {"json": {}}])
     http = client(clock, pacer=pacer)
-    with pytest.raises(VendorRateLimitError):
+    with pytest.raises(VendorRateLimitError, match="rate_limit_timeout=600"):
         http.request("POST", "/x")
-    http.request("POST", "/x")
+    with pytest.raises(VendorRateLimitError):  # the task gave up: nothing more leaves
+        http.request("POST", "/x")
+    assert requests_mock.call_count == 1
     assert clock.sleeps == []  # nobody waits a day: the task gives up and Airflow retries later
+
+
+def test_rate_limit_answers_are_bounded_by_the_time_budget(requests_mock) -> None:
+    clock = FakeClock()
+    pacer = RequestPacer(600, 4, clock=clock, rate_limit_timeout=30.0)
+    requests_mock.post(f"{URL}/x", [{"json": {}}] * 3 + [{"status_code": 429, "headers": {"Retry-After": "10"}}] * 10)
+    http = client(clock, pacer=pacer)
+    for _ in range(3):
+        assert http.request("POST", "/x").response.status_code == 200
+    with pytest.raises(VendorRateLimitError) as info:
+        http.request("POST", "/x")
+    # 429 at +0, +10, +20 s (the wait fits the 30 s budget), then one more wait would not: stop
+    assert requests_mock.call_count == 3 + 3
+    message = info.value.message
+    assert "accepted 3 requests over the last minute" in message and "max_requests_per_minute=600" in message
+    assert "'auto'" in message and "below 3" in message and not info.value.may_have_been_applied
+
+
+def test_one_info_line_per_vendor_window_and_no_warning(requests_mock, caplog) -> None:
+    clock = FakeClock()
+    pacer = RequestPacer(600, 4, clock=clock)
+    requests_mock.post(f"{URL}/x", [{"status_code": 429, "headers": {"Retry-After": "5"}}] * 3 + [{"json": {}}])
+    caplog.set_level("INFO")
+    assert client(clock, pacer=pacer).request("POST", "/x").response.status_code == 200
+    lines = [r for r in caplog.records if "every request waits" in r.getMessage()]
+    assert len(lines) == 3 and all(r.levelname == "INFO" for r in lines)  # three windows, one after another
+    assert not [r for r in caplog.records if r.levelno >= 30]
+    assert pacer.open_window(10.0)[1] and not pacer.open_window(5.0)[1]  # inside a running window: no new one
+
+
+def test_a_fixed_pace_steps_down_after_rate_limit_answers_and_climbs_back(requests_mock) -> None:
+    clock = FakeClock()
+    pacer = RequestPacer(1200, 4, clock=clock)
+    http = client(clock, pacer=pacer)
+    requests_mock.post(f"{URL}/x", [{"json": {}}] * 200 + [{"status_code": 429, "headers": {"Retry-After": "1"}}])
+    for _ in range(200):
+        http.request("POST", "/x")
+    requests_mock.post(f"{URL}/x", [{"status_code": 429, "headers": {"Retry-After": "1"}}] * 3 + [{"json": {}}])
+    http.request("POST", "/x")
+    stepped = pacer.limiter.per_minute
+    assert stepped is not None and stepped < 1200
+    assert "stepped down from 1200/min" in pacer.pace_text()
+    report = pacer.pace_report()
+    assert report["mode"] == "fixed" and report["setting_per_minute"] == 1200 and report["rate_limit_windows"] == 3
+    requests_mock.post(f"{URL}/x", json={})
+    for _ in range(3000):
+        http.request("POST", "/x")
+    assert stepped < pacer.limiter.per_minute <= 1200  # back up, never above the setting
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,10 @@ def day_two_reconciles(requests_mock, db: str) -> None:
         pytest.param(
             [TIMEOUT, {"status_code": 200, "text": "[" * 100_000 + "]" * 100_000}], id="timeout_then_too_deep_json"
         ),
-        pytest.param([TIMEOUT, *[{"status_code": 429, "text": "slow down"}] * 8], id="timeout_then_rate_limited"),
+        pytest.param(  # a wait beyond rate_limit_timeout: the task stops at once
+            [TIMEOUT, {"status_code": 429, "text": "slow down", "headers": {"Retry-After": "3600"}}],
+            id="timeout_then_rate_limited",
+        ),
         pytest.param(
             [TIMEOUT, {"status_code": 302, "headers": {"Location": "/elsewhere"}}], id="timeout_then_redirect"
         ),
