@@ -20,7 +20,7 @@ PROGRESS_EVERY = 10.0
 
 
 def describe_item(failure: dict[str, Any]) -> str:
-    """``unique_id=4711: rejected Transaction not found`` — one failed item for a message."""
+    """``unique_id=4711: refused Transaction not found`` — one failed item for a message."""
     fields = " ".join(f"{k}={v}" for k, v in failure.items() if k not in ("code", "message"))
     return f"{fields}: {failure.get('code') or ''} {failure.get('message') or ''}".rstrip()
 
