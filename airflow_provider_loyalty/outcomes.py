@@ -135,6 +135,7 @@ class Settled(NamedTuple):
     code: str | None
     message: str | None
     run_id: str | None = None
+    dag_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -494,7 +494,7 @@ def _now() -> datetime:
 
 
 def _settled(row: LedgerRow) -> Settled:
-    return Settled(row.status == Status.SUCCEEDED.value, row.code, row.message, row.run_id)
+    return Settled(row.status == Status.SUCCEEDED.value, row.code, row.message, row.run_id, row.dag_id)
 
 
 def _row(

@@ -126,9 +126,10 @@ class RunLedger:
     def drop_settled(self, items: list[Item], summary: RunSummary, *, retry_refused: bool) -> list[Item]:
         """Leave out what the ledger says is done (skipped) or was refused for good (failed, not resent).
 
-        Refusals recorded by an earlier DAG run were judged against ``max_failed_ratio`` then
-        (``failed_earlier``); those of this run's earlier tries still count in this decision. Items
-        an earlier attempt may have applied (in doubt) are kept for reconciliation.
+        ``max_failed_ratio`` judges this DAG run over all its tries: the items an earlier try of this
+        run settled — its successes (``done_earlier_try``) and its refusals — count in this try's
+        decision as they did in that try's. What earlier DAG runs settled was judged then (skipped;
+        refusals as ``failed_earlier``). Items in doubt are kept for reconciliation.
         """
         try:
             settled, self.in_doubt = self.ledger.lookup(
@@ -155,11 +156,12 @@ class RunLedger:
                 kept.append(item)
             elif outcome.ok:
                 summary.skipped += 1
+                summary.done_earlier_try += self.this_run(outcome)
             else:
                 refusal = Outcome.failed(
                     item, outcome.code, f"refused earlier: {outcome.message or ''}", FailureKind.PERMANENT
                 )
-                summary.add_refused([refusal], earlier_run=outcome.run_id != self.run.get("run_id"))
+                summary.add_refused([refusal], earlier_run=not self.this_run(outcome))
         metrics.incr(self.vendor, "items.skipped", summary.skipped)
         if summary.skipped:
             self.log.info("Skipping %d %s the ledger records as done", summary.skipped, self.what)
@@ -172,6 +174,10 @@ class RunLedger:
                 self.what,
             )
         return kept
+
+    def this_run(self, seen: Settled) -> bool:
+        """Whether ``seen`` was recorded by a try of this DAG run (any task of it)."""
+        return (seen.run_id, seen.dag_id) == (self.run.get("run_id"), self.run.get("dag_id"))
 
     # --------------------------------------------------------------------------------- while sending
     def applied_elsewhere(self, keys: list[str]) -> dict[str, Settled]:

@@ -37,7 +37,8 @@ class RunSummary:
     ``requested`` counts distinct items (duplicate input rows are removed and counted apart), so
     ``succeeded + failed + skipped == requested`` always holds (``planned`` replaces the first two
     in a dry run). ``reconciled`` items are among ``succeeded``: resent after an attempt that may
-    have applied them, and answered "already reversed".
+    have applied them, and answered "already reversed". ``done_earlier_try`` items are among
+    ``skipped``: an earlier try of this DAG run succeeded them, so they count in its ratio.
     """
 
     requested: int = 0
@@ -49,6 +50,7 @@ class RunSummary:
     dry_run: bool = False
     failed_transient: int = 0
     failed_earlier: int = 0
+    done_earlier_try: int = 0
     reconciled: int = 0
     invalid: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -119,6 +121,16 @@ class RunSummary:
         """Failures decided by this run (refusals of earlier runs were judged then)."""
         return self.failed - self.failed_earlier
 
+    @property
+    def items_this_run(self) -> int:
+        """The items this DAG run answers for, over all its tries: the ratio's denominator.
+
+        Every requested item but those an earlier DAG run settled (skipped as done, or refused
+        then): this try's items, and what earlier tries of this run settled — their successes
+        (``done_earlier_try``) as well as their refusals, which :attr:`failed_this_run` counts.
+        """
+        return self.requested - self.skipped + self.done_earlier_try - self.failed_earlier
+
     def as_xcom(self, **extra: Any) -> dict[str, Any]:
         """Return the JSON-able summary pushed to XCom."""
         return {
@@ -133,6 +145,7 @@ class RunSummary:
             "requests": self.requests,
             "failed_transient": self.failed_transient,
             "failed_earlier": self.failed_earlier,
+            "done_earlier_try": self.done_earlier_try,
             "failure_codes": dict(self.codes),
             "failures": list(self.failures),
             **({"pace": self.pace} if self.pace is not None else {}),

@@ -53,9 +53,13 @@ def decide(
     with_ledger: bool,
     log: logging.Logger | Any,
 ) -> AirflowException | None:
-    """Apply ``max_failed_ratio`` to this run's failures (refusals of earlier runs were decided then)."""
+    """Apply ``max_failed_ratio`` to this DAG run's failures over all its tries (:attr:`RunSummary.items_this_run`).
+
+    Numerator and denominator are one population: the items this run answers for, whichever try
+    settled them. What earlier DAG runs settled was decided then and is in neither.
+    """
     failed = summary.failed_this_run
-    sent = summary.requested - summary.skipped - summary.failed_earlier
+    judged = summary.items_this_run
     if summary.failed_earlier:
         log.warning("%s: %s (see the ledger)", what, summary.earlier_report())
     if summary.reconciled:
@@ -64,14 +68,14 @@ def decide(
             summary.reconciled,
             what,
         )
-    if not failed or not sent:
+    if not failed or not judged:
         return None
-    ratio = failed / sent
+    ratio = failed / judged
     if ratio <= max_failed_ratio:
         log.warning(
             "%d of %d %s failed this run (%.1f%%), within max_failed_ratio=%s; %s",
             failed,
-            sent,
+            judged,
             what,
             100 * ratio,
             max_failed_ratio,
@@ -80,7 +84,7 @@ def decide(
         return None
     earlier = f" Also {summary.earlier_report()}." if summary.failed_earlier else ""
     message = (
-        f"{owner}: {failed} of {sent} {what} failed this run "
+        f"{owner}: {failed} of {judged} {what} failed this run "
         f"({summary.failed_transient} transient), above max_failed_ratio={max_failed_ratio}; "
         f"{summary.failure_report()}.{earlier}"
     )
