@@ -14,6 +14,7 @@
 - ``sql``: runs against a ledger table made by the package's own DDL, in DuckDB and in SQLite.
 - ``ini``: every ``[section] key`` is an option Airflow knows.
 - ``json``: parses.
+- The site builds with ``mkdocs build --strict`` (as ``make docs`` does in CI).
 - ``text`` (sample output, diagrams, layouts): each is claimed by a check that renders or reads it
   from the code (the demo's summary, the operators' messages, progress lines, task ids of the
   example DAG, the package layout); a ``text`` block no check claims fails.
@@ -25,6 +26,7 @@ import configparser
 import contextlib
 import io
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -243,7 +245,7 @@ def test_bash_block_commands_exist(where: str, lang: str, code: str, tmp_path: P
     check_block(code, airflow)
     if airflow:  # Airflow's parser, with the FAB auth manager so that its `roles` commands exist
         env = {
-            **__import__("os").environ,
+            **os.environ,
             "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
         }
         result = subprocess.run(
@@ -482,3 +484,18 @@ def test_the_checks_fail_on_broken_blocks() -> None:
 def test_blocks_are_found() -> None:
     kinds = Counter(lang for _, lang, _ in blocks())
     assert kinds["python"] >= 3 and kinds["bash"] >= 4 and kinds["sql"] >= 1 and kinds["text"] >= 5, kinds
+
+
+def test_the_site_builds_strict(tmp_path: Path) -> None:
+    """``make docs`` in the test suite too: a broken link or anchor fails ``mkdocs build --strict``."""
+    mkdocs = Path(sys.executable).with_name("mkdocs")
+    result = subprocess.run(
+        [str(mkdocs), "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "site" / "index.html").exists()
