@@ -48,8 +48,10 @@ LEDGER_ASSET = Asset(f"loyalty://{WAREHOUSE}/{LEDGER_TABLE}")
 APPROVAL_SAMPLE = 10
 VENDORS = (("points", "Xoxoday cancelPoints", "unique_ids"), ("earns", "Capillary revokeEarn", "earns"))
 
+# The second (earns: fourth) column is the business reference (the order) the ledger and the
+# Reversals page keep beside each item: search the page by order id. It never names the item.
 POINTS_SQL = f"""
-SELECT r.unique_id
+SELECT r.unique_id, r.order_id AS reference
 FROM loyalty_points_reversals r
 WHERE r.reversal_date <= '{{{{ ds }}}}'
   AND {not_done_predicate("xoxoday", points_key_sql("r.unique_id"), LEDGER_TABLE)}
@@ -57,7 +59,7 @@ ORDER BY r.unique_id
 """
 
 EARNS_SQL = f"""
-SELECT r.customer_id, r.promotion_id, r.earn_id
+SELECT r.customer_id, r.promotion_id, r.earn_id, r.order_id AS reference
 FROM loyalty_earn_reversals r
 WHERE r.reversal_date <= '{{{{ ds }}}}'
   AND {not_done_predicate("capillary", earn_key_sql("r.customer_id", "r.promotion_id", "r.earn_id"), LEDGER_TABLE)}

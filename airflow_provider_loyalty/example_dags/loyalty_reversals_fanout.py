@@ -39,13 +39,13 @@ LEDGER_TABLE = "loyalty_reversal_ledger"
 LEDGER_ASSET = Asset(f"loyalty://{LEDGER}/{LEDGER_TABLE}")
 
 POINTS_SHARD_SQL = (
-    "SELECT r.unique_id FROM loyalty_points_reversals r "
+    "SELECT r.unique_id, r.order_id AS reference FROM loyalty_points_reversals r "
     "WHERE r.reversal_date <= '{ds}' AND r.unique_id % {shards} = {shard} AND "
     + not_done_predicate("xoxoday", points_key_sql("r.unique_id"), LEDGER_TABLE)
     + " ORDER BY r.unique_id"
 )
 EARNS_SHARD_SQL = (
-    "SELECT r.customer_id, r.promotion_id, r.earn_id FROM loyalty_earn_reversals r "
+    "SELECT r.customer_id, r.promotion_id, r.earn_id, r.order_id AS reference FROM loyalty_earn_reversals r "
     "WHERE r.reversal_date <= '{ds}' AND r.customer_id % {shards} = {shard} AND "
     + not_done_predicate("capillary", earn_key_sql("r.customer_id", "r.promotion_id", "r.earn_id"), LEDGER_TABLE)
     + " ORDER BY r.customer_id, r.promotion_id, r.earn_id"

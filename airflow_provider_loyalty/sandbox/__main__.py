@@ -1,7 +1,9 @@
 """Command line entry point.
 
 ``python -m airflow_provider_loyalty.sandbox --port 8099`` serves the sandbox;
-``python -m airflow_provider_loyalty.sandbox env --port 8099`` prints the ``AIRFLOW_CONN_*`` exports for it.
+``python -m airflow_provider_loyalty.sandbox env --port 8099`` prints the ``AIRFLOW_CONN_*`` exports for it;
+``python -m airflow_provider_loyalty.sandbox seed --conn-id ID`` writes its reversal tables into any SQL
+database an Airflow connection reaches (PostgreSQL, DuckDB, SQLite...).
 """
 
 from __future__ import annotations
@@ -28,19 +30,8 @@ from airflow_provider_loyalty.sandbox.server import Sandbox
 PROG = "python -m airflow_provider_loyalty.sandbox"
 
 
-def _parser() -> argparse.ArgumentParser:
-    defaults = SandboxConfig()
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Serve a local emulator of the Xoxoday Plum and Capillary APIs.",
-        epilog=(
-            f"`{PROG} env --port PORT` prints the AIRFLOW_CONN_* exports that point Airflow at a running "
-            "sandbox (see `env --help`)."
-        ),
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8099, help="0 picks a free port (default 8099)")
-    parser.add_argument("--ready-file", type=Path, help="write the base URL here once serving")
+def _dataset_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The options of the generated dataset (the same for serving and for seeding a warehouse)."""
     data = parser.add_argument_group("dataset")
     data.add_argument("--seed", type=int, default=42, help="seed of the generated dataset (default 42)")
     data.add_argument("--points", type=int, default=2000, help="point reversal rows (default 2000)")
@@ -75,8 +66,26 @@ def _parser() -> argparse.ArgumentParser:
         default=0.01,
         help="share of earns of POS/CODE promotions, answered 730 (default 0.01)",
     )
-    data.add_argument("--warehouse", type=Path, help="write the reversal tables to this DuckDB file first")
     data.add_argument("--reversal-date", default=None, help="YYYY-MM-DD (default today)")
+    return data
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = SandboxConfig()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Serve a local emulator of the Xoxoday Plum and Capillary APIs.",
+        epilog=(
+            f"`{PROG} env --port PORT` prints the AIRFLOW_CONN_* exports that point Airflow at a running "
+            f"sandbox (see `env --help`); `{PROG} seed --conn-id ID` writes the dataset's reversal tables "
+            "into the SQL database of an Airflow connection (see `seed --help`)."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8099, help="0 picks a free port (default 8099)")
+    parser.add_argument("--ready-file", type=Path, help="write the base URL here once serving")
+    data = _dataset_arguments(parser)
+    data.add_argument("--warehouse", type=Path, help="write the reversal tables to this DuckDB file first")
     behaviour = parser.add_argument_group("behaviour")
     behaviour.add_argument(
         "--latency-ms",
@@ -200,6 +209,49 @@ def _env_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seed_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} seed",
+        description=(
+            "Write the reversal tables (loyalty_points_reversals, loyalty_earn_reversals, with an order_id "
+            "column) of the dataset a sandbox serves into the SQL database of an Airflow connection: any "
+            "common-sql connection (PostgreSQL, DuckDB, SQLite, Snowflake...). Existing tables of those names "
+            "are replaced. Serve the sandbox with the same dataset options so that it knows these ids."
+        ),
+    )
+    parser.add_argument(
+        "--conn-id", required=True, help="the Airflow connection of the warehouse (e.g. loyalty_warehouse)"
+    )
+    _dataset_arguments(parser)
+    return parser
+
+
+def seed_main(argv: Sequence[str]) -> int:
+    """Write the dataset's reversal tables through an Airflow connection; return the exit status."""
+    args = _seed_parser().parse_args(argv)
+    try:
+        dataset = generate_dataset(
+            seed=args.seed,
+            points=args.points,
+            earns=args.earns,
+            customers=args.customers,
+            redeemed_share=args.redeemed_share,
+            invalid_share=args.invalid_share,
+            pos_share=args.pos_share,
+            big_customer_earns=args.big_customer_earns,
+            reversal_date=args.reversal_date,
+        )
+        from airflow_provider_loyalty.sandbox.warehouse import write_sql
+
+        counts = write_sql(args.conn_id, dataset)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = ", ".join(f"{table}={n}" for table, n in counts.items())
+    print(f"connection {args.conn_id} seeded ({rows})", flush=True)
+    return 0
+
+
 def _sandbox_json(url: str, path: str, body: dict[str, str] | None = None) -> dict[str, object]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
@@ -286,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["env"]:
         return env_main(argv[1:])
+    if argv[:1] == ["seed"]:
+        return seed_main(argv[1:])
     args = _parser().parse_args(argv)
     config = SandboxConfig()
     try:

@@ -92,6 +92,22 @@ class Dataset:
         }
 
 
+#: First business reference (order id) of the point rows, and of the earn rows (three earns to an order).
+POINT_ORDERS_FROM = 100_001
+EARN_ORDERS_FROM = 500_001
+EARNS_PER_ORDER = 3
+
+
+def order_ids(dataset: Dataset) -> tuple[list[str], list[str]]:
+    """The order id each warehouse row names (``ORD-100001``...): the business reference a DAG may pass on.
+
+    Deterministic from the row's position: one order per point row, one per three earn rows.
+    """
+    points = [f"ORD-{POINT_ORDERS_FROM + i}" for i in range(len(dataset.point_reversals))]
+    earns = [f"ORD-{EARN_ORDERS_FROM + i // EARNS_PER_ORDER}" for i in range(len(dataset.earn_reversals))]
+    return points, earns
+
+
 def _as_date(value: date | str | None) -> date:
     if value is None:
         return date.today()
@@ -266,10 +282,11 @@ def write_duckdb(
 ) -> dict[str, int]:
     """Create or replace the two reversal tables in a DuckDB file; return their row counts.
 
-    Tables: ``loyalty_points_reversals(unique_id BIGINT NOT NULL, reason VARCHAR, reversal_date DATE)``
-    and ``loyalty_earn_reversals(customer_id BIGINT NOT NULL, promotion_id VARCHAR NOT NULL,
-    earn_id VARCHAR NOT NULL, reason VARCHAR, reversal_date DATE)``. Rows are bulk-loaded from a
-    temporary CSV file, so a million rows take a few seconds.
+    Tables: ``loyalty_points_reversals(unique_id BIGINT NOT NULL, reason VARCHAR, reversal_date DATE,
+    order_id VARCHAR)`` and ``loyalty_earn_reversals(customer_id BIGINT NOT NULL, promotion_id VARCHAR
+    NOT NULL, earn_id VARCHAR NOT NULL, reason VARCHAR, reversal_date DATE, order_id VARCHAR)``
+    (``order_id``: :func:`order_ids`). Rows are bulk-loaded from a temporary CSV file, so a million
+    rows take a few seconds. Any other database: :func:`.warehouse.write_sql`.
     """
     import duckdb
 
@@ -278,32 +295,38 @@ def write_duckdb(
     with tempfile.TemporaryDirectory(prefix="loyalty-sandbox-") as tmp:
         points_csv = os.path.join(tmp, "points.csv")
         earns_csv = os.path.join(tmp, "earns.csv")
+        point_orders, earn_orders = order_ids(dataset)
         with open(points_csv, "w", newline="") as fh:
-            csv.writer(fh).writerows(dataset.point_reversals)
+            csv.writer(fh).writerows(
+                (*row, order) for row, order in zip(dataset.point_reversals, point_orders, strict=True)
+            )
         with open(earns_csv, "w", newline="") as fh:
-            csv.writer(fh).writerows(dataset.earn_reversals)
+            csv.writer(fh).writerows(
+                (*row, order) for row, order in zip(dataset.earn_reversals, earn_orders, strict=True)
+            )
         con = duckdb.connect(str(path))
         try:
             con.execute("BEGIN TRANSACTION")
             con.execute(
                 f"CREATE OR REPLACE TABLE {POINTS_TABLE} "
-                "(unique_id BIGINT NOT NULL, reason VARCHAR, reversal_date DATE)"
+                "(unique_id BIGINT NOT NULL, reason VARCHAR, reversal_date DATE, order_id VARCHAR)"
             )
             con.execute(
-                f"INSERT INTO {POINTS_TABLE} SELECT unique_id, reason, CAST(? AS DATE) FROM read_csv(?, "
+                f"INSERT INTO {POINTS_TABLE} SELECT unique_id, reason, CAST(? AS DATE), order_id FROM read_csv(?, "
                 "header = false, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
-                "columns = {'unique_id': 'BIGINT', 'reason': 'VARCHAR'})",
+                "columns = {'unique_id': 'BIGINT', 'reason': 'VARCHAR', 'order_id': 'VARCHAR'})",
                 [day, points_csv],
             )
             con.execute(
                 f"CREATE OR REPLACE TABLE {EARNS_TABLE} (customer_id BIGINT NOT NULL, "
-                "promotion_id VARCHAR NOT NULL, earn_id VARCHAR NOT NULL, reason VARCHAR, reversal_date DATE)"
+                "promotion_id VARCHAR NOT NULL, earn_id VARCHAR NOT NULL, reason VARCHAR, reversal_date DATE, "
+                "order_id VARCHAR)"
             )
             con.execute(
                 f"INSERT INTO {EARNS_TABLE} SELECT customer_id, promotion_id, earn_id, reason, "
-                "CAST(? AS DATE) FROM read_csv(?, header = false, auto_detect = false, delim = ',', "
+                "CAST(? AS DATE), order_id FROM read_csv(?, header = false, auto_detect = false, delim = ',', "
                 "quote = '\"', escape = '\"', columns = {'customer_id': 'BIGINT', "
-                "'promotion_id': 'VARCHAR', 'earn_id': 'VARCHAR', 'reason': 'VARCHAR'})",
+                "'promotion_id': 'VARCHAR', 'earn_id': 'VARCHAR', 'reason': 'VARCHAR', 'order_id': 'VARCHAR'})",
                 [day, earns_csv],
             )
             con.execute("COMMIT")

@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("airflow_db")]
 
 def test_daily_dag_twice_exactly_once(vendor, monkeypatch, tmp_path) -> None:
     from airflow_provider_loyalty.sandbox import write_duckdb
+    from airflow_provider_loyalty.sandbox.seed import order_ids
 
     today = datetime.now(timezone.utc).date()
     warehouse = tmp_path / "warehouse.duckdb"
@@ -62,6 +63,18 @@ def test_daily_dag_twice_exactly_once(vendor, monkeypatch, tmp_path) -> None:
         "capillary:failed": expected["earns"]["rows"] - expected["earns"]["revoked"],
     }
     assert codes == {c: expected["earns"][c] for c in ("729", "730", "731") if expected["earns"][c]}
+    # The extraction's order_id rides along as each item's reference (intent and outcome alike)
+    point_orders, earn_orders = order_ids(vendor.dataset)
+    with duckdb.connect(str(warehouse)) as db:
+        references = dict(
+            db.execute(
+                "SELECT vendor, COUNT(DISTINCT reference) FROM loyalty_reversal_ledger "
+                "WHERE reference LIKE 'ORD-%' GROUP BY vendor"
+            ).fetchall()
+        )
+        unreferenced = db.execute("SELECT COUNT(*) FROM loyalty_reversal_ledger WHERE reference IS NULL").fetchone()
+    assert references == {"xoxoday": len(set(point_orders)), "capillary": len(set(earn_orders))}
+    assert unreferenced == (0,)
 
     # The second run extracts nothing (done or refused for good) and sends nothing.
     before = vendor.stats()
