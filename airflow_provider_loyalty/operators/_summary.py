@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_loyalty import _metrics as metrics
-from airflow_provider_loyalty.outcomes import Outcome
+from airflow_provider_loyalty.outcomes import FailureKind, Outcome
 
 #: Failures (and, in a dry run, planned requests) listed in the summary XCom; the ledger holds all.
 MAX_LISTED = 100
@@ -17,12 +17,52 @@ MAX_LISTED = 100
 MAX_NAMED = 20
 #: Seconds between INFO progress lines.
 PROGRESS_EVERY = 10.0
+#: Distinct failure causes (code and message) told apart in a failure message; the rest are "other".
+MAX_CAUSES = 50
+#: Items named per cause in a failure message.
+NAMED_PER_CAUSE = 3
+#: ``code`` of the requests a stopped run never sent.
+NOT_SENT = "not_sent"
 
 
 def describe_item(failure: dict[str, Any]) -> str:
-    """``unique_id=4711: refused Transaction not found`` — one failed item for a message."""
-    fields = " ".join(f"{k}={v}" for k, v in failure.items() if k not in ("code", "message"))
-    return f"{fields}: {failure.get('code') or ''} {failure.get('message') or ''}".rstrip()
+    """``unique_id=4711 (reference ORD-1): Transaction not found [code refused]`` — one failed item for a message.
+
+    The code is set apart in brackets so that it never runs into the message ("refused refused earlier").
+    """
+    return f"{_ident(failure)}: {failure.get('message') or '–'} [code {failure.get('code') or '–'}]"
+
+
+def _ident(failure: dict[str, Any]) -> str:
+    """``unique_id=4711`` (with ``(reference ORD-1)`` when it has one)."""
+    fields = " ".join(f"{k}={v}" for k, v in failure.items() if k not in ("code", "message", "reference"))
+    reference = failure.get("reference")
+    return f"{fields} (reference {reference})" if reference else fields
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@dataclass
+class Cause:
+    """One failure cause of a run (a code and a message): how many items and requests, the first few named."""
+
+    code: str
+    message: str
+    items: int = 0
+    requests: int = 0
+    named: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """``16 items in 16 requests: connection refused to 127.0.0.1:9 [code unavailable]: unique_id=1, …``."""
+        count = _plural(self.items, "item")
+        if self.requests and self.requests != 1 and self.requests != self.items:
+            count += f" in {_plural(self.requests, 'request')}"
+        elif self.requests and self.requests == self.items and self.items > 1:
+            count = _plural(self.requests, "request")
+        more = f", and {self.items - len(self.named)} more" if self.items > len(self.named) else ""
+        return f"{count}: {self.message or '–'} [code {self.code or '–'}]: {', '.join(self.named)}{more}"
 
 
 def top_codes(codes: Counter[str], limit: int = 8) -> str:
@@ -63,6 +103,13 @@ class RunSummary:
     pace: dict[str, Any] | None = None
     #: item key -> the business reference its input row carried (shown with its failures)
     references: dict[str, str] = field(default_factory=dict)
+    #: this run's vendor failures grouped by cause (code, message), in order of first appearance
+    causes: dict[tuple[str, str], Cause] = field(default_factory=dict)
+    #: this run's invalid input rows, named (the first :data:`MAX_NAMED`)
+    invalid_named: list[str] = field(default_factory=list)
+    #: items of this run the vendor refused for good (``permanent``), and those never sent
+    refused: int = 0
+    not_sent: int = 0
 
     def _failure(self, outcome: Outcome) -> dict[str, Any]:
         """The ``failures`` entry of an outcome, with the item's reference when its row carried one."""
@@ -72,9 +119,10 @@ class RunSummary:
             failure["reference"] = reference
         return failure
 
-    def add(self, outcomes: Iterable[Outcome]) -> tuple[int, int]:
-        """Count this attempt's ``outcomes``; return ``(ok, failed)`` among them."""
+    def add(self, outcomes: Iterable[Outcome], *, request: bool = True) -> tuple[int, int]:
+        """Count this attempt's ``outcomes`` (one request's, unless ``request`` is false); return ``(ok, failed)``."""
         ok = bad = 0
+        seen: set[tuple[str, str]] = set()
         for outcome in outcomes:
             if outcome.ok:
                 ok += 1
@@ -82,15 +130,35 @@ class RunSummary:
                 continue
             bad += 1
             self.failed_transient += outcome.transient
+            self.refused += outcome.kind is FailureKind.PERMANENT
+            self.not_sent += outcome.code == NOT_SENT
             failure = self._failure(outcome)
             self.codes[str(outcome.code)] += 1
             if len(self.named) < MAX_NAMED:
                 self.named.append(failure)
             if len(self.failures) < MAX_LISTED:
                 self.failures.append(failure)
+            cause = self._cause(str(outcome.code or ""), outcome.message or "")
+            cause.items += 1
+            if request and (cause.code, cause.message) not in seen:
+                seen.add((cause.code, cause.message))
+                cause.requests += 1
+            if len(cause.named) < NAMED_PER_CAUSE:
+                cause.named.append(_ident(failure))
         self.succeeded += ok
         self.failed += bad
         return ok, bad
+
+    def _cause(self, code: str, message: str) -> Cause:
+        key = (code, message)
+        cause = self.causes.get(key)
+        if cause is None:
+            if len(self.causes) >= MAX_CAUSES:  # a message per item (ids in it): bounded, the rest lumped
+                key = (code, "(other messages)")
+                cause = self.causes.get(key)
+            if cause is None:
+                cause = self.causes[key] = Cause(*key)
+        return cause
 
     def add_invalid(self, rows: list[tuple[int, str, str]], count: int) -> None:
         """Count ``count`` input rows skipped as invalid (``on_invalid="skip"``); the first are named."""
@@ -99,8 +167,8 @@ class RunSummary:
         self.codes["invalid"] += count
         for n, shown, reason in rows:
             failure = {"row": n, "value": shown, "code": "invalid", "message": reason}
-            if len(self.named) < MAX_NAMED:
-                self.named.append(failure)
+            if len(self.invalid_named) < MAX_NAMED:
+                self.invalid_named.append(f"row {n}: {shown} ({reason})")
             if len(self.failures) < MAX_LISTED:
                 self.failures.append(failure)
 
@@ -108,7 +176,7 @@ class RunSummary:
         """Count refusals found in the ledger (not resent); ``earlier_run``: recorded by another DAG run."""
         for outcome in outcomes:
             if not earlier_run:  # an earlier try of this run: it counts in this run's decision
-                self.add([outcome])
+                self.add([outcome], request=False)
                 continue
             self.failed += 1
             self.failed_earlier += 1
@@ -153,11 +221,37 @@ class RunSummary:
         }
 
     def failure_report(self) -> str:
-        """Name this run's failed items (the first :data:`MAX_NAMED`, with code and message) and its codes."""
-        named = "; ".join(describe_item(f) for f in self.named)
-        more = self.failed_this_run - len(self.named)
-        return f"codes: {top_codes(self.codes)}. Failed: {named}" + (
-            f"; and {more} more (see the ledger)" if more > 0 else ""
+        """The failures of this run: identical causes grouped (``16 requests: connection refused to …``), invalid input apart.
+
+        ``codes: 729 x3, invalid x2. Vendor answers: 3 items: Earn already redeemed [code 729]:
+        customer_id=7 promotion_id=P earn_id=E-1, …. Invalid input (never sent): 2 rows: row 2: 'x'
+        (not an integer); …``
+        """
+        parts = [f"codes: {top_codes(self.codes)}"]
+        if self.causes:
+            causes = sorted(self.causes.values(), key=lambda c: -c.items)
+            parts.append("Vendor answers: " + "; ".join(c.line() for c in causes))
+        if self.invalid:
+            named = "; ".join(self.invalid_named)
+            more = (
+                f"; and {self.invalid - len(self.invalid_named)} more (see the ledger)"
+                if self.invalid > len(self.invalid_named)
+                else ""
+            )
+            parts.append(f"Invalid input (never sent): {_plural(self.invalid, 'row')}: {named}{more}")
+        return ". ".join(parts)
+
+    def accounting(self, what: str) -> str:
+        """``100 unique_ids planned: 80 succeeded (2 reconciled), 3 refused, 2 invalid, 5 failed (transient), 10 not sent``.
+
+        The terms add up to the planned items (this run's: neither skipped as done nor refused earlier).
+        """
+        planned = self.requested - self.skipped - self.failed_earlier
+        transient = self.failed_this_run - self.refused - self.invalid - self.not_sent
+        return (
+            f"{planned} {what} planned: {self.succeeded} succeeded ({self.reconciled} reconciled), "
+            f"{self.refused} refused, {self.invalid} invalid, {transient} failed (no or unclear answer, "
+            f"or the request refused as a whole), {self.not_sent} not sent"
         )
 
     def earlier_report(self) -> str:
@@ -185,11 +279,14 @@ class Progress:
         self.pace = pace
         self.started = time.monotonic()
         self.last = self.started
+        #: items handled (answered or not); those the vendor answered about (done, refused, request refused)
         self.items = 0
+        self.answered = 0
 
     def request_done(self, summary: RunSummary, outcomes: list[Outcome]) -> None:
         """Count one recorded request; log a progress line when one is due."""
         self.items += len(outcomes)
+        self.answered += sum(o.ok or o.kind in (FailureKind.PERMANENT, FailureKind.REJECTED) for o in outcomes)
         _metrics(self.vendor, outcomes)
         now = time.monotonic()
         if now - self.last >= PROGRESS_EVERY:
@@ -197,23 +294,33 @@ class Progress:
             self.line(summary)
 
     def line(self, summary: RunSummary, *, final: bool = False) -> None:
-        """Log where the run stands: done/total, outcomes so far, rate, elapsed, ETA, vendor waits."""
+        """Log where the run stands: what the vendor answered of the total, outcomes so far, rate, ETA, waits.
+
+        Only what the vendor answered about counts as answered: with the vendor down, the line says
+        ``0/100 answered``, never "100/100 sent". The outcome counts add up to the items handled.
+        """
         elapsed = max(time.monotonic() - self.started, 1e-9)
         rate = summary.requests * 60.0 / elapsed
         left = self.total - self.items
         eta = left * elapsed / self.items if self.items and left > 0 else 0.0
+        refused = summary.refused
+        not_sent = summary.not_sent
+        unanswered = summary.failed_this_run - summary.invalid - refused - not_sent
         self.log.info(
-            "%s %s: %d/%d %s sent in %d request(s) — %d succeeded (%d reconciled), %d failed — "
+            "%s %s: %d/%d %s answered by the vendor in %d request(s) — %d succeeded (%d reconciled), "
+            "%d refused, %d failed without a clear answer or with the request refused, %d not sent — "
             "%.0f req/min, %.0f s elapsed%s, %.0f s waited on vendor rate-limit windows%s",
             self.vendor,
             "done" if final else "progress",
-            self.items,
+            self.answered,
             self.total,
             self.what,
             summary.requests,
             summary.succeeded,
             summary.reconciled,
-            summary.failed_this_run,
+            refused,
+            unanswered,
+            not_sent,
             rate,
             elapsed,
             "" if final else f", ETA {eta:.0f} s",

@@ -35,10 +35,8 @@ def stopped(owner: str, what: str, abort: RunAborted, summary: RunSummary) -> Ai
     """The error of a run a vendor error stopped half-way: what succeeded, failed and was not sent."""
     cause = abort.cause
     fatal = is_fatal(cause)
-    not_sent = summary.codes.get("not_sent", 0)
     message = (
-        f"{owner}: stopped, {cause}. {summary.succeeded} {what} succeeded, "
-        f"{summary.failed_this_run - not_sent} failed, {not_sent} not sent "
+        f"{owner}: stopped, {cause}. {summary.accounting(what)} "
         f"({'sent again by the next run once this is fixed' if fatal else 'a retry sends them'})"
     )
     return (AirflowFailException if fatal else AirflowException)(message)
@@ -86,7 +84,7 @@ def decide(
     message = (
         f"{owner}: {failed} of {judged} {what} failed this run "
         f"({summary.failed_transient} transient), above max_failed_ratio={max_failed_ratio}; "
-        f"{summary.failure_report()}.{earlier}"
+        f"{summary.accounting(what)}; {summary.failure_report()}.{earlier}"
     )
     log.error("%s", message)
     if summary.failed_transient:
