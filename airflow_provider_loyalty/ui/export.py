@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from airflow_provider_loyalty.ui.models import ItemHistory
@@ -32,19 +32,45 @@ CSV_COLUMNS = (
 )
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP, CSV injection): ``= + - @``, TAB and CR,
+#: plus LF and the full-width forms some spreadsheets fold to ASCII.
+_TRIGGERS = "=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"
+#: A trigger at the start of a cell, or right after a field separator a spreadsheet may split on
+#: (``,`` ``;`` TAB, a line break), blanks and quotes in between allowed: the position gets a ``'``.
+_RISKY = re.compile(f'(?:^|[,;\t\r\n])[ "]*(?=[{re.escape(_TRIGGERS)}])')
+#: A cell holding any of these is quoted (RFC 4180 quoting, ``"`` doubled).
+_NEEDS_QUOTES = re.compile("[,;\"\t\r\n']")
+
+
 def _csv_line(values: list[Any]) -> str:
-    out = io.StringIO()
-    csv.writer(out).writerow(["" if v is None else _csv_safe(v) for v in values])
-    return out.getvalue()
+    r"""One CSV line (``,``-separated, ``\r\n``-ended) of :func:`_csv_safe` cells."""
+    return ",".join(_csv_safe(v) for v in values) + "\r\n"
 
 
-def _csv_safe(value: Any) -> Any:
-    """Ledger text opened in a spreadsheet must not run as a formula (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+def _csv_safe(value: Any) -> str:
+    """One cell, written so that no spreadsheet runs it as a formula (OWASP CSV injection rules).
+
+    The rule, safe whether the file is opened with ``,`` or ``;`` as the list separator:
+
+    - Numbers (ids, counts) are written as numbers, unquoted: a number is never a formula.
+    - A text cell gets a ``'`` before every trigger (``= + - @``, TAB, CR, LF and their full-width
+      forms) that starts the cell or follows a ``,``, ``;``, TAB or line break (blanks and ``"`` in
+      between allowed): ``=1+1`` becomes ``'=1+1`` and ``Earn refused;=cmd|' /C calc'!A0`` becomes
+      ``Earn refused;'=cmd|' /C calc'!A0``. A spreadsheet that splits the line at a separator other
+      than the file's (a ``;`` locale opening this ``,`` file), even inside quotes, still finds no
+      cell that starts with a trigger.
+    - A text cell holding ``,``, ``;``, ``"``, ``'``, TAB or a line break — any neutralised one,
+      then — is quoted, ``"`` doubled (RFC 4180), so a reader that honours quotes keeps it whole.
+
+    Other text is written as is (ids, codes and plain messages stay readable and unquoted).
+    """
+    if value is None:
+        return ""
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        return str(value)
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    text = _RISKY.sub(lambda m: m.group() + "'", text)
+    return '"' + text.replace('"', '""') + '"' if _NEEDS_QUOTES.search(text) else text
 
 
 def header() -> str:

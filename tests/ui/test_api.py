@@ -6,7 +6,7 @@ import csv
 import io
 import os
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -356,4 +356,55 @@ def test_items_export_as_csv_with_the_same_filters(ledger, make_client, token) -
 def test_csv_export_neutralises_formulas() -> None:
     from airflow_provider_loyalty.ui.app import _csv_line
 
-    assert _csv_line(["=HYPERLINK(1)", "-1+2", "ok"]).strip() == "'=HYPERLINK(1),'-1+2,ok"
+    assert _csv_line(["=HYPERLINK(1)", "-1+2", "ok", 42]) == '"\'=HYPERLINK(1)","\'-1+2",ok,42\r\n'
+
+
+#: Vendor messages a spreadsheet would run as formulas (OWASP CSV injection), whatever its list separator.
+FORMULAS = [
+    "Earn refused;=cmd|' /C calc'!A0",
+    'Earn refused,=HYPERLINK("http://evil.test","x")',
+    "=1+1",
+    "+1+1",
+    "-2+3",
+    "@SUM(A1)",
+    "\t=1+1",
+    "\r=1+1",
+    "refused\n=1+1",
+    "refused, -1+1",
+    'refused;"=1+1',
+    "  =1+1",
+    "\uff1d1+1",
+]
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def test_csv_cells_never_become_formulas_through_the_export(duckdb_ledger, make_client, token) -> None:
+    """Through the real CSV endpoint: no cell starts a formula, read with ``,``, with ``;``, or split naively."""
+    from tests.ui.conftest import _write
+
+    when = datetime.combine(duckdb_ledger.today, datetime.min.time())
+    rows = [
+        seed._row("xoxoday", str(9100 + n), {"unique_id": 9100 + n}, False, when, code="refused", message=message)
+        for n, message in enumerate(FORMULAS)
+    ]
+    _write("duckdb", duckdb_ledger.path, duckdb_ledger.table, rows)
+    response = make_client(token=token).get("/loyalty/api/items.csv", params={"days": 366})
+    assert response.status_code == 200, response.text
+    text = response.text
+
+    # A reader that honours quotes gets every message whole, neutralised; ids and counts stay numbers.
+    parsed = {r["item_key"]: r for r in csv.DictReader(io.StringIO(text, newline=""))}
+    assert {str(9100 + n) for n in range(len(FORMULAS))} <= set(parsed)
+    for n, message in enumerate(FORMULAS):
+        cell = parsed[str(9100 + n)]["last_message"]
+        assert cell.replace("'", "") == message.replace("'", ""), (message, cell)
+        assert cell[:1] not in TRIGGERS
+    assert parsed["9100"]["last_message"] == "Earn refused;'=cmd|' /C calc'!A0"
+    line = next(raw for raw in text.split("\r\n") if raw.startswith("xoxoday,9100,"))
+    assert line.startswith("xoxoday,9100,9100,,,,no,")  # the id unquoted: a number stays a number
+
+    # A spreadsheet splitting at another separator, even inside quotes (a ';' locale opening this
+    # ',' file), or at a line break inside a cell: no piece starts with a trigger.
+    for separator in (",", ";", "\t"):
+        for piece in re.split(f"[{separator}\r\n]", text):
+            assert piece.lstrip(' "')[:1] not in TRIGGERS, (separator, piece)
