@@ -36,6 +36,12 @@ ALREADY_REVERSED = "already_reversed"
 NO_ANSWER = "no_answer"
 #: ``code`` of an item the vendor's answer did not clearly settle (not mentioned, contradictory).
 UNKNOWN = "unknown"
+#: ``code`` of an item under another attempt's live claim: not sent, not recorded, left for its owner
+#: (counted as ``claimed_elsewhere`` in the summary, never as failed).
+CLAIMED_ELSEWHERE = "claimed_elsewhere"
+#: ``code`` of a vendor answer that reached an attempt after another attempt took its claim over:
+#: kept as a fact (the message quotes the answer), settling nothing over the new owner's outcome.
+SUPERSEDED = "superseded"
 #: Transient failures that leave an item *in doubt* (the vendor may have applied it), so that a resend
 #: answered "already reversed" is reconciled: no answer, an unclear one, a gateway timeout
 #: (``http_504``, as the HTTP layer judges it). An error page (``http_503``) or a refused connection

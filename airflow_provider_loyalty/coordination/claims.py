@@ -31,7 +31,7 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_provider_loyalty._batches import batched
 
@@ -114,6 +114,30 @@ class Owner:
         )[:1000]
 
 
+class Holder(NamedTuple):
+    """Who holds a claim someone else asked for."""
+
+    label: str
+    lease_expiry: float
+    host: str | None
+    pid: int | None
+    dag_id: str | None
+    run_id: str | None
+    task_id: str | None
+    map_index: int | None
+    try_number: int | None
+
+    def same_task_earlier_try(self, run: dict[str, Any]) -> bool:
+        """Held by an earlier try of the task instance ``run`` (a dead worker's, or a zombie's)."""
+        return (
+            (self.dag_id, self.run_id, self.task_id, self.map_index)
+            == (run.get("dag_id"), run.get("run_id"), run.get("task_id"), run.get("map_index"))
+            and self.try_number is not None
+            and run.get("try_number") is not None
+            and int(self.try_number) < int(run["try_number"])
+        )
+
+
 @dataclass
 class ClaimResult:
     """What one :func:`claim` call got.
@@ -122,14 +146,13 @@ class ClaimResult:
     :param expired: keys among ``mine`` taken over from an owner whose lease ran out without
         settling the item (the caller treats them as in doubt), with that owner's label.
     :param reclaimed: keys among ``mine`` taken over from a claim its owner released (settled).
-    :param elsewhere: key -> ``(owner label, lease_expiry, host, pid)`` of items under someone
-        else's live claim.
+    :param elsewhere: key -> the :class:`Holder` of items under someone else's live claim.
     """
 
     mine: dict[str, int] = field(default_factory=dict)
     expired: dict[str, str] = field(default_factory=dict)
     reclaimed: set[str] = field(default_factory=set)
-    elsewhere: dict[str, tuple[str, float, str | None, int | None]] = field(default_factory=dict)
+    elsewhere: dict[str, Holder] = field(default_factory=dict)
 
 
 def _fetch(conn: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -212,12 +235,12 @@ def claim(
         if rest:
             held = _fetch(
                 conn,
-                f"SELECT item_key, owner, lease_expiry, host, pid FROM {table} "
-                f"WHERE vendor = {p} AND item_key IN ({_marks(p, len(rest))})",
+                f"SELECT item_key, owner, lease_expiry, host, pid, dag_id, run_id, task_id, map_index, try_number "
+                f"FROM {table} WHERE vendor = {p} AND item_key IN ({_marks(p, len(rest))})",
                 [vendor, *rest],
             )
-            for key, label, expiry, host, pid in held:
-                result.elsewhere[str(key)] = (str(label), float(expiry or 0.0), host, pid)
+            for key, label, expiry, *more in held:
+                result.elsewhere[str(key)] = Holder(str(label), float(expiry or 0.0), *more)
     return result
 
 

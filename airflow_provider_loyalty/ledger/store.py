@@ -353,15 +353,24 @@ class ReversalLedger:
         references: Mapping[str, str] | None = None,
     ) -> None:
         """Append one ``sending`` row per item and commit: called before the request leaves."""
+        self.insert(self.intent_rows(vendor, items, run, references=references))
+
+    @staticmethod
+    def intent_rows(
+        vendor: str,
+        items: Sequence[Item],
+        run: dict[str, Any] | None = None,
+        *,
+        references: Mapping[str, str] | None = None,
+    ) -> list[LedgerRow]:
+        """The ``sending`` rows of ``items`` (see :meth:`record_intent`)."""
         now = _now()
         run = run or {}
         refs = references or {}
-        self.insert(
-            [
-                _row(vendor, item, Status.SENDING.value, None, None, "", run, now, reference=refs.get(item.key))
-                for item in items
-            ]
-        )
+        return [
+            _row(vendor, item, Status.SENDING.value, None, None, "", run, now, reference=refs.get(item.key))
+            for item in items
+        ]
 
     def record_invalid(
         self, vendor: str, rows: Sequence[tuple[int, str, str]], run: dict[str, Any] | None = None
@@ -443,7 +452,7 @@ class ReversalLedger:
         self.insert(fresh)
         return len(fresh)
 
-    def _insert(self, conn: Any, rows: Sequence[LedgerRow]) -> None:
+    def _insert(self, conn: Any, rows: Sequence[LedgerRow], *, commit: bool = True) -> None:
         row_marks = "(" + ", ".join([self.placeholder] * len(COLUMNS)) + ")"
         cursor = conn.cursor()
         try:
@@ -452,7 +461,24 @@ class ReversalLedger:
                 cursor.execute(sql, [value for row in chunk for value in row])
         finally:
             cursor.close()
-        conn.commit()
+        if commit:
+            conn.commit()
+
+    def transaction(self, what: str, operation: Callable[[Any, Callable[[Sequence[LedgerRow]], None]], T]) -> T:
+        """Run ``operation(connection, insert)`` as one transaction on the ledger's thread; commit after it.
+
+        ``insert(rows)`` appends ledger rows inside the transaction. For what must commit together
+        with the rows it guards (an item's claim and its intent); retried as a whole like any write.
+        """
+        if self.read_only:
+            raise RuntimeError(f"the ledger {self.table} was opened read-only (a dry run writes nothing)")
+
+        def run(conn: Any) -> T:
+            result = operation(conn, lambda rows: self._insert(conn, rows, commit=False))
+            conn.commit()
+            return result
+
+        return self._retrying(what, run)
 
     def counts(self, run_id: str | None = None) -> list[tuple[str, str, str | None, int]]:
         """Return ``(vendor, status, failure_kind, rows)`` counts of outcome rows, optionally for one run."""

@@ -69,6 +69,10 @@ class ReversalOperator(BaseOperator, Generic[P]):
         anything is sent; ``"skip"``: invalid rows are reported (count and first rows), recorded in
         the ledger with status ``invalid``, counted as failed (``max_failed_ratio`` applies), and the
         valid rows go through.
+    :param claim_lease_seconds: with a ledger, each item is claimed in the ledger's database before
+        its intent is written, on a lease of this many seconds renewed while the task works: items
+        under another attempt's live claim are not sent (counted as ``claimed_elsewhere``). ``None``
+        turns claims off (docs/ledger.md, "Claims").
     """
 
     template_fields: Sequence[str] = (
@@ -102,6 +106,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         hook_params: dict[str, Any] | None = None,
         retry_refused: bool = False,
         on_invalid: str = "fail",
+        claim_lease_seconds: float | None = 60.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -122,6 +127,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.max_concurrency: Any = max_concurrency
         self.max_items: Any = max_items
         self.on_invalid = on_invalid
+        self.claim_lease_seconds = claim_lease_seconds
         _settings.check(self, lenient=True)
         self._invalid: InputErrors | None = None
         #: item key -> the business reference its input row carried (never identity)
@@ -203,6 +209,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 run=run_info(context),
                 log=self.log,
                 references=self._references,
+                claim_lease=None if self.plan_only else self.claim_lease_seconds,
             )
             if ledger is not None
             else None
@@ -221,6 +228,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
             if items:
                 self._send_all(items, summary, context)
         finally:
+            if books is not None:
+                books.finish()
             if ledger is not None:
                 ledger.close()
             if "hook" in self.__dict__:  # created: release its pooled connections

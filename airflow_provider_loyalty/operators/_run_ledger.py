@@ -18,13 +18,14 @@ from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_loyalty import _metrics as metrics
 from airflow_provider_loyalty.items import Item
-from airflow_provider_loyalty.outcomes import FailureKind, Outcome, Settled
+from airflow_provider_loyalty.outcomes import CLAIMED_ELSEWHERE, NO_ANSWER, FailureKind, Outcome, Settled
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_loyalty.ledger import ReversalLedger
     from airflow_provider_loyalty.ledger.spool import LedgerSpool
+    from airflow_provider_loyalty.operators._run_claims import RunClaims
     from airflow_provider_loyalty.operators._summary import RunSummary
 
 
@@ -51,6 +52,7 @@ class RunLedger:
     :param run: the task instance's dag_id, run_id, task_id, map_index and try_number.
     :param log: the operator's logger.
     :param references: item key -> the business reference its input row carried, written beside it.
+    :param claim_lease: seconds an item's claim lasts unless renewed; ``None``: no claims (a dry run).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class RunLedger:
         run: dict[str, Any],
         log: logging.Logger | Any,
         references: Mapping[str, str] | None = None,
+        claim_lease: float | None = None,
     ) -> None:
         self.ledger = ledger
         self.owner = owner
@@ -79,6 +82,12 @@ class RunLedger:
         self.down: str | None = None
         #: outcomes kept in the spool since the ledger went down
         self.spooled = 0
+        #: this attempt's claims on its items (``None``: items are not claimed)
+        self.claims: RunClaims | None = None
+        if claim_lease is not None:
+            from airflow_provider_loyalty.operators._run_claims import RunClaims
+
+            self.claims = RunClaims(ledger, vendor=vendor, run=run, lease=claim_lease, log=log)
 
     @cached_property
     def spool(self) -> LedgerSpool:
@@ -131,6 +140,7 @@ class RunLedger:
         decision as they did in that try's. What earlier DAG runs settled was judged then (skipped;
         refusals as ``failed_earlier``). Items in doubt are kept for reconciliation.
         """
+        items = self.claim(items, summary)
         try:
             settled, self.in_doubt = self.ledger.lookup(
                 self.vendor, (item.key for item in items), include_refused=not retry_refused
@@ -140,6 +150,8 @@ class RunLedger:
                 f"{self.owner}: cannot read the ledger {self.conn_id!r} "
                 f"({type(exc).__name__}: {str(exc)[:200]}); nothing was sent"
             ) from exc
+        if self.claims is not None:
+            self.claims.doubt(self.in_doubt, settled)
         if self.in_doubt:
             self.log.info(
                 "%d %s may have been applied by an earlier attempt that recorded no answer (in doubt): "
@@ -199,10 +211,22 @@ class RunLedger:
         found.update({key: seen for key, seen in doubt.items() if key not in found and seen.run_id != own})
         return found
 
+    def before_send(self, items: Sequence[Item], *, first: bool) -> None:
+        """Right before a request (``first``) or its resend leaves: the intent, and the claims' fence."""
+        if first:
+            self.intent(items)
+        elif self.claims is not None:
+            self._fenced(items, None, first=False)
+
     def intent(self, items: Sequence[Item]) -> None:
         """Record ``items`` as being sent; raise :class:`IntentNotRecorded` (the request must not leave)."""
         if self.down is not None:
             raise IntentNotRecorded(LedgerDown(self.down))
+        if self.claims is not None:
+            self._fenced(
+                items, self.ledger.intent_rows(self.vendor, items, self.run, references=self.references), first=True
+            )
+            return
         try:
             self.ledger.record_intent(self.vendor, items, self.run, references=self.references)
         except Exception as exc:
@@ -211,6 +235,20 @@ class RunLedger:
 
     def record(self, outcomes: list[Outcome]) -> None:
         """Write outcomes to the ledger (it retries); once it is down, keep them in the spool instead."""
+        if self.claims is not None:  # items left to another attempt's claim are not this attempt's facts
+            outcomes = [o for o in outcomes if o.code != CLAIMED_ELSEWHERE]
+            if not outcomes:
+                return
+        if self.claims is not None and self.down is None:
+            try:
+                self.claims.settle(
+                    outcomes,
+                    lambda settled: self.ledger.rows(self.vendor, settled, self.run, references=self.references),
+                )
+                return
+            except Exception as exc:
+                self.down = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self.log.error("The ledger %r is down (%s); keeping answers in the spool", self.conn_id, exc)
         if self.down is not None:
             # Requests that never left tell the next try nothing: keep only what the vendor answered
             # (a run stopped early would otherwise rewrite a growing spool once per unsent request).
@@ -243,6 +281,37 @@ class RunLedger:
             f"answered outcome(s) are kept in Variable {self.spool.key} and are written to the ledger "
             "before the next try sends anything"
         )
+
+    # ------------------------------------------------------------------------------------ claims
+    def claim(self, items: list[Item], summary: RunSummary) -> list[Item]:
+        """Claim ``items`` (when claims are on); count those left to another attempt's live claim."""
+        if self.claims is None or not items:
+            return items
+        kept = self.claims.claim(items)
+        summary.add_claimed_elsewhere(self.claims.elsewhere.values())
+        return kept
+
+    def _fenced(self, items: Sequence[Item], rows: list[Any] | None, *, first: bool) -> None:
+        """The claims' fence (and the intent ``rows`` with it); the ledger failing is :class:`IntentNotRecorded`."""
+        from airflow_provider_loyalty.operators._run_claims import ClaimLost
+
+        assert self.claims is not None
+        try:
+            self.claims.fence(items, rows, first=first)
+        except ClaimLost:
+            raise
+        except Exception as exc:
+            self.down = self.down or f"{type(exc).__name__}: {str(exc)[:200]}"
+            if first:
+                raise IntentNotRecorded(exc) from exc
+            # a resend not resent: the first attempt went unanswered, so its items stay in doubt
+            message = f"not resent: the ledger failed ({type(exc).__name__}); an earlier attempt got no answer"
+            raise ClaimLost([Outcome.failed(i, NO_ANSWER, message, FailureKind.TRANSIENT) for i in items]) from exc
+
+    def finish(self) -> None:
+        """Stop renewing claims and release those of items never sent (before the ledger closes)."""
+        if self.claims is not None:
+            self.claims.finish()
 
 
 def run_info(context: Context | None) -> dict[str, Any]:

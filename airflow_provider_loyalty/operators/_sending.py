@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from airflow_provider_loyalty import _metrics as metrics
 from airflow_provider_loyalty.items import Item
+from airflow_provider_loyalty.operators._run_claims import ClaimLost
 from airflow_provider_loyalty.operators._run_ledger import IntentNotRecorded
 from airflow_provider_loyalty.operators._runner import RunAborted
 from airflow_provider_loyalty.outcomes import (
@@ -132,8 +133,8 @@ class Sender(Generic[P]):
 
         def before_send() -> None:
             nonlocal sent
-            if not sent and books is not None:
-                books.intent(self.items_of(request))
+            if books is not None:
+                books.before_send(self.items_of(request), first=not sent)
             sent = True
 
         started = time.monotonic()
@@ -141,6 +142,8 @@ class Sender(Generic[P]):
             outcomes, resent = self.send(request, before_send)
         except IntentNotRecorded as exc:
             raise RunAborted(exc.cause) from exc  # not sent; nothing more will be
+        except ClaimLost as exc:
+            return exc.outcomes  # not sent: another attempt holds (some of) its items
         except RunAborted:
             raise
         except Exception as exc:

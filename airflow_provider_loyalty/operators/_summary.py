@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_loyalty import _metrics as metrics
-from airflow_provider_loyalty.outcomes import FailureKind, Outcome
+from airflow_provider_loyalty.outcomes import CLAIMED_ELSEWHERE, SUPERSEDED, FailureKind, Outcome
 
 #: Failures (and, in a dry run, planned requests) listed in the summary XCom; the ledger holds all.
 MAX_LISTED = 100
@@ -75,10 +75,13 @@ class RunSummary:
     """Counts of one run; :meth:`as_xcom` is the task's small result.
 
     ``requested`` counts distinct items (duplicate input rows are removed and counted apart), so
-    ``succeeded + failed + skipped == requested`` always holds (``planned`` replaces the first two
-    in a dry run). ``reconciled`` items are among ``succeeded``: resent after an attempt that may
-    have applied them, and answered "already reversed". ``done_earlier_try`` items are among
-    ``skipped``: an earlier try of this DAG run succeeded them, so they count in its ratio.
+    ``succeeded + failed + skipped + claimed_elsewhere == requested`` always holds (``planned``
+    replaces the first two in a dry run). ``reconciled`` items are among ``succeeded``: resent after
+    an attempt that may have applied them, and answered "already reversed". ``done_earlier_try``
+    items are among ``skipped``: an earlier try of this DAG run succeeded them, so they count in its
+    ratio. ``claimed_elsewhere`` items were under another attempt's live claim (or taken over from
+    this one while it paused): not sent by this attempt, left to their owner, neither succeeded nor
+    failed here, and not in the ratio (``claimed_by`` names the owners).
     """
 
     requested: int = 0
@@ -110,6 +113,9 @@ class RunSummary:
     #: items of this run the vendor refused for good (``permanent``), and those never sent
     refused: int = 0
     not_sent: int = 0
+    #: items left to another attempt's claim, and how many per owner
+    claimed_elsewhere: int = 0
+    claimed_by: Counter[str] = field(default_factory=Counter)
 
     def _failure(self, outcome: Outcome) -> dict[str, Any]:
         """The ``failures`` entry of an outcome, with the item's reference when its row carried one."""
@@ -127,6 +133,9 @@ class RunSummary:
             if outcome.ok:
                 ok += 1
                 self.reconciled += outcome.reconciled
+                continue
+            if outcome.code in (CLAIMED_ELSEWHERE, SUPERSEDED):
+                self.add_claimed_elsewhere(["another attempt (took the claim over)"])
                 continue
             bad += 1
             self.failed_transient += outcome.transient
@@ -148,6 +157,12 @@ class RunSummary:
         self.succeeded += ok
         self.failed += bad
         return ok, bad
+
+    def add_claimed_elsewhere(self, owners: Iterable[str]) -> None:
+        """Count items left to another attempt's claim, one per owner label in ``owners``."""
+        for owner in owners:
+            self.claimed_elsewhere += 1
+            self.claimed_by[owner] += 1
 
     def _cause(self, code: str, message: str) -> Cause:
         key = (code, message)
@@ -194,10 +209,10 @@ class RunSummary:
         """The items this DAG run answers for, over all its tries: the ratio's denominator.
 
         Every requested item but those an earlier DAG run settled (skipped as done, or refused
-        then): this try's items, and what earlier tries of this run settled — their successes
+        then) and those left to another attempt's claim: this try's items, and what earlier tries of this run settled — their successes
         (``done_earlier_try``) as well as their refusals, which :attr:`failed_this_run` counts.
         """
-        return self.requested - self.skipped + self.done_earlier_try - self.failed_earlier
+        return self.requested - self.skipped + self.done_earlier_try - self.failed_earlier - self.claimed_elsewhere
 
     def as_xcom(self, **extra: Any) -> dict[str, Any]:
         """Return the JSON-able summary pushed to XCom."""
@@ -216,6 +231,8 @@ class RunSummary:
             "done_earlier_try": self.done_earlier_try,
             "failure_codes": dict(self.codes),
             "failures": list(self.failures),
+            "claimed_elsewhere": self.claimed_elsewhere,
+            "claimed_by": dict(self.claimed_by.most_common(MAX_NAMED)),
             **({"pace": self.pace} if self.pace is not None else {}),
             **extra,
         }
@@ -248,10 +265,11 @@ class RunSummary:
         """
         planned = self.requested - self.skipped - self.failed_earlier
         transient = self.failed_this_run - self.refused - self.invalid - self.not_sent
+        elsewhere = f", {self.claimed_elsewhere} left to another attempt's claim" if self.claimed_elsewhere else ""
         return (
             f"{planned} {what} planned: {self.succeeded} succeeded ({self.reconciled} reconciled), "
             f"{self.refused} refused, {self.invalid} invalid, {transient} failed (no or unclear answer, "
-            f"or the request refused as a whole), {self.not_sent} not sent"
+            f"or the request refused as a whole), {self.not_sent} not sent{elsewhere}"
         )
 
     def earlier_report(self) -> str:

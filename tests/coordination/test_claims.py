@@ -49,9 +49,11 @@ def test_a_new_item_is_claimed_at_epoch_1_and_a_live_claim_is_reported_not_taken
     other = committed(db, claims.claim, "v", ["k1", "k3"], b, now=T0 + LEASE - 1, lease=LEASE)
     assert other.mine == {"k3": 1}
     assert list(other.elsewhere) == ["k1"]
-    label, expiry, host, pid = other.elsewhere["k1"]
-    assert label == a.label and "run a, task t[2] try 1 on h (pid 10)" == label
-    assert expiry == T0 + LEASE and (host, pid) == ("h", 10)
+    holder = other.elsewhere["k1"]
+    assert holder.label == a.label == "run a, task t[2] try 1 on h (pid 10)"
+    assert holder.lease_expiry == T0 + LEASE and (holder.host, holder.pid) == ("h", 10)
+    assert not holder.same_task_earlier_try(b.run)
+    assert holder.same_task_earlier_try({**a.run, "try_number": 2})
     assert rows(db)["k1"][:2] == ("tok-a", 1)
 
 

@@ -372,16 +372,18 @@ def test_ledger_failure_stops_sending_and_keeps_answers_for_the_next_try(
     db = tmp_path / "l.sqlite"
     set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
     requests_mock.post(API, json=echo_cancel())
-    real_insert = ReversalLedger.insert
+    # Every ledger write (an intent with its claim's fence, an outcome with its release) inserts
+    # through ``_insert``: the ledger goes down after the first.
+    real_insert = ReversalLedger._insert
     inserts: list[int] = []
 
-    def failing_after_first(self, rows):
+    def failing_after_first(self, conn, rows, **kwargs):
         inserts.append(len(rows))
         if len(inserts) > 1:
             raise RuntimeError("warehouse down")
-        real_insert(self, rows)
+        real_insert(self, conn, rows, **kwargs)
 
-    monkeypatch.setattr(ReversalLedger, "insert", failing_after_first)
+    monkeypatch.setattr(ReversalLedger, "_insert", failing_after_first)
     ctx = context("spool-run")
     ctx["ti"].task_id = f"t_{tmp_path.name}"  # a spool of its own
     with pytest.raises(AirflowException, match="kept in Variable") as info:
@@ -394,7 +396,7 @@ def test_ledger_failure_stops_sending_and_keeps_answers_for_the_next_try(
     assert s["succeeded"] + s["failed"] == s["requested"] == 100
     assert s["succeeded"] == 5
 
-    monkeypatch.setattr(ReversalLedger, "insert", real_insert)
+    monkeypatch.setattr(ReversalLedger, "_insert", real_insert)
     s = CancelPointsOperator(
         task_id="c", unique_ids=list(range(1, 101)), batch_size=50, ledger_conn_id="ledger"
     ).execute(ctx)
@@ -414,10 +416,10 @@ def test_an_unwritable_intent_sends_nothing(requests_mock, xoxoday_conn, monkeyp
     set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(tmp_path / "l.sqlite"))
     requests_mock.post(API, json=echo_cancel())
 
-    def broken(self, vendor, items, run=None, **kwargs):
+    def broken(self, conn, rows, **kwargs):  # every write inserts through it (an intent with its fence too)
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ReversalLedger, "record_intent", broken)
+    monkeypatch.setattr(ReversalLedger, "_insert", broken)
     with pytest.raises(AirflowException, match="disk full"):
         CancelPointsOperator(task_id="c", unique_ids=[1, 2, 3], ledger_conn_id="ledger").execute(context())
     assert requests_mock.call_count == 0

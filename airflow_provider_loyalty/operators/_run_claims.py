@@ -1,0 +1,362 @@
+"""Claims in one run of a reversal operator: claim before the intent, fence before each send.
+
+The order for an item: claim it (one statement per chunk, before the ledger look-up, so that an
+outcome its previous owner recorded is seen) -> look it up -> fence + intent in one transaction
+right before its request leaves (items whose claim was taken over are not sent) -> outcome +
+release in one transaction. A heartbeat renews every claim of the attempt while it works.
+
+Items under another attempt's live claim are not sent: they are counted as ``claimed_elsewhere``
+and left to their owner, except the claims of an earlier try of this very task instance, whose
+lease is waited out (at most one lease), and those of a process of this host that no longer runs,
+taken over at once. An item taken over from an owner whose lease ran out without an outcome is
+in doubt: its resend reconciles "already reversed".
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_loyalty.coordination import claims
+from airflow_provider_loyalty.items import Item
+from airflow_provider_loyalty.outcomes import (
+    CLAIMED_ELSEWHERE,
+    NO_ANSWER,
+    SUPERSEDED,
+    FailureKind,
+    Outcome,
+    Settled,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_loyalty.ledger import ReversalLedger
+
+#: ``code`` of an item taken over from an owner whose lease ran out without an outcome (in doubt).
+CLAIM_EXPIRED = "claim_expired"
+#: Seconds between two claim attempts while an earlier try's lease runs out.
+WAIT_POLL = 2.0
+#: Tokens of the attempts of this process that hold claims now (an ended one is no longer here).
+_LIVE_TOKENS: set[str] = set()
+
+
+class ClaimLost(Exception):
+    """Right before a request left, the fence found some of its items claimed by another attempt.
+
+    :param outcomes: one per item of the request: the lost ones ``claimed_elsewhere`` (not sent, not
+        recorded), the others ``not_sent`` (or ``no_answer`` on a resend: an earlier attempt of the
+        request went unanswered).
+    """
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__(f"{sum(o.code == CLAIMED_ELSEWHERE for o in outcomes)} item(s) claimed by another attempt")
+        self.outcomes = outcomes
+
+
+def single_writer_refusal(ledger: ReversalLedger, exc: BaseException) -> str | None:
+    """A clear refusal when ``exc`` is DuckDB's lock on the ledger file by another process, else ``None``."""
+    text = str(exc)
+    if "Could not set lock on file" not in text and "Conflicting lock is held" not in text:
+        return None
+    pid = re.search(r"\(PID (\d+)\)", text)
+    holder = f"PID {pid.group(1)}" if pid else ""
+    path = ""
+    try:
+        path = str(ledger.hook.connection.host or "")
+    except Exception:  # noqa: BLE001 - the message names the connection instead
+        path = ""
+    return (
+        f"the ledger {path or ledger.conn_id!r} is a DuckDB file, which admits one writing process, and another "
+        f"process holds it{f' ({holder})' if holder else ''}: nothing was sent. Run one task on it at a time, "
+        "or keep the ledger in a server database (PostgreSQL...) so that runs can share it"
+    )
+
+
+class RunClaims:
+    """One attempt's claims on its items (the heartbeat runs from :meth:`claim` to :meth:`finish`).
+
+    :param ledger: the ledger writer (its database holds the claim table beside the ledger).
+    :param vendor: the vendor whose items these are.
+    :param run: the task instance's dag_id, run_id, task_id, map_index and try_number.
+    :param lease: seconds a claim lasts unless renewed (renewed every quarter of it).
+    :param log: the operator's logger.
+    :param clock: UTC seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        ledger: ReversalLedger,
+        *,
+        vendor: str,
+        run: dict[str, Any],
+        lease: float,
+        log: Any,
+        clock: Callable[[], float] = claims.wall_clock,
+    ) -> None:
+        self.ledger = ledger
+        self.vendor = vendor
+        self.lease = float(lease)
+        self.log = log
+        self.clock = clock
+        self.owner = claims.Owner(run)
+        self.table = claims.claims_table(ledger.table)
+        #: key -> epoch of the items this attempt holds (released ones are removed)
+        self.held: dict[str, int] = {}
+        #: key -> the owner whose lease ran out without an outcome (the item is in doubt)
+        self.in_doubt: dict[str, str] = {}
+        #: key -> the label of the owner of an item left to it
+        self.elsewhere: dict[str, str] = {}
+        #: keys whose intent this attempt wrote (their claim stays until their outcome is written)
+        self.intended: set[str] = set()
+        self._holders: dict[str, claims.Holder] = {}
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------ claiming
+    def _tx(self, what: str, operation: Callable[[Any], Any]) -> Any:
+        return self.ledger.transaction(what, lambda conn, insert: operation(conn))
+
+    def claim(self, items: list[Item]) -> list[Item]:
+        """Claim ``items``; return those this attempt now holds (the rest is in :attr:`elsewhere`)."""
+        p = self.ledger.placeholder
+        try:
+            self._tx("claim table", lambda conn: conn.cursor().execute(claims.create_table_sql(self.table)))
+            result = self._tx(
+                "claim",
+                lambda conn: claims.claim(
+                    conn,
+                    self.table,
+                    p,
+                    self.vendor,
+                    [i.key for i in items],
+                    self.owner,
+                    now=self.clock(),
+                    lease=self.lease,
+                ),
+            )
+        except Exception as exc:
+            refusal = single_writer_refusal(self.ledger, exc)
+            raise AirflowException(
+                refusal
+                or f"cannot claim items in the ledger {self.ledger.conn_id!r} ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); nothing was sent"
+            ) from exc
+        _LIVE_TOKENS.add(self.owner.token)
+        self._absorb(result)
+        self._start_heartbeat()
+        self._take_over_the_dead(result.elsewhere)
+        self._wait_for_earlier_tries()
+        if self.in_doubt:
+            self.log.warning(
+                "Took over %d item(s) from an attempt whose claim ran out without an outcome (%s): in doubt, "
+                "an 'already reversed' answer counts as done",
+                len(self.in_doubt),
+                ", ".join(sorted(set(self.in_doubt.values()))[:3]),
+            )
+        if self.elsewhere:
+            self.log.warning(
+                "Not sending %d item(s) under another attempt's live claim, left to it: %s",
+                len(self.elsewhere),
+                ", ".join(f"{owner} x{n}" for owner, n in Counter(self.elsewhere.values()).most_common(3)),
+            )
+        return [item for item in items if item.key in self.held]
+
+    def _absorb(self, result: claims.ClaimResult) -> None:
+        self.held.update(result.mine)
+        self.in_doubt.update(result.expired)
+        for key in result.mine:
+            self.elsewhere.pop(key, None)
+        self.elsewhere.update({key: holder.label for key, holder in result.elsewhere.items()})
+        self._holders = result.elsewhere
+
+    def _take_over_the_dead(self, elsewhere: dict[str, claims.Holder]) -> None:
+        """Take over at once the claims of attempts of this host that no longer run.
+
+        A process of this host that is gone, or an attempt of this very process that has ended
+        (its token is no longer among the live ones: an earlier ``execute`` whose ledger went down).
+        """
+        pid = self.owner.pid
+        candidates = [
+            key
+            for key, holder in elsewhere.items()
+            if holder.host == self.owner.host and (holder.pid == pid or not claims.pid_alive(holder.pid))
+        ]
+        if not candidates:
+            return
+        p = self.ledger.placeholder
+        tokens = self._tx("claim look-up", lambda conn: claims.tokens_of(conn, self.table, p, self.vendor, candidates))
+        tokens = {k: t for k, t in tokens.items() if elsewhere[k].pid != pid or t not in _LIVE_TOKENS}
+        if not tokens:
+            return
+        taken = self._tx(
+            "claim take-over",
+            lambda conn: claims.take_over(
+                conn, self.table, p, self.vendor, tokens, self.owner, now=self.clock(), lease=self.lease
+            ),
+        )
+        for key, epoch in taken.items():
+            self.held[key] = epoch
+            self.in_doubt[key] = f"{elsewhere[key].label}, no longer running"
+            self.elsewhere.pop(key, None)
+
+    def _wait_for_earlier_tries(self) -> None:
+        """Wait (at most one lease) for the claims of an earlier try of this task instance to run out.
+
+        A retried task whose previous try died on another worker finds that try's claims live
+        until their lease runs out; a zombie that still works renews them, and is left to finish.
+        """
+        run = self.owner.run
+        waiting = {k: h for k, h in self._holders.items() if k in self.elsewhere and h.same_task_earlier_try(run)}
+        if not waiting:
+            return
+        deadline = min(max(h.lease_expiry for h in waiting.values()) + 1.0, self.clock() + self.lease + 1.0)
+        self.log.info(
+            "%d item(s) are claimed by an earlier try of this task (%s); waiting up to %.0f s for its lease",
+            len(waiting),
+            next(iter(waiting.values())).label,
+            max(0.0, deadline - self.clock()),
+        )
+        while waiting and self.clock() < deadline:
+            self._stop.wait(min(WAIT_POLL, max(0.0, deadline - self.clock())))
+            result = self._claim_now(list(waiting))
+            self._absorb(result)
+            waiting = {k: h for k, h in result.elsewhere.items() if h.same_task_earlier_try(run)}
+
+    def _claim_now(self, keys: list[str]) -> claims.ClaimResult:
+        p = self.ledger.placeholder
+        result: claims.ClaimResult = self._tx(
+            "claim",
+            lambda conn: claims.claim(
+                conn, self.table, p, self.vendor, keys, self.owner, now=self.clock(), lease=self.lease
+            ),
+        )
+        return result
+
+    def doubt(self, in_doubt: dict[str, Settled], settled: dict[str, Settled]) -> None:
+        """Add the items taken over from an expired claim to ``in_doubt`` (unless settled)."""
+        for key, previous in self.in_doubt.items():
+            if key not in settled and key not in in_doubt:
+                in_doubt[key] = Settled(
+                    False, CLAIM_EXPIRED, f"claimed by {previous}, whose lease ran out without an outcome", previous
+                )
+
+    # ------------------------------------------------------------------------------- sending
+    def fence(self, items: Sequence[Item], rows: list[Any] | None, *, first: bool) -> None:
+        """Renew and check this attempt's claims on ``items``, and write ``rows`` (the intent) with it.
+
+        One transaction: the fence and the intent commit together. Raises :class:`ClaimLost` (nothing
+        written, nothing to send) when another attempt took any of them over.
+        """
+        keys = [item.key for item in items]
+        p = self.ledger.placeholder
+
+        def operation(conn: Any, insert: Callable[[Sequence[Any]], None]) -> set[str]:
+            held = claims.fence(
+                conn, self.table, p, self.vendor, keys, self.owner.token, now=self.clock(), lease=self.lease
+            )
+            if len(held) == len(set(keys)) and rows:
+                insert(rows)
+            return held
+
+        held = self.ledger.transaction("fence", operation)
+        if len(held) < len(set(keys)):
+            lost = [key for key in keys if key not in held]
+            self.log.warning(
+                "%d item(s) of a request were taken over by another attempt (this one paused past its lease?): "
+                "the request is not sent",
+                len(lost),
+            )
+            for key in lost:
+                self.held.pop(key, None)
+            raise ClaimLost(
+                [
+                    Outcome.failed(
+                        item, CLAIMED_ELSEWHERE, "claim taken over by another attempt; not sent", FailureKind.TRANSIENT
+                    )
+                    if item.key not in held
+                    else Outcome.failed(
+                        item,
+                        "not_sent" if first else NO_ANSWER,
+                        "not sent: another item of the request was claimed by another attempt"
+                        if first
+                        else "an earlier attempt of this request got no answer (the vendor may have applied it)",
+                        FailureKind.TRANSIENT,
+                    )
+                    for item in items
+                ]
+            )
+        if first:
+            self.intended.update(keys)
+
+    def settle(self, outcomes: list[Outcome], rows_of: Callable[[list[Outcome]], list[Any]]) -> None:
+        """Write ``outcomes`` and release their claims, in one transaction.
+
+        An answer for an item another attempt took over meanwhile is kept as a fact, but a refusal
+        or failure of it is recorded ``superseded`` (transient): it must not settle the item over
+        its new owner's outcome. Changes those outcomes in place, so the summary counts them apart.
+        """
+        keys = [o.key for o in outcomes]
+        p = self.ledger.placeholder
+
+        def operation(conn: Any, insert: Callable[[Sequence[Any]], None]) -> set[str]:
+            held = claims.fence(
+                conn, self.table, p, self.vendor, keys, self.owner.token, now=self.clock(), lease=self.lease
+            )
+            for outcome in outcomes:
+                if outcome.key not in held and not outcome.ok and outcome.code != SUPERSEDED:
+                    outcome.message = (
+                        f"answered after another attempt took the item's claim over: "
+                        f"{outcome.code or ''} {outcome.message}".strip()
+                    )[:1000]
+                    outcome.code, outcome.kind = SUPERSEDED, FailureKind.TRANSIENT
+            insert(rows_of(outcomes))
+            claims.release(conn, self.table, p, self.vendor, sorted(held), self.owner.token)
+            return held
+
+        held = self.ledger.transaction("insert", operation)
+        for key in keys:
+            self.held.pop(key, None)
+        if len(held) < len(set(keys)):
+            self.log.warning(
+                "%d answer(s) came after another attempt took their items over", len(set(keys)) - len(held)
+            )
+
+    # ----------------------------------------------------------------------------- heartbeat
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None:
+            self._heartbeat = threading.Thread(target=self._beat, name="loyalty-claims", daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        p = self.ledger.placeholder
+        while not self._stop.wait(self.lease / 4):
+            try:
+                self._tx(
+                    "claim renewal",
+                    lambda conn: claims.renew_all(
+                        conn, self.table, p, self.owner.token, now=self.clock(), lease=self.lease
+                    ),
+                )
+            except Exception as exc:  # noqa: BLE001 - the fence before each send still decides
+                self.log.warning("Could not renew the claims (%s); the next fence decides", type(exc).__name__)
+
+    def finish(self) -> None:
+        """Stop the heartbeat; release the claims of items never sent (sent ones keep theirs until answered)."""
+        self._stop.set()
+        _LIVE_TOKENS.discard(self.owner.token)
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=30)
+        unsent = sorted(key for key in self.held if key not in self.intended)
+        if not unsent:
+            return
+        p = self.ledger.placeholder
+        try:
+            self._tx(
+                "claim release", lambda conn: claims.release(conn, self.table, p, self.vendor, unsent, self.owner.token)
+            )
+        except Exception as exc:  # noqa: BLE001 - their leases run out; nothing was sent for them
+            self.log.warning("Could not release %d unsent claim(s) (%s); their leases run out", len(unsent), exc)
