@@ -64,6 +64,9 @@ class LedgerRow(NamedTuple):
     recorded_at: Annotated[datetime, Sql("TIMESTAMP", not_null=True)]
     #: the business reference (an order id) the input row carried: shown and searched, never identity
     reference: Annotated[str | None, Sql("VARCHAR(200)")] = None
+    #: the epoch of the item's claim the writing attempt held (coordination/claims.py): it fences a
+    #: stale owner; NULL for rows written without claims
+    epoch: Annotated[int | None, Sql("BIGINT")] = None
 
     @property
     def attempt(self) -> tuple[Any, ...]:

@@ -35,6 +35,7 @@ from airflow_provider_loyalty.outcomes import (
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.ledger import ReversalLedger
+    from airflow_provider_loyalty.ledger.schema import LedgerRow
 
 #: ``code`` of an item taken over from an owner whose lease ran out without an outcome (in doubt).
 CLAIM_EXPIRED = "claim_expired"
@@ -106,6 +107,8 @@ class RunClaims:
         self.table = claims.claims_table(ledger.table)
         #: key -> epoch of the items this attempt holds (released ones are removed)
         self.held: dict[str, int] = {}
+        #: key -> the epoch of this attempt's claim (kept after release: it goes with the outcome row)
+        self.epochs: dict[str, int] = {}
         #: key -> the owner whose lease ran out without an outcome (the item is in doubt)
         self.in_doubt: dict[str, str] = {}
         #: key -> the label of the owner of an item left to it
@@ -167,6 +170,7 @@ class RunClaims:
 
     def _absorb(self, result: claims.ClaimResult) -> None:
         self.held.update(result.mine)
+        self.epochs.update(result.mine)
         self.in_doubt.update(result.expired)
         for key in result.mine:
             self.elsewhere.pop(key, None)
@@ -200,6 +204,7 @@ class RunClaims:
         )
         for key, epoch in taken.items():
             self.held[key] = epoch
+            self.epochs[key] = epoch
             self.in_doubt[key] = f"{elsewhere[key].label}, no longer running"
             self.elsewhere.pop(key, None)
 
@@ -245,7 +250,7 @@ class RunClaims:
                 )
 
     # ------------------------------------------------------------------------------- sending
-    def fence(self, items: Sequence[Item], rows: list[Any] | None, *, first: bool) -> None:
+    def fence(self, items: Sequence[Item], rows: list[LedgerRow] | None, *, first: bool) -> None:
         """Renew and check this attempt's claims on ``items``, and write ``rows`` (the intent) with it.
 
         One transaction: the fence and the intent commit together. Raises :class:`ClaimLost` (nothing
@@ -259,7 +264,7 @@ class RunClaims:
                 conn, self.table, p, self.vendor, keys, self.owner.token, now=self.clock(), lease=self.lease
             )
             if len(held) == len(set(keys)) and rows:
-                insert(rows)
+                insert(self._with_epochs(rows))
             return held
 
         held = self.ledger.transaction("fence", operation)
@@ -292,7 +297,7 @@ class RunClaims:
         if first:
             self.intended.update(keys)
 
-    def settle(self, outcomes: list[Outcome], rows_of: Callable[[list[Outcome]], list[Any]]) -> None:
+    def settle(self, outcomes: list[Outcome], rows_of: Callable[[list[Outcome]], list[LedgerRow]]) -> None:
         """Write ``outcomes`` and release their claims, in one transaction.
 
         An answer for an item another attempt took over meanwhile is kept as a fact, but a refusal
@@ -313,7 +318,7 @@ class RunClaims:
                         f"{outcome.code or ''} {outcome.message}".strip()
                     )[:1000]
                     outcome.code, outcome.kind = SUPERSEDED, FailureKind.TRANSIENT
-            insert(rows_of(outcomes))
+            insert(self._with_epochs(rows_of(outcomes)))
             claims.release(conn, self.table, p, self.vendor, sorted(held), self.owner.token)
             return held
 
@@ -324,6 +329,10 @@ class RunClaims:
             self.log.warning(
                 "%d answer(s) came after another attempt took their items over", len(set(keys)) - len(held)
             )
+
+    def _with_epochs(self, rows: Sequence[LedgerRow]) -> list[LedgerRow]:
+        """The ledger rows with the epoch of this attempt's claim on their item."""
+        return [row._replace(epoch=self.epochs.get(row.item_key)) for row in rows]
 
     # ----------------------------------------------------------------------------- heartbeat
     def _start_heartbeat(self) -> None:

@@ -95,6 +95,10 @@ def test_an_expired_claim_is_taken_over_and_its_item_treated_as_in_doubt(request
     ]
     assert all(other.label in m for *_, m in outcomes)
     assert {k: r[2] for k, r in claim_rows(ledger_file).items()} == {"5": 2, "6": 2}  # a higher epoch
+    db = sqlite3.connect(ledger_file)
+    epochs = db.execute(f"SELECT status, epoch FROM {TABLE} GROUP BY status, epoch ORDER BY status").fetchall()
+    db.close()
+    assert epochs == [("sending", 2), ("succeeded", 2)]  # the epoch goes with the intent and the outcome
 
 
 def test_a_claim_taken_over_mid_run_fences_the_next_request_and_supersedes_a_late_refusal(
