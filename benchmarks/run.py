@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"loyalty benchmarks ({mode}): {', '.join(names)}; load average {meta['load_before']}", flush=True)
     # The scenarios whose client is this process start warm (smoke runs measure nothing worth it).
-    if mode != "smoke" and (args.profile or set(names) & {"rate", "latency", "cpu"}):
+    if mode != "smoke" and (args.profile or set(names) & {"rate", "latency", "cpu", "claims"}):
         meta["warm_up"] = measure.warm_up()
     results: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.auto_rate import auto_rate
+from benchmarks.claims_cost import claims_cost
 from benchmarks.client_cpu import client_overhead
 from benchmarks.harness import load_average, timed
 from benchmarks.latency_bound import latency_bound
@@ -26,6 +27,7 @@ SCENARIOS: dict[str, Callable[[Sizes], dict[str, Any]]] = {
     "scale": scale,
     "parse": parse_cost,
     "auto": auto_rate,
+    "claims": claims_cost,
 }
 
 

@@ -53,6 +53,8 @@ class Sizes:
     profile_ids: int
     # 6. auto rate
     auto: AutoSizes
+    # 7. claims: alternated runs per side (claims on / off)
+    claims_reps: int = 2
 
 
 SIZES = {
@@ -130,5 +132,6 @@ SIZES = {
         profile_customers=200,
         profile_ids=2000,
         auto=AutoSizes(limits=(3000,), windows=(1.0,), seconds=3.0, xoxoday_penalty=1.0, latency_ms=2.0),
+        claims_reps=1,
     ),
 }

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO
 
-SCENARIOS = {"rate", "latency", "cpu", "scale", "parse", "auto"}
+SCENARIOS = {"rate", "latency", "cpu", "scale", "parse", "auto", "claims"}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "1 rate-bound" in done.stdout  # the table was printed
@@ -43,7 +43,7 @@ def test_result_is_well_formed(result: dict) -> None:
     assert set(result["scenarios"]) == SCENARIOS
     assert result["invariants_broken"] == []
     scenarios_in_table = {row["scenario"].split()[0] for row in result["table"]}
-    assert scenarios_in_table == {"1", "2", "3", "4", "5", "6"}
+    assert scenarios_in_table == {"1", "2", "3", "4", "5", "6", "7"}
     for row in result["table"]:
         assert set(row) >= {"scenario", "metric", "value", "unit", "baseline", "ratio", "target", "met"}
         assert isinstance(row["value"], (int, float)) and math.isfinite(row["value"]), row
