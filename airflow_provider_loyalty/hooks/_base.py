@@ -1,16 +1,29 @@
-"""The one "send; if the credential is refused, renew it once and resend" loop both hooks share."""
+"""What both vendor hooks share: construction, client, ``get_conn``, ``close``, and the renewing send.
+
+:class:`VendorHook` is their base; :class:`RenewingSender` is the one "send; if the credential is
+refused, renew it once and resend" loop.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_loyalty.hooks._auto_rate import RateStore
+from airflow_provider_loyalty.hooks._client import DEFAULT_TIMEOUT, VendorHTTPClient
+from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
+from airflow_provider_loyalty.hooks._pace import build_pacer
+from airflow_provider_loyalty.hooks._retry import RetryPolicy, ThrottleHint
 
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_loyalty.hooks._client import Answer, VendorHTTPClient
+    from airflow_provider_loyalty.hooks._client import Answer
     from airflow_provider_loyalty.hooks._pacing import RequestPacer
     from airflow_provider_loyalty.hooks.errors import VendorError
 
@@ -142,3 +155,107 @@ class RenewingSender:
         if answer.after_ambiguous_attempt:
             result = dataclasses.replace(result, after_ambiguous_attempt=True)  # type: ignore[type-var]
         return result
+
+
+class Credentials(Protocol):
+    """What a hook's checked connection gives the HTTP client: where the vendor is."""
+
+    @property
+    def base_url(self) -> str:
+        """Scheme, host and port of the vendor's API."""
+        ...
+
+
+class VendorHook(RenewingSender, BaseHook):
+    """Base of the vendor hooks: what both do alike, once.
+
+    The connection id and the HTTP settings (pace, concurrency, timeouts, retries, clock), the
+    HTTP client built from the checked connection, ``get_conn`` and ``close``. A vendor's hook says
+    which vendor it is (``vendor``), reads and checks its connection (``credentials``, with the
+    ``base_url``), resolves everything a request needs before the first one (``prepare``), and
+    gets and renews its credential (:class:`RenewingSender`).
+
+    :param conn_id: the connection id.
+    :param max_requests_per_minute: request rate for this hook's threads (``None``: unlimited), or
+        ``"auto"``: find the vendor's limit and hold just under it, starting from what earlier runs
+        of this connection learned (see :mod:`airflow_provider_loyalty.hooks._auto_rate`).
+    :param max_concurrency: requests in flight at once (``None``: unbounded).
+    :param max_requests_per_minute_cap: never pace above this (requests per minute).
+    :param rate_store: where ``"auto"`` keeps what it learned; an Airflow Variable by default.
+    :param rate_limit_timeout: seconds one request may be held back by the vendor's rate-limit
+        answers before the task gives up (its items are left not sent); 600 by default.
+    :param timeout: ``(connect, read)`` timeouts in seconds.
+    :param retry_policy: retry rules of the HTTP layer.
+    :param clock: time source (tests inject a fake one).
+    """
+
+    #: the vendor's name (``xoxoday``, ``capillary``): errors, logs, metrics, the pace's key.
+    vendor: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        conn_id: str,
+        *,
+        max_requests_per_minute: float | str | None = None,
+        max_concurrency: int | None = None,
+        max_requests_per_minute_cap: float | None = None,
+        rate_store: RateStore | None = None,
+        rate_limit_timeout: float | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        retry_policy: RetryPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.timeout = timeout
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.clock = clock
+        self.pacer = build_pacer(
+            self.vendor,
+            conn_id,
+            max_requests_per_minute,
+            max_concurrency,
+            cap=max_requests_per_minute_cap,
+            store=rate_store,
+            clock=clock,
+            rate_limit_timeout=rate_limit_timeout,
+        )
+
+    @property
+    def credentials(self) -> Credentials:
+        """The connection's fields, checked (each hook reads its own)."""
+        raise NotImplementedError
+
+    def throttle_hint(self) -> ThrottleHint | None:
+        """How to read a vendor-specific rate-limit wait from an answer of any status (``None``: none)."""
+        return None
+
+    @cached_property
+    def client(self) -> VendorHTTPClient:
+        """The HTTP client (session, retries, pacing) of this hook."""
+        return VendorHTTPClient(
+            self.vendor,
+            self.credentials.base_url,
+            timeout=self.timeout,
+            retry_policy=self.retry_policy,
+            pacer=self.pacer,
+            throttle_hint=self.throttle_hint(),
+            clock=self.clock,
+        )
+
+    def get_conn(self) -> VendorHTTPClient:
+        """Return the HTTP client."""
+        return self.client
+
+    def prepare(self) -> None:
+        """Resolve connection, client and credential now (in the calling thread), not in the senders.
+
+        Refused credentials stop the task here, before any reversal request.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release pooled connections; store what ``max_requests_per_minute="auto"`` learned."""
+        self.pacer.save_learned()
+        if "client" in self.__dict__:
+            self.client.close()

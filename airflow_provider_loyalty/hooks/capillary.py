@@ -11,19 +11,16 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 import requests
-from airflow.sdk import BaseHook
 
 from airflow_provider_loyalty.hooks import _token_exchange as token_exchange
 from airflow_provider_loyalty.hooks._auto_rate import RateStore
-from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
+from airflow_provider_loyalty.hooks._base import Renewal, VendorHook
 from airflow_provider_loyalty.hooks._client import (
     DEFAULT_TIMEOUT,
-    VendorHTTPClient,
     response_snippet,
     reversal_body,
 )
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
-from airflow_provider_loyalty.hooks._pace import build_pacer
 from airflow_provider_loyalty.hooks._retry import RetryPolicy
 from airflow_provider_loyalty.hooks._urls import allows_http, base_url, url_path
 from airflow_provider_loyalty.hooks.capillary_answers import interpret_revoke
@@ -98,7 +95,7 @@ class CapillaryCredentials:
         return f"CapillaryCredentials(base_url={self.base_url!r}, auth_type={self.auth_type!r}, login={self.login!r})"
 
 
-class CapillaryHook(RenewingSender, BaseHook):
+class CapillaryHook(VendorHook):
     """Talks to Capillary's promotions API.
 
     Connection: ``host`` = cluster base URL (``https://eu.api.capillarytech.com``); with extra
@@ -120,6 +117,7 @@ class CapillaryHook(RenewingSender, BaseHook):
     :param clock: time source (tests inject a fake one).
     """
 
+    vendor = VENDOR
     conn_name_attr = "capillary_conn_id"
     default_conn_name = "capillary_default"
     conn_type = "capillary"
@@ -139,21 +137,18 @@ class CapillaryHook(RenewingSender, BaseHook):
         retry_policy: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__()
-        self.capillary_conn_id = capillary_conn_id
-        self.timeout = timeout
-        self.retry_policy = retry_policy or RetryPolicy()
-        self.pacer = build_pacer(
-            VENDOR,
+        super().__init__(
             capillary_conn_id,
-            max_requests_per_minute,
-            max_concurrency,
-            cap=max_requests_per_minute_cap,
-            store=rate_store,
+            max_requests_per_minute=max_requests_per_minute,
+            max_concurrency=max_concurrency,
+            max_requests_per_minute_cap=max_requests_per_minute_cap,
+            rate_store=rate_store,
+            timeout=timeout,
+            retry_policy=retry_policy,
             clock=clock,
             rate_limit_timeout=rate_limit_timeout,
         )
-        self.clock = clock
+        self.capillary_conn_id = capillary_conn_id
         self._token: str | None = None
         self._token_expires_at = 0.0
         self._token_lock = threading.Lock()
@@ -201,24 +196,8 @@ class CapillaryHook(RenewingSender, BaseHook):
         )
 
     @cached_property
-    def client(self) -> VendorHTTPClient:
-        """The HTTP client (session, retries, pacing) of this hook."""
-        return VendorHTTPClient(
-            VENDOR,
-            self.credentials.base_url,
-            timeout=self.timeout,
-            retry_policy=self.retry_policy,
-            pacer=self.pacer,
-            clock=self.clock,
-        )
-
-    @cached_property
     def _basic_auth(self) -> CapillaryBasicAuth:
         return CapillaryBasicAuth(self.credentials.login, self.credentials.password)
-
-    def get_conn(self) -> VendorHTTPClient:
-        """Return the HTTP client."""
-        return self.client
 
     def prepare(self) -> None:
         """Resolve connection, client and auth now (in the calling thread), not in the senders.
@@ -227,12 +206,6 @@ class CapillaryHook(RenewingSender, BaseHook):
         """
         _ = self.client
         self._auth()
-
-    def close(self) -> None:
-        """Release pooled connections; store what ``max_requests_per_minute="auto"`` learned."""
-        self.pacer.save_learned()
-        if "client" in self.__dict__:
-            self.client.close()
 
     # --------------------------------------------------------------------------------- auth
     def oauth_token(self, *, force: bool = False, rejected: str | None = None) -> str:

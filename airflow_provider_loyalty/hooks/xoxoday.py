@@ -10,20 +10,17 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
-from airflow.sdk import BaseHook
 
 from airflow_provider_loyalty.hooks import _token_exchange as token_exchange
 from airflow_provider_loyalty.hooks._auto_rate import RateStore
-from airflow_provider_loyalty.hooks._base import Renewal, RenewingSender
+from airflow_provider_loyalty.hooks._base import Renewal, VendorHook
 from airflow_provider_loyalty.hooks._client import (
     DEFAULT_TIMEOUT,
-    VendorHTTPClient,
     response_snippet,
     reversal_body,
 )
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
-from airflow_provider_loyalty.hooks._pace import build_pacer
-from airflow_provider_loyalty.hooks._retry import RetryPolicy
+from airflow_provider_loyalty.hooks._retry import RetryPolicy, ThrottleHint
 from airflow_provider_loyalty.hooks._token_store import (
     REFRESH_MARGIN_SECONDS,
     TokenPair,
@@ -112,7 +109,7 @@ def penalty_seconds(response: requests.Response) -> float | None:
     return None
 
 
-class XoxodayHook(RenewingSender, BaseHook):
+class XoxodayHook(VendorHook):
     """Talks to Xoxoday Plum's points API with a rotating bearer token pair.
 
     Connection: ``host`` = base URL, ``login`` = client_id, ``password`` = client_secret, extras
@@ -136,6 +133,7 @@ class XoxodayHook(RenewingSender, BaseHook):
     :param clock: time source (tests inject a fake one).
     """
 
+    vendor = VENDOR
     conn_name_attr = "xoxoday_conn_id"
     default_conn_name = "xoxoday_default"
     conn_type = "xoxoday"
@@ -155,22 +153,19 @@ class XoxodayHook(RenewingSender, BaseHook):
         token_store: TokenStore | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__()
-        self.xoxoday_conn_id = xoxoday_conn_id
-        self.timeout = timeout
-        self.retry_policy = retry_policy or RetryPolicy()
-        self.pacer = build_pacer(
-            VENDOR,
+        super().__init__(
             xoxoday_conn_id,
-            max_requests_per_minute,
-            max_concurrency,
-            cap=max_requests_per_minute_cap,
-            store=rate_store,
+            max_requests_per_minute=max_requests_per_minute,
+            max_concurrency=max_concurrency,
+            max_requests_per_minute_cap=max_requests_per_minute_cap,
+            rate_store=rate_store,
+            timeout=timeout,
+            retry_policy=retry_policy,
             clock=clock,
             rate_limit_timeout=rate_limit_timeout,
         )
+        self.xoxoday_conn_id = xoxoday_conn_id
         self.token_store: TokenStore = token_store or VariableTokenStore(xoxoday_conn_id)
-        self.clock = clock
         self._pair: TokenPair | None = None
         self._token_lock = threading.Lock()
         self.refreshes = 0
@@ -212,33 +207,14 @@ class XoxodayHook(RenewingSender, BaseHook):
             ),
         )
 
-    @cached_property
-    def client(self) -> VendorHTTPClient:
-        """The HTTP client (session, retries, pacing) of this hook."""
-        return VendorHTTPClient(
-            VENDOR,
-            self.credentials.base_url,
-            timeout=self.timeout,
-            retry_policy=self.retry_policy,
-            pacer=self.pacer,
-            throttle_hint=penalty_seconds,
-            clock=self.clock,
-        )
-
-    def get_conn(self) -> VendorHTTPClient:
-        """Return the HTTP client."""
-        return self.client
+    def throttle_hint(self) -> ThrottleHint:
+        """Xoxoday's rate-limit answer (``auth.request_limit_exceeded``) comes with any status."""
+        return penalty_seconds
 
     def prepare(self) -> None:
         """Resolve connection, client and the token pair now (in the calling thread), not in senders."""
         _ = self.client
         self._current_pair()
-
-    def close(self) -> None:
-        """Release pooled connections; store what ``max_requests_per_minute="auto"`` learned."""
-        self.pacer.save_learned()
-        if "client" in self.__dict__:
-            self.client.close()
 
     # ------------------------------------------------------------------------------- tokens
     def _initial_pair(self) -> TokenPair:
