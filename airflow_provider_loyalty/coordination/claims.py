@@ -379,19 +379,6 @@ def renew_all(conn: Any, table: str, placeholder: str, token: str, *, now: float
     return len(rows)
 
 
-def live_claims_sql(table: str) -> str:
-    """Query of the live claims (``now`` is its one parameter, given by the caller): for the page.
-
-    Columns: ``vendor, item_key, owner, dag_id, run_id, task_id, map_index, try_number, host, pid,
-    claimed_at, lease_expiry, epoch`` (times in UTC seconds), oldest claim first.
-    """
-    return (
-        "SELECT vendor, item_key, owner, dag_id, run_id, task_id, map_index, try_number, host, pid, "
-        f"claimed_at, lease_expiry, epoch FROM {table} WHERE lease_expiry IS NOT NULL AND lease_expiry >= {{now}} "
-        "ORDER BY claimed_at, vendor, item_key"
-    )
-
-
 def pid_alive(pid: int | None) -> bool:
     """Whether a process ``pid`` runs on this host (a pid we may not signal still runs)."""
     if not pid or pid <= 0:

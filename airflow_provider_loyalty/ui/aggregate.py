@@ -15,6 +15,7 @@ from airflow_provider_loyalty.ledger.schema import VENDORS, LedgerRow
 from airflow_provider_loyalty.ledger.state import ItemState, item_state
 from airflow_provider_loyalty.ui.models import (
     Attempt,
+    ClaimedItem,
     DayCounts,
     FailureGroup,
     ItemHistory,
@@ -228,3 +229,22 @@ def _add(target: Outcomes, status: str, failure_kind: Any, reconciled: bool, n: 
         target.failed_rejected += n
     else:
         target.failed_transient += n
+
+
+def claimed_item(row: tuple[Any, ...]) -> ClaimedItem:
+    """A row of :func:`.queries.claimed_rows` as the page shows it (times in UTC)."""
+    vendor, key, owner, dag_id, run_id, task_id, map_index, try_number, host, since, until, epoch = row
+    return ClaimedItem(
+        vendor=str(vendor),
+        item_key=str(key),
+        owner=str(owner or ""),
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        map_index=map_index,
+        try_number=try_number,
+        host=host,
+        since=datetime.fromtimestamp(float(since), timezone.utc),
+        lease_until=datetime.fromtimestamp(float(until), timezone.utc),
+        epoch=int(epoch),
+    )

@@ -127,6 +127,23 @@ class LedgerRef(BaseModel):
     table: str
 
 
+class ClaimedItem(BaseModel):
+    """An item an attempt holds a live claim on now (it is being sent): who, since when, until when."""
+
+    vendor: str
+    item_key: str
+    owner: str
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    map_index: int | None = None
+    try_number: int | None = None
+    host: str | None = None
+    since: datetime
+    lease_until: datetime
+    epoch: int
+
+
 class Summary(BaseModel):
     """The page's numbers for a window of days."""
 
@@ -140,3 +157,5 @@ class Summary(BaseModel):
     top_failures: list[FailureGroup]
     runs: list[RunCounts]
     skipped_available: bool
+    #: items under a live claim now (the first :data:`~.queries.CLAIMED_LISTED`, oldest claim first)
+    claimed: list[ClaimedItem] = []

@@ -9,9 +9,10 @@ gives them; :mod:`.aggregate` makes them into answers.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+from airflow_provider_loyalty.coordination.claims import claims_table
 from airflow_provider_loyalty.ledger import in_doubt_condition
 from airflow_provider_loyalty.ledger.schema import LedgerRow, select_list
 from airflow_provider_loyalty.ui.auth import DagScope
@@ -248,3 +249,53 @@ def item_rows(
             row = LedgerRow.from_db(values)
             rows.setdefault((str(row.vendor), str(row.item_key)), []).append(row)
     return rows
+
+
+#: Claimed items listed on the page.
+CLAIMED_LISTED = 100
+
+
+def _has_table(session: Session, table: str) -> bool:
+    """Whether ``table`` exists, asked without an error (an error would end a PostgreSQL transaction)."""
+    schema, _, name = table.rpartition(".")
+    if session.dialect == "postgres":
+        return bool(session.fetch("SELECT to_regclass(%s) IS NOT NULL", [table])[0][0])
+    if session.dialect == "sqlite":
+        master = f"{schema}.sqlite_master" if schema else "sqlite_master"
+        return bool(session.fetch(f"SELECT COUNT(*) FROM {master} WHERE type = 'table' AND name = ?", [name])[0][0])
+    if session.dialect == "duckdb":
+        where = " AND table_schema = ?" if schema else ""
+        found = session.fetch(
+            f"SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?{where}",
+            [name, *([schema] if schema else [])],
+        )
+        return bool(found[0][0])
+    try:
+        probe_table(session, table)
+    except Exception:  # noqa: BLE001 - another engine: no claim table yet
+        return False
+    return True
+
+
+def claimed_rows(
+    session: Session, ledger_table: str, scope: DagScope, now: datetime, vendor: str | None
+) -> list[tuple[Any, ...]]:
+    """The live claims now (``now`` naive UTC), oldest first; none without a claim table.
+
+    Columns: ``vendor, item_key, owner, dag_id, run_id, task_id, map_index, try_number, host,
+    claimed_at, lease_expiry, epoch`` (times in UTC seconds).
+    """
+    table = claims_table(ledger_table)
+    if not _has_table(session, table):
+        return []
+    where = _Where(session.placeholder).add(
+        "lease_expiry IS NOT NULL AND lease_expiry >= {p}", now.replace(tzinfo=timezone.utc).timestamp()
+    )
+    if vendor:
+        where.add("vendor = {p}", vendor)
+    where.dags(scope)
+    return session.fetch(
+        "SELECT vendor, item_key, owner, dag_id, run_id, task_id, map_index, try_number, host, claimed_at, "
+        f"lease_expiry, epoch FROM {table}{where.sql()} ORDER BY claimed_at, vendor, item_key LIMIT {int(CLAIMED_LISTED)}",
+        where.params,
+    )

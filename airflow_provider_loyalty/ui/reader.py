@@ -119,13 +119,16 @@ class LedgerReader:
         :param session: an open session of :meth:`session` (default: one of its own).
         """
         since, until = self.window(days)
+        claimed: list[tuple[object, ...]] = []
         if session is None and self.scope.nothing:
             rows = queries.NO_SUMMARY_ROWS
         elif session is None:
             with self.session() as own:
                 rows = queries.summary_rows(own, self.table, self.scope, since, vendor)
+                claimed = queries.claimed_rows(own, self.table, self.scope, until, vendor)
         else:
             rows = queries.summary_rows(session, self.table, self.scope, since, vendor)
+            claimed = queries.claimed_rows(session, self.table, self.scope, until, vendor)
 
         daily = aggregate.daily(rows.daily, skipped, first_day=since.date(), vendor=vendor)
         runs = aggregate.runs(rows.runs, rows.doubt, since, self.links)
@@ -140,6 +143,7 @@ class LedgerReader:
             top_failures=[aggregate.failure_group(row) for row in rows.failures],
             runs=runs[:RECENT_RUNS],
             skipped_available=skipped is not None,
+            claimed=[aggregate.claimed_item(row) for row in claimed],
         )
 
     # ------------------------------------------------------------------------------ search

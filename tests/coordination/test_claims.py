@@ -129,20 +129,6 @@ def test_many_keys_go_in_chunks(db):
     assert not got.mine and len(got.elsewhere) == len(keys[::2])
 
 
-def test_the_live_claims_query_lists_what_is_held_now(db):
-    a = owner("a")
-    committed(db, claims.claim, "v", ["k1", "k2"], a, now=T0, lease=LEASE)
-    committed(db, claims.release, "v", ["k2"], a.token)
-    conn = db.connect()
-    try:
-        cursor = conn.cursor()
-        cursor.execute(claims.live_claims_sql(db.table).format(now=db.placeholder), [T0 + 1])
-        found = cursor.fetchall()
-    finally:
-        conn.close()
-    assert [(r[0], r[1], r[2], r[11], r[12]) for r in found] == [("v", "k1", a.label, T0 + LEASE, 1)]
-
-
 # --------------------------------------------------------------------------- model-based property
 OWNERS = ["a", "b", "c"]
 KEYS = ["k1", "k2", "k3"]
