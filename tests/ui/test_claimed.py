@@ -8,7 +8,13 @@ from airflow_provider_loyalty.coordination import claims
 from airflow_provider_loyalty.coordination.claims import Owner
 from tests.ui.conftest import fake_skipped
 
-RUN = {"dag_id": "loyalty_daily_reversals", "run_id": "manual__now", "task_id": "revoke", "map_index": 2, "try_number": 1}
+RUN = {
+    "dag_id": "loyalty_daily_reversals",
+    "run_id": "manual__now",
+    "task_id": "revoke",
+    "map_index": 2,
+    "try_number": 1,
+}
 
 
 def _connection(ledger):
