@@ -225,6 +225,32 @@ class VariableRateStore:
             log.warning("Could not store the learned rate in Variable %s (%s)", self.key, type(exc).__name__)
 
 
+class BudgetRateStore:
+    """The learned rate kept in a vendor key's shared budget (:mod:`airflow_provider_loyalty.coordination.budget`).
+
+    :param budget: anything with ``load_learned()`` / ``save_learned(text)``.
+    """
+
+    def __init__(self, budget: Any) -> None:
+        self.budget = budget
+
+    def load(self) -> LearnedRate | None:
+        """Read the key's learned rate; ``None`` when unset or unreadable (never raises)."""
+        try:
+            value = self.budget.load_learned()
+        except Exception as exc:  # noqa: BLE001 - the store is down: start conservatively
+            log.warning("Could not read the learned rate from the rate budget (%s)", type(exc).__name__)
+            return None
+        return None if value is None else LearnedRate.from_value(value)
+
+    def save(self, learned: LearnedRate) -> None:
+        """Store ``learned`` for the key (a failure is logged, never raised)."""
+        try:
+            self.budget.save_learned(learned.to_json())
+        except Exception as exc:  # noqa: BLE001 - the next run learns again
+            log.warning("Could not store the learned rate in the rate budget (%s)", type(exc).__name__)
+
+
 class AutoRate:
     """The pace of one task: rises while the vendor answers cleanly, cuts on rate-limit answers.
 
@@ -252,7 +278,30 @@ class AutoRate:
         self.store = store
         self.clock = clock
         self._lock = threading.Lock()
-        self.loaded = store.load() if store is not None else None
+        self._start_from(store.load() if store is not None else None, start)
+        now = clock.monotonic()
+        self._started = now
+        self.hits = 0
+        self._changed = now  # last change of the pace
+        self._clean_since = now  # last rate-limit answer (or start)
+        self._episode_end = -math.inf
+        self._repeats = 0  # rate-limit answers within the current episode, after its first
+        #: seconds to hold every thread after the vendor's wait (a window still full: see _cut)
+        self.pause = 0.0
+        self._accepted: deque[float] = deque()  # clean answers of the last minute
+        self._sent: deque[float] = deque()  # answered attempts of the last step
+        self._history: deque[tuple[float, float]] = deque([(now, self.pace)])  # pace changes, last minute
+
+    def adopt(self, store: RateStore) -> None:
+        """Read and keep what was learned in ``store`` from now on (a vendor key's shared budget), before any request."""
+        with self._lock:
+            self.store = store
+            self._start_from(store.load(), None)
+            self._history = deque([(self.clock.monotonic(), self.pace)])
+
+    def _start_from(self, loaded: LearnedRate | None, start: float | None) -> None:
+        cap = self.cap
+        self.loaded = loaded
         learned = self.loaded or LearnedRate()
         if start is None:
             start = learned.start(cap)
@@ -266,18 +315,6 @@ class AutoRate:
         self.limit_hit_at = learned.limit_hit_at
         # Slow start until a limit is known (hit this run or learned).
         self.slow_start = self.limit_hit is None
-        now = clock.monotonic()
-        self._started = now
-        self.hits = 0
-        self._changed = now  # last change of the pace
-        self._clean_since = now  # last rate-limit answer (or start)
-        self._episode_end = -math.inf
-        self._repeats = 0  # rate-limit answers within the current episode, after its first
-        #: seconds to hold every thread after the vendor's wait (a window still full: see _cut)
-        self.pause = 0.0
-        self._accepted: deque[float] = deque()  # clean answers of the last minute
-        self._sent: deque[float] = deque()  # answered attempts of the last step
-        self._history: deque[tuple[float, float]] = deque([(now, self.pace)])  # pace changes, last minute
 
     # --------------------------------------------------------------------------- observations
     def answered(self, *, throttled: bool, wait: float = 0.0) -> float:

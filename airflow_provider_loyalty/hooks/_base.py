@@ -184,6 +184,8 @@ class VendorHook(RenewingSender, BaseHook):
     :param rate_store: where ``"auto"`` keeps what it learned; an Airflow Variable by default.
     :param rate_limit_timeout: seconds one request may be held back by the vendor's rate-limit
         answers before the task gives up (its items are left not sent); 600 by default.
+    :param rate_budget_conn_id: a ``redis`` or ``postgres`` connection holding the vendor key's
+        budget shared by every task (slots, penalty window, learned rate); ``None``: this task alone.
     :param timeout: ``(connect, read)`` timeouts in seconds.
     :param retry_policy: retry rules of the HTTP layer.
     :param clock: time source (tests inject a fake one).
@@ -201,6 +203,7 @@ class VendorHook(RenewingSender, BaseHook):
         max_requests_per_minute_cap: float | None = None,
         rate_store: RateStore | None = None,
         rate_limit_timeout: float | None = None,
+        rate_budget_conn_id: str | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -220,6 +223,7 @@ class VendorHook(RenewingSender, BaseHook):
             clock=clock,
             rate_limit_timeout=rate_limit_timeout,
         )
+        self.rate_budget_conn_id = rate_budget_conn_id
 
     @property
     def credentials(self) -> Credentials:
@@ -230,9 +234,18 @@ class VendorHook(RenewingSender, BaseHook):
         """How to read a vendor-specific rate-limit wait from an answer of any status (``None``: none)."""
         return None
 
+    def rate_key_identity(self) -> str:
+        """Who the vendor counts requests against, for the budget key (each hook names its client id or till)."""
+        return self.conn_id
+
     @cached_property
     def client(self) -> VendorHTTPClient:
-        """The HTTP client (session, retries, pacing) of this hook."""
+        """The HTTP client (session, retries, pacing) of this hook; joins the key's shared budget if one is set."""
+        if self.rate_budget_conn_id:
+            from airflow_provider_loyalty.coordination.budget import budget_key, open_budget
+
+            key = budget_key(self.vendor, self.credentials.base_url, self.rate_key_identity())
+            self.pacer.share(open_budget(self.rate_budget_conn_id, key))
         return VendorHTTPClient(
             self.vendor,
             self.credentials.base_url,
@@ -255,7 +268,7 @@ class VendorHook(RenewingSender, BaseHook):
         raise NotImplementedError
 
     def close(self) -> None:
-        """Release pooled connections; store what ``max_requests_per_minute="auto"`` learned."""
-        self.pacer.save_learned()
+        """Release pooled connections and the shared budget; store what ``max_requests_per_minute="auto"`` learned."""
+        self.pacer.close()
         if "client" in self.__dict__:
             self.client.close()

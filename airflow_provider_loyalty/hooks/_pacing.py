@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from airflow_provider_loyalty.hooks._auto_rate import AutoRate
+from airflow_provider_loyalty.coordination.budget import RateBudget
+from airflow_provider_loyalty.hooks._auto_rate import AutoRate, BudgetRateStore
 from airflow_provider_loyalty.hooks._clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class RateLimiter:
         # held this pool slot) may have sent its last request just before this task started.
         self._next_slot = clock.monotonic() + self.interval if self.interval else -math.inf
         self._blocked_until = -math.inf
+        #: the vendor key's budget shared with other tasks (slots and windows), ``None``: this task alone
+        self.budget: RateBudget | None = None
 
     def acquire(self, served_until: float = -math.inf) -> float:
         """Block until this thread may send; return the seconds waited.
@@ -64,6 +67,8 @@ class RateLimiter:
             (the thread that received the rate-limit answer); blocks ending by then are not waited
             again.
         """
+        if self.budget is not None:
+            return self._acquire_shared(self.budget, served_until)
         waited = 0.0
         while True:
             with self._lock:
@@ -84,6 +89,27 @@ class RateLimiter:
                     return waited
                 served_until = -math.inf
 
+    def _acquire_shared(self, budget: RateBudget, served_until: float) -> float:
+        """Slots from the key's budget (every task's requests evenly spaced together), after any window."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock.monotonic()
+                blocked = self._blocked_until if self._blocked_until > served_until else -math.inf
+            if blocked > now:  # a window this task heard of: no need to ask the store
+                self._clock.sleep(blocked - now)
+                waited += blocked - now
+                continue
+            wait = budget.reserve(self.interval)  # after the key's window, if another task heard of one
+            if wait <= 0:
+                return waited
+            self._clock.sleep(wait)
+            waited += wait
+            # A window another task opened while we slept covers the slot we had: take a new one after it.
+            if budget.blocked_for() <= 0:
+                return waited
+            served_until = -math.inf
+
     def set_rate(self, per_minute: float) -> None:
         """Change the pace (``max_requests_per_minute="auto"``); the next slot moves by the change of interval."""
         if per_minute <= 0:
@@ -96,12 +122,17 @@ class RateLimiter:
             self.interval = interval
 
     def block_until(self, deadline: float) -> None:
-        """Let no thread send before monotonic time ``deadline``; slots restart evenly after it."""
+        """Let no thread send before monotonic time ``deadline``; slots restart evenly after it.
+
+        With a shared budget the window is the key's: every task using it waits it out.
+        """
         with self._lock:
             if deadline > self._blocked_until:
                 self._blocked_until = deadline
             if self._next_slot < deadline:
                 self._next_slot = deadline
+        if self.budget is not None:
+            self.budget.penalize(max(0.0, deadline - self._clock.monotonic()))
 
     @property
     def blocked_until(self) -> float:
@@ -215,6 +246,25 @@ class RequestPacer:
             notice = status.get("notice")
             if notice:
                 self._announce(notice, status.get("wait", 0.0))
+
+    def share(self, budget: RateBudget) -> None:
+        """Pace with the vendor key's shared budget from now on (``rate_budget_conn_id``).
+
+        Slots and penalty windows become the key's; with ``"auto"`` the learned rate is read from and
+        stored in the budget (the key's, not the last task's), and the pace starts from it.
+        """
+        self.limiter.budget = budget
+        if self.auto is not None:
+            self.auto.adopt(BudgetRateStore(budget))
+            if self.auto.pace != self.limiter.per_minute:
+                self.limiter.set_rate(self.auto.pace)
+
+    def close(self) -> None:
+        """Store what ``auto`` learned and release the shared budget's connection."""
+        self.save_learned()
+        budget, self.limiter.budget = self.limiter.budget, None
+        if budget is not None:
+            budget.close()
 
     def _note_accepted(self) -> None:
         now = self.clock.monotonic()

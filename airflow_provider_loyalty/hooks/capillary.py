@@ -133,6 +133,7 @@ class CapillaryHook(VendorHook):
         max_requests_per_minute_cap: float | None = None,
         rate_store: RateStore | None = None,
         rate_limit_timeout: float | None = None,
+        rate_budget_conn_id: str | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -147,6 +148,7 @@ class CapillaryHook(VendorHook):
             retry_policy=retry_policy,
             clock=clock,
             rate_limit_timeout=rate_limit_timeout,
+            rate_budget_conn_id=rate_budget_conn_id,
         )
         self.capillary_conn_id = capillary_conn_id
         self._token: str | None = None
@@ -198,6 +200,10 @@ class CapillaryHook(VendorHook):
     @cached_property
     def _basic_auth(self) -> CapillaryBasicAuth:
         return CapillaryBasicAuth(self.credentials.login, self.credentials.password)
+
+    def rate_key_identity(self) -> str:
+        """Who the vendor counts requests against (the budget key's identity; never the secret)."""
+        return self.credentials.login
 
     def prepare(self) -> None:
         """Resolve connection, client and auth now (in the calling thread), not in the senders.

@@ -148,6 +148,7 @@ class XoxodayHook(VendorHook):
         max_requests_per_minute_cap: float | None = None,
         rate_store: RateStore | None = None,
         rate_limit_timeout: float | None = None,
+        rate_budget_conn_id: str | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         token_store: TokenStore | None = None,
@@ -163,6 +164,7 @@ class XoxodayHook(VendorHook):
             retry_policy=retry_policy,
             clock=clock,
             rate_limit_timeout=rate_limit_timeout,
+            rate_budget_conn_id=rate_budget_conn_id,
         )
         self.xoxoday_conn_id = xoxoday_conn_id
         self.token_store: TokenStore = token_store or VariableTokenStore(xoxoday_conn_id)
@@ -210,6 +212,10 @@ class XoxodayHook(VendorHook):
     def throttle_hint(self) -> ThrottleHint:
         """Xoxoday's rate-limit answer (``auth.request_limit_exceeded``) comes with any status."""
         return penalty_seconds
+
+    def rate_key_identity(self) -> str:
+        """Who the vendor counts requests against (the budget key's identity; never the secret)."""
+        return self.credentials.client_id
 
     def prepare(self) -> None:
         """Resolve connection, client and the token pair now (in the calling thread), not in senders."""

@@ -102,6 +102,7 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
             max_concurrency=self.max_concurrency,
             max_requests_per_minute_cap=self.max_requests_per_minute_cap,
             rate_limit_timeout=self.rate_limit_timeout,
+            rate_budget_conn_id=self.rate_budget_conn_id,
             **self.hook_params,
         )
 

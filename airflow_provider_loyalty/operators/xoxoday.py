@@ -70,6 +70,7 @@ class CancelPointsOperator(ReversalOperator[PointsBatch]):
             max_concurrency=self.max_concurrency,
             max_requests_per_minute_cap=self.max_requests_per_minute_cap,
             rate_limit_timeout=self.rate_limit_timeout,
+            rate_budget_conn_id=self.rate_budget_conn_id,
             **self.hook_params,
         )
 
