@@ -157,11 +157,12 @@ def check_pip(argv: list[str], airflow: list[list[str]]) -> None:
 
 
 def check_sandbox(argv: list[str]) -> None:
-    from airflow_provider_loyalty.sandbox.__main__ import _env_parser, _parser
+    from airflow_provider_loyalty.sandbox import __main__ as cli
 
     args = argv[3:]
-    parser = _env_parser() if args[:1] == ["env"] else _parser()
-    args = args[1:] if args[:1] == ["env"] else args
+    subcommands = {"env": cli._env_parser, "seed": cli._seed_parser}  # as cli.main dispatches them
+    parser = subcommands[args[0]]() if args[:1] and args[0] in subcommands else cli._parser()
+    args = args[1:] if args[:1] and args[0] in subcommands else args
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         try:
