@@ -42,6 +42,7 @@ import logging
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -278,6 +279,9 @@ class AutoRate:
         self.store = store
         self.clock = clock
         self._lock = threading.Lock()
+        #: the vendor key's traffic over this task's (a shared budget; 1.0 alone): what the vendor
+        #: accepted from the key is this times what it accepted from the task
+        self.share: Callable[[], float] = lambda: 1.0
         self._start_from(store.load() if store is not None else None, start)
         now = clock.monotonic()
         self._started = now
@@ -350,7 +354,7 @@ class AutoRate:
     def _accepted_per_minute(self, now: float, seconds: float) -> float:
         """Clean answers over the last ``seconds``, per minute, in pace units."""
         count = sum(1 for t in self._accepted if t > now - seconds)
-        return count * 60.0 / seconds * _MARGIN
+        return count * self.share() * 60.0 / seconds * _MARGIN  # the key's, with a shared budget
 
     def _set(self, now: float, pace: float) -> None:
         pace = self._bounded(pace)
@@ -366,7 +370,7 @@ class AutoRate:
     def _busy(self, now: float) -> bool:
         """Whether the task sent at (nearly) the pace in force over the last step."""
         self._trim(now)
-        sent = len(self._sent) * 60.0 / STEP_SECONDS * _MARGIN
+        sent = len(self._sent) * self.share() * 60.0 / STEP_SECONDS * _MARGIN
         return sent >= BUSY * self.pace
 
     def _learn_clean(self, now: float) -> None:

@@ -59,6 +59,7 @@ class RateLimiter:
         self._blocked_until = -math.inf
         #: the vendor key's budget shared with other tasks (slots and windows), ``None``: this task alone
         self.budget: RateBudget | None = None
+        self._numbers: deque[tuple[float, int]] = deque()  # (when, the key's count) of our reservations
 
     def acquire(self, served_until: float = -math.inf) -> float:
         """Block until this thread may send; return the seconds waited.
@@ -100,7 +101,8 @@ class RateLimiter:
                 self._clock.sleep(blocked - now)
                 waited += blocked - now
                 continue
-            wait = budget.reserve(self.interval)  # after the key's window, if another task heard of one
+            wait, number = budget.reserve_numbered(self.interval)  # after the key's window, if any
+            self._count(number)
             if wait <= 0:
                 return waited
             self._clock.sleep(wait)
@@ -109,6 +111,26 @@ class RateLimiter:
             if budget.blocked_for() <= 0:
                 return waited
             served_until = -math.inf
+
+    def _count(self, number: int) -> None:
+        now = self._clock.monotonic()
+        with self._lock:
+            self._numbers.append((now, number))
+            while self._numbers and self._numbers[0][0] <= now - 60.0:
+                self._numbers.popleft()
+
+    def key_share(self) -> float:
+        """The key's reservations over this task's in the last minute (1.0 alone or without a budget).
+
+        What the vendor accepted from the key is about this many times what it accepted from us: the
+        rate a rate-limit answer teaches is the key's, not our share of it.
+        """
+        with self._lock:
+            if len(self._numbers) < 2:
+                return 1.0
+            ours = len(self._numbers)
+            theirs = self._numbers[-1][1] - self._numbers[0][1] + 1
+        return max(1.0, theirs / ours)
 
     def set_rate(self, per_minute: float) -> None:
         """Change the pace (``max_requests_per_minute="auto"``); the next slot moves by the change of interval."""
@@ -208,6 +230,8 @@ class RequestPacer:
         # after rate-limit answers it steps down, then climbs back towards the setting.
         self.controller = auto or (AutoRate(cap=per_minute, start=per_minute, clock=clock) if per_minute else None)
         self.limiter = RateLimiter(auto.pace if auto is not None else per_minute, clock=clock)
+        if self.controller is not None:
+            self.controller.share = self.limiter.key_share
         self.gate = ConcurrencyGate(max_concurrency)
         self.clock = clock
         self.rate_limit_timeout = DEFAULT_RATE_LIMIT_TIMEOUT if rate_limit_timeout is None else rate_limit_timeout

@@ -335,3 +335,23 @@ def test_waited_seconds_counts_overlapping_windows_once(clock: FakeClock) -> Non
 
 def test_module_documents_its_constants() -> None:
     assert _auto_rate.__doc__ and "loyalty_rate__" in _auto_rate.__doc__
+
+
+def test_with_a_shared_budget_a_cut_learns_the_keys_rate_not_the_tasks_share(clock: FakeClock) -> None:
+    from airflow_provider_loyalty.coordination.budget import MemoryBudget
+
+    budget = MemoryBudget(clock=clock.time)
+    a, b = RequestPacer(600, 4, clock=clock), RequestPacer(600, 4, clock=clock)
+    a.limiter.budget = b.limiter.budget = budget  # two tasks on one key, each set to the key's 600/min
+    for _ in range(300):  # 60 s: the key's 600/min shared, about 300/min each
+        for pacer in (a, b):
+            with pacer.slot() as status:
+                status.update(answered=True)
+    assert a.limiter.key_share() == pytest.approx(2.0, rel=0.05)
+    with a.slot() as status:
+        status.update(answered=True, rate_limited=True, wait=1.0, throttled=True)
+    controller = a.controller
+    assert controller is not None and controller.limit_hit is not None
+    # The vendor accepted ~600/min from the key; alone, the task saw only its ~300/min.
+    assert controller.limit_hit >= 0.9 * 600
+    assert a.limiter.per_minute is not None and a.limiter.per_minute >= 0.6 * 600
