@@ -8,12 +8,17 @@ A DuckDB file admits one writing process at a time: with the demo's DuckDB wareh
 scheduler whose executor runs tasks in parallel, set ``max_active_tasks=1`` (``airflow dags test``
 runs them one by one anyway). Server databases (PostgreSQL, Snowflake...) need nothing.
 
-Approval: a dry run of each vendor task (same operator, same extraction, same ledger, right before)
-counts what would be sent. When a vendor's count is above the ``approval_threshold`` param, the run
-pauses at ``approve`` (Airflow's Required Actions) with the counts and a sample; the reversal tasks
-run only once a person approves, and send at most what the dry run counted (their ``max_items`` is
-the smaller of that count and the ``max_items`` param). Below the threshold ``approve`` is skipped
-and the run goes straight through.
+Approval (``airflow_provider_loyalty.operators.approval``): a dry run of each vendor task (same
+operator, same extraction, same ledger, right before) plans what would be sent and records the exact
+set (its keys in XCom, a digest in its summary). When a plan is above ``approval_threshold``, the run
+waits at ``approval.approve`` (Airflow's Required Actions) showing counts, digests and a link to each
+plan. The reversal tasks send only items of the approved plans: an item that reached the warehouse
+after the plan is recorded as ``not_approved`` and left for the next run. Reject, or no answer in 20
+hours, sends nothing, also if someone clears a reversal task afterwards. Below the threshold the run
+goes straight through. Every ledger row carries the receipt: approver, time, digest.
+
+The caps (``GATE``: threshold 5000, ``max_items`` 50000) are set here: a trigger conf may lower
+``approval_threshold`` or ``max_items`` for one run, and a conf above a cap is refused.
 
 The reversal tasks declare the ledger as an Airflow Asset (``LEDGER_ASSET``): a reconciliation DAG
 can be scheduled on it (``schedule=[LEDGER_ASSET]``).
@@ -25,8 +30,6 @@ import logging
 from datetime import datetime, timedelta
 
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Asset, Param, dag, task
 
 from airflow_provider_loyalty.ledger import (
@@ -35,6 +38,7 @@ from airflow_provider_loyalty.ledger import (
     not_done_predicate,
     points_key_sql,
 )
+from airflow_provider_loyalty.operators.approval import ApprovalGate
 from airflow_provider_loyalty.operators.capillary import RevokeEarnOperator
 from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
 
@@ -44,9 +48,8 @@ WAREHOUSE = "loyalty_warehouse"
 LEDGER_TABLE = "loyalty_reversal_ledger"
 #: Updated by every successful reversal task: schedule a reconciliation DAG on it.
 LEDGER_ASSET = Asset(f"loyalty://{WAREHOUSE}/{LEDGER_TABLE}")
-#: Items per vendor shown to the approver.
-APPROVAL_SAMPLE = 10
-VENDORS = (("points", "Xoxoday cancelPoints", "unique_ids"), ("earns", "Capillary revokeEarn", "earns"))
+#: The approval policy: its numbers are caps a trigger conf may lower, never raise.
+GATE = ApprovalGate(threshold=5000, max_items=50000)
 
 # The second (earns: fourth) column is the business reference (the order) the ledger and the
 # Reversals page keep beside each item: search the page by order id. It never names the item.
@@ -65,60 +68,6 @@ WHERE r.reversal_date <= '{{{{ ds }}}}'
   AND {not_done_predicate("capillary", earn_key_sql("r.customer_id", "r.promotion_id", "r.earn_id"), LEDGER_TABLE)}
 ORDER BY r.customer_id, r.promotion_id, r.earn_id
 """
-
-
-def planned(plan: dict | None) -> int:
-    """Items a dry-run summary would send (0 when its input was empty)."""
-    return int((plan or {}).get("planned", 0))
-
-
-def approval_route(points: dict | None, earns: dict | None, threshold: int, dry_run: bool = False) -> str:
-    """``approve`` when a vendor's dry run would send more than ``threshold`` items, else ``within_threshold``."""
-    if not dry_run and max(planned(points), planned(earns)) > int(threshold):
-        return "approve"
-    return "within_threshold"
-
-
-def approval_body(points: dict | None, earns: dict | None, threshold: int) -> str:
-    """What the approver reads: counts per vendor from the dry runs, and a sample of the items."""
-    plans = {"points": points or {}, "earns": earns or {}}
-    lines = [
-        f"A vendor task would send more than **{threshold}** items (`approval_threshold`). "
-        "Reversals cannot be undone at the vendor.",
-        "",
-        "| vendor | items to send | requests | skipped (done per ledger) | input rows | above max_items |",
-        "|---|---|---|---|---|---|",
-    ]
-    for key, vendor, _ in VENDORS:
-        plan = plans[key]
-        lines.append(
-            f"| {vendor} | **{planned(plan)}** | {plan.get('requests', 0)} | {plan.get('skipped', 0)} "
-            f"| {plan.get('requested', 0)} | {'yes: the task will refuse' if plan.get('max_items_exceeded') else 'no'} |"
-        )
-    lines += [
-        "",
-        "**Approve**: the reversal tasks send these items, never more (their `max_items` is set to the counts "
-        "above). **Reject**: nothing is sent; the items stay pending for the next run.",
-    ]
-    for key, vendor, what in VENDORS:
-        sample = plans[key].get("sample") or []
-        if not sample:
-            continue
-        columns = list(sample[0])
-        lines += [
-            "",
-            f"**{vendor}**: first {min(len(sample), APPROVAL_SAMPLE)} of {planned(plans[key])} {what}",
-            "",
-            "| " + " | ".join(columns) + " |",
-            "|" + "---|" * len(columns),
-        ]
-        lines += ["| " + " | ".join(str(item.get(c, "")) for c in columns) + " |" for item in sample[:APPROVAL_SAMPLE]]
-    return "\n".join(lines)
-
-
-def approved_limit(plan_task: str) -> str:
-    """``max_items`` of a reversal task: the ``max_items`` param, and no more than its dry run counted."""
-    return f"{{{{ [params.max_items, ((ti.xcom_pull(task_ids='{plan_task}') or {{}}).get('planned', 0))] | min }}}}"
 
 
 @dag(
@@ -143,18 +92,7 @@ def approved_limit(plan_task: str) -> str:
         "xoxoday_requests_per_minute": Param(
             None, type=["null", "integer"], description="Xoxoday request rate; empty for no limit."
         ),
-        "approval_threshold": Param(
-            5000,
-            type="integer",
-            minimum=0,
-            description="Above this many items to send at one vendor, a person approves the run first.",
-        ),
-        "max_items": Param(
-            50000,
-            type="integer",
-            minimum=0,
-            description="A vendor task refuses to send more items than this, approved or not (a broken extraction).",
-        ),
+        **GATE.params(),  # approval_threshold, max_items: bounded by the caps above
     },
     tags=["loyalty", "example"],
     doc_md=__doc__,
@@ -165,8 +103,8 @@ def loyalty_daily_reversals() -> None:
     extract_points = SQLExecuteQueryOperator(task_id="extract_points", conn_id=WAREHOUSE, sql=POINTS_SQL)
     extract_earns = SQLExecuteQueryOperator(task_id="extract_earns", conn_id=WAREHOUSE, sql=EARNS_SQL)
 
-    # The dry runs read the same extraction and ledger right before the real tasks: their counts are
-    # what the approver sees and what the real tasks may send at most.
+    # The dry runs read the same extraction and ledger right before the real tasks: what they plan
+    # is what a person approves, and all the real tasks may send.
     plan_points = CancelPointsOperator(
         task_id="plan_points",
         unique_ids=extract_points.output,
@@ -174,6 +112,7 @@ def loyalty_daily_reversals() -> None:
         ledger_table=LEDGER_TABLE,
         dry_run=True,
         max_items="{{ params.max_items }}",
+        approval=GATE.receipt("plan_points"),
     )
     plan_earns = RevokeEarnOperator(
         task_id="plan_earns",
@@ -182,27 +121,12 @@ def loyalty_daily_reversals() -> None:
         ledger_table=LEDGER_TABLE,
         dry_run=True,
         max_items="{{ params.max_items }}",
+        approval=GATE.receipt("plan_earns"),
     )
+    approval = GATE.tasks([plan_points, plan_earns])
 
-    @task.branch
-    def approval_needed(points: dict | None, earns: dict | None, params: dict | None = None, ti=None) -> str:
-        """Route to ``approve`` above the threshold; the approver's text goes to XCom ``approval_body``."""
-        threshold = int((params or {})["approval_threshold"])
-        ti.xcom_push(key="approval_body", value=approval_body(points, earns, threshold))
-        route = approval_route(points, earns, threshold, dry_run=bool((params or {}).get("dry_run")))
-        log.info("Planned: %d unique_ids, %d earns; %s", planned(points), planned(earns), route)
-        return route
-
-    approve = ApprovalOperator(
-        task_id="approve",
-        subject="Loyalty reversals of {{ ds }}: approve sending them to the vendors?",
-        body="{{ ti.xcom_pull(task_ids='approval_needed', key='approval_body') }}",
-        defaults="Reject",  # unanswered for a day: nothing is sent, and the next day's run can start
-        response_timeout=timedelta(hours=20),
-    )
-    within_threshold = EmptyOperator(task_id="within_threshold")
-
-    # After ``approve`` (approved) or ``within_threshold``, whichever ran; a rejection skips them.
+    # After ``approve`` (approved) or ``within_threshold``, whichever ran; a rejection skips them, and
+    # each checks the receipt itself (a cleared task re-reads the answer).
     cancel_points = CancelPointsOperator(
         task_id="cancel_points",
         unique_ids=extract_points.output,
@@ -211,7 +135,8 @@ def loyalty_daily_reversals() -> None:
         dry_run="{{ params.dry_run }}",
         max_failed_ratio="{{ params.max_failed_ratio }}",
         max_requests_per_minute="{{ params.xoxoday_requests_per_minute }}",
-        max_items=approved_limit("plan_points"),
+        max_items="{{ params.max_items }}",
+        approval=GATE.receipt("plan_points"),
         trigger_rule="none_failed_min_one_success",
         outlets=[LEDGER_ASSET],
     )
@@ -223,7 +148,8 @@ def loyalty_daily_reversals() -> None:
         dry_run="{{ params.dry_run }}",
         max_failed_ratio="{{ params.max_failed_ratio }}",
         max_requests_per_minute="{{ params.capillary_requests_per_minute }}",
-        max_items=approved_limit("plan_earns"),
+        max_items="{{ params.max_items }}",
+        approval=GATE.receipt("plan_earns"),
         trigger_rule="none_failed_min_one_success",
         outlets=[LEDGER_ASSET],
     )
@@ -254,9 +180,7 @@ def loyalty_daily_reversals() -> None:
         """Fail the run when a vendor task failed (``report`` runs whatever happened upstream)."""
 
     prepare_ledger >> [extract_points, extract_earns]
-    approval_needed(plan_points.output, plan_earns.output) >> [approve, within_threshold]
-    [approve, within_threshold] >> cancel_points
-    [approve, within_threshold] >> revoke_earns
+    approval >> [cancel_points, revoke_earns]
     report(cancel_points.output, revoke_earns.output)
     [cancel_points, revoke_earns] >> all_reversed()
 

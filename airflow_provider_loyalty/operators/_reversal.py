@@ -10,7 +10,7 @@ the summary (:mod:`._summary`), and the fail/retry decision (:mod:`._verdict`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -76,6 +76,11 @@ class ReversalOperator(BaseOperator, Generic[P]):
         its intent is written, on a lease of this many seconds renewed while the task works: items
         under another attempt's live claim are not sent (counted as ``claimed_elsewhere``). ``None``
         turns claims off (docs/ledger.md, "Claims").
+    :param approval: (templated) ``ApprovalGate.receipt(plan_task_id)`` of
+        :mod:`~airflow_provider_loyalty.operators.approval`: a dry run records its plan (the keys and
+        their digest) for a person to approve; a real run sends only items of the approved (or
+        under-threshold) plan, records the others as ``not_approved`` unsent, and writes the receipt
+        (approver, time, digest) on every ledger row.
     """
 
     template_fields: Sequence[str] = (
@@ -87,6 +92,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         "max_items",
         "on_invalid",
         "ledger_conn_id",
+        "approval",
     )
     vendor: str = ""
     what: str = "items"
@@ -111,6 +117,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         retry_refused: bool = False,
         on_invalid: str = "fail",
         claim_lease_seconds: float | None = 60.0,
+        approval: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,6 +140,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.max_items: Any = max_items
         self.on_invalid = on_invalid
         self.claim_lease_seconds = claim_lease_seconds
+        self.approval = approval
         _settings.check(self, lenient=True)
         self._invalid: InputErrors | None = None
         #: item key -> the business reference its input row carried (never identity)
@@ -227,7 +235,16 @@ class ReversalOperator(BaseOperator, Generic[P]):
                     books.record_invalid(invalid.rows)
                 items = books.drop_settled(items, summary, retry_refused=self.retry_refused)
             if self.plan_only:
-                return plan_only(items, self.plan(items), self.describe, summary, self.what, self.max_items, self.log)
+                result = plan_only(items, self.plan(items), self.describe, summary, self.what, self.max_items, self.log)
+                if self.approval is not None:  # the plan a person approves: its keys go to XCom
+                    from airflow_provider_loyalty.operators.approval import record_plan
+
+                    result.update(record_plan(context, items, vendor=self.vendor, what=self.what))
+                return result
+            if self.approval is not None:  # only the approved plan's items go on (the others are recorded)
+                from airflow_provider_loyalty.operators.approval import check
+
+                items = check(self, items, context, books, summary)
             if refused := _verdict.over_max_items(owner, self.what, len(items), self.max_items):
                 raise refused
             if items:

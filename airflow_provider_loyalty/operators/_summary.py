@@ -96,6 +96,10 @@ class RunSummary:
     done_earlier_try: int = 0
     reconciled: int = 0
     invalid: int = 0
+    #: items outside the approved plan: recorded, not sent, left for a later plan (not failures of this run)
+    not_approved: int = 0
+    #: the receipt the items were sent under (``operators.approval.Receipt.as_xcom``)
+    approval: dict[str, Any] | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
     #: this run's failures: codes of all, the first few named
     codes: Counter[str] = field(default_factory=Counter)
@@ -187,6 +191,14 @@ class RunSummary:
             if len(self.failures) < MAX_LISTED:
                 self.failures.append(failure)
 
+    def add_not_approved(self, outcomes: list[Outcome]) -> None:
+        """Count items refused as outside the approved plan; they are named, and judged by no ratio."""
+        self.failed += len(outcomes)
+        self.not_approved += len(outcomes)
+        for outcome in outcomes:
+            if len(self.failures) < MAX_LISTED:
+                self.failures.append(self._failure(outcome))
+
     def add_refused(self, outcomes: Iterable[Outcome], *, earlier_run: bool) -> None:
         """Count refusals found in the ledger (not resent); ``earlier_run``: recorded by another DAG run."""
         for outcome in outcomes:
@@ -202,17 +214,26 @@ class RunSummary:
     @property
     def failed_this_run(self) -> int:
         """Failures decided by this run (refusals of earlier runs were judged then)."""
-        return self.failed - self.failed_earlier
+        return self.failed - self.failed_earlier - self.not_approved
 
     @property
     def items_this_run(self) -> int:
         """The items this DAG run answers for, over all its tries: the ratio's denominator.
 
         Every requested item but those an earlier DAG run settled (skipped as done, or refused
-        then) and those left to another attempt's claim: this try's items, and what earlier tries of this run settled — their successes
-        (``done_earlier_try``) as well as their refusals, which :attr:`failed_this_run` counts.
+        then) and those left to another attempt's claim: this try's items, and what earlier tries of this
+        run settled — their successes (``done_earlier_try``) as well as their refusals, which
+        :attr:`failed_this_run` counts. Items outside an approved plan (``not_approved``) were never
+        this run's to send.
         """
-        return self.requested - self.skipped + self.done_earlier_try - self.failed_earlier - self.claimed_elsewhere
+        return (
+            self.requested
+            - self.skipped
+            + self.done_earlier_try
+            - self.failed_earlier
+            - self.claimed_elsewhere
+            - self.not_approved
+        )
 
     def as_xcom(self, **extra: Any) -> dict[str, Any]:
         """Return the JSON-able summary pushed to XCom."""
@@ -234,6 +255,7 @@ class RunSummary:
             "claimed_elsewhere": self.claimed_elsewhere,
             "claimed_by": dict(self.claimed_by.most_common(MAX_NAMED)),
             **({"pace": self.pace} if self.pace is not None else {}),
+            **({"not_approved": self.not_approved, "approval": self.approval} if self.approval is not None else {}),
             **extra,
         }
 

@@ -1,0 +1,525 @@
+"""Approval as a ceiling with a receipt: a person approves the exact set of items a dry run planned.
+
+A DAG wires it in a few lines (see :class:`ApprovalGate`)::
+
+    gate = ApprovalGate(threshold=5000, max_items=50000)  # the caps: a trigger conf may lower them, never raise them
+
+    @dag(params={**gate.params(), ...})
+    def reversals():
+        plan = CancelPointsOperator(task_id="plan_points", dry_run=True, approval=gate.receipt("plan_points"), ...)
+        send = CancelPointsOperator(task_id="cancel_points", approval=gate.receipt("plan_points"),
+                                    trigger_rule="none_failed_min_one_success", ...)
+        gate.tasks([plan]) >> send
+
+- **The plan** (a dry run given ``approval=``) pushes the sorted keys of the items it would send to
+  XCom (key :data:`PLANNED_KEYS`) and their :func:`plan_digest` with its summary.
+- **The gate** (a TaskGroup) routes to ``approve`` when a plan is above the threshold, else to
+  ``within_threshold``. ``approve`` shows the counts, the digests and a link to each plan, and keeps
+  what it showed (XCom key :data:`SHOWN`): the answer is about those digests and nothing else.
+- **The reversal task** (given the same ``approval=``) reads the plan, the answer and the route
+  itself — clearing it alone after a Reject re-reads the Reject — and sends only items of the
+  approved plan. Other items are recorded as ``failed`` / ``not_approved`` (resent by a later run
+  under a later plan), named in the summary, not sent. A plan that no longer matches the approved
+  digest fails the task before any vendor call. A default answer with no person (a timeout) is
+  never an approval.
+
+Each ledger row written under a receipt carries ``approval_digest``; under an approval also
+``approved_by_id``, ``approved_by_name`` and ``approved_at``. A digest with no approver means
+"under the threshold": no person was asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airflow_provider_loyalty.operators import _settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, Context, Param
+    from airflow.sdk.definitions.taskgroup import TaskGroup
+
+    from airflow_provider_loyalty.items import Item
+    from airflow_provider_loyalty.operators._run_ledger import RunLedger
+    from airflow_provider_loyalty.operators._summary import RunSummary
+
+#: XCom key of a plan's sorted item keys (the approved set, once approved).
+PLANNED_KEYS = "planned_keys"
+#: XCom key ``approve`` pushes when it asks: ``{plan task id: {"digest", "planned"}}`` as shown.
+SHOWN = "shown_plans"
+#: XCom key of the answer as ``approve`` received it (a Reject skips downstream before any return value).
+ANSWER = "answer"
+#: XCom key ``decide`` pushes: ``{"route", "threshold", "plans": {plan task id: {"digest", "planned"}}}``.
+ROUTE = "route"
+#: Ledger code of an item outside the approved set (recorded, not sent, resent by a later plan).
+NOT_APPROVED = "not_approved"
+#: Receipt basis of a run no person had to approve.
+UNDER_THRESHOLD = "under_threshold"
+APPROVED = "approved"
+#: Items of each plan named in the approval text (the full plan is one link away).
+SAMPLE = 5
+
+
+def plan_digest(keys: Iterable[str]) -> str:
+    """SHA-256 of the item count and the sorted, distinct item keys (one per line).
+
+    The same set gives the same digest whatever its order; any item more, less or different gives
+    another one.
+    """
+    ordered = sorted(set(keys))
+    digest = hashlib.sha256(f"{len(ordered)}\n".encode())
+    for key in ordered:
+        digest.update(key.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def short(digest: str | None) -> str:
+    """The first 16 hex digits: what a person compares."""
+    return (digest or "")[:16]
+
+
+def capped(value: Any, name: str, cap: int) -> int:
+    """``value`` as a whole number of at least 0 and at most ``cap``, else a clear refusal.
+
+    ``cap`` is the DAG author's: a trigger conf may lower a setting, never raise it above.
+    """
+    try:
+        number = _settings.count(value, name, minimum=0, blank_is_unset=False)
+    except ValueError as exc:
+        raise AirflowFailException(f"{exc}; nothing was sent") from None
+    assert number is not None
+    if number > cap:
+        raise AirflowFailException(
+            f"{name}={number} is above its cap {cap} set in the DAG (a trigger conf may lower it, never "
+            "raise it); nothing was sent"
+        )
+    return number
+
+
+# ------------------------------------------------------------------------------------------ the plan
+def record_plan(context: Context | None, items: Sequence[Item], *, vendor: str, what: str) -> dict[str, Any]:
+    """Push the plan's sorted item keys to XCom; return the fields the plan summary adds.
+
+    One list of keys per plan (about 15 bytes an id, 40 an earn): 100,000 items are a few MB of XCom,
+    read once by the reversal task. The approval text carries only counts, digests and a link.
+    """
+    keys = sorted({item.key for item in items})
+    ti = context.get("ti") if context else None
+    if ti is not None:
+        ti.xcom_push(key=PLANNED_KEYS, value=keys)
+    return {"digest": plan_digest(keys), "vendor": vendor, "what": what}
+
+
+# ------------------------------------------------------------------------------------------ the receipt
+@dataclass(frozen=True)
+class Receipt:
+    """What a reversal task may send, and on whose word.
+
+    :param digest: the plan's digest (what was approved, or counted under the threshold).
+    :param planned: how many items the plan had.
+    :param basis: :data:`APPROVED` or :data:`UNDER_THRESHOLD`.
+    :param approved_by_id: the Airflow user id of the approver (``None`` under the threshold).
+    :param approved_by_name: the approver's name.
+    :param approved_at: when the approver answered (UTC, naive as the ledger stores times).
+    """
+
+    digest: str
+    planned: int
+    basis: str
+    approved_by_id: str | None = None
+    approved_by_name: str | None = None
+    approved_at: datetime | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """The ledger columns every row written under this receipt carries."""
+        return {
+            "approved_by_id": self.approved_by_id,
+            "approved_by_name": self.approved_by_name,
+            "approved_at": self.approved_at,
+            "approval_digest": self.digest,
+        }
+
+    def as_xcom(self) -> dict[str, Any]:
+        """The receipt in the task's summary."""
+        return {
+            "basis": self.basis,
+            "digest": self.digest,
+            "planned": self.planned,
+            "approved_by_id": self.approved_by_id,
+            "approved_by_name": self.approved_by_name,
+            "approved_at": self.approved_at.isoformat() if self.approved_at else None,
+        }
+
+    def describe(self) -> str:
+        """One line for the task log."""
+        if self.basis == APPROVED:
+            return (
+                f"approved by {self.approved_by_name} (id {self.approved_by_id}) at {self.approved_at:%Y-%m-%d %H:%M:%S} "
+                f"UTC: {self.planned} items, digest {short(self.digest)}"
+            )
+        return f"under the approval threshold: {self.planned} items, digest {short(self.digest)}"
+
+
+@dataclass(frozen=True)
+class ApprovalSpec:
+    """A reversal task's ``approval`` argument, rendered (see :meth:`ApprovalGate.receipt`)."""
+
+    plan: str
+    decide: str
+    approve: str
+    threshold: int
+    threshold_cap: int
+    max_items_cap: int
+
+    @classmethod
+    def of(cls, value: Mapping[str, Any]) -> ApprovalSpec:
+        """Read a rendered ``approval`` argument; the threshold is checked against its cap."""
+        try:
+            threshold_cap, max_items_cap = int(value["threshold_cap"]), int(value["max_items_cap"])
+            return cls(
+                plan=str(value["plan"]),
+                decide=str(value["decide"]),
+                approve=str(value["approve"]),
+                threshold=capped(value["threshold"], "approval_threshold", threshold_cap),
+                threshold_cap=threshold_cap,
+                max_items_cap=max_items_cap,
+            )
+        except (KeyError, TypeError) as exc:
+            raise AirflowFailException(
+                f"approval must come from ApprovalGate.receipt(...), got {dict(value) if isinstance(value, Mapping) else value!r} "
+                f"({type(exc).__name__}: {exc}); nothing was sent"
+            ) from None
+
+
+def _user(answer: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(id, name)`` of the person who answered, or ``None`` (a default applied at the timeout)."""
+    user = answer.get("responded_by_user")
+    if not isinstance(user, Mapping) or not str(user.get("id") or "").strip():
+        return None
+    return str(user["id"]), str(user.get("name") or user["id"])
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    else:
+        return None
+    if moment.tzinfo is not None:
+        from datetime import timezone
+
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def receipt(spec: ApprovalSpec, ti: Any, owner: str) -> tuple[Receipt, frozenset[str]]:
+    """Read the plan, the answer and the route of this run; return the receipt and the approved keys.
+
+    Raises :class:`AirflowSkipException` when a person rejected (or nobody answered and the default
+    applied): nothing is sent, as when the gate skipped the task. Raises
+    :class:`AirflowFailException` when the plan and the approval disagree, or nothing allows sending.
+    """
+    plan = ti.xcom_pull(task_ids=spec.plan) or {}
+    keys = ti.xcom_pull(task_ids=spec.plan, key=PLANNED_KEYS)
+    if not plan.get("digest") or keys is None:
+        raise AirflowFailException(
+            f"{owner}: no plan from {spec.plan!r} (a dry run given approval=...); nothing was sent"
+        )
+    digest = plan_digest(keys)
+    if digest != plan["digest"] or len(keys) != int(plan.get("planned", -1)):
+        raise AirflowFailException(
+            f"{owner}: the plan of {spec.plan!r} does not match its own digest ({len(keys)} keys, digest "
+            f"{short(digest)}; summary says {plan.get('planned')} items, digest {short(plan['digest'])}); nothing was sent"
+        )
+    approved = frozenset(keys)
+    answer = ti.xcom_pull(task_ids=spec.approve, key=ANSWER)
+    if answer:
+        chosen = list(answer.get("chosen_options") or [])
+        who = _user(answer)
+        if chosen != ["Approve"] or who is None:
+            decision = "/".join(chosen) or "no option"
+            by = f"by {who[1]}" if who else "by default, nobody answered"
+            raise AirflowSkipException(f"{owner}: the approval was not given ({decision} {by}); nothing was sent")
+        shown = (ti.xcom_pull(task_ids=spec.approve, key=SHOWN) or {}).get(spec.plan) or {}
+        if shown.get("digest") != digest:
+            raise AirflowFailException(
+                f"{owner}: the plan changed after it was approved: {who[1]} approved "
+                f"{shown.get('planned', '?')} items with digest {short(shown.get('digest')) or '(none shown)'}, "
+                f"the plan of {spec.plan!r} is now {len(keys)} items with digest {short(digest)}; nothing was sent. "
+                f"Clear {spec.approve!r} to ask again."
+            )
+        return Receipt(digest, len(keys), APPROVED, who[0], who[1], _when(answer.get("responded_at"))), approved
+    route = ti.xcom_pull(task_ids=spec.decide, key=ROUTE) or {}
+    plans = route.get("plans") or {}
+    largest = max((int(p.get("planned", 0)) for p in plans.values()), default=len(keys))
+    if (
+        route.get("route") != UNDER_THRESHOLD
+        or (plans.get(spec.plan) or {}).get("digest") != digest
+        or max(largest, len(keys)) > spec.threshold
+    ):
+        raise AirflowFailException(
+            f"{owner}: {len(keys)} items planned by {spec.plan!r} (largest plan: {largest}), approval_threshold="
+            f"{spec.threshold}, and no approval from {spec.approve!r} (route {route.get('route')!r}); nothing was sent"
+        )
+    return Receipt(digest, len(keys), UNDER_THRESHOLD), approved
+
+
+def admit(items: list[Item], approved: frozenset[str]) -> tuple[list[Item], list[Item]]:
+    """``(inside, outside)`` the approved set, in input order."""
+    inside: list[Item] = []
+    outside: list[Item] = []
+    for item in items:
+        (inside if item.key in approved else outside).append(item)
+    return inside, outside
+
+
+def check(
+    operator: Any, items: list[Item], context: Context, books: RunLedger | None, summary: RunSummary
+) -> list[Item]:
+    """A reversal task's part: the receipt, then only the approved items (before any vendor call).
+
+    The receipt goes on every ledger row this task writes, and in its summary. Items outside the
+    approved plan are recorded ``failed`` / ``not_approved`` (``failure_kind`` ``rejected``: nothing
+    was sent, a later run plans them again), named in the summary and the log, and not sent.
+    """
+    from airflow_provider_loyalty.outcomes import FailureKind, Outcome
+
+    owner = type(operator).__name__
+    spec = ApprovalSpec.of(operator.approval)
+    capped(operator.max_items, "max_items", spec.max_items_cap)
+    found, approved = receipt(spec, context["ti"], owner)
+    operator.log.info("%s: sending under a receipt: %s", owner, found.describe())
+    summary.approval = found.as_xcom()
+    if books is not None:
+        books.run.update(found.columns())
+    inside, outside = admit(items, approved)
+    if outside:
+        message = f"not in the plan approved as {short(found.digest)} ({found.planned} items): not sent"
+        refused = [Outcome.failed(item, NOT_APPROVED, message, FailureKind.REJECTED) for item in outside]
+        if books is not None:
+            books.record(refused)
+        summary.add_not_approved(refused)
+        operator.log.warning(
+            "%s: %d %s are not in the approved plan (they reached the input after it): recorded as %s, not sent; "
+            "first: %s",
+            owner,
+            len(outside),
+            operator.what,
+            NOT_APPROVED,
+            ", ".join(item.key for item in outside[:10]),
+        )
+    return inside
+
+
+# ------------------------------------------------------------------------------------------ the gate
+def approval_body(plans: Mapping[str, Mapping[str, Any]], threshold: int, links: Mapping[str, str]) -> str:
+    """What the approver reads: one short table, a few items per plan, links to the full plans.
+
+    Plain Markdown without inline code (the form shows it as blocks) and no long table: the buttons
+    stay in view.
+    """
+    lines = [
+        f"A vendor task would send more than **{threshold}** items (approval threshold). "
+        "Reversals cannot be undone at the vendor.",
+        "",
+        "| plan | items to send | requests | skipped (done) | digest |",
+        "|---|---|---|---|---|",
+    ]
+    for task_id, plan in plans.items():
+        what = f" {plan['what']}" if plan.get("what") else ""
+        lines.append(
+            f"| {task_id} ({plan.get('vendor', '?')}) | **{int(plan.get('planned', 0))}**{what} | "
+            f"{plan.get('requests', 0)} | {plan.get('skipped', 0)} | {short(plan.get('digest'))} |"
+        )
+    lines += [
+        "",
+        "**Approve** sends exactly these items, never others: items that reach the warehouse after this "
+        "plan are refused (recorded as not approved) and left for the next run. **Reject** sends nothing.",
+    ]
+    for task_id, plan in plans.items():
+        sample = plan.get("sample") or []
+        shown = ", ".join(" / ".join(str(v) for v in item.values()) for item in sample[:SAMPLE])
+        more = int(plan.get("planned", 0)) - min(len(sample), SAMPLE)
+        link = f" ([full plan]({links[task_id]}))" if task_id in links else ""
+        if shown:
+            lines += ["", f"{task_id}: {shown}{f' and {more} more' if more > 0 else ''}{link}"]
+    return "\n".join(lines)
+
+
+def _plan_link(ti: Any, task_id: str) -> str:
+    from airflow.sdk.configuration import conf
+
+    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    return (
+        f"{base}/dags/{quote(ti.dag_id, safe='')}/runs/{quote(ti.run_id, safe='')}/tasks/{quote(task_id, safe='')}/xcom"
+    )
+
+
+def _plans(ti: Any, plan_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    return {task_id: dict(ti.xcom_pull(task_ids=task_id) or {}) for task_id in plan_ids}
+
+
+def _approval_operator() -> type:
+    """The ``approve`` task's class (built on first use: DAG files import this module cheaply)."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    class PlanApprovalOperator(ApprovalOperator):  # type: ignore[misc]
+        """Airflow's ApprovalOperator, asking about the plans as they are when it asks.
+
+        The body is written from the plans' XCom at ``execute``, and what it showed is pushed
+        (:data:`SHOWN`): the reversal tasks compare the plan they find against it.
+        """
+
+        template_fields = (*ApprovalOperator.template_fields, "threshold")
+
+        def __init__(self, *, plans: Sequence[str], threshold: Any, **kwargs: Any) -> None:
+            super().__init__(body="", **kwargs)
+            self.plans = list(plans)
+            self.threshold = threshold
+
+        def execute(self, context: Context) -> Any:
+            ti = context["ti"]
+            plans = _plans(ti, self.plans)
+            links = {task_id: _plan_link(ti, task_id) for task_id in self.plans}
+            self.body = approval_body(plans, int(self.threshold), links)
+            ti.xcom_push(
+                key=SHOWN,
+                value={
+                    task_id: {"digest": p.get("digest"), "planned": int(p.get("planned", 0))}
+                    for task_id, p in plans.items()
+                },
+            )
+            return super().execute(context)
+
+        def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+            if "error" not in event:  # kept before Airflow acts on it: a Reject ends in a skip, with no return value
+                answered = event.get("responded_at")
+                context["ti"].xcom_push(
+                    key=ANSWER,
+                    value={
+                        "chosen_options": list(event.get("chosen_options") or []),
+                        "responded_by_user": event.get("responded_by_user"),
+                        "responded_at": answered.isoformat() if isinstance(answered, datetime) else answered,
+                    },
+                )
+            return super().execute_complete(context, event)
+
+    return PlanApprovalOperator
+
+
+@dataclass(frozen=True)
+class ApprovalGate:
+    """The DAG author's approval policy, and the tasks that apply it.
+
+    :param threshold: above this many items planned at one vendor task, a person approves first. The
+        DAG param ``approval_threshold`` may lower it for one run, never raise it.
+    :param max_items: the most items one reversal task may send, approved or not. The DAG param
+        ``max_items`` may lower it, never raise it.
+    :param group_id: the TaskGroup of the gate's tasks.
+    :param subject: the approval's headline (templated).
+    :param response_timeout: without an answer by then, the run rejects (nothing is sent).
+    """
+
+    threshold: int
+    max_items: int
+    group_id: str = "approval"
+    subject: str = "Loyalty reversals of {{ ds }}: approve sending them to the vendors?"
+    response_timeout: timedelta = timedelta(hours=20)
+
+    def params(self) -> dict[str, Param]:
+        """DAG params ``approval_threshold`` and ``max_items``, bounded above by the caps.
+
+        Airflow validates a trigger's conf against them (run creation and task start): a value above
+        a cap is refused with the value and the cap named. The reversal tasks check it again.
+        """
+        from airflow.sdk import Param
+
+        return {
+            "approval_threshold": Param(
+                self.threshold,
+                type="integer",
+                minimum=0,
+                maximum=self.threshold,
+                description=f"Above this many items to send at one vendor, a person approves the run first "
+                f"(at most {self.threshold}: the cap set in the DAG).",
+            ),
+            "max_items": Param(
+                self.max_items,
+                type="integer",
+                minimum=0,
+                maximum=self.max_items,
+                description=f"A vendor task refuses to send more items than this, approved or not "
+                f"(at most {self.max_items}: the cap set in the DAG).",
+            ),
+        }
+
+    def receipt(self, plan_task_id: str) -> dict[str, Any]:
+        """The ``approval`` argument of a plan (dry run) and of the reversal task it plans for."""
+        return {
+            "plan": plan_task_id,
+            "decide": f"{self.group_id}.decide",
+            "approve": f"{self.group_id}.approve",
+            "threshold": "{{ params.approval_threshold }}",
+            "threshold_cap": self.threshold,
+            "max_items_cap": self.max_items,
+        }
+
+    def tasks(self, plans: Sequence[BaseOperator]) -> TaskGroup:
+        """``decide`` (a branch) → ``approve`` | ``within_threshold``, in a TaskGroup after ``plans``.
+
+        Put the reversal tasks downstream of the returned group with
+        ``trigger_rule="none_failed_min_one_success"``.
+        """
+        from airflow.providers.standard.operators.empty import EmptyOperator
+        from airflow.sdk import TaskGroup, task
+
+        plan_ids = [p.task_id for p in plans]
+        gate = self
+
+        with TaskGroup(group_id=self.group_id, tooltip="approval of the planned reversals") as group:
+
+            @task.branch(task_id="decide")
+            def decide(params: dict | None = None, ti: Any = None) -> str:
+                """Route to ``approve`` when a plan is above the threshold; record the route and the plans."""
+                params = params or {}
+                threshold = capped(
+                    params.get("approval_threshold", gate.threshold), "approval_threshold", gate.threshold
+                )
+                capped(params.get("max_items", gate.max_items), "max_items", gate.max_items)
+                found = _plans(ti, plan_ids)
+                largest = max((int(p.get("planned", 0)) for p in found.values()), default=0)
+                above = largest > threshold and not _settings.as_bool(params.get("dry_run", False), "dry_run")
+                route = APPROVED if above else UNDER_THRESHOLD
+                ti.xcom_push(
+                    key=ROUTE,
+                    value={
+                        "route": route,
+                        "threshold": threshold,
+                        "plans": {
+                            k: {"digest": p.get("digest"), "planned": int(p.get("planned", 0))}
+                            for k, p in found.items()
+                        },
+                    },
+                )
+                return f"{gate.group_id}.{'approve' if above else 'within_threshold'}"
+
+            approve = _approval_operator()(
+                task_id="approve",
+                plans=plan_ids,
+                threshold="{{ params.approval_threshold }}",
+                subject=self.subject,
+                defaults="Reject",  # unanswered in time: nothing is sent, and the next run can start
+                response_timeout=self.response_timeout,
+            )
+            within = EmptyOperator(task_id="within_threshold")
+            decide() >> [approve, within]
+        list(plans) >> group
+        return group
