@@ -67,6 +67,16 @@ class LedgerRow(NamedTuple):
     #: the epoch of the item's claim the writing attempt held (coordination/claims.py): it fences a
     #: stale owner; NULL for rows written without claims
     epoch: Annotated[int | None, Sql("BIGINT")] = None
+    #: the receipt the row was written under (operators/approval.py, docs/approval.md): the approver's
+    #: Airflow user id and name and the answer's time, NULL when no person was asked (under the
+    #: threshold: the digest alone) or when no approval gate applies (all four NULL)
+    approved_by_id: Annotated[str | None, Sql("VARCHAR(250)")] = None
+    approved_by_name: Annotated[str | None, Sql("VARCHAR(250)")] = None
+    approved_at: Annotated[datetime | None, Sql("TIMESTAMP")] = None
+    #: SHA-256 (hex) of the planned item set the run was allowed to send
+    approval_digest: Annotated[str | None, Sql("VARCHAR(64)")] = None
+    #: how many items that plan held (what the person saw; what the run could send at most)
+    approval_planned: Annotated[int | None, Sql("INTEGER")] = None
 
     @property
     def attempt(self) -> tuple[Any, ...]:
@@ -80,8 +90,12 @@ class LedgerRow(NamedTuple):
         ``recorded_at`` comes back as ISO text from SQLite: it is read as the datetime it was written as.
         """
         row = cls._make(values) if names is None else cls(**dict(zip(names, values, strict=True)))
-        at = row.recorded_at
-        return row if isinstance(at, datetime) else row._replace(recorded_at=datetime.fromisoformat(str(at)))
+        at, approved = row.recorded_at, row.approved_at
+        if not isinstance(at, datetime):
+            row = row._replace(recorded_at=datetime.fromisoformat(str(at)))
+        if approved is not None and not isinstance(approved, datetime):
+            row = row._replace(approved_at=datetime.fromisoformat(str(approved)))
+        return row
 
 
 def _columns() -> tuple[tuple[str, Sql], ...]:

@@ -83,6 +83,8 @@ def _encode(row: LedgerRow) -> dict[str, Any]:
     """A row as JSON, by column name: a release that adds a column still reads what an older one kept."""
     values = row._asdict()
     values["recorded_at"] = row.recorded_at.isoformat()
+    if row.approved_at is not None:
+        values["approved_at"] = row.approved_at.isoformat()
     return values
 
 

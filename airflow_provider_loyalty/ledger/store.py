@@ -555,4 +555,9 @@ def _row(
         try_number=run.get("try_number"),
         recorded_at=now,
         reference=reference,
+        approved_by_id=run.get("approved_by_id"),
+        approved_by_name=run.get("approved_by_name"),
+        approved_at=run.get("approved_at"),
+        approval_digest=run.get("approval_digest"),
+        approval_planned=run.get("approval_planned"),
     )

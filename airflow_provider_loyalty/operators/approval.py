@@ -144,6 +144,7 @@ class Receipt:
             "approved_by_name": self.approved_by_name,
             "approved_at": self.approved_at,
             "approval_digest": self.digest,
+            "approval_planned": self.planned,
         }
 
     def as_xcom(self) -> dict[str, Any]:

@@ -333,6 +333,13 @@ def test_above_threshold_waits_for_approval_then_sends_what_was_approved(vendor,
     assert _ledger_counts(warehouse)["succeeded"] == expected["points"]["cancelled"] + expected["earns"]["revoked"]
     # The ledger asset was updated by both reversal tasks (a reconciliation DAG can be scheduled on it).
     assert _asset_events(run.run_id) == {"cancel_points", "revoke_earns"}
+    # The receipt is part of the record: every row (intents and outcomes) names the approver, the time, the digest.
+    receipts = _ledger(warehouse, "vendor, approved_by_id, approved_by_name, approved_at, approval_digest")
+    assert len(receipts) == 2 * (points_total + earns_total)  # an intent and an outcome per item
+    by_vendor = {"xoxoday": plan["digest"], "capillary": plan_earns["digest"]}
+    answered = {row[3] for row in receipts}
+    assert len(answered) == 1 and None not in answered
+    assert {(v, i, n, d) for v, i, n, _, d in receipts} == {(v, "dana", "dana", d) for v, d in by_vendor.items()}
 
 
 def test_rejected_run_sends_nothing_even_after_clearing_the_reversal_tasks(vendor, monkeypatch, tmp_path) -> None:
@@ -407,6 +414,8 @@ def test_items_added_after_the_plan_are_refused_named_and_not_sent(vendor, monke
     assert vendor.stats()["xoxoday"]["items_received"] == plan["planned"]
     rows = _ledger(warehouse)
     refused = [r for r in rows if r[3] == "not_approved"]
+    receipts = {r[1:] for r in _ledger(warehouse, "vendor, approved_by_name, approval_digest")}
+    assert receipts == {("erin", plan["digest"])}
     assert [r[1] for r in refused] == [str(uid) for uid in late] and {r[2] for r in refused} == {"failed"}
     assert not [r for r in rows if r[1] in {str(uid) for uid in late} and r[2] != "failed"]  # no intent either
     # Not settled: the next run plans them again (the extraction's anti-join leaves them in).
@@ -445,7 +454,7 @@ def test_dry_run_param_never_asks_for_approval(vendor, monkeypatch, tmp_path) ->
 
 
 def test_under_threshold_goes_through_with_a_receipt(vendor, monkeypatch, tmp_path) -> None:
-    _warehouse(vendor, monkeypatch, tmp_path)
+    warehouse = _warehouse(vendor, monkeypatch, tmp_path)
     expected = vendor.dataset.expected()
     run = load_dag(DAG_ID).test(run_conf={"max_failed_ratio": 0.5})  # 60 and 80 items, threshold 5000
     assert run.state == "success"
@@ -455,6 +464,14 @@ def test_under_threshold_goes_through_with_a_receipt(vendor, monkeypatch, tmp_pa
     assert points["approval"]["basis"] == "under_threshold" and points["approval"]["approved_by_id"] is None
     assert points["approval"]["digest"] == xcom(run, "plan_points")["digest"]
     assert vendor.stats()["xoxoday"]["cancelled"] == expected["points"]["cancelled"]
+    # Under the threshold: the digest of what was counted, and no approver (nobody was asked).
+    receipts = set(
+        _ledger(warehouse, "vendor, approved_by_id, approved_by_name, approved_at, approval_digest, approval_planned")
+    )
+    assert receipts == {
+        ("xoxoday", None, None, None, xcom(run, "plan_points")["digest"], expected["points"]["rows"]),
+        ("capillary", None, None, None, xcom(run, "plan_earns")["digest"], expected["earns"]["rows"]),
+    }
 
 
 def test_reversal_tasks_declare_the_ledger_asset() -> None:
