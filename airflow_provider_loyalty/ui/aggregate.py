@@ -6,6 +6,7 @@ them, timestamps naive UTC or ISO text on SQLite) and builds what the page shows
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from typing import Any
@@ -20,6 +21,7 @@ from airflow_provider_loyalty.ui.models import (
     FailureGroup,
     ItemHistory,
     Outcomes,
+    RunApproval,
     RunCounts,
     VendorTotals,
 )
@@ -136,9 +138,16 @@ def failure_group(row: tuple[Any, ...]) -> FailureGroup:
 
 
 def runs(
-    rows: list[tuple[Any, ...]], doubt_rows: list[tuple[Any, ...]], since: datetime, links: AirflowLinks
+    rows: list[tuple[Any, ...]],
+    doubt_rows: list[tuple[Any, ...]],
+    since: datetime,
+    links: AirflowLinks,
+    approval_rows: Sequence[tuple[Any, ...]] = (),
 ) -> list[RunCounts]:
-    """Per DAG run counts (outcomes, then the in-doubt items of runs in the window), newest first."""
+    """Per DAG run counts (outcomes, then the in-doubt items of runs in the window), newest first.
+
+    ``approval_rows``: the receipts per run and vendor (``queries.SummaryRows.approvals``).
+    """
     by_run: dict[tuple[str | None, str | None], RunCounts] = {}
 
     def run_of(dag_id: Any, run_id: Any, vendor: Any, first: Any, last: Any) -> RunCounts:
@@ -166,6 +175,21 @@ def runs(
     for row_vendor, dag_id, run_id, n, first, last in doubt_rows:
         if _as_datetime(last) >= window_start:
             run_of(dag_id, run_id, row_vendor, first, last).in_doubt += int(n)
+    for dag_id, run_id, row_vendor, by_id, by_name, at, digest, planned, sent, refused in approval_rows:
+        run = by_run.get((_as_text(dag_id), _as_text(run_id)))
+        if run is not None:
+            run.approvals.append(
+                RunApproval(
+                    vendor=str(row_vendor),
+                    approved_by_id=_as_text(by_id),
+                    approved_by_name=_as_text(by_name),
+                    approved_at=_as_datetime(at) if at is not None else None,
+                    digest=str(digest),
+                    planned=_as_int(planned),
+                    sent=int(sent),
+                    not_approved=int(refused),
+                )
+            )
     return sorted(by_run.values(), key=lambda r: r.last_recorded_at, reverse=True)
 
 

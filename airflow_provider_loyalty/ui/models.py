@@ -108,6 +108,21 @@ class FailureGroup(BaseModel):
     last_seen: datetime
 
 
+class RunApproval(BaseModel):
+    """The receipt one vendor's items of a run were sent under (``approved_by_name`` ``None``: under the threshold)."""
+
+    vendor: str
+    approved_by_id: str | None = None
+    approved_by_name: str | None = None
+    approved_at: datetime | None = None
+    digest: str
+    #: items of the plan the receipt covers; ``sent``: of them, how many were handed to the vendor
+    planned: int | None = None
+    sent: int
+    #: items of the run's input outside the plan: recorded, not sent
+    not_approved: int
+
+
 class RunCounts(Outcomes):
     """What one DAG run recorded in the ledger (``in_doubt``: items in doubt that this run may have applied)."""
 
@@ -118,6 +133,7 @@ class RunCounts(Outcomes):
     first_recorded_at: datetime
     last_recorded_at: datetime
     in_doubt: int = 0
+    approvals: list[RunApproval] = []
 
 
 class LedgerRef(BaseModel):

@@ -106,9 +106,14 @@ class SummaryRows(NamedTuple):
     runs: list[tuple[Any, ...]]
     #: ``(vendor, dag_id, run_id, items, first, last)`` of the items in doubt now, whenever their intent.
     doubt: list[tuple[Any, ...]]
+    #: ``(dag_id, run_id, vendor, approved_by_id, approved_by_name, approved_at, digest, planned, sent,
+    #: not_approved)`` of the runs in the window that wrote under an approval receipt.
+    approvals: list[tuple[Any, ...]] = []
 
 
 NO_SUMMARY_ROWS = SummaryRows([], [], [], [])
+#: The receipt columns (an older table has none: the page never alters it, and shows no receipt).
+APPROVAL_COLUMNS = ("approved_by_id", "approved_by_name", "approved_at", "approval_digest", "approval_planned")
 
 
 def summary_rows(session: Session, table: str, scope: DagScope, since: datetime, vendor: str | None) -> SummaryRows:
@@ -145,7 +150,17 @@ def summary_rows(session: Session, table: str, scope: DagScope, since: datetime,
         f"FROM {table} l{doubt.sql()} GROUP BY l.vendor, l.dag_id, l.run_id",
         doubt.params,
     )
-    return SummaryRows(daily_rows, failure_rows, run_rows, doubt_rows)
+    approval_rows: list[tuple[Any, ...]] = []
+    if set(APPROVAL_COLUMNS) <= set(table_columns(session, table)):
+        approval_rows = session.fetch(
+            "SELECT dag_id, run_id, vendor, MAX(approved_by_id), MAX(approved_by_name), MAX(approved_at), "
+            "MAX(approval_digest), MAX(approval_planned), "
+            "COUNT(DISTINCT CASE WHEN status = 'sending' THEN item_key END), "
+            "COUNT(DISTINCT CASE WHEN code = 'not_approved' THEN item_key END) "
+            f"FROM {table}{where.sql()} AND approval_digest IS NOT NULL GROUP BY dag_id, run_id, vendor",
+            where.params,
+        )
+    return SummaryRows(daily_rows, failure_rows, run_rows, doubt_rows, approval_rows)
 
 
 def matching_items(
@@ -163,8 +178,9 @@ def matching_items(
 ) -> tuple[int, list[tuple[str, str]]]:
     """How many items match, and the ``(vendor, item_key)`` of one page of them, newest activity first.
 
-    :param query: exact match on item key, earn, promotion or run id, and on unique or customer id
-        when it is a number that fits a BIGINT; empty: no condition.
+    :param query: exact match on item key, earn, promotion or run id, the approver's name or id (a
+        ledger with the receipt columns), and on unique or customer id when it is a number that fits
+        a BIGINT; empty: no condition.
     :param since: only rows recorded since then (naive UTC); ``None``: the whole ledger.
     """
     where = _items_where(session, table, scope, query, vendor, status, code, since)
@@ -197,6 +213,8 @@ def _items_where(
     where = _Where(session.placeholder)
     if query:
         matches = ["l.item_key = {p}", "l.earn_id = {p}", "l.promotion_id = {p}", "l.run_id = {p}"]
+        if set(APPROVAL_COLUMNS) <= set(table_columns(session, table)):
+            matches += ["l.approved_by_name = {p}", "l.approved_by_id = {p}"]
         params: list[Any] = [query] * len(matches)
         if _DIGITS.fullmatch(query) and int(query) <= _BIGINT_MAX:
             matches += ["l.unique_id = {p}", "l.customer_id = {p}"]

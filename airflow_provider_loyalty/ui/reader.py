@@ -131,7 +131,7 @@ class LedgerReader:
             claimed = queries.claimed_rows(session, self.table, self.scope, until, vendor)
 
         daily = aggregate.daily(rows.daily, skipped, first_day=since.date(), vendor=vendor)
-        runs = aggregate.runs(rows.runs, rows.doubt, since, self.links)
+        runs = aggregate.runs(rows.runs, rows.doubt, since, self.links, rows.approvals)
         return Summary(
             ledger=LedgerRef(conn_id=self.settings.conn_id, table=self.table),
             days=days,
