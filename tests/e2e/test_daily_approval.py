@@ -391,7 +391,8 @@ def test_items_added_after_the_plan_are_refused_named_and_not_sent(vendor, monke
     def warehouse_grows() -> None:
         with duckdb.connect(warehouse) as db:
             db.executemany(
-                "INSERT INTO loyalty_points_reversals VALUES (?, 'late', current_date)", [[uid] for uid in late]
+                "INSERT INTO loyalty_points_reversals (unique_id, reason, reversal_date) VALUES (?, 'late', current_date)",
+                [[uid] for uid in late],
             )
 
     dag_id = "loyalty_test_approval_gate"
