@@ -2,9 +2,13 @@
 
 Each shard of the extraction becomes one mapped task (``.partial().expand()``) that any worker of a
 Celery or Kubernetes executor can run. The pools ``loyalty_xoxoday`` and ``loyalty_capillary``
-bound how many of those tasks talk to a vendor at once, and each task takes an equal share of the
-vendor's rate limit (limit / pool slots), so together they stay under it. Earns are sharded by
-customer, so a customer's earns stay in one task (Capillary takes one customer per request).
+bound how many of those tasks talk to a vendor at once. With ``rate_budget_conn_id`` (a ``redis``
+connection where Celery runs, or the warehouse's ``postgres`` one) the tasks of a vendor key share
+one rate budget: each is set to the vendor's whole limit and together they send at it, and a
+rate-limit answer to one pauses them all. Without it each task takes an equal share of the limit
+(limit / pool slots), so together they stay under it, and capacity is lost when shards are uneven.
+Earns are sharded by customer, so a customer's earns stay in one task (Capillary takes one
+customer per request).
 
 The ledger lives in the warehouse (the extraction anti-joins it), which must then be a database
 several workers can write at once (PostgreSQL, Snowflake...); the demo's DuckDB file works only
@@ -67,6 +71,11 @@ EARNS_SHARD_SQL = (
         "capillary_pool_slots": Param(4, type="integer", minimum=1),
         "xoxoday_requests_per_minute": Param(600, type="integer", minimum=1),
         "xoxoday_pool_slots": Param(2, type="integer", minimum=1),
+        "rate_budget_conn_id": Param(
+            None,
+            type=["null", "string"],
+            description="A redis or postgres connection: the tasks of a vendor key share one rate budget.",
+        ),
     },
     tags=["loyalty", "example"],
     doc_md=__doc__,
@@ -96,7 +105,12 @@ def loyalty_reversals_fanout() -> None:
         outlets=[LEDGER_ASSET],
         dry_run="{{ params.dry_run }}",
         max_failed_ratio="{{ params.max_failed_ratio }}",
-        max_requests_per_minute="{{ params.xoxoday_requests_per_minute / params.xoxoday_pool_slots }}",
+        # The key's whole limit with a shared budget; a share of it (limit / slots) without one.
+        max_requests_per_minute=(
+            "{{ params.xoxoday_requests_per_minute if params.rate_budget_conn_id"
+            " else params.xoxoday_requests_per_minute / params.xoxoday_pool_slots }}"
+        ),
+        rate_budget_conn_id="{{ params.rate_budget_conn_id or '' }}",
     ).expand(unique_ids=extract_points.output)
     revoke_earns = RevokeEarnOperator.partial(
         task_id="revoke_earns",
@@ -106,7 +120,11 @@ def loyalty_reversals_fanout() -> None:
         outlets=[LEDGER_ASSET],
         dry_run="{{ params.dry_run }}",
         max_failed_ratio="{{ params.max_failed_ratio }}",
-        max_requests_per_minute="{{ params.capillary_requests_per_minute / params.capillary_pool_slots }}",
+        max_requests_per_minute=(
+            "{{ params.capillary_requests_per_minute if params.rate_budget_conn_id"
+            " else params.capillary_requests_per_minute / params.capillary_pool_slots }}"
+        ),
+        rate_budget_conn_id="{{ params.rate_budget_conn_id or '' }}",
     ).expand(earns=extract_earns.output)
 
     @task(trigger_rule="all_done")

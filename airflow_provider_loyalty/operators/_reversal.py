@@ -56,7 +56,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
     :param rate_limit_timeout: (templated) seconds one request may be held back by the vendor's
         rate-limit answers (429, ``penaltySeconds``) before the task gives up, naming the rate the
         vendor accepted; its items and those after it are left not sent. Default 600.
-    :param rate_budget_conn_id: a ``redis`` or ``postgres`` connection: every task using the same
+    :param rate_budget_conn_id: (templated) a ``redis`` or ``postgres`` connection: every task using the same
         vendor key (vendor, host, client id or till) shares one rate budget and one penalty window
         kept there, and ``"auto"`` keeps what it learned there. ``None``: the task paces alone.
     :param max_concurrency: requests in flight at once.
@@ -89,6 +89,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         "max_requests_per_minute",
         "max_requests_per_minute_cap",
         "rate_limit_timeout",
+        "rate_budget_conn_id",
         "max_items",
         "on_invalid",
         "ledger_conn_id",
@@ -135,7 +136,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.max_requests_per_minute: Any = max_requests_per_minute
         self.max_requests_per_minute_cap: Any = max_requests_per_minute_cap
         self.rate_limit_timeout: Any = rate_limit_timeout
-        self.rate_budget_conn_id = rate_budget_conn_id
+        self.rate_budget_conn_id: Any = rate_budget_conn_id
         self.max_concurrency: Any = max_concurrency
         self.max_items: Any = max_items
         self.on_invalid = on_invalid

@@ -69,6 +69,14 @@ def positive_or_none(value: Any, name: str) -> float | None:
     return number
 
 
+def conn_id_or_none(value: Any, name: str) -> str | None:
+    """A connection id, or ``None`` when unset (also ``""``/``"None"``, as a template renders an unset param)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text.lower() in ("", "none", "null") else text
+
+
 def seconds_or_none(value: Any, name: str) -> float | None:
     """A duration of at least 0 seconds, or ``None`` for the default."""
     number = as_number(value, name)
@@ -121,6 +129,7 @@ CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "max_requests_per_minute": rate_or_auto,
     "max_requests_per_minute_cap": positive_or_none,
     "rate_limit_timeout": seconds_or_none,
+    "rate_budget_conn_id": conn_id_or_none,
     "max_concurrency": count,
     "max_items": _max_items,
     "on_invalid": on_invalid,
