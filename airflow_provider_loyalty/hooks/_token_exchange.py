@@ -38,6 +38,10 @@ _MAX_CODE_CHARS = 40
 #: A model's field name (a location part that is not from the input).
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,30}")
 _MEDIA_TYPE = re.compile(r"[a-z]+/[a-z0-9.+-]{1,40}")
+#: What a token sent in a request header may hold: visible ASCII, no blank (RFC 6750's ``b64token``
+#: is a subset). Anything else the HTTP layer refuses only once the request is being sent, quoting
+#: the header — the token — in its error.
+TOKEN_CHARS = re.compile(r"[!-~]+")
 
 
 def safe_code(code: object) -> str | None:
@@ -106,6 +110,20 @@ def unreadable(vendor: str, what: str, response: requests.Response, problem: str
         status_code=response.status_code,
         token_exchange=True,
     )
+
+
+def usable_token(vendor: str, what: str, response: requests.Response, field: str, value: object) -> str:
+    """The token a token answer issued in ``field``, if a request header can carry it; else :func:`unreadable`.
+
+    A token with a blank, a line break or a non-ASCII character (an answer the vendor garbled, or a
+    proxy's) would make the reversal request fail inside the HTTP layer after it was handed over:
+    its items would look possibly applied, and the error would quote the header. Refused here, it
+    is a token exchange's failure: the items are not sent. Neither the value nor its length is named.
+    """
+    if isinstance(value, str) and TOKEN_CHARS.fullmatch(value):
+        return value
+    problem = "empty" if value in (None, "") else "not a token: a blank, control or non-ASCII character"
+    raise unreadable(vendor, what, response, f"{field}: {problem}")
 
 
 def fields(error: ValidationError) -> str:

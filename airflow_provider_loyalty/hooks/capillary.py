@@ -258,7 +258,7 @@ class CapillaryHook(VendorHook):
                         token_exchange=True,
                     )
                 raise token_exchange.unreadable(VENDOR, what, response, "no data.accessToken")
-            token = parsed.data.accessToken
+            token = token_exchange.usable_token(VENDOR, what, response, "data.accessToken", parsed.data.accessToken)
             mask_secret(token)
             ttl = parsed.data.ttlSeconds or 3600.0
             # renew before expiry: 10% of the lifetime, at least 5 s, at most 5 min early

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -291,6 +290,7 @@ class XoxodayHook(VendorHook):
                     token = XoxodayTokenResponse.model_validate(token_exchange.json_of(VENDOR, what, response, SECRETS))
                 except ValidationError as exc:
                     raise token_exchange.unreadable(VENDOR, what, response, token_exchange.fields(exc)) from None
+                token_exchange.usable_token(VENDOR, what, response, "access_token", token.access_token)
                 pair = stale.rotated(token, now=self.clock.time())
                 pair.mask()
                 self._pair = pair  # in use at once, even if storing it fails below
@@ -439,11 +439,6 @@ class XoxodayHook(VendorHook):
         return True, f"Xoxoday token is valid (expires_in={info.get('expires_in')})"
 
 
-#: What a token may hold: visible ASCII. A space, a line break or a non-ASCII character would
-#: break the Authorization header, and the HTTP library's error about it would quote the token.
-_TOKEN_CHARS = re.compile(r"[!-~]+")
-
-
 def _token(extra: dict[str, Any], name: str, conn_id: str) -> str | None:
     """A token from the connection's extra, surrounding blanks dropped (a pasted trailing newline).
 
@@ -461,7 +456,7 @@ def _token(extra: dict[str, Any], name: str, conn_id: str) -> str | None:
             VENDOR, f"Connection {conn_id!r} (xoxoday): extra {name} must be a string, got a {type(value).__name__}"
         )
     token = value.strip()
-    if token and not _TOKEN_CHARS.fullmatch(token):
+    if token and not token_exchange.TOKEN_CHARS.fullmatch(token):
         raise VendorConfigError(
             VENDOR,
             f"Connection {conn_id!r} (xoxoday): extra {name} holds a character no token has "

@@ -140,7 +140,8 @@ def _token(request: Request, payload: Any) -> tuple[Reply, bool]:
     token, ttl = request.sandbox.state.new_capillary_token(expired=fault == "expired")
     # "unreadable": the token is issued and sent, next to a lifetime the docs do not allow
     lifetime: int | str = f"{ttl // 60}m" if fault == "unreadable" else ttl
-    return json_reply(200, {"data": {"accessToken": token, "ttlSeconds": lifetime}, "errors": []}), True
+    sent = token + "\r\n" if fault == "garbled" else token  # "garbled": issued, then sent broken
+    return json_reply(200, {"data": {"accessToken": sent, "ttlSeconds": lifetime}, "errors": []}), True
 
 
 def _limited_reply(config: SandboxConfig, limited: RateLimited) -> Reply:

@@ -36,7 +36,7 @@ _INT_FIELDS = frozenset({"fail_next", "xoxoday_limit_status", "seed"})
 _OPTIONAL_INT_FIELDS = frozenset({"xoxoday_rpm", "capillary_rpm"})
 _BOOL_FIELDS = frozenset({"capillary_retry_after"})
 #: What a token endpoint may be told to answer next (``token_faults``).
-TOKEN_FAULTS = ("ok", "unreadable", "expired", "error_page", "refused")
+TOKEN_FAULTS = ("ok", "unreadable", "garbled", "expired", "error_page", "refused")
 
 
 @dataclass
@@ -66,6 +66,8 @@ class SandboxConfig:
         (Capillary's token generation, Xoxoday's refresh and validation), consumed in order:
         ``ok`` (as usual), ``unreadable`` (the token is issued, the answer carries it, and one field
         breaks the documented schema: Capillary ``ttlSeconds: "60m"``, Xoxoday ``expires_in: "15 days"``),
+        ``garbled`` (the token is issued and the answer is well-formed, but the token in it ends with a
+        line break, which no request header can carry),
         ``expired`` (a well-formed answer whose token is already expired), ``error_page`` (a gateway's
         503 page; nothing issued), ``refused`` (the vendor's refusal of the credentials).
     """

@@ -136,6 +136,8 @@ def _refresh(request: Request, payload: Any) -> tuple[Reply, bool]:
         return _oauth_error(400, "invalid_grant", "refresh token is invalid or expired"), False
     if fault == "unreadable":  # the pair is rotated and sent, next to a lifetime the docs do not allow
         tokens = {**tokens, "expires_in": f"{int(tokens['expires_in']) // 86400} days"}
+    if fault == "garbled":  # the pair is rotated, and its access token sent with a line break after it
+        tokens = {**tokens, "access_token": f"{tokens['access_token']}\r\n"}
     return json_reply(200, tokens), True
 
 

@@ -30,6 +30,9 @@ from tests.sandbox.helpers import cancel
 # What the renewal meets at the token endpoint (the reversal request itself was answered 498/401).
 RENEWAL_FAILURES = [
     pytest.param(["unreadable"], id="token_answer_unreadable"),
+    # a well-formed answer whose token no header can carry: the reversal would fail inside the HTTP
+    # layer after being handed over (items in doubt), its error quoting the header
+    pytest.param(["garbled"], id="token_answer_garbled"),
     pytest.param(["refused"], id="token_renewal_refused"),
     pytest.param(["error_page"] * 2, id="token_endpoint_error_pages"),
 ]
