@@ -16,13 +16,19 @@ def show(value: Any) -> str:
     return text if len(text) <= SHOW_CHARS else text[: SHOW_CHARS - 3] + "..."
 
 
+def bounded_repr(value: Any, budget: int) -> str:
+    """A repr of ``value`` of about ``budget`` characters at most, at a cost bounded by that."""
+    return _bounded_repr(value, budget, 0)
+
+
 def _bounded_repr(value: Any, budget: int, depth: int) -> str:
     if isinstance(value, (str, bytes, bytearray)):
         return repr(value[:budget])
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, int):
-        if value.bit_length() > 4 * budget:  # repr would be long (or raise: the 4300-digit limit)
+        # repr would be long, or raise (Python's 4300-digit limit: about 14,000 bits)
+        if value.bit_length() > min(4 * budget, 14_000):
             return f"<int of about {int(value.bit_length() * 0.30103) + 1} digits>"
         return repr(value)
     if isinstance(value, Decimal) and value.is_finite() and len(value.as_tuple().digits) > budget:

@@ -13,6 +13,7 @@ other than spaces at either end; a promotion id holds no ``/`` (the earn key's s
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import re
 import unicodedata
@@ -21,7 +22,7 @@ from decimal import Decimal
 from numbers import Integral
 from typing import Any, NamedTuple
 
-from airflow_provider_loyalty._show import show
+from airflow_provider_loyalty._show import bounded_repr, show
 
 #: The largest id the ledger can store (``BIGINT`` in SQLite, DuckDB, PostgreSQL, Snowflake).
 MAX_BIGINT = 2**63 - 1
@@ -138,6 +139,51 @@ Item = PointItem | EarnItem
 #: SQL expressions of ``item_key`` over an extraction's columns, next to the Python ``key`` above.
 POINTS_KEY_SQL = "CAST({unique_id} AS VARCHAR)"
 EARN_KEY_SQL = "CAST({customer_id} AS VARCHAR) || '/' || {promotion_id} || '/' || {earn_id}"
+
+#: An invalid input value's ledger key: ``invalid:`` and the value's text (a string as it is, any
+#: other value as its repr: ``invalid:abc``, ``invalid:-5``, ``invalid:{'unique_id': 2}``).
+INVALID_PREFIX = "invalid:"
+#: ...or, for a long or unprintable value, a digest of its text (a prefix no text key has).
+INVALID_DIGEST_PREFIX = "invalid-sha256:"
+#: Longest value text kept as it is in an invalid key.
+INVALID_TEXT_CHARS = 200
+#: Characters of a huge value's text that go into its digest (bounds the cost of any value).
+_INVALID_DIGEST_CHARS = 100_000
+#: SQL expression of the invalid key of a text (or integer) column, for an extraction's anti-join.
+INVALID_KEY_SQL = "'" + INVALID_PREFIX + "' || CAST({value} AS VARCHAR)"
+
+
+def invalid_key(value: Any) -> str:
+    """The ledger key of an invalid input value: stable from run to run, bounded, never an item's key.
+
+    Item keys start with a digit; these start with ``invalid``. The same offending value gives the
+    same key whatever its row, so tomorrow's run knows it (and an extraction can anti-join it with
+    :data:`INVALID_KEY_SQL`).
+    """
+    text = value if isinstance(value, str) else bounded_repr(value, _INVALID_DIGEST_CHARS)
+    if len(text) <= INVALID_TEXT_CHARS and text.isprintable():
+        return INVALID_PREFIX + text
+    digest = hashlib.sha256(text[:_INVALID_DIGEST_CHARS].encode("utf-8", "surrogatepass")).hexdigest()
+    return INVALID_DIGEST_PREFIX + digest
+
+
+def earn_key_text(fields: Sequence[Any]) -> str:
+    """An earn row's fields as its key would read (``customer/promotion/earn``), whatever they hold, at a bounded cost."""
+    return "/".join(
+        f[:_INVALID_DIGEST_CHARS] if isinstance(f, str) else bounded_repr(f, INVALID_TEXT_CHARS) for f in fields
+    )
+
+
+class InvalidRow(NamedTuple):
+    """An input row skipped as invalid (``on_invalid="skip"``): where, what, why, and its ledger key."""
+
+    #: row number, counted from 1
+    number: int
+    #: the offending value as messages show it (bounded)
+    shown: str
+    reason: str
+    #: :func:`invalid_key` of the offending value
+    key: str
 
 
 def positive_int(value: Any) -> tuple[int | None, str]:

@@ -7,8 +7,10 @@ import threading
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from airflow_provider_loyalty.items import EarnItem, PointItem
+from airflow_provider_loyalty.items import EarnItem, InvalidRow, PointItem, invalid_key
 from airflow_provider_loyalty.ledger import (
     COLUMNS,
     ReversalLedger,
@@ -377,3 +379,69 @@ def test_a_later_try_that_never_got_through_leaves_the_doubt_standing(ledger_con
     cursor.execute(in_doubt_sql(table))
     assert cursor.fetchall() == []
     ledger.close()
+
+
+def test_the_extraction_leaves_out_junk_recorded_as_invalid(ledger_conn) -> None:
+    """Junk the operator recorded (``on_invalid="skip"``) is keyed by its value: the anti-join keeps it out."""
+    conn_id, table = ledger_conn
+    ledger = ReversalLedger(conn_id, table)
+    junk = [
+        InvalidRow(3, "'abc'", "not an integer", invalid_key("abc")),
+        InvalidRow(4, "-5", "must be positive", invalid_key(-5)),
+    ]
+    ledger.record_invalid("xoxoday", junk, run())
+    ledger.record_invalid(
+        "capillary", [InvalidRow(1, "(0, 'P1', 'b')", "customer_id must be positive", invalid_key("0/P1/b"))], run()
+    )
+    ledger.record("xoxoday", results(range(1, 2)), run())
+    conn = ledger.hook.get_conn()
+    cursor = conn.cursor()
+    src_p, src_e = f"{table}_points", f"{table}_earns"
+    cursor.execute(f"CREATE TABLE {src_p} (unique_id VARCHAR(30))")
+    cursor.execute(f"INSERT INTO {src_p} VALUES ('1'), ('abc'), ('-5'), ('7'), ('xyz')")
+    cursor.execute(f"CREATE TABLE {src_e} (customer_id BIGINT, promotion_id VARCHAR(30), earn_id VARCHAR(30))")
+    cursor.execute(f"INSERT INTO {src_e} VALUES (0, 'P1', 'b'), (7, 'P1', 'c')")
+    conn.commit()
+    points = points_key_sql("s.unique_id")
+    cursor.execute(f"SELECT unique_id FROM {src_p} s WHERE {not_done_predicate('xoxoday', points, table)} ORDER BY 1")
+    assert [r[0] for r in cursor.fetchall()] == ["7", "xyz"]  # xyz: junk never recorded, reported by the run
+    kept = not_done_predicate("xoxoday", points, table, skip_invalid=False)
+    cursor.execute(f"SELECT unique_id FROM {src_p} s WHERE {kept} ORDER BY 1")
+    assert [r[0] for r in cursor.fetchall()] == ["-5", "7", "abc", "xyz"]
+    earns = earn_key_sql("s.customer_id", "s.promotion_id", "s.earn_id")
+    cursor.execute(f"SELECT earn_id FROM {src_e} s WHERE {not_done_predicate('capillary', earns, table)}")
+    assert [r[0] for r in cursor.fetchall()] == ["c"]
+    for t in (src_p, src_e):
+        cursor.execute(f"DROP TABLE {t}")
+    conn.commit()
+    conn.close()
+    ledger.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ("abc", "invalid:abc"),
+        (-5, "invalid:-5"),
+        ("-5", "invalid:-5"),  # the same junk as text or as a number: one key (as the SQL casts it)
+        (1.5, "invalid:1.5"),
+        (None, "invalid:None"),
+        ({"unique_id": "x"}, "invalid:{'unique_id': 'x'}"),
+    ],
+)
+def test_an_invalid_value_has_a_stable_readable_key(value, key) -> None:
+    assert invalid_key(value) == key
+
+
+@given(st.one_of(st.text(), st.integers(), st.floats(allow_nan=False), st.lists(st.text(), max_size=3)))
+def test_invalid_keys_are_bounded_and_never_an_item_key(value) -> None:
+    key = invalid_key(value)
+    assert key == invalid_key(value)  # stable
+    assert key.isprintable() and len(key) <= len("invalid:") + 200  # bounded, storable, readable
+    assert key.startswith(("invalid:", "invalid-sha256:"))  # item keys start with a digit
+
+
+def test_a_long_or_unprintable_value_is_keyed_by_a_digest() -> None:
+    assert invalid_key("x" * 5000).startswith("invalid-sha256:")
+    assert invalid_key("a\nb") == invalid_key("a\nb") != invalid_key("a\rb")
+    assert invalid_key("x" * 5000) != invalid_key("x" * 5001)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple, get_args, get_type_hints
 
-from airflow_provider_loyalty.items import EARN_KEY_SQL, POINTS_KEY_SQL
+from airflow_provider_loyalty.items import EARN_KEY_SQL, INVALID_KEY_SQL, POINTS_KEY_SQL
 
 DEFAULT_TABLE = "loyalty_reversal_ledger"
 VENDORS = ("xoxoday", "capillary")
@@ -216,7 +216,12 @@ SETTLED_SQL = "({t}.status = 'succeeded' OR {t}.failure_kind = 'permanent')"
 
 
 def not_done_predicate(
-    vendor: str, key_sql: str, table: str = DEFAULT_TABLE, *, skip_permanent_failures: bool = True
+    vendor: str,
+    key_sql: str,
+    table: str = DEFAULT_TABLE,
+    *,
+    skip_permanent_failures: bool = True,
+    skip_invalid: bool = True,
 ) -> str:
     """SQL predicate for an extraction query's ``WHERE``: true for rows still to be sent.
 
@@ -226,15 +231,26 @@ def not_done_predicate(
     answer recorded) are extracted again: the operator resends them and reconciles the vendor's
     "already reversed" answer. To retry a refused item after fixing it, delete its ledger rows.
 
+    Unless ``skip_invalid`` is false, junk the operator already recorded as invalid input
+    (``on_invalid="skip"``) is left out too: its ledger key is ``'invalid:' ||`` the same key text
+    (a text id column's ``abc``, an earn row's ``0/P1/E-1``), so the same junk is not extracted again.
+
     :param vendor: ``xoxoday`` or ``capillary``.
     :param key_sql: SQL expression of the item key (:func:`points_key_sql`, :func:`earn_key_sql`).
     :param table: ledger table.
     :param skip_permanent_failures: also leave out items refused permanently.
+    :param skip_invalid: also leave out values recorded as invalid input.
     """
     _check_vendor(vendor)
     table = check_table_name(table)
     settled = (SETTLED_SQL if skip_permanent_failures else DONE_SQL).format(t="ledger")
-    return (
+    predicate = (
         f"NOT EXISTS (SELECT 1 FROM {table} ledger WHERE ledger.vendor = '{vendor}' "
         f"AND {settled} AND ledger.item_key = {key_sql})"
     )
+    if skip_invalid:  # a second look-up (not an OR) so that each one uses the look-up index
+        predicate += (
+            f" AND NOT EXISTS (SELECT 1 FROM {table} ledger WHERE ledger.vendor = '{vendor}' "
+            f"AND ledger.status = 'invalid' AND ledger.item_key = {INVALID_KEY_SQL.format(value=key_sql)})"
+        )
+    return predicate

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_loyalty._batches import batched
-from airflow_provider_loyalty.items import Item
+from airflow_provider_loyalty.items import InvalidRow, Item
 from airflow_provider_loyalty.ledger.schema import (
     CODE_CHARS,
     COLUMNS,
@@ -33,7 +33,7 @@ from airflow_provider_loyalty.ledger.schema import (
     missing_columns,
     select_list,
 )
-from airflow_provider_loyalty.ledger.state import ItemState, assess
+from airflow_provider_loyalty.ledger.state import Assessment, ItemState, assess
 from airflow_provider_loyalty.outcomes import Outcome, Settled, Status
 
 if TYPE_CHECKING:
@@ -301,20 +301,25 @@ class ReversalLedger:
         """
         settled: dict[str, Settled] = {}
         in_doubt: dict[str, Settled] = {}
+        for key, (state, deciding) in self.states(vendor, keys).items():
+            if deciding is None:
+                continue
+            if state is ItemState.SUCCEEDED or (state is ItemState.REFUSED and include_refused):
+                settled[key] = _settled(deciding)
+            elif state is ItemState.IN_DOUBT:
+                in_doubt[key] = _settled(deciding)
+        return settled, in_doubt
+
+    def states(self, vendor: str, keys: Iterable[str]) -> dict[str, Assessment]:
+        """The state of those ``keys`` the ledger has rows of (:func:`~.state.assess`), looked up in chunks."""
+        found: dict[str, Assessment] = {}
         for chunk in batched(keys, LOOKUP_CHUNK):
             rows = self._retrying("look-up", functools.partial(self._select, vendor=vendor, chunk=chunk))
             by_key: dict[str, list[LedgerRow]] = {}
             for row in rows:
                 by_key.setdefault(row.item_key, []).append(row)
-            for key, key_rows in by_key.items():
-                state, deciding = assess(key_rows)
-                if deciding is None:
-                    continue
-                if state is ItemState.SUCCEEDED or (state is ItemState.REFUSED and include_refused):
-                    settled[key] = _settled(deciding)
-                elif state is ItemState.IN_DOUBT:
-                    in_doubt[key] = _settled(deciding)
-        return settled, in_doubt
+            found.update({key: assess(key_rows) for key, key_rows in by_key.items()})
+        return found
 
     def _select(self, conn: Any, vendor: str, chunk: list[str]) -> list[LedgerRow]:
         if self._missing:
@@ -372,15 +377,15 @@ class ReversalLedger:
             for item in items
         ]
 
-    def record_invalid(
-        self, vendor: str, rows: Sequence[tuple[int, str, str]], run: dict[str, Any] | None = None
-    ) -> None:
-        """Append one ``invalid`` row per skipped input row ``(row number, shown value, reason)``.
+    def record_invalid(self, vendor: str, rows: Sequence[InvalidRow], run: dict[str, Any] | None = None) -> None:
+        """Append one ``invalid`` row per offending value of the skipped input rows (``on_invalid="skip"``).
 
-        Its ``item_key`` names the row and value (``invalid:row 7:'abc'``): it never matches an item.
+        Its ``item_key`` is the value's :func:`~airflow_provider_loyalty.items.invalid_key`: the same
+        junk tomorrow has the same key (and never an item's); the message names the row and the reason.
         """
         now = _now()
         run = run or {}
+        first = {row.key: row for row in reversed(rows)}  # one row per value: its first occurrence
         self.insert(
             [
                 _row(
@@ -389,12 +394,12 @@ class ReversalLedger:
                     Status.INVALID.value,
                     None,
                     "invalid",
-                    reason,
+                    f"row {row.number}: {row.shown} ({row.reason})",
                     run,
                     now,
-                    key=f"invalid:row {n}:{shown}",
+                    key=row.key,
                 )
-                for n, shown, reason in rows
+                for row in sorted(first.values(), key=lambda r: r.number)
             ]
         )
 

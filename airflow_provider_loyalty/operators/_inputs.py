@@ -36,7 +36,17 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_loyalty._show import show
-from airflow_provider_loyalty.items import BLANKS, EarnItem, PointItem, earn_fields, positive_int, reference_text
+from airflow_provider_loyalty.items import (
+    BLANKS,
+    EarnItem,
+    InvalidRow,
+    PointItem,
+    earn_fields,
+    earn_key_text,
+    invalid_key,
+    positive_int,
+    reference_text,
+)
 from airflow_provider_loyalty.operators._literal import (
     DuplicateKeys,
     ReadError,
@@ -70,21 +80,26 @@ class InputErrors:
         self.what = what
         self.owner = owner
         self.skip = skip
-        #: ``(row number from 1, shown value, reason)`` of the first :data:`MAX_KEPT` invalid rows, with ``skip``
-        self.rows: list[tuple[int, str, str]] = []
+        #: the first :data:`MAX_KEPT` invalid rows (numbered from 1, with their ledger key), with ``skip``
+        self.rows: list[InvalidRow] = []
         #: the input was one value, not a list: messages say "the value", not "row 1"
         self.single = False
         self.count = 0
         self.examples: list[tuple[int, str, str]] = []
 
-    def add(self, position: int, value: Any, reason: str) -> None:
-        """Note that row ``position`` (0-based; shown 1-based) holds ``value``, bad because ``reason``."""
+    def add(self, position: int, value: Any, reason: str, *, key_value: Any = None) -> None:
+        """Note that row ``position`` (0-based; shown 1-based) holds ``value``, bad because ``reason``.
+
+        ``key_value``: what the row's ledger key is derived from, when not ``value`` itself (an earn
+        row's fields, as ``customer/promotion/earn`` text, so that an extraction can anti-join it).
+        """
         self.count += 1
         if len(self.examples) < MAX_REPORTED:
             self.examples.append((position, show(value), reason))
         if self.skip and len(self.rows) < MAX_KEPT:
             shown = self.examples[-1][1] if self.count <= MAX_REPORTED else show(value)
-            self.rows.append((position + 1, shown, reason))
+            key = invalid_key(value if key_value is None else key_value)
+            self.rows.append(InvalidRow(position + 1, shown, reason, key))
 
     def report(self, note: str = "") -> str:
         """``3 invalid unique_ids value(s) (rows numbered from 1): row 2: 'x' (not an integer); …``."""
@@ -402,7 +417,7 @@ def parse_earns(
         saw_row = True
         earn = earn_fields(*fields)
         if isinstance(earn, str):
-            errors.add(position, row, earn)
+            errors.add(position, row, earn, key_value=earn_key_text(fields))
             return
         reference, why = reference_text(given_reference)
         if why:

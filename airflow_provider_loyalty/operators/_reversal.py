@@ -203,7 +203,6 @@ class ReversalOperator(BaseOperator, Generic[P]):
         )
         invalid = self._invalid
         if invalid is not None and invalid.count:
-            summary.add_invalid(invalid.rows, invalid.count)
             self.log.warning("Skipping (on_invalid='skip'), counted as failed: %s", invalid.report())
         self._run_summary = summary  # counted in place; read by get_openlineage_facets_on_complete
         if duplicates:
@@ -229,12 +228,15 @@ class ReversalOperator(BaseOperator, Generic[P]):
             else None
         )
         try:
+            known_invalid: dict[str, bool] = {}
             if books is not None:
                 if not self.plan_only:  # a dry run writes nothing: the next real try replays
                     books.replay_spool()
-                if invalid is not None and invalid.rows and not self.plan_only:
-                    books.record_invalid(invalid.rows)
+                if invalid is not None and invalid.rows:
+                    known_invalid = books.invalid_rows(invalid.rows, write=not self.plan_only)
                 items = books.drop_settled(items, summary, retry_refused=self.retry_refused)
+            if invalid is not None and invalid.count:
+                summary.add_invalid(invalid.rows, invalid.count, known_invalid)
             if self.plan_only:
                 result = plan_only(items, self.plan(items), self.describe, summary, self.what, self.max_items, self.log)
                 if self.approval is not None:  # the plan a person approves: its keys go to XCom

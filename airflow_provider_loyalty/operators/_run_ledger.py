@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_loyalty import _metrics as metrics
-from airflow_provider_loyalty.items import Item
+from airflow_provider_loyalty.items import InvalidRow, Item
 from airflow_provider_loyalty.outcomes import CLAIMED_ELSEWHERE, NO_ANSWER, FailureKind, Outcome, Settled
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_loyalty.ledger import ReversalLedger
+    from airflow_provider_loyalty.ledger import LedgerRow, ReversalLedger
     from airflow_provider_loyalty.ledger.spool import LedgerSpool
     from airflow_provider_loyalty.operators._run_claims import RunClaims
     from airflow_provider_loyalty.operators._summary import RunSummary
@@ -128,9 +128,39 @@ class RunLedger:
             len(rows) - written,
         )
 
-    def record_invalid(self, rows: Sequence[tuple[int, str, str]]) -> None:
-        """Record the input rows skipped as invalid (``on_invalid="skip"``)."""
-        self.ledger.record_invalid(self.vendor, rows, self.run)
+    def invalid_rows(self, rows: Sequence[InvalidRow], *, write: bool) -> dict[str, bool]:
+        """Record the values of input rows skipped as invalid (``on_invalid="skip"``) that the ledger lacks.
+
+        Return those it already holds as invalid: ``{key: recorded by an earlier DAG run}``. An
+        earlier run judged its junk then (reported apart, like its refusals); an earlier try of this
+        run's junk still counts in this run's decision. Nothing is recorded twice; ``write=False``
+        (a dry run) only looks.
+        """
+        from airflow_provider_loyalty.ledger.state import ItemState
+
+        try:
+            states = self.ledger.states(self.vendor, {row.key for row in rows})
+        except Exception as exc:
+            raise AirflowException(
+                f"{self.owner}: cannot read the ledger {self.conn_id!r} "
+                f"({type(exc).__name__}: {str(exc)[:200]}); nothing was sent"
+            ) from exc
+        known = {
+            key: not self.this_run(found.row)
+            for key, found in states.items()
+            if found.state is ItemState.INVALID and found.row is not None
+        }
+        if write:
+            self.ledger.record_invalid(self.vendor, [row for row in rows if row.key not in known], self.run)
+        earlier = sum(1 for row in rows if known.get(row.key))
+        if earlier:
+            self.log.info(
+                "%d invalid %s row(s) hold values already recorded as invalid by earlier runs: reported apart, "
+                "not counted in this run's max_failed_ratio",
+                earlier,
+                self.what,
+            )
+        return known
 
     def drop_settled(self, items: list[Item], summary: RunSummary, *, retry_refused: bool) -> list[Item]:
         """Leave out what the ledger says is done (skipped) or was refused for good (failed, not resent).
@@ -187,7 +217,7 @@ class RunLedger:
             )
         return kept
 
-    def this_run(self, seen: Settled) -> bool:
+    def this_run(self, seen: Settled | LedgerRow) -> bool:
         """Whether ``seen`` was recorded by a try of this DAG run (any task of it)."""
         return (seen.run_id, seen.dag_id) == (self.run.get("run_id"), self.run.get("dag_id"))
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_loyalty import _metrics as metrics
+from airflow_provider_loyalty.items import InvalidRow
 from airflow_provider_loyalty.outcomes import CLAIMED_ELSEWHERE, SUPERSEDED, FailureKind, Outcome
 
 #: Failures (and, in a dry run, planned requests) listed in the summary XCom; the ledger holds all.
@@ -93,6 +94,7 @@ class RunSummary:
     dry_run: bool = False
     failed_transient: int = 0
     failed_earlier: int = 0
+    invalid_earlier: int = 0
     done_earlier_try: int = 0
     reconciled: int = 0
     invalid: int = 0
@@ -179,17 +181,29 @@ class RunSummary:
                 cause = self.causes[key] = Cause(*key)
         return cause
 
-    def add_invalid(self, rows: list[tuple[int, str, str]], count: int) -> None:
-        """Count ``count`` input rows skipped as invalid (``on_invalid="skip"``); the first are named."""
+    def add_invalid(self, rows: list[InvalidRow], count: int, known: Mapping[str, bool] | None = None) -> None:
+        """Count ``count`` input rows skipped as invalid (``on_invalid="skip"``); the first are named.
+
+        ``known``: the values the ledger already holds as invalid, ``{key: recorded by an earlier DAG
+        run}``. An earlier run's junk was judged then: counted apart (``invalid_earlier``, among
+        ``failed_earlier``), like its refusals; the rest are this run's failures.
+        """
+        known = known or {}
         self.invalid += count
         self.failed += count
-        self.codes["invalid"] += count
-        for n, shown, reason in rows:
-            failure = {"row": n, "value": shown, "code": "invalid", "message": reason}
-            if len(self.invalid_named) < MAX_NAMED:
-                self.invalid_named.append(f"row {n}: {shown} ({reason})")
+        for row in rows:
+            failure = {"row": row.number, "value": row.shown, "code": "invalid", "message": row.reason}
+            if known.get(row.key):
+                self.invalid_earlier += 1
+                self.failed_earlier += 1
+            else:
+                self.codes["invalid"] += 1
+                if len(self.invalid_named) < MAX_NAMED:
+                    self.invalid_named.append(f"row {row.number}: {row.shown} ({row.reason})")
             if len(self.failures) < MAX_LISTED:
                 self.failures.append(failure)
+        if count > len(rows):  # beyond the rows kept: not looked up, this run's
+            self.codes["invalid"] += count - len(rows)
 
     def add_not_approved(self, outcomes: list[Outcome]) -> None:
         """Count items refused as outside the approved plan; they are named, and judged by no ratio."""
@@ -215,6 +229,11 @@ class RunSummary:
     def failed_this_run(self) -> int:
         """Failures decided by this run (refusals of earlier runs were judged then)."""
         return self.failed - self.failed_earlier - self.not_approved
+
+    @property
+    def invalid_this_run(self) -> int:
+        """Invalid input rows judged by this run (junk an earlier run recorded was judged then)."""
+        return self.invalid - self.invalid_earlier
 
     @property
     def items_this_run(self) -> int:
@@ -250,6 +269,7 @@ class RunSummary:
             "failed_transient": self.failed_transient,
             "failed_earlier": self.failed_earlier,
             "done_earlier_try": self.done_earlier_try,
+            "invalid_earlier": self.invalid_earlier,
             "failure_codes": dict(self.codes),
             "failures": list(self.failures),
             "claimed_elsewhere": self.claimed_elsewhere,
@@ -270,14 +290,15 @@ class RunSummary:
         if self.causes:
             causes = sorted(self.causes.values(), key=lambda c: -c.items)
             parts.append("Vendor answers: " + "; ".join(c.line() for c in causes))
-        if self.invalid:
+        invalid = self.invalid_this_run
+        if invalid:
             named = "; ".join(self.invalid_named)
             more = (
-                f"; and {self.invalid - len(self.invalid_named)} more (see the ledger)"
-                if self.invalid > len(self.invalid_named)
+                f"; and {invalid - len(self.invalid_named)} more (see the ledger)"
+                if invalid > len(self.invalid_named)
                 else ""
             )
-            parts.append(f"Invalid input (never sent): {_plural(self.invalid, 'row')}: {named}{more}")
+            parts.append(f"Invalid input (never sent): {_plural(invalid, 'row')}: {named}{more}")
         return ". ".join(parts)
 
     def accounting(self, what: str) -> str:
@@ -286,17 +307,23 @@ class RunSummary:
         The terms add up to the planned items (this run's: neither skipped as done nor refused earlier).
         """
         planned = self.requested - self.skipped - self.failed_earlier
-        transient = self.failed_this_run - self.refused - self.invalid - self.not_sent
+        transient = self.failed_this_run - self.refused - self.invalid_this_run - self.not_sent
         elsewhere = f", {self.claimed_elsewhere} left to another attempt's claim" if self.claimed_elsewhere else ""
         return (
             f"{planned} {what} planned: {self.succeeded} succeeded ({self.reconciled} reconciled), "
-            f"{self.refused} refused, {self.invalid} invalid, {transient} failed (no or unclear answer, "
+            f"{self.refused} refused, {self.invalid_this_run} invalid, {transient} failed (no or unclear answer, "
             f"or the request refused as a whole), {self.not_sent} not sent{elsewhere}"
         )
 
     def earlier_report(self) -> str:
-        """Refusals recorded by earlier runs, apart from this run's."""
-        return f"{self.failed_earlier} refused in earlier runs, not resent (codes: {top_codes(self.earlier_codes)})"
+        """Refusals and invalid input recorded by earlier runs, apart from this run's."""
+        parts = []
+        refused = self.failed_earlier - self.invalid_earlier
+        if refused:
+            parts.append(f"{refused} refused in earlier runs, not resent (codes: {top_codes(self.earlier_codes)})")
+        if self.invalid_earlier:
+            parts.append(f"{self.invalid_earlier} invalid input row(s) already recorded as invalid by earlier runs")
+        return "; ".join(parts)
 
 
 class Progress:

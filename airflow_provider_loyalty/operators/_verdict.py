@@ -90,4 +90,13 @@ def decide(
     if summary.failed_transient:
         hint = " A retry sends only what is not done yet." if with_ledger else ""
         return AirflowException(message + hint)
-    return AirflowFailException(message + " The vendor refused them: retrying cannot help.")
+    invalid = summary.codes.get("invalid", 0)
+    refused = failed - invalid
+    causes = [f"the vendor refused {refused}"] if refused else []
+    if invalid:
+        causes.append(
+            f"{invalid} {'is' if invalid == 1 else 'are'} invalid input (fix the input, or keep it out of the "
+            "extraction; the ledger knows these values and the next run reports them apart)"
+        )
+    cause = "; ".join(causes)
+    return AirflowFailException(f"{message} {cause[:1].upper()}{cause[1:]}: retrying cannot help.")

@@ -480,9 +480,9 @@ def test_on_invalid_skip_sends_the_valid_rows_and_records_the_invalid_ones(
     invalid = sqlite3.connect(db).execute(
         "SELECT item_key, code, message FROM loyalty_reversal_ledger WHERE status = 'invalid' ORDER BY item_key"
     )
-    assert [(key, code) for key, code, _ in invalid] == [
-        ("invalid:row 2:'abc'", "invalid"),
-        ("invalid:row 4:-5", "invalid"),
+    assert [(key, code, message) for key, code, message in invalid] == [
+        ("invalid:-5", "invalid", "row 4: -5 (must be positive)"),
+        ("invalid:abc", "invalid", "row 2: 'abc' (not an integer)"),
     ]
 
 

@@ -70,7 +70,7 @@ def test_an_invalid_reference_skips_its_row_with_on_invalid_skip() -> None:
     references: dict[str, str] = {}
     items, _, _ = parse_unique_ids([(1, "ok"), (2, "bad\t")], invalid=errors, references=references)
     assert items == [PointItem(1)] and references == {"1": "ok"}
-    assert [reason for _, _, reason in errors.rows] == ["reference holds U+0009, a control character"]
+    assert [row.reason for row in errors.rows] == ["reference holds U+0009, a control character"]
 
 
 def test_reference_text_missing_is_no_reference() -> None:
