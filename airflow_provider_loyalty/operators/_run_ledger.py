@@ -236,9 +236,8 @@ class RunLedger:
         except Exception as exc:  # noqa: BLE001 - the refusals stand; the outcome write reports the ledger
             self.log.warning("Could not re-read the ledger for %d refusal(s) (%s)", len(keys), type(exc).__name__)
             return {}
-        own = self.run.get("run_id")
         found = {key: seen for key, seen in settled.items() if seen.ok}
-        found.update({key: seen for key, seen in doubt.items() if key not in found and seen.run_id != own})
+        found.update({key: seen for key, seen in doubt.items() if key not in found and not self.this_run(seen)})
         return found
 
     def before_send(self, items: Sequence[Item], *, first: bool) -> None:

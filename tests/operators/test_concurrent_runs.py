@@ -72,3 +72,21 @@ def test_without_another_runs_attempt_already_cancelled_stays_a_refusal(
     )
     assert (s["succeeded"], s["reconciled"], s["failed"]) == (0, 0, 1)
     assert s["failure_codes"] == {"refused": 1}
+
+
+def test_another_dags_run_of_the_same_name_is_another_run(requests_mock, xoxoday_conn, monkeypatch, tmp_path):
+    """Two DAGs on one ledger both run ``scheduled__<date>``: the other DAG's item in flight is another run's."""
+    path = tmp_path / "ledger.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(path))
+    namesake = {**OTHER, "dag_id": "partner_reversals", "run_id": "r1"}  # this run is dag "d", run "r1"
+
+    def the_other_dag_is_sending(ids: list[int]) -> None:
+        other = ReversalLedger("ledger")
+        other.record_intent("xoxoday", [PointItem(i) for i in ids], namesake)
+        other.close()
+
+    requests_mock.post(API, json=refuse_as_cancelled(the_other_dag_is_sending))
+    from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
+
+    s = CancelPointsOperator(task_id="t", unique_ids=[5], ledger_conn_id="ledger").execute(context())
+    assert (s["succeeded"], s["reconciled"], s["failed"]) == (1, 1, 0)
