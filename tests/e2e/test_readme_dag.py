@@ -39,6 +39,7 @@ def test_the_readme_names_its_tables_and_dag() -> None:
     code = readme_dag()
     assert "loyalty_points_reversals" in code and "loyalty_earn_reversals" in code
     assert "not_done_predicate" in code  # the anti-join against the ledger
+    assert "GATE.tasks(" in code and code.count("approval=GATE.receipt(") == 4  # plans and sends under the gate
     assert "@dag(" in code and "my_daily_reversals()" in code
 
 
@@ -76,7 +77,7 @@ def test_readme_daily_dag_runs_as_written_and_a_rerun_sends_nothing(vendor, monk
     expected = vendor.dataset.expected()
 
     _, states, values = dags_test()
-    assert states["within_threshold"] == "success" and states["approve"] == "skipped"
+    assert states["approval.within_threshold"] == "success" and states["approval.approve"] == "skipped"
     points, earns = values["cancel_points"], values["revoke_earns"]
     assert (points["requested"], points["succeeded"], points["failed"]) == (
         expected["points"]["rows"],
