@@ -1,13 +1,17 @@
 """The README's daily DAG runs as written: its code block, unchanged, against the sandbox and a DuckDB warehouse.
 
 The block is taken from the README's "A daily DAG" section and written into a DAG folder of its
-own, which ``airflow dags test`` (a real process, as a user runs it) reads as its bundle. The sandbox's dataset is far below the
+own, which ``airflow dags test`` (a real process, as a user runs it) reads as its bundle. The
+sandbox's dataset is below the approval threshold, so the first test's runs take the gate's
+``within_threshold`` branch; the second triggers with a lower ``approval_threshold`` and a person
+(a thread answering through the Core API handler the Required Actions page calls) approves. The sandbox's dataset is far below the
 approval threshold, so the run takes the ``within_threshold`` branch (the approval path of the same
 wiring is run by ``test_daily_approval.py`` on the example DAG).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -43,14 +47,18 @@ def test_the_readme_names_its_tables_and_dag() -> None:
     assert "@dag(" in code and "my_daily_reversals()" in code
 
 
-def dags_test() -> tuple[str, dict[str, str], dict[str, object]]:
+def dags_test(conf: dict | None = None) -> tuple[str, dict[str, str], dict[str, object]]:
     """Run ``airflow dags test`` of the README's DAG; return its run id, task states and return values."""
     from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     result = subprocess.run(
-        [AIRFLOW, "dags", "test", DAG_ID], capture_output=True, text=True, env=dict(os.environ), timeout=600
+        [AIRFLOW, "dags", "test", DAG_ID, *(["-c", json.dumps(conf)] if conf else [])],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with create_session() as session:
@@ -64,7 +72,8 @@ def dags_test() -> tuple[str, dict[str, str], dict[str, object]]:
         return run.run_id, states, values
 
 
-def test_readme_daily_dag_runs_as_written_and_a_rerun_sends_nothing(vendor, monkeypatch, tmp_path) -> None:
+def readme_dag_folder(vendor, monkeypatch, tmp_path: Path) -> Path:
+    """The README's DAG alone in a DAG folder, and a DuckDB warehouse seeded from the sandbox's dataset."""
     from airflow_provider_loyalty.sandbox import write_duckdb
 
     dags = tmp_path / "dags"
@@ -74,6 +83,11 @@ def test_readme_daily_dag_runs_as_written_and_a_rerun_sends_nothing(vendor, monk
     warehouse = tmp_path / "warehouse.duckdb"
     write_duckdb(warehouse, vendor.dataset, datetime.now(timezone.utc).date())
     set_connection(monkeypatch, "loyalty_warehouse", conn_type="duckdb", host=str(warehouse))
+    return warehouse
+
+
+def test_readme_daily_dag_runs_as_written_and_a_rerun_sends_nothing(vendor, monkeypatch, tmp_path) -> None:
+    warehouse = readme_dag_folder(vendor, monkeypatch, tmp_path)
     expected = vendor.dataset.expected()
 
     _, states, values = dags_test()
@@ -110,3 +124,29 @@ def test_readme_daily_dag_runs_as_written_and_a_rerun_sends_nothing(vendor, monk
     after = vendor.stats()
     assert after["xoxoday"]["api_requests"] == stats["xoxoday"]["api_requests"]
     assert after["capillary"]["api_requests"] == stats["capillary"]["api_requests"]
+
+
+def test_readme_daily_dag_above_the_threshold_sends_once_a_person_approved(vendor, monkeypatch, tmp_path) -> None:
+    from tests.e2e.test_daily_approval import Approver
+
+    warehouse = readme_dag_folder(vendor, monkeypatch, tmp_path)
+    expected = vendor.dataset.expected()
+    approver = Approver(vendor, "Approve", dag_id=DAG_ID, user="dana")
+    approver.start()
+    try:
+        _, states, values = dags_test({"approval_threshold": 1})
+    finally:
+        approver.join(timeout=5)
+    if approver.error is not None:
+        raise approver.error
+    seen = approver.seen  # while the run waited for the answer: nothing had reached the vendors
+    assert seen["states"]["approval.within_threshold"] == "skipped"
+    assert seen["vendor_stats"]["xoxoday"]["requests"] == 0 and seen["vendor_stats"]["capillary"]["requests"] == 0
+    assert states["approval.approve"] == "success"
+    assert values["cancel_points"]["approval"]["approved_by_name"] == "dana"
+    assert values["cancel_points"]["succeeded"] == expected["points"]["cancelled"]
+    assert values["revoke_earns"]["succeeded"] == expected["earns"]["revoked"]
+    assert vendor.stats()["xoxoday"]["cancelled"] == expected["points"]["cancelled"]
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        approvers = db.execute("SELECT DISTINCT approved_by_name FROM loyalty_reversal_ledger").fetchall()
+    assert approvers == [("dana",)]  # every row sent under the approval names the approver
