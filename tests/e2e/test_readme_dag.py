@@ -3,10 +3,8 @@
 The block is taken from the README's "A daily DAG" section and written into a DAG folder of its
 own, which ``airflow dags test`` (a real process, as a user runs it) reads as its bundle. The
 sandbox's dataset is below the approval threshold, so the first test's runs take the gate's
-``within_threshold`` branch; the second triggers with a lower ``approval_threshold`` and a person
-(a thread answering through the Core API handler the Required Actions page calls) approves. The sandbox's dataset is far below the
-approval threshold, so the run takes the ``within_threshold`` branch (the approval path of the same
-wiring is run by ``test_daily_approval.py`` on the example DAG).
+``within_threshold`` branch; the second triggers with a lower ``approval_threshold``, and a person
+(a thread answering through the Core API handler the Required Actions page calls) approves.
 """
 
 from __future__ import annotations
