@@ -128,10 +128,13 @@ class LearnedRate:
 
             def number(name: str) -> float | None:
                 v = raw.get(name)
-                if v is None:
-                    return None
-                v = float(v)
-                return _clamped(v) if math.isfinite(v) and v > 0 else None
+                if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                    return None  # ``true`` is no rate of 1/min; a list or an object no rate at all
+                try:
+                    rate = float(v)
+                except OverflowError:  # an integer no float holds: beyond the ceiling, like 1e300
+                    return MAX_PER_MINUTE if int(v) > 0 else None
+                return _clamped(rate) if math.isfinite(rate) and rate > 0 else None
 
             at, updated = raw.get("limit_hit_at"), raw.get("updated_at")
             return cls(

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from airflow_provider_loyalty import sandbox as sb
-from airflow_provider_loyalty.hooks._auto_rate import START_PER_MINUTE, AutoRate, MemoryRateStore
+from airflow_provider_loyalty.hooks._auto_rate import MAX_PER_MINUTE, START_PER_MINUTE, AutoRate, MemoryRateStore
 from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore
 from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
 from tests.sandbox.helpers import cancel
@@ -127,3 +127,38 @@ def test_a_wait_beyond_the_time_budget_stops_the_task_with_its_items_not_sent(
         .fetchall()
     )
     assert recorded == {"succeeded": accepted, "not_sent": len(mine) - accepted}  # none failed, none in doubt
+
+
+@pytest.mark.parametrize(
+    ("stored", "started_from", "limit_hit"),
+    [
+        pytest.param('{"limit_hit": 1' + "0" * 400 + "}", "learned", MAX_PER_MINUTE, id="an_integer_beyond_any_float"),
+        pytest.param('{"best_clean": true, "limit_hit": true}', "default", None, id="booleans"),
+        pytest.param('{"limit_hit": [600]}', "default", None, id="a_list"),
+    ],
+)
+def test_a_stored_rate_that_is_no_number_starts_the_run_all_the_same(
+    vendor: tuple[sb.Sandbox, list[int]],
+    monkeypatch: pytest.MonkeyPatch,
+    stored: str,
+    started_from: str,
+    limit_hit: float | None,
+) -> None:
+    # The Variable "auto" reads at start, edited by hand or by another tool: whatever it holds, the
+    # run starts, a huge number is clamped like 1e300 and nothing is learned from what is no rate.
+    # A 400-digit integer used to raise OverflowError out of the hook's constructor (the task failed
+    # before any request), and ``true`` was read as a limit of 1/min (this run took 3 minutes).
+    sandbox, ids = vendor
+    monkeypatch.setenv("AIRFLOW_VAR_LOYALTY_RATE__XOXODAY__XOXODAY_DEFAULT", stored)
+    monkeypatch.setattr("airflow_provider_loyalty._variables.set_variable", lambda key, value, description: None)
+    summary = CancelPointsOperator(
+        task_id="stored_rate",
+        unique_ids=ids[:3],
+        batch_size=1,
+        max_requests_per_minute="auto",
+        hook_params={"token_store": MemoryTokenStore()},
+    ).execute({})
+    assert sandbox.stats()["xoxoday"]["cancelled"] == 3 and summary["succeeded"] == 3
+    assert summary["pace"]["started_from"] == started_from
+    assert summary["pace"]["learned"]["limit_hit"] == limit_hit
+    assert summary["pace"]["pace_per_minute"] >= START_PER_MINUTE / 2
