@@ -23,6 +23,7 @@ from airflow_provider_loyalty.ledger import (
     in_doubt_sql,
     item_state,
     item_state_sql,
+    not_done_predicate,
 )
 from airflow_provider_loyalty.ui import aggregate, queries
 from airflow_provider_loyalty.ui.auth import DagScope
@@ -153,6 +154,30 @@ def judge(backend: str, rows: list[LedgerRow]) -> dict[tuple[str, str], dict[str
             return set(doubt_items), {k: (h.in_doubt, h.reversed) for k, h in histories.items()}, doubt_totals
 
         page_doubt, page_items, doubt_totals = ledger._retrying("page", page)
+
+        def extraction(conn) -> dict[tuple[str, str], tuple[bool, bool]]:
+            """Whether the extraction's anti-join extracts each item (refusals skipped, and not)."""
+            source = f"{table}_src"
+            cursor = conn.cursor()
+            cursor.execute(f"CREATE TABLE {source} (item_key VARCHAR(20))")
+            for key in sorted({k for _, k in found}):
+                cursor.execute(f"INSERT INTO {source} VALUES ('{key}')")
+            picked: dict[tuple[str, str], tuple[bool, bool]] = {}
+            for vendor in sorted({v for v, _ in found}):
+                chosen = []
+                for skip in (True, False):
+                    predicate = not_done_predicate(vendor, "s.item_key", table, skip_permanent_failures=skip)
+                    cursor.execute(f"SELECT s.item_key FROM {source} s WHERE {predicate}")
+                    chosen.append({str(r[0]) for r in cursor.fetchall()})
+                for v, key in found:
+                    if v == vendor:
+                        picked[(v, key)] = (key in chosen[0], key in chosen[1])
+            cursor.execute(f"DROP TABLE {source}")
+            cursor.close()
+            conn.commit()
+            return picked
+
+        extracted = ledger._retrying("extraction", extraction)
     finally:
         if backend == "postgres":
             ledger._retrying("drop", lambda conn: _drop(conn, table))
@@ -161,6 +186,8 @@ def judge(backend: str, rows: list[LedgerRow]) -> dict[tuple[str, str], dict[str
         judged["python_written"] = item_state([r for r in rows if (r.vendor, r.item_key) == item]).value
         judged["python_read"] = item_state(read[item]).value
         judged["writer"] = settled.get(item, "open")
+        judged["extracted"], judged["extracted_with_refused"] = extracted[item]
+        judged["refused_ever"] = any(r.status == "failed" and r.failure_kind == "permanent" for r in read[item])
         judged["page_filter"] = item in page_doubt
         judged["page_item"] = page_items[item][0]
         judged["page_reversed"] = page_items[item][1]
@@ -199,6 +226,13 @@ def assert_agree(found: dict[tuple[str, str], dict[str, object]]) -> None:
             state.value if state in (ItemState.SUCCEEDED, ItemState.REFUSED, ItemState.IN_DOUBT) else "open"
         )
         assert judged["writer"] == expected_writer, (item, judged)
+        # the extraction extracts what is not done; refused items too when asked to
+        assert judged["extracted_with_refused"] == (state is not ItemState.SUCCEEDED), (item, judged)
+        # ...and, by default, leaves refused ones out — also one resent after its refusal
+        # (retry_refused) that is in doubt again: extract with skip_permanent_failures=False to
+        # reconcile such an item, as the run that resent it did.
+        refused_out = state is ItemState.REFUSED or (state is ItemState.IN_DOUBT and judged["refused_ever"])
+        assert judged["extracted"] == (state is not ItemState.SUCCEEDED and not refused_out), (item, judged)
         # the page's "in doubt now" per run counts the items in_doubt_sql lists (one row per item,
         # two rows recorded at the very same instant aside)
         assert judged["page_doubt_total"] == judged["listed_by_run"], (item, judged)

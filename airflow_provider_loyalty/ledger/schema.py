@@ -212,7 +212,7 @@ def _check_vendor(vendor: str) -> str:
 
 #: A row that settles its item: done, or (optionally) refused for good.
 DONE_SQL = "{t}.status = 'succeeded'"
-SETTLED_SQL = "({t}.status = 'succeeded' OR {t}.failure_kind = 'permanent')"
+SETTLED_SQL = "({t}.status = 'succeeded' OR ({t}.status = 'failed' AND {t}.failure_kind = 'permanent'))"
 
 
 def not_done_predicate(
@@ -230,6 +230,10 @@ def not_done_predicate(
     invalid id...): resending those every day would fail the same way. Items *in doubt* (sent, no
     answer recorded) are extracted again: the operator resends them and reconciles the vendor's
     "already reversed" answer. To retry a refused item after fixing it, delete its ledger rows.
+    In the terms of :mod:`.state`: extracted unless ``succeeded`` or ``refused`` — and, by default,
+    unless ever refused, so an item resent after its refusal (``retry_refused``) that is in doubt
+    again needs ``skip_permanent_failures=False`` to be extracted and reconciled (a property test
+    holds the predicate to this).
 
     Unless ``skip_invalid`` is false, junk the operator already recorded as invalid input
     (``on_invalid="skip"``) is left out too: its ledger key is ``'invalid:' ||`` the same key text
