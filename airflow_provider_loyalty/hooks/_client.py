@@ -170,9 +170,12 @@ class VendorHTTPClient:
             throttle_wait: float | None = None
             deadline = -math.inf
             gave_up: str | None = None
+            defer: float | None = None
             with self.pacer.slot(served_until) as status:
                 if self.pacer.gave_up is not None:  # another thread stopped waiting for the vendor: nothing more leaves
-                    raise VendorRateLimitError(self.vendor, self.pacer.gave_up, may_have_been_applied=ambiguous)
+                    stop = VendorRateLimitError(self.vendor, self.pacer.gave_up, may_have_been_applied=ambiguous)
+                    stop.resume_after = self.pacer.deferred
+                    raise stop
                 if before_send is not None:
                     before_send()
                 try:
@@ -221,10 +224,15 @@ class VendorHTTPClient:
                     # The vendor is pacing us: wait its window and go again, within the time budget.
                     if limited_since is None:
                         limited_since = self.clock.monotonic()
-                    gave_up = self.pacer.rate_limit_exhausted(
+                    if decision.retry:  # a long window goes to the triggerer (when the task can resume)
+                        defer = self.pacer.defer_for(decision.wait)
+                    gave_up = self.pacer.gave_up if defer is not None else None
+                    gave_up = gave_up or self.pacer.rate_limit_exhausted(
                         limited_since, decision.wait if decision.retry else math.inf
                     )
-                if decision.throttled and gave_up is None:  # open only windows we are willing to wait out
+                if decision.throttled and (
+                    gave_up is None or defer is not None
+                ):  # windows waited out (here or deferred)
                     status["throttled"] = True
                     deadline, new_window = self.pacer.open_window(decision.wait)
                     if new_window:
@@ -236,13 +244,15 @@ class VendorHTTPClient:
                 status["wait"] = decision.wait if decision.throttled else 0.0
             if decision.throttled:
                 if gave_up is not None:
-                    raise VendorRateLimitError(
+                    stop = VendorRateLimitError(
                         self.vendor,
                         gave_up,
                         status_code=response.status_code if response is not None else None,
                         response=response,
                         may_have_been_applied=ambiguous,
                     )
+                    stop.resume_after = defer
+                    raise stop
                 # The thread that got the vendor's answer waits exactly what it said; the others are
                 # held back by the shared window until its end. No attempt of the budget is spent.
                 self.clock.sleep(decision.wait)

@@ -237,6 +237,11 @@ class RequestPacer:
         self.rate_limit_timeout = DEFAULT_RATE_LIMIT_TIMEOUT if rate_limit_timeout is None else rate_limit_timeout
         #: why the task stopped waiting for the vendor (set once; no request is sent after it)
         self.gave_up: str | None = None
+        #: a vendor window longer than this (seconds) is waited out by the triggerer, not in a worker
+        #: slot (the operator sets it when a ledger lets the task resume; ``None``: always wait here)
+        self.defer_after: float | None = None
+        #: seconds of the window handed to the triggerer, once one was
+        self.deferred: float | None = None
         self._window_lock = threading.Lock()
         self._windows_until = -math.inf
         self._window_seconds = 0.0
@@ -328,6 +333,19 @@ class RequestPacer:
             self.accepted_per_minute(),
             self.pace_text(),
         )
+
+    def defer_for(self, wait: float) -> float | None:
+        """Whether a vendor window of ``wait`` seconds goes to the triggerer; then every thread stops sending.
+
+        Returns the seconds to defer for (the longest window announced so far), ``None`` to wait here.
+        """
+        if self.deferred is None and (self.defer_after is None or wait <= self.defer_after):
+            return None
+        self.deferred = max(self.deferred or 0.0, wait)
+        self.gave_up = self.gave_up or (
+            f"rate limited with a window of {wait:.0f} s: the task waits it out deferred (no worker slot held)"
+        )
+        return self.deferred
 
     def rate_limit_exhausted(self, limited_since: float, wait: float) -> str | None:
         """Why a request rate limited since ``limited_since`` must stop waiting, or ``None`` to wait ``wait`` more.

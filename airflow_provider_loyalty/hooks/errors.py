@@ -100,9 +100,14 @@ class VendorAuthError(VendorError):
 
 
 class VendorRateLimitError(VendorError):
-    """Still rate limited when the retry budget ran out."""
+    """Rate limited beyond what the task waits for in its slot (``rate_limit_timeout``, or a long window).
+
+    :attr:`resume_after` is set when the task should hand the wait to the triggerer instead
+    (seconds of the vendor's window): nothing was sent into it, and the task resumes from its ledger.
+    """
 
     transient = True
+    resume_after: float | None = None
 
 
 class VendorUnavailableError(VendorError):

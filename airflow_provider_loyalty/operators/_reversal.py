@@ -56,6 +56,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
     :param rate_limit_timeout: (templated) seconds one request may be held back by the vendor's
         rate-limit answers (429, ``penaltySeconds``) before the task gives up, naming the rate the
         vendor accepted; its items and those after it are left not sent. Default 600.
+    :param defer_rate_limit_after: with a ledger, a vendor rate-limit window longer than this
+        (seconds) is waited out deferred (``TimeDeltaTrigger``: no worker slot held, nothing sent);
+        the task then resumes from the ledger. ``None``: always wait in the worker. Default 30.
     :param rate_budget_conn_id: (templated) a ``redis`` or ``postgres`` connection: every task using the same
         vendor key (vendor, host, client id or till) shares one rate budget and one penalty window
         kept there, and ``"auto"`` keeps what it learned there. ``None``: the task paces alone.
@@ -111,6 +114,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         max_requests_per_minute_cap: float | None = None,
         rate_limit_timeout: float | None = None,
         rate_budget_conn_id: str | None = None,
+        defer_rate_limit_after: float | None = 30.0,
         max_concurrency: int = 8,
         max_items: int | None = None,
         already_reversed: Any = None,
@@ -137,6 +141,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.max_requests_per_minute_cap: Any = max_requests_per_minute_cap
         self.rate_limit_timeout: Any = rate_limit_timeout
         self.rate_budget_conn_id: Any = rate_budget_conn_id
+        self.defer_rate_limit_after = defer_rate_limit_after
         self.max_concurrency: Any = max_concurrency
         self.max_items: Any = max_items
         self.on_invalid = on_invalid
@@ -292,6 +297,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
             raise
         progress = Progress(self.log, self.vendor, self.what, len(items), hook.waited_seconds, hook.pace_text)
         sender = Sender(self.vendor, self.items_of, self.call, self.already_reversed, books)
+        if books is not None:  # a long vendor window goes to the triggerer: the ledger says where to resume
+            hook.pacer.defer_after = self.defer_rate_limit_after  # type: ignore[attr-defined]
         answered = 0
 
         def on_results(request: P, outcomes: list[Outcome]) -> None:
@@ -325,9 +332,31 @@ class ReversalOperator(BaseOperator, Generic[P]):
         if books is not None and books.down is not None:
             self._push_summary(context, summary)
             raise books.went_down()
+        if abort is not None and (wait := getattr(abort.cause, "resume_after", None)) is not None:
+            self._defer_for_rate_limit(wait, summary)
         if abort is not None:
             self._push_summary(context, summary)
             raise _verdict.stopped(type(self).__name__, self.what, abort, summary) from abort.cause
+
+    def _defer_for_rate_limit(self, seconds: float, summary: RunSummary) -> None:
+        """Hand the vendor's window to the triggerer (a timer: it never talks to the vendor); no worker slot is held."""
+        from datetime import timedelta
+
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+        self.log.info(
+            "%s: the vendor's rate-limit window is %.0f s: deferring (%d %s succeeded so far; the rest is "
+            "sent after it, from the ledger)",
+            self.vendor,
+            seconds,
+            summary.succeeded,
+            self.what,
+        )
+        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=seconds)), method_name="resume_after_rate_limit")
+
+    def resume_after_rate_limit(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Back from the triggerer after the vendor's window: send what the ledger says is not done yet."""
+        return self.execute(context)
 
     def _push_summary(self, context: Context, summary: RunSummary) -> None:
         """Push the summary before raising, so downstream ``all_done`` tasks can read it."""

@@ -34,22 +34,25 @@ def main(argv: list[str]) -> None:
     time.sleep(max(0.0, begin - time.time()))
     end = begin + float(seconds)
     sends: list[float] = []
+    slots: list[float] = []  # when the store said this process may send (its clock: no wake-up jitter)
     window: list[float] | None = None
     while True:
         wait = store.reserve(float(interval))
-        if time.time() + max(wait, 0.0) >= end:
+        slot = time.time() + max(wait, 0.0)
+        if slot >= end:
             break
         if wait > 0:
             time.sleep(wait)
             if store.blocked_for() > 0:  # a window opened while this process slept: its slot is void
                 continue
+        slots.append(slot)
         sends.append(time.time())
         if penalize_after and len(sends) == penalize_after:
             opened = time.time()
             left = store.penalize(penalty)
             window = [opened, opened + left]
     store.close()
-    print(json.dumps({"sends": sends, "window": window}), flush=True)
+    print(json.dumps({"sends": sends, "slots": slots, "window": window}), flush=True)
 
 
 if __name__ == "__main__":
