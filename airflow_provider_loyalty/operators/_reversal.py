@@ -214,7 +214,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
             self.log.info("Removed %d duplicate %s; each is sent once", duplicates, self.what)
         if requested == 0:
             self.log.info("No %s to reverse: the input is empty. Nothing sent.", self.what)
-            return summary.as_xcom()
+            return summary.as_xcom(**self._plan_record(context, []))
 
         ledger = self.ledger
         books = self._books = (
@@ -244,11 +244,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 summary.add_invalid(invalid.rows, invalid.count, known_invalid)
             if self.plan_only:
                 result = plan_only(items, self.plan(items), self.describe, summary, self.what, self.max_items, self.log)
-                if self.approval is not None:  # the plan a person approves: its keys go to XCom
-                    from airflow_provider_loyalty.operators.approval import record_plan
-
-                    result.update(record_plan(context, items, vendor=self.vendor, what=self.what))
-                return result
+                return {**result, **self._plan_record(context, items)}
             if self.approval is not None:  # only the approved plan's items go on (the others are recorded)
                 from airflow_provider_loyalty.operators.approval import check
 
@@ -276,6 +272,14 @@ class ReversalOperator(BaseOperator, Generic[P]):
             self._push_summary(context, summary)
             raise verdict
         return summary.as_xcom()
+
+    def _plan_record(self, context: Context, items: list[Item]) -> dict[str, Any]:
+        """A dry run given ``approval``: the exact plan a person approves (keys to XCom, digest to the summary)."""
+        if not (self.plan_only and self.approval is not None):
+            return {}
+        from airflow_provider_loyalty.operators.approval import record_plan
+
+        return record_plan(context, items, vendor=self.vendor, what=self.what)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage outputs: the vendor's operation and the ledger table; ``None`` without the provider."""

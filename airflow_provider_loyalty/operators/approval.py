@@ -114,7 +114,7 @@ def record_plan(context: Context | None, items: Sequence[Item], *, vendor: str, 
     ti = context.get("ti") if context else None
     if ti is not None:
         ti.xcom_push(key=PLANNED_KEYS, value=keys)
-    return {"digest": plan_digest(keys), "vendor": vendor, "what": what}
+    return {"planned": len(keys), "digest": plan_digest(keys), "vendor": vendor, "what": what}
 
 
 # ------------------------------------------------------------------------------------------ the receipt

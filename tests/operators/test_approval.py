@@ -174,3 +174,34 @@ def test_receipt_time_is_utc() -> None:
     answer["responded_at"] = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
     found, _ = ap.receipt(spec(), FakeTI(xcoms(answer=answer)), "Op")
     assert found.approved_at == datetime(2026, 12, 7, 12, 0)
+
+
+class RunTI(FakeTI):
+    """The XCom of one run, shared by the tasks that push and pull it."""
+
+    def __init__(self, xcoms: dict[tuple[str, str], Any], task_id: str) -> None:
+        super().__init__(xcoms)
+        self.task_id = task_id
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[(self.task_id, key)] = value
+
+
+def test_an_empty_plan_approves_nothing_and_items_arriving_later_are_refused_unsent(requests_mock) -> None:
+    """The plan found nothing (under any threshold); the reversal task's input then holds an item: refused."""
+    from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
+
+    approval = {**GATE.receipt("plan"), "threshold": 5}
+    xcoms: dict[tuple[str, str], Any] = {}
+    plan = CancelPointsOperator(task_id="plan", unique_ids=[], dry_run=True, approval=approval)
+    planned = plan.execute({"ti": RunTI(xcoms, "plan")})
+    assert planned["planned"] == 0 and planned["digest"] == ap.plan_digest([])
+    assert xcoms[("plan", ap.PLANNED_KEYS)] == []
+    xcoms[("plan", "return_value")] = planned  # what Airflow pushes of a task's result
+    xcoms[("approval.decide", ap.ROUTE)] = {"route": ap.UNDER_THRESHOLD, "plans": {"plan": planned}}
+    cancel = CancelPointsOperator(task_id="cancel", unique_ids=[4711], approval=approval, max_items=10)
+    summary = cancel.execute({"ti": RunTI(xcoms, "cancel")})
+    assert summary["not_approved"] == 1 and summary["succeeded"] == 0
+    assert [f["unique_id"] for f in summary["failures"]] == [4711]
+    assert summary["approval"]["basis"] == ap.UNDER_THRESHOLD
+    assert requests_mock.call_count == 0  # nothing went over the wire, not even a token request
