@@ -295,7 +295,9 @@ def check(
 
     owner = type(operator).__name__
     spec = ApprovalSpec.of(operator.approval)
-    capped(operator.max_items, "max_items", spec.max_items_cap)
+    # the gate's cap is the task's limit when it sets none, and bounds the one it sets
+    limit = operator.max_items
+    operator.max_items = spec.max_items_cap if limit is None else capped(limit, "max_items", spec.max_items_cap)
     found, approved = receipt(spec, context["ti"], owner)
     operator.log.info("%s: sending under a receipt: %s", owner, found.describe())
     summary.approval = found.as_xcom()

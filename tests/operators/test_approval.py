@@ -205,3 +205,20 @@ def test_an_empty_plan_approves_nothing_and_items_arriving_later_are_refused_uns
     assert [f["unique_id"] for f in summary["failures"]] == [4711]
     assert summary["approval"]["basis"] == ap.UNDER_THRESHOLD
     assert requests_mock.call_count == 0  # nothing went over the wire, not even a token request
+
+
+def test_the_gates_max_items_cap_bounds_a_task_that_sets_none(requests_mock) -> None:
+    """A reversal task under the gate without max_items is held to the gate's cap (a broken join stops there)."""
+    from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
+
+    keys = [str(n) for n in range(1, 151)]
+    approval = {**ap.ApprovalGate(threshold=1000, max_items=100).receipt("plan"), "threshold": 1000}
+    found = xcoms(keys)
+    found[("approval.decide", ap.ROUTE)] = {
+        "route": ap.UNDER_THRESHOLD,
+        "plans": {"plan": {"digest": ap.plan_digest(keys), "planned": len(keys)}},
+    }
+    cancel = CancelPointsOperator(task_id="cancel", unique_ids=[int(k) for k in keys], approval=approval)
+    with pytest.raises(AirflowFailException, match="150 unique_ids to send, above max_items=100"):
+        cancel.execute({"ti": RunTI(found, "cancel")})
+    assert requests_mock.call_count == 0
