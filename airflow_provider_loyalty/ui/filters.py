@@ -72,7 +72,7 @@ def read_filters(
     q: str = Query(
         "",
         max_length=MAX_QUERY_CHARS,
-        description="unique_id, customer id, earn id, promotion id, item key or run id",
+        description="unique_id, customer id, earn id, promotion id, item key, run id or approver",
     ),
     vendor: str = Query("", max_length=16, description=f"{', '.join(VENDORS)}, or empty for all"),
     status: str = Query(

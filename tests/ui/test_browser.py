@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -109,6 +110,59 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout:
         except (urllib.error.URLError, OSError):
             time.sleep(0.3)
     raise AssertionError("api-server not healthy in time:\n" + log.read_text()[-4000:])
+
+
+def run_approved(
+    args: list[str], env: dict[str, str], log: Path, url: str, password: str, timeout: float = 300
+) -> None:
+    """Run ``airflow dags test``; when the run waits at the approval, approve it as ``admin`` through the
+    api-server's HITL endpoint (what the Required Actions page calls), then wait for the run to end."""
+    command = [str(Path(sys.executable).with_name("airflow")), *args]
+    login = urllib.request.Request(
+        f"{url}/auth/token",
+        data=json.dumps({"username": USER, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(login, timeout=10) as response:
+        headers = {"Authorization": f"Bearer {json.loads(response.read())['access_token']}"}
+    deadline = time.monotonic() + timeout
+    with log.open("w") as out:
+        run = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            approved = False
+            while not approved and run.poll() is None:
+                assert time.monotonic() < deadline, "the run never waited for the approval:\n" + log.read_text()[-4000:]
+                time.sleep(1)
+                runs = urllib.request.Request(f"{url}/api/v2/dags/{DAG_ID}/dagRuns?limit=1", headers=headers)
+                try:
+                    with urllib.request.urlopen(runs, timeout=10) as response:
+                        found = json.loads(response.read())["dag_runs"]
+                except urllib.error.HTTPError as exc:  # the run has not written the DAG yet
+                    if exc.code != 404:
+                        raise
+                    continue
+                if not found:
+                    continue
+                answer = urllib.request.Request(
+                    f"{url}/api/v2/dags/{DAG_ID}/dagRuns/{quote(found[0]['dag_run_id'], safe='')}"
+                    "/taskInstances/approval.approve/-1/hitlDetails",
+                    data=json.dumps({"chosen_options": ["Approve"], "params_input": {}}).encode(),
+                    headers={**headers, "Content-Type": "application/json"},
+                    method="PATCH",
+                )
+                try:
+                    with urllib.request.urlopen(answer, timeout=10) as response:
+                        approved = response.status == 200
+                except urllib.error.HTTPError as exc:  # not asked yet (404) or not waiting yet (409)
+                    if exc.code not in (404, 409):
+                        raise
+            code = run.wait(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    assert approved and code == 0, "airflow dags test failed:\n" + log.read_text()[-4000:]
 
 
 def seed_ledger(warehouse: Path, done_points: list[int], done_earns: list[tuple[int, str, str]]) -> None:
@@ -227,7 +281,8 @@ def _run_and_serve(
             }
         )
         conf = json.dumps({"unique_ids": points, "earns": [list(e) for e in earns]})
-        airflow("dags", "test", DAG_ID, "-c", conf, env=run_env, log=home / "dags-test.log")
+        wait_healthy(url, process, log)
+        run_approved(["dags", "test", DAG_ID, "-c", conf], run_env, home / "dags-test.log", url, passwords[0])
 
     import duckdb
 
@@ -418,6 +473,30 @@ def api_token(server: Server, user: str = USER) -> str:
     )
     with urllib.request.urlopen(login, timeout=10) as response:
         return str(json.loads(response.read())["access_token"])
+
+
+def test_reversals_page_shows_who_approved_the_run_and_finds_it_by_approver(page, server: Server) -> None:
+    """The run was approved by ``admin`` in the api-server (above the threshold of 10 items)."""
+    page.goto(f"{server.url}/loyalty/reversals")
+    run = page.locator("#runs tr", has=page.locator("a.run-link", has_text=server.run_id))
+    receipts = run.locator(".approval").all_inner_texts()
+    assert len(receipts) == 2, receipts
+    for text in receipts:
+        assert re.fullmatch(
+            r"(xoxoday|capillary): approved by admin \(admin\) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d · [\d,]+ planned / [\d,]+ sent",
+            " ".join(text.split()),
+        ), text
+    page.screenshot(path=str(ARTIFACTS / "reversals-approval.png"))
+    search(page, "admin")
+    assert page.locator("#items tr.item").count() > 0
+    # every item this run sent carries the receipt: the search by approver finds them all
+    request = urllib.request.Request(
+        f"{server.url}/loyalty/api/items?q=admin", headers={"Authorization": f"Bearer {api_token(server)}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        found = json.loads(response.read())
+    sent = sum(int(n) for n in re.findall(r"/ ([\d,]+) sent", " ".join(receipts)))
+    assert found["total"] == sent > 0
 
 
 def test_api_of_the_real_server_needs_a_login_and_counts_skips(server: Server) -> None:
