@@ -94,11 +94,12 @@ def create_warehouse(cluster: Cluster) -> None:
     """The two extraction tables (same shape as the demo's DuckDB warehouse)."""
     with cluster.db("loyalty") as conn, conn.cursor() as cur:
         cur.execute(
-            "CREATE TABLE loyalty_points_reversals (unique_id BIGINT NOT NULL, reason VARCHAR, reversal_date DATE)"
+            "CREATE TABLE loyalty_points_reversals (unique_id BIGINT NOT NULL, reason VARCHAR, reversal_date DATE, "
+            "order_id VARCHAR)"
         )
         cur.execute(
             "CREATE TABLE loyalty_earn_reversals (customer_id BIGINT NOT NULL, promotion_id VARCHAR NOT NULL, "
-            "earn_id VARCHAR NOT NULL, reason VARCHAR, reversal_date DATE)"
+            "earn_id VARCHAR NOT NULL, reason VARCHAR, reversal_date DATE, order_id VARCHAR)"
         )
 
 
@@ -106,10 +107,11 @@ def load_day(cluster: Cluster, run: RunData) -> None:
     """Append a day of reversals to the warehouse with COPY."""
 
     def copy(cur: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
+        # The example DAGs pass each row's order_id on as the item's business reference.
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         for row in rows:
-            writer.writerow([*row, run.day.isoformat()])
+            writer.writerow([*row, run.day.isoformat(), f"order-{row[-2]}"])
         buffer.seek(0)
         cur.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT csv)", buffer)
 
