@@ -1,8 +1,8 @@
-"""The data of the two runs: the sandbox's dataset cut into two days of reversals, loaded into the warehouse.
+"""The data of the runs: the sandbox's dataset cut into three days of reversals, loaded into the warehouse.
 
 The sandbox generates its dataset from a seed; :func:`split_dataset` generates the same one here to
 know every row and what the vendor will answer to it. Run 1 loads yesterday's rows, run 2 appends
-today's to the same tables (:func:`load_day`).
+today's to the same tables (:func:`load_day`), and run 3 a third slice that both of its runs extract.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cluster.config import Settings
+
+#: Days of reversals in the sandbox's dataset: run 1's, run 2's, and the one both runs of run 3 share.
+DAYS = 3
 
 if TYPE_CHECKING:
     from cluster.services import Cluster
@@ -45,9 +48,9 @@ def dataset_args(settings: Settings) -> list[str]:
         "--seed",
         str(settings.seed),
         "--points",
-        str(2 * settings.points_per_run),
+        str(DAYS * settings.points_per_run),
         "--earns",
-        str(2 * settings.earns_per_run),
+        str(DAYS * settings.earns_per_run),
         "--customers",
         str(settings.customers),
         "--big-customer-earns",
@@ -71,8 +74,8 @@ def split_dataset(settings: Settings, today: date) -> tuple[RunData, RunData, di
 
     data = generate_dataset(
         seed=settings.seed,
-        points=2 * settings.points_per_run,
-        earns=2 * settings.earns_per_run,
+        points=DAYS * settings.points_per_run,
+        earns=DAYS * settings.earns_per_run,
         customers=settings.customers,
         big_customer_earns=settings.big_customer_earns,
         redeemed_share=settings.redeemed_share,
@@ -85,9 +88,30 @@ def split_dataset(settings: Settings, today: date) -> tuple[RunData, RunData, di
         data.earn_outcomes[:e],
     )  # fmt: skip
     second = RunData(
+        today, data.point_reversals[p : 2 * p], data.point_outcomes[p : 2 * p], data.earn_reversals[e : 2 * e],
+        data.earn_outcomes[e : 2 * e],
+    )  # fmt: skip
+    return first, second, {"points": len(data.points_issued), "earns": len(data.earns)}
+
+
+def overlap_day(settings: Settings, today: date) -> RunData:
+    """The third slice of the dataset: the items both overlapping runs of run 3 extract (dated today)."""
+    from airflow_provider_loyalty.sandbox import generate_dataset
+
+    data = generate_dataset(
+        seed=settings.seed,
+        points=DAYS * settings.points_per_run,
+        earns=DAYS * settings.earns_per_run,
+        customers=settings.customers,
+        big_customer_earns=settings.big_customer_earns,
+        redeemed_share=settings.redeemed_share,
+        invalid_share=settings.invalid_share,
+        pos_share=settings.pos_share,
+    )
+    p, e = 2 * settings.points_per_run, 2 * settings.earns_per_run
+    return RunData(
         today, data.point_reversals[p:], data.point_outcomes[p:], data.earn_reversals[e:], data.earn_outcomes[e:]
     )
-    return first, second, {"points": len(data.points_issued), "earns": len(data.earns)}
 
 
 def create_warehouse(cluster: Cluster) -> None:

@@ -60,8 +60,9 @@ if __package__ in (None, ""):  # ``python cluster/run.py``: import ``cluster`` f
 from cluster.chaos import Killer, TokenChurn
 from cluster.checks import Check, run1_checks, run2_checks, token_checks
 from cluster.config import DAG_ID, RUN_IDS, Failed, Settings, say
-from cluster.dataset import RunData, create_warehouse, load_day, split_dataset
+from cluster.dataset import RunData, create_warehouse, load_day, overlap_day, split_dataset
 from cluster.facts import RunFacts, attempts_of, collect, collect_tokens, run_state
+from cluster.overlap import overlap_checks, run_overlap
 from cluster.report import notes, print_failure_context, print_report
 from cluster.services import (
     Cluster,
@@ -150,8 +151,11 @@ def run_both(
     kill: bool,
     checks: list[Check],
     timings: dict[str, float],
+    overlap: bool = True,
 ) -> list[str]:
-    """Run 1 (tokens expiring), then run 2 (a worker killed) unless ``kill`` is false.
+    """Run 1 (tokens expiring), run 2 (a worker killed) unless ``kill`` is false, run 3 unless ``overlap`` is.
+
+    Run 3: two runs over the same items at once, a worker killed (:mod:`cluster.overlap`).
 
     Appends to ``checks`` and ``timings`` as it goes (a failure half-way still reports run 1);
     returns the report's notes.
@@ -171,6 +175,11 @@ def run_both(
         checks += c2
         bursts += numbers2.get("handoff_bursts", [])
         reconciled = int(numbers2.get("reconciled", 0))
+    if overlap:
+        third = overlap_day(settings, datetime.now(timezone.utc).date())
+        facts3, kill3 = run_overlap(cluster, settings, third, trigger, wait_for_run)
+        timings["run 3 (two runs at once, a worker killed)"] = facts3.seconds
+        checks += overlap_checks(facts3, third, kill3)
     return notes(bursts, reconciled)
 
 
@@ -180,6 +189,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, data) even on success")
     parser.add_argument("--no-kill", action="store_true", help="run 1 only (no killed-worker run)")
+    parser.add_argument(
+        "--no-overlap", action="store_true", help="skip run 3 (two runs over the same items at once, a worker killed)"
+    )
     parser.add_argument("--workdir", type=Path, help="parent of the work dir (default: the system temp dir)")
     defaults = Settings()
     parser.add_argument(
@@ -225,7 +237,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         first, second = deploy(cluster, settings, bindir)
         timings["start-up"] = time.monotonic() - started
         say(f"deployment up in {timings['start-up']:.0f} s: {', '.join(s.name for s in cluster.stack.services)}")
-        report_notes = run_both(cluster, settings, first, second, kill=not args.no_kill, checks=checks, timings=timings)
+        report_notes = run_both(
+            cluster,
+            settings,
+            first,
+            second,
+            kill=not args.no_kill,
+            checks=checks,
+            timings=timings,
+            overlap=not (args.no_kill or args.no_overlap),
+        )
         timings["total"] = time.monotonic() - started
         ok = print_report(checks, timings, report_notes)
     except (Failed, RuntimeError) as exc:

@@ -61,7 +61,10 @@ EARNS_SHARD_SQL = (
     schedule="@daily",
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    # A backfill or a manual re-trigger may run beside the daily run: every item is claimed before it
+    # is sent, so overlapping runs never both send one (docs/ledger.md, "Claims"); the pools bound the
+    # vendor's rate across runs.
+    max_active_runs=2,
     default_args={"retries": 3, "retry_delay": timedelta(seconds=30)},
     params={
         "shards": Param(4, type="integer", minimum=1, maximum=1024, description="Extraction shards = mapped tasks."),

@@ -1,0 +1,235 @@
+"""Run 3 of the cluster test: two DAG runs over the same items at once, and a worker SIGKILLed.
+
+The runs map over different shard counts, so their tasks' items overlap. What item claims must
+guarantee (issue 24), from the sandbox's per-item counters and the ledger's rows, never from
+Airflow's word:
+
+- every reversal the vendor can apply is applied exactly once;
+- the only items sent twice are in-doubt resends after the kill — an intent of a killed try that
+  got no answer — and each of them is reconciled (or refused, for an item the vendor refuses);
+- 0 items are sent by two live attempts;
+- 0 outcomes lost: every extracted item has a settling row (a success or a refusal).
+
+The two runs extract the same day (neither has settled anything when both start); run A maps over
+``shards`` shards, run B over ``shards - 1``, so their tasks' items overlap across shards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from cluster.chaos import Killer
+from cluster.checks import Check, is_current
+from cluster.config import LEDGER_TABLE, say
+from cluster.facts import attempts_of, task_tries
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cluster.config import Settings
+    from cluster.dataset import RunData
+    from cluster.facts import Kill, TaskTry
+    from cluster.services import Cluster
+
+RUN_A, RUN_B = "cluster_run_3a", "cluster_run_3b"
+
+
+@dataclass
+class OverlapFacts:
+    """What the two overlapping runs left behind."""
+
+    states: dict[str, str]
+    seconds: float
+    tries: dict[str, list[TaskTry]]
+    #: ``(vendor, item_key, status, failure_kind, code, run_id, task_id, map_index, try_number)``, intents included
+    rows: list[tuple[Any, ...]]
+    #: the sandbox's per-item counts (``attempts`` and ``cancelled`` / ``revoked``), per vendor
+    attempts: dict[str, dict[str, dict[str, Any]]]
+
+
+def restart_worker(cluster: Cluster, settings: Settings, name: str) -> None:
+    """Start worker ``name`` again (run 2 killed it): run 3 needs two workers, one of them to kill."""
+    import sys
+    from pathlib import Path
+
+    old = cluster.workers[name]
+    if old.running():
+        return
+    ready_before = old.log.read_text(errors="replace").count(" ready.")
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    worker = cluster.stack.start(
+        name,
+        [
+            airflow,
+            "celery",
+            "worker",
+            "--concurrency",
+            str(settings.worker_concurrency),
+            "--skip-serve-logs",
+            "--celery-hostname",
+            f"{name}@loyalty-cluster",
+            "--without-mingle",
+            "--without-gossip",
+        ],  # fmt: skip
+        {**cluster.env, "LOYALTY_CLUSTER_HOSTNAME": name},
+    )
+    cluster.workers[name] = worker
+    deadline = time.monotonic() + 180
+    while worker.log.read_text(errors="replace").count(" ready.") <= ready_before:
+        if not worker.running() or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not come back (see {worker.log})")
+        time.sleep(1)
+    say(f"{name} started again for run 3")
+
+
+def run_overlap(
+    cluster: Cluster,
+    settings: Settings,
+    day: RunData,
+    trigger: Callable[[Cluster, Settings, str], None],
+    wait: Callable[..., str],
+) -> tuple[OverlapFacts, Kill | None]:
+    """Load the day, trigger both runs back to back, kill a worker while run A sends, wait, collect."""
+    from cluster.config import WORKERS
+    from cluster.dataset import load_day
+
+    for name in WORKERS:
+        restart_worker(cluster, settings, name)
+    load_day(cluster, day)
+    cluster.sandbox("/_sandbox/reset-stats", "POST", {})
+    say(f"{RUN_A} ({settings.shards} shards) and {RUN_B} ({settings.shards - 1} shards) over the same items")
+    started = time.monotonic()
+    trigger(cluster, settings, RUN_A)
+    trigger(cluster, replace(settings, shards=settings.shards - 1), RUN_B)
+    killer = Killer(cluster, RUN_A, day.earns_per_shard(settings.shards), settings.kill_window)
+    states = {RUN_A: wait(cluster, RUN_A, settings.run_timeout, killer.tick)}
+    states[RUN_B] = wait(cluster, RUN_B, settings.run_timeout, killer.tick)
+    seconds = time.monotonic() - started
+    say(f"{RUN_A}: {states[RUN_A]}, {RUN_B}: {states[RUN_B]}, in {seconds:.0f} s")
+    rows = cluster.query(
+        "loyalty",
+        "SELECT vendor, item_key, status, failure_kind, code, run_id, task_id, map_index, try_number "
+        f"FROM {LEDGER_TABLE} WHERE run_id IN (%s, %s)",
+        [RUN_A, RUN_B],
+    )
+    facts = OverlapFacts(
+        states=states,
+        seconds=seconds,
+        tries={run: task_tries(cluster, run) for run in (RUN_A, RUN_B)},
+        rows=[tuple(r) for r in rows],
+        attempts=attempts_of(cluster, day),
+    )
+    return facts, killer.kill
+
+
+def overlap_checks(facts: OverlapFacts, day: RunData, kill: Kill | None) -> list[Check]:
+    """The verdicts of run 3 (pure: ``tests/cluster`` checks them)."""
+    checks = [
+        Check(
+            f"{RUN_A} / {RUN_B}: both overlapping runs succeeded",
+            all(state == "success" for state in facts.states.values()),
+            ", ".join(f"{run}: {state}" for run, state in facts.states.items()),
+        )
+    ]
+    spans = {
+        run: [(t.start, t.end) for t in tries if t.task_id in ("cancel_points", "revoke_earns") and t.start and t.end]
+        for run, tries in facts.tries.items()
+    }
+    overlapped = any(a0 < b1 and b0 < a1 for a0, a1 in spans[RUN_A] for b0, b1 in spans[RUN_B])
+    checks.append(
+        Check(
+            f"{RUN_A} / {RUN_B}: their vendor tasks ran at the same time",
+            overlapped,
+            f"{len(spans[RUN_A])} and {len(spans[RUN_B])} vendor task tries",
+        )
+    )
+    checks.append(
+        Check(
+            f"{RUN_A}: a worker was SIGKILLed mid-run",
+            kill is not None,
+            f"{kill.victim} while running {', '.join(f'{t.task_id}[{t.map_index}]' for t in kill.tries)}"
+            if kill
+            else "no moment found to kill",
+        )
+    )
+    # The tries the kill ended, of either run: on the victim, started before the kill, not ended before it.
+    killed = {
+        (run, t.task_id, t.map_index, t.try_number)
+        for run, tries in facts.tries.items()
+        for t in tries
+        if kill is not None
+        and t.hostname == kill.victim
+        and t.start is not None
+        and t.start <= kill.at
+        and (t.end is None or t.end >= kill.at)
+    }
+    intents: dict[tuple[str, str], list[tuple[Any, ...]]] = defaultdict(list)
+    outcomes: dict[tuple[str, str], list[tuple[Any, ...]]] = defaultdict(list)
+    for row in facts.rows:
+        (intents if row[2] == "sending" else outcomes)[(row[0], row[1])].append(row)
+
+    def attempt(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (row[5], row[6], row[7], row[8])
+
+    items = [
+        ("xoxoday", str(uid), outcome == "cancel", facts.attempts["xoxoday"][str(uid)], "cancelled")
+        for (uid, _), outcome in zip(day.points, day.point_outcomes, strict=True)
+    ] + [
+        ("capillary", f"{c}/{p}/{e}", outcome == 0, facts.attempts["capillary"][e], "revoked")
+        for (c, p, e, _), outcome in zip(day.earns, day.earn_outcomes, strict=True)
+    ]
+    wrong, twice, unexplained, unreconciled, lost = [], [], [], [], []
+    for vendor, key, applicable, counts, done in items:
+        if int(counts[done]) != (1 if applicable else 0):
+            wrong.append(key)
+        settled = [r for r in outcomes[(vendor, key)] if r[2] == "succeeded" or r[3] == "permanent"]
+        if not settled:
+            lost.append(key)
+        if int(counts["attempts"]) < 2:
+            continue
+        twice.append(key)
+        answered = {attempt(r) for r in outcomes[(vendor, key)]}
+        in_doubt = [r for r in intents[(vendor, key)] if attempt(r) in killed and attempt(r) not in answered]
+        if not in_doubt or int(counts["attempts"]) > 2:
+            unexplained.append(key)  # sent by two attempts, neither of them a killed one: two live attempts
+        elif not any(r[4] == "already_reversed" or (r[3] == "permanent" and not applicable) for r in settled):
+            unreconciled.append(key)
+
+    def sample(keys: list[str]) -> str:
+        return f" ({', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''})" if keys else ""
+
+    checks += [
+        Check(
+            f"{RUN_A} / {RUN_B}: every applicable reversal applied exactly once",
+            not wrong,
+            f"{len(items)} items, {len(wrong)} applied other than once{sample(wrong)}",
+        ),
+        Check(
+            f"{RUN_A} / {RUN_B}: 0 items sent by two live attempts; the only items sent twice are in-doubt "
+            "resends of a killed try's requests",
+            not unexplained,
+            f"{len(twice)} item(s) sent twice, {len(unexplained)} not explained by the kill{sample(unexplained)}",
+        ),
+        Check(
+            f"{RUN_A} / {RUN_B}: each in-doubt resend is reconciled",
+            not unreconciled,
+            f"{len(twice) - len(unexplained) - len(unreconciled)} reconciled, {len(unreconciled)} not{sample(unreconciled)}",
+        ),
+        Check(
+            f"{RUN_A} / {RUN_B}: 0 outcomes lost (every extracted item has a success or a refusal)",
+            not lost,
+            f"{len(items) - len(lost)} of {len(items)} settled{sample(lost)}",
+        ),
+    ]
+    final = [t for run in facts.tries.values() for t in run if is_current(t, run)]
+    checks.append(
+        Check(
+            f"{RUN_A} / {RUN_B}: every task instance ended in success",
+            all(t.state == "success" for t in final),
+            f"{sum(t.state == 'success' for t in final)} of {len(final)}",
+        )
+    )
+    return checks
