@@ -202,7 +202,9 @@ def claim(
         now + lease,
     )
     row_marks = "(" + _marks(p, len(COLUMNS)) + ")"
-    for chunk in batched(dict.fromkeys(keys), CLAIM_CHUNK):
+    # In key order: two claimers whose items overlap take the rows' locks in one order (PostgreSQL
+    # would otherwise detect a deadlock between their inserts and fail one of them).
+    for chunk in batched(sorted(set(keys)), CLAIM_CHUNK):
         inserted = _fetch(
             conn,
             f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES {', '.join([row_marks] * len(chunk))} "
