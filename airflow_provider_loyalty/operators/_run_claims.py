@@ -8,8 +8,10 @@ release in one transaction. A heartbeat renews every claim of the attempt while 
 Items under another attempt's live claim are not sent: they are counted as ``claimed_elsewhere``
 and left to their owner, except the claims of an earlier try of this very task instance, whose
 lease is waited out (at most one lease), and those of a process of this host that no longer runs,
-taken over at once. An item taken over from an owner whose lease ran out without an outcome is
-in doubt: its resend reconciles "already reversed".
+taken over at once. Of the items taken over from an owner whose lease ran out without an
+outcome, those it may have sent are in doubt — its fence and its intent commit together, so each
+has its intent in the ledger — and their resend reconciles "already reversed"; the others are sent
+like any item (a Capillary 731 for one of them stays a refusal).
 """
 
 from __future__ import annotations
@@ -30,15 +32,12 @@ from airflow_provider_loyalty.outcomes import (
     SUPERSEDED,
     FailureKind,
     Outcome,
-    Settled,
 )
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.ledger import ReversalLedger
     from airflow_provider_loyalty.ledger.schema import LedgerRow
 
-#: ``code`` of an item taken over from an owner whose lease ran out without an outcome (in doubt).
-CLAIM_EXPIRED = "claim_expired"
 #: Seconds between two claim attempts while an earlier try's lease runs out.
 WAIT_POLL = 2.0
 #: Tokens of the attempts of this process that hold claims now (an ended one is no longer here).
@@ -109,8 +108,10 @@ class RunClaims:
         self.held: dict[str, int] = {}
         #: key -> the epoch of this attempt's claim (kept after release: it goes with the outcome row)
         self.epochs: dict[str, int] = {}
-        #: key -> the owner whose lease ran out without an outcome (the item is in doubt)
-        self.in_doubt: dict[str, str] = {}
+        #: key -> the owner whose lease ran out without an outcome. Nothing more is needed to know
+        #: what it sent: its fence and its intent commit together, so an item it may have sent has its
+        #: intent in the ledger, which the look-up (after the claim) reads as in doubt.
+        self.taken_over: dict[str, str] = {}
         #: key -> the label of the owner of an item left to it
         self.elsewhere: dict[str, str] = {}
         #: keys whose intent this attempt wrote (their claim stays until their outcome is written)
@@ -153,12 +154,12 @@ class RunClaims:
         self._start_heartbeat()
         self._take_over_the_dead(result.elsewhere)
         self._wait_for_earlier_tries()
-        if self.in_doubt:
+        if self.taken_over:
             self.log.warning(
-                "Took over %d item(s) from an attempt whose claim ran out without an outcome (%s): in doubt, "
-                "an 'already reversed' answer counts as done",
-                len(self.in_doubt),
-                ", ".join(sorted(set(self.in_doubt.values()))[:3]),
+                "Took over %d item(s) from an attempt whose claim ran out without an outcome (%s): those it sent "
+                "have its intent in the ledger and are in doubt (an 'already reversed' answer counts as done)",
+                len(self.taken_over),
+                ", ".join(sorted(set(self.taken_over.values()))[:3]),
             )
         if self.elsewhere:
             self.log.warning(
@@ -171,7 +172,7 @@ class RunClaims:
     def _absorb(self, result: claims.ClaimResult) -> None:
         self.held.update(result.mine)
         self.epochs.update(result.mine)
-        self.in_doubt.update(result.expired)
+        self.taken_over.update(result.expired)
         for key in result.mine:
             self.elsewhere.pop(key, None)
         self.elsewhere.update({key: holder.label for key, holder in result.elsewhere.items()})
@@ -205,7 +206,7 @@ class RunClaims:
         for key, epoch in taken.items():
             self.held[key] = epoch
             self.epochs[key] = epoch
-            self.in_doubt[key] = f"{elsewhere[key].label}, no longer running"
+            self.taken_over[key] = f"{elsewhere[key].label}, no longer running"
             self.elsewhere.pop(key, None)
 
     def _wait_for_earlier_tries(self) -> None:
@@ -240,14 +241,6 @@ class RunClaims:
             ),
         )
         return result
-
-    def doubt(self, in_doubt: dict[str, Settled], settled: dict[str, Settled]) -> None:
-        """Add the items taken over from an expired claim to ``in_doubt`` (unless settled)."""
-        for key, previous in self.in_doubt.items():
-            if key not in settled and key not in in_doubt:
-                in_doubt[key] = Settled(
-                    False, CLAIM_EXPIRED, f"claimed by {previous}, whose lease ran out without an outcome", previous
-                )
 
     # ------------------------------------------------------------------------------- sending
     def fence(self, items: Sequence[Item], rows: list[LedgerRow] | None, *, first: bool) -> None:

@@ -180,8 +180,6 @@ class RunLedger:
                 f"{self.owner}: cannot read the ledger {self.conn_id!r} "
                 f"({type(exc).__name__}: {str(exc)[:200]}); nothing was sent"
             ) from exc
-        if self.claims is not None:
-            self.claims.doubt(self.in_doubt, settled)
         if self.in_doubt:
             self.log.info(
                 "%d %s may have been applied by an earlier attempt that recorded no answer (in doubt): "

@@ -109,3 +109,17 @@ def test_runs_that_never_overlapped_fail() -> None:
     f = good_facts()
     f.tries[RUN_B] = [facts.TaskTry("revoke_earns", 0, 1, "success", "worker-b", at(100), at(120))]
     assert not verdicts(f)["their vendor tasks ran at the same time"]
+
+
+def test_a_success_the_vendor_did_not_apply_fails_unless_it_is_a_lost_requests_ambiguous_731() -> None:
+    f = good_facts()
+    f.rows.append(row(f"4/{P}/e4", "succeeded", RUN_B, 0, 1, code="already_reversed"))  # no killed intent
+    assert not verdicts(f)["ledger successes agree with the vendor"]
+    f = good_facts()
+    f.rows += [
+        row(f"4/{P}/e4", "sending", RUN_A, 1, 1),
+        row(f"4/{P}/e4", "succeeded", RUN_A, 1, 2, code="already_reversed"),
+    ]
+    checks = {c.name.split(": ", 1)[1]: c for c in overlap_checks(f, day(), kill())}
+    assert checks["ledger successes agree with the vendor"].ok
+    assert "ambiguous 731" in checks["ledger successes agree with the vendor"].detail

@@ -36,6 +36,16 @@ def ledger_file(monkeypatch, tmp_path):
     return path
 
 
+def sent_by(owner: Owner, ids: list[int]) -> None:
+    """``owner`` wrote the intent of ``ids`` (its fence let it send them) and never answered."""
+    from airflow_provider_loyalty.items import PointItem
+    from airflow_provider_loyalty.ledger import ReversalLedger
+
+    ledger = ReversalLedger("ledger")
+    ledger.record_intent("xoxoday", [PointItem(i) for i in ids], owner.run)
+    ledger.close()
+
+
 def claim_as(path, owner: Owner, keys: list[str], *, at: float, lease: float = 60.0) -> claims.ClaimResult:
     db = sqlite3.connect(path)
     try:
@@ -80,25 +90,31 @@ def test_items_under_another_live_claim_are_not_sent_and_are_counted_apart(reque
     assert all(rows[k][1] is None for k in "456")  # released once their outcome was written
 
 
-def test_an_expired_claim_is_taken_over_and_its_item_treated_as_in_doubt(requests_mock, xoxoday_conn, ledger_file):
-    """The owner froze or died between its fence and its intent: no row in the ledger, yet in doubt."""
+def test_an_expired_claim_is_taken_over_and_what_its_owner_sent_is_in_doubt(requests_mock, xoxoday_conn, ledger_file):
+    """The owner fenced and wrote the intent of 5 (one transaction), sent it, and died; 6 it never sent.
+
+    The new attempt takes both over with a higher epoch; 5 is in doubt (its intent), so "already
+    cancelled" reconciles it; 6 has no intent, so the same answer stays a refusal.
+    """
     other = Owner(OTHER_RUN, host="worker-b", pid=4711)
     claim_as(ledger_file, other, ["5", "6"], at=time.time() - 120, lease=60)
+    sent_by(other, [5])
     requests_mock.post(API, json=refuse_as_cancelled())
-    s = CancelPointsOperator(task_id="t", unique_ids=[5, 6], ledger_conn_id="ledger").execute(context())
+    s = CancelPointsOperator(task_id="t", unique_ids=[5, 6], ledger_conn_id="ledger", max_failed_ratio=1).execute(
+        context()
+    )
     assert sent_ids(requests_mock) == [[5, 6]]
-    assert (s["succeeded"], s["reconciled"], s["failed"], s["claimed_elsewhere"]) == (2, 2, 0, 0)
+    assert (s["succeeded"], s["reconciled"], s["failed"], s["claimed_elsewhere"]) == (1, 1, 1, 0)
     outcomes = ledger_rows(ledger_file, "status <> 'sending'")
     assert [(k, st, c) for k, st, _, c, _ in outcomes] == [
         ("5", "succeeded", "already_reversed"),
-        ("6", "succeeded", "already_reversed"),
+        ("6", "failed", "refused"),
     ]
-    assert all(other.label in m for *_, m in outcomes)
     assert {k: r[2] for k, r in claim_rows(ledger_file).items()} == {"5": 2, "6": 2}  # a higher epoch
     db = sqlite3.connect(ledger_file)
-    epochs = db.execute(f"SELECT status, epoch FROM {TABLE} GROUP BY status, epoch ORDER BY status").fetchall()
+    epochs = db.execute(f"SELECT status, epoch FROM {TABLE} WHERE run_id = 'r1' GROUP BY status, epoch").fetchall()
     db.close()
-    assert epochs == [("sending", 2), ("succeeded", 2)]  # the epoch goes with the intent and the outcome
+    assert sorted(epochs) == [("failed", 2), ("sending", 2), ("succeeded", 2)]  # the epoch goes with every row
 
 
 def test_a_claim_taken_over_mid_run_fences_the_next_request_and_supersedes_a_late_refusal(
@@ -145,6 +161,7 @@ def test_the_claims_of_a_process_gone_from_this_host_are_taken_over_at_once(requ
     dead = Owner(OTHER_RUN, pid=int(gone.stdout))  # this host, a pid that no longer runs
     assert not claims.pid_alive(dead.pid)
     claim_as(ledger_file, dead, ["7"], at=time.time())
+    sent_by(dead, [7])
     requests_mock.post(API, json=refuse_as_cancelled())
     s = CancelPointsOperator(task_id="t", unique_ids=[7], ledger_conn_id="ledger").execute(context())
     assert sent_ids(requests_mock) == [[7]]
@@ -154,6 +171,7 @@ def test_the_claims_of_a_process_gone_from_this_host_are_taken_over_at_once(requ
 def test_a_retry_waits_out_the_lease_of_its_own_earlier_try_on_another_host(requests_mock, xoxoday_conn, ledger_file):
     earlier = Owner({**context()["ti"].__dict__, "try_number": 1}, host="worker-a", pid=4711)
     claim_as(ledger_file, earlier, ["8"], at=time.time(), lease=1.5)
+    sent_by(earlier, [8])
     requests_mock.post(API, json=refuse_as_cancelled())
     s = CancelPointsOperator(
         task_id="t", unique_ids=[8, 9], ledger_conn_id="ledger", claim_lease_seconds=1.5, max_failed_ratio=1
