@@ -307,3 +307,43 @@ def test_an_item_left_without_an_answer_is_in_doubt_everywhere(backend) -> None:
 )
 def test_the_rules(events, state) -> None:
     assert item_state(rows_of(*events)) is state
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        pytest.param(("succeeded", None, None), id="succeeded_by_another_dag"),
+        pytest.param(("failed", "permanent", "729"), id="refused_to_another_dag"),
+    ],
+)
+def test_a_user_who_reads_one_dag_sees_the_in_doubt_the_filter_lists(backend, later) -> None:
+    """The item's state is decided by all its rows, whichever DAG wrote them: the in-doubt filter
+    (SQL over every row) does not list an item another DAG settled since, and its row must not say
+    "in doubt" either, for a user who may read only the DAG whose attempt went unanswered.
+    The page used to judge the row from the readable rows alone (in doubt: yes, not listed)."""
+    from airflow_provider_loyalty.ui.reader import LedgerReader
+    from airflow_provider_loyalty.ui.settings import LedgerSettings
+
+    status, kind, code = later
+    table = f"scope_{uuid.uuid4().hex[:10]}"
+    ledger = ReversalLedger("ledger", table)
+    unanswered = ledger_row(0, "sending", None, None, 0, 0)._replace(dag_id="dag_a")
+    settled = ledger_row(0, status, kind, code, 2, 2)._replace(dag_id="dag_b")
+    open_item = ledger_row(1, "sending", None, None, 0, 0)._replace(dag_id="dag_a")  # in doubt, for contrast
+    try:
+        ledger.insert([unanswered, settled, open_item])
+    finally:
+        ledger.close()
+    reader = LedgerReader(
+        LedgerSettings("ledger", table), scope=DagScope(every_dag=False, dag_ids=frozenset({"dag_a"}))
+    )
+    try:
+        listed = reader.items(status="in_doubt", query="", days=3650, limit=10)
+        assert [(i.item_key, i.in_doubt) for i in listed.items] == [("2", True)]
+        shown = {i.item_key: i.in_doubt for i in reader.items(query="1", limit=10).items}
+        assert shown == {"1": False}  # another DAG settled it: not in doubt, as the filter says
+    finally:
+        if backend == "postgres":
+            probe = ReversalLedger("ledger", table)
+            probe._retrying("drop", lambda conn: _drop(conn, table))
+            probe.close()

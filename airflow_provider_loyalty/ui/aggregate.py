@@ -193,8 +193,16 @@ def runs(
     return sorted(by_run.values(), key=lambda r: r.last_recorded_at, reverse=True)
 
 
-def histories(rows: dict[tuple[str, str], list[LedgerRow]], links: AirflowLinks) -> dict[tuple[str, str], ItemHistory]:
-    """Each item's history from its ledger rows (newest first), keyed by ``(vendor, item_key)``."""
+def histories(
+    rows: dict[tuple[str, str], list[LedgerRow]],
+    links: AirflowLinks,
+    in_doubt: set[tuple[str, str]] | None = None,
+) -> dict[tuple[str, str], ItemHistory]:
+    """Each item's history from its ledger rows (newest first), keyed by ``(vendor, item_key)``.
+
+    :param in_doubt: the items in doubt (:func:`.queries.in_doubt_keys`), when ``rows`` are not all
+        of each item's rows (a user who reads some DAGs only); ``None``: judged from ``rows``.
+    """
     found: dict[tuple[str, str], ItemHistory] = {}
     for (vendor, key), item_rows in rows.items():
         attempts = [_attempt(r, links) for r in item_rows]  # newest first
@@ -210,7 +218,9 @@ def histories(rows: dict[tuple[str, str], list[LedgerRow]], links: AirflowLinks)
             reversed=first_success is not None,
             reversed_at=first_success.recorded_at if first_success else None,
             reversed_by=first_success,
-            in_doubt=item_state(item_rows) is ItemState.IN_DOUBT,
+            in_doubt=(
+                (vendor, key) in in_doubt if in_doubt is not None else item_state(item_rows) is ItemState.IN_DOUBT
+            ),
             last=attempts[0],
             attempt_count=len(attempts),
             attempts=attempts[:MAX_ATTEMPTS_SHOWN],

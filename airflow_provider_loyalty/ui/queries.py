@@ -269,6 +269,26 @@ def item_rows(
     return rows
 
 
+def in_doubt_keys(session: Session, table: str, scope: DagScope, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Those of these ``(vendor, item_key)`` items the in-doubt filter lists: the same condition.
+
+    An item's state is decided by all its rows (``ledger.state``), whichever DAG wrote them, not by
+    the rows this user may read: another DAG's later success or refusal settles a doubt. Listed
+    when the attempt that may have applied it is readable, as in :func:`matching_items`.
+    """
+    by_vendor: dict[str, list[str]] = {}
+    for vendor, key in keys:
+        by_vendor.setdefault(vendor, []).append(key)
+    found: set[tuple[str, str]] = set()
+    for vendor, item_keys in by_vendor.items():
+        where = _Where(session.placeholder).add("l.vendor = {p}", vendor)
+        where.add(f"l.item_key IN ({', '.join(['{p}'] * len(item_keys))})", *item_keys)
+        where.add(in_doubt_condition("l", table)).dags(scope, "l.dag_id")
+        rows = session.fetch(f"SELECT DISTINCT l.vendor, l.item_key FROM {table} l{where.sql()}", where.params)
+        found.update((str(v), str(k)) for v, k in rows)
+    return found
+
+
 #: Claimed items listed on the page.
 CLAIMED_LISTED = 100
 

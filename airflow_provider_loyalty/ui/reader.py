@@ -189,7 +189,11 @@ class LedgerReader:
             session, self.table, self.scope,
             query=query, vendor=vendor, status=status, code=code, since=since, limit=limit, offset=offset,
         )  # fmt: skip
-        histories = aggregate.histories(queries.item_rows(session, self.table, self.scope, wanted), self.links)
+        histories = aggregate.histories(
+            queries.item_rows(session, self.table, self.scope, wanted),
+            self.links,
+            None if self.scope.every_dag else queries.in_doubt_keys(session, self.table, self.scope, wanted),
+        )
         return self._page(query, vendor, status, code, since, total, limit, offset, wanted, histories)
 
     def iter_items(
