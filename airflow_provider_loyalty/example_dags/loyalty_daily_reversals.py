@@ -171,6 +171,16 @@ def loyalty_daily_reversals() -> None:
                 summary["skipped"],
                 summary["dry_run"],
             )
+            receipt = summary.get("approval") or {}
+            if receipt:  # who allowed the send (see docs/approval.md), and what was kept out
+                by = receipt.get("approved_by_name") or "nobody: under the approval threshold"
+                log.info(
+                    "  sent under %s (plan of %s, digest %s); not approved: %s",
+                    by,
+                    receipt.get("planned"),
+                    str(receipt.get("digest"))[:16],
+                    summary.get("not_approved", 0),
+                )
             for failure in summary.get("failures", [])[:10]:
                 log.info("  failed: %s", failure)
         return {name: {k: v for k, v in s.items() if k != "failures"} for name, s in day.items()}
