@@ -286,11 +286,16 @@ class XoxodayHook(VendorHook):
             what = "Xoxoday token refresh"
             response = token_exchange.send(self.client, "POST", creds.token_path, what, json=body)
             if response.ok:
+                answer = token_exchange.json_of(VENDOR, what, response, SECRETS)
                 try:
-                    token = XoxodayTokenResponse.model_validate(token_exchange.json_of(VENDOR, what, response, SECRETS))
+                    token = XoxodayTokenResponse.model_validate(answer)
+                    token_exchange.usable_token(VENDOR, what, response, "access_token", token.access_token)
                 except ValidationError as exc:
+                    self._keep_rotation(stale, answer)
                     raise token_exchange.unreadable(VENDOR, what, response, token_exchange.fields(exc)) from None
-                token_exchange.usable_token(VENDOR, what, response, "access_token", token.access_token)
+                except VendorResponseError:
+                    self._keep_rotation(stale, answer)
+                    raise
                 pair = stale.rotated(token, now=self.clock.time())
                 pair.mask()
                 self._pair = pair  # in use at once, even if storing it fails below
@@ -324,6 +329,32 @@ class XoxodayHook(VendorHook):
                 code=code,
                 token_exchange=True,
             )
+
+    def _keep_rotation(self, stale: TokenPair, answer: Any) -> None:
+        """Keep the new refresh token of a refresh answer that cannot be used otherwise.
+
+        Xoxoday rotated the pair when it answered 200, and the old refresh token died at once: an
+        answer refused for another field (or for an access token no header can carry) still holds
+        the only refresh token that works. Kept (in use, and stored) with no access token, the next
+        attempt refreshes with it instead of failing until a new pair is pasted into the connection.
+        """
+        refresh = answer.get("refresh_token") if isinstance(answer, dict) else None
+        if not isinstance(refresh, str) or not token_exchange.TOKEN_CHARS.fullmatch(refresh):
+            return
+        if refresh == stale.refresh_token:
+            return
+        pair = TokenPair("", refresh, origin=stale.origin)
+        pair.mask()
+        self._pair = pair
+        try:
+            self.token_store.save(pair)
+        except Exception as exc:  # noqa: BLE001 - the refresh's own failure is what the task reports
+            self.log.error("Could not store the rotated Xoxoday refresh token (%s)", type(exc).__name__)
+            return
+        self.log.warning(
+            "Xoxoday's refresh answer could not be used, but it rotated the pair: its new refresh token is "
+            "stored for the next attempt"
+        )
 
     def _await_newer_stored_pair(self, stale: TokenPair, attempts: int = 4, pause: float = 1.0) -> TokenPair | None:
         """A pair another task may still be saving: look a few times before giving up."""

@@ -182,3 +182,35 @@ def test_xoxoday_token_failure_leaves_points_not_sent(vendor, renewal, caplog, c
     assert outcomes(ledger_rows(vendor), "day2")[str(uid)][:2] == ("failed", "permanent")
 
     assert_no_token(tokens, ledger_rows(vendor), pushed, error, caplog.text, capsys.readouterr())
+
+
+@pytest.mark.parametrize("fault", ["unreadable", "garbled"])
+def test_an_unusable_refresh_answer_keeps_the_rotated_refresh_token(vendor, fault, caplog, capsys) -> None:
+    """Xoxoday rotates the pair when it answers a refresh, and the old refresh token dies at once
+    (vendor docs: "the old one is immediately invalidated"). An answer the hook cannot use (a field
+    off the schema, a token no header can carry) still carries the new refresh token: it is kept,
+    so the next run refreshes and sends instead of failing until someone pastes a new pair."""
+    first, second = [uid for (uid, _), fate in zip(*_points(vendor.dataset), strict=True) if fate == "cancel"][:2]
+    vendor.state.expire_xoxoday_access_tokens()  # the connection's access token is refused (401)
+    vendor.config.update({"token_faults": [fault]})
+    store = MemoryTokenStore()
+
+    def operator(uid: int) -> CancelPointsOperator:
+        return CancelPointsOperator(
+            task_id="cancel", unique_ids=[uid], ledger_conn_id="ledger", hook_params={"token_store": store}
+        )
+
+    summary, error, pushed = run(operator(first), "day1")
+    assert summary is None and error
+    assert outcomes(ledger_rows(vendor), "day1") == {str(first): ("failed", "transient", "not_sent")}
+    summary2, error2, pushed2 = run(operator(second), "day2")  # no new pair pasted
+    assert error2 == "" and summary2 is not None and summary2["succeeded"] == 1
+    refreshes = [r["status"] for r in vendor.state.request_log(vendor="xoxoday") if r["endpoint"] == "token_refresh"]
+    assert refreshes == [200, 200]  # the second refresh used the kept token, and was not refused
+    assert vendor.state.point_attempts([second])[second]["cancelled"] == 1
+    tokens = [t for t in vendor.xoxoday_tokens().values() if isinstance(t, str)]
+    assert_no_token(tokens, ledger_rows(vendor), pushed, pushed2, error, caplog.text, capsys.readouterr())
+
+
+def _points(dataset: Any) -> tuple[Any, Any]:
+    return dataset.point_reversals, dataset.point_outcomes
