@@ -17,8 +17,9 @@ have ``RETURNING``):
 - **renew** (a heartbeat, every few seconds) and **release** (once an item's outcome is written;
   the row stays, ``lease_expiry`` NULL, so that the epoch keeps growing).
 
-The lease is compared with the callers' clock (UTC seconds), so the hosts sharing a ledger must
-keep their clocks within a small part of the lease of each other (NTP does). The functions take a
+The lease is a time in UTC seconds that the callers pass in (``now``). Hosts sharing a server
+database measure it on the server's clock (:func:`server_clock_sql`), so that a worker whose clock
+is off neither takes over a live claim nor waits for a dead one longer than its lease. The functions take a
 DB-API connection and the driver's placeholder; they never commit: the caller's transaction
 decides (the intent and its fence commit together). Generic code: no vendor is named here.
 """
@@ -395,5 +396,25 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def wall_clock() -> float:
-    """UTC seconds: the clock leases are measured on (tests pass a fake one)."""
+    """UTC seconds of this host (tests pass a fake one); see :func:`server_clock_sql` for a server's."""
     return time.time()
+
+
+#: The database server's clock in UTC seconds, by connection type: where hosts share the ledger,
+#: their leases are measured on it (as the rate budget's are), so a worker's clock never matters.
+_SERVER_CLOCK = {
+    "postgres": "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8",
+    "postgresql": "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8",
+    "mysql": "SELECT UNIX_TIMESTAMP(NOW(6))",
+}
+
+
+def server_clock_sql(conn_type: str | None) -> str | None:
+    """The query of the ledger server's clock (UTC seconds), or ``None`` (a file on this host: its clock is ours)."""
+    return _SERVER_CLOCK.get((conn_type or "").lower())
+
+
+def server_time(conn: Any, sql: str) -> float:
+    """The server's clock now, read with ``sql`` from :func:`server_clock_sql`. Not committed."""
+    rows = _fetch(conn, sql, [])
+    return float(rows[0][0])

@@ -84,7 +84,7 @@ class RunClaims:
     :param run: the task instance's dag_id, run_id, task_id, map_index and try_number.
     :param lease: seconds a claim lasts unless renewed (renewed every quarter of it).
     :param log: the operator's logger.
-    :param clock: UTC seconds (tests pass a fake one).
+    :param clock: this host's UTC seconds (tests pass a fake one); on a server ledger, corrected to the server's clock.
     """
 
     def __init__(
@@ -101,7 +101,9 @@ class RunClaims:
         self.vendor = vendor
         self.lease = float(lease)
         self.log = log
-        self.clock = clock
+        self._local_clock = clock
+        #: the ledger server's clock minus this host's (0 for a file ledger): leases are the server's
+        self.offset = 0.0
         self.owner = claims.Owner(run)
         self.table = claims.claims_table(ledger.table)
         #: key -> epoch of the items this attempt holds (released ones are removed)
@@ -120,6 +122,31 @@ class RunClaims:
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
+    def clock(self) -> float:
+        """UTC seconds on the ledger server's clock (this host's for a file ledger): what leases are measured on."""
+        return self._local_clock() + self.offset
+
+    def _measure_offset(self) -> None:
+        """Read how far this host's clock is from the ledger server's (once per attempt)."""
+        try:
+            sql = claims.server_clock_sql(self.ledger.hook.connection.conn_type)
+        except Exception:  # noqa: BLE001 - no connection type to go by: this host's clock
+            sql = None
+        if sql is None:
+            return
+
+        def read(conn: Any) -> float:
+            before = self._local_clock()
+            server = claims.server_time(conn, sql)
+            return server - (before + self._local_clock()) / 2
+
+        self.offset = float(self._tx("claim clock", read))
+        if abs(self.offset) > self.lease / 4:
+            self.log.warning(
+                "This host's clock is %.1f s off the ledger server's; claims' leases are measured on the server's",
+                -self.offset,
+            )
+
     # ------------------------------------------------------------------------------ claiming
     def _tx(self, what: str, operation: Callable[[Any], Any]) -> Any:
         return self.ledger.transaction(what, lambda conn, insert: operation(conn))
@@ -129,6 +156,7 @@ class RunClaims:
         p = self.ledger.placeholder
         try:
             self._tx("claim table", lambda conn: conn.cursor().execute(claims.create_table_sql(self.table)))
+            self._measure_offset()
             result = self._tx(
                 "claim",
                 lambda conn: claims.claim(
