@@ -301,8 +301,11 @@ class ReversalOperator(BaseOperator, Generic[P]):
             raise
         progress = Progress(self.log, self.vendor, self.what, len(items), hook.waited_seconds, hook.pace_text)
         sender = Sender(self.vendor, self.items_of, self.call, self.already_reversed, books)
-        if books is not None:  # a long vendor window goes to the triggerer: the ledger says where to resume
-            hook.pacer.defer_after = self.defer_rate_limit_after  # type: ignore[attr-defined]
+        pacer = getattr(hook, "pacer", None)
+        if (
+            books is not None and pacer is not None
+        ):  # a long vendor window goes to the triggerer: the ledger says where to resume
+            pacer.defer_after = self.defer_rate_limit_after
         answered = 0
 
         def on_results(request: P, outcomes: list[Outcome]) -> None:
