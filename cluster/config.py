@@ -18,6 +18,8 @@ CLUSTER = Path(__file__).resolve().parent
 ROOT = CLUSTER.parent
 
 DAG_ID = "loyalty_reversals_fanout"
+#: the redis connection (the broker's server, its own db) holding the vendor keys' shared budgets.
+RATE_BUDGET_CONN_ID = "loyalty_rate_budget"
 WORKERS = ("worker-a", "worker-b")
 LEDGER_TABLE = "loyalty_reversal_ledger"
 POOLS = {"xoxoday": "loyalty_xoxoday", "capillary": "loyalty_capillary"}
@@ -46,6 +48,9 @@ class Settings:
     rate_window: float = 5.0
     #: the DAG's rate params are this share of the vendor's limit (see the README: pacing jitter).
     headroom: float = 0.9
+    #: the mapped tasks of a vendor key share one rate budget in the cluster's Redis (the DAG's
+    #: ``rate_budget_conn_id`` param); ``False``: each task takes limit / pool slots, as before.
+    rate_budget: bool = True
     capillary_slots: int = 2
     xoxoday_slots: int = 1
     worker_concurrency: int = 2
@@ -74,6 +79,8 @@ class Settings:
         }
         if self.max_failed_ratio is not None:
             conf["max_failed_ratio"] = self.max_failed_ratio
+        if self.rate_budget:
+            conf["rate_budget_conn_id"] = RATE_BUDGET_CONN_ID
         return conf
 
 

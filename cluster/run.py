@@ -207,8 +207,19 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings
         help="the DAG's max_failed_ratio param (default: the DAG's own)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"dataset seed (default {defaults.seed})")
+    parser.add_argument(
+        "--no-rate-budget",
+        action="store_true",
+        help="each mapped task paces alone at limit / pool slots (no shared budget in Redis)",
+    )
     args = parser.parse_args(argv)
-    return args, replace(defaults, headroom=args.headroom, max_failed_ratio=args.max_failed_ratio, seed=args.seed)
+    return args, replace(
+        defaults,
+        headroom=args.headroom,
+        max_failed_ratio=args.max_failed_ratio,
+        seed=args.seed,
+        rate_budget=not args.no_rate_budget,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

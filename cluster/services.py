@@ -318,6 +318,9 @@ def airflow_env(cluster: Cluster, settings: Settings, access: str, refresh: str)
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_LOYALTY_WAREHOUSE": json.dumps({"conn_type": "postgres", **database}),
             "AIRFLOW_CONN_LOYALTY_LEDGER": json.dumps({"conn_type": "postgres", **database}),
+            "AIRFLOW_CONN_LOYALTY_RATE_BUDGET": json.dumps(
+                {"conn_type": "redis", "host": "127.0.0.1", "port": cluster.redis_port, "extra": json.dumps({"db": 1})}
+            ),
             **connection_env(cluster.sandbox_url, access_token=access, refresh_token=refresh),
         }
     )
