@@ -131,29 +131,30 @@ def judge(backend: str, rows: list[LedgerRow]) -> dict[tuple[str, str], dict[str
         placeholder = ledger.placeholder
         dialect = {"sqlite": "sqlite", "duckdb": "duckdb", "postgres": "postgres"}[backend]
 
-        def page(conn) -> tuple[set, dict]:
+        def page(conn) -> tuple[set, dict, dict, list]:
             session = Session(conn, placeholder, dialect)
             everything = DagScope.everything()
             _, doubt_items = queries.matching_items(
-                session,
-                table,
-                everything,
-                query="",
-                vendor=None,
-                status="in_doubt",
-                code="",
-                since=None,
-                limit=100,
-                offset=0,
+                session, table, everything, queries.Selection(state="in_doubt"), limit=100, offset=0
+            )
+            _, listed_items = queries.matching_items(
+                session, table, everything, queries.Selection(), limit=100, offset=0
             )
             histories = aggregate.histories(
-                queries.item_rows(session, table, everything, list(found)), aggregate.AirflowLinks()
+                queries.item_rows(session, table, everything, list(found)), {}, aggregate.AirflowLinks()
             )
-            doubt_totals = queries.summary_rows(session, table, everything, T0 - timedelta(days=1), None).doubt
+            daily = queries.summary_rows(
+                session, table, everything, queries.Selection(since=T0 - timedelta(days=1))
+            ).daily
             conn.commit()
-            return set(doubt_items), {k: (h.in_doubt, h.reversed) for k, h in histories.items()}, doubt_totals
+            return (
+                {(v, k) for v, k, _ in doubt_items},
+                {k: (h.in_doubt, h.reversed) for k, h in histories.items()},
+                {(v, k): state for v, k, state in listed_items},
+                daily,
+            )
 
-        page_doubt, page_items, doubt_totals = ledger._retrying("page", page)
+        page_doubt, page_items, page_states, daily = ledger._retrying("page", page)
 
         def extraction(conn) -> dict[tuple[str, str], tuple[bool, bool]]:
             """Whether the extraction's anti-join extracts each item (refusals skipped, and not)."""
@@ -189,20 +190,23 @@ def judge(backend: str, rows: list[LedgerRow]) -> dict[tuple[str, str], dict[str
         judged["extracted"], judged["extracted_with_refused"] = extracted[item]
         judged["refused_ever"] = any(r.status == "failed" and r.failure_kind == "permanent" for r in read[item])
         judged["page_filter"] = item in page_doubt
+        judged["page_state"] = page_states.get(item)
         judged["page_item"] = page_items[item][0]
         judged["page_reversed"] = page_items[item][1]
     for vendor, key, state in by_sql:
         found[(str(vendor), str(key))]["sql"] = str(state)
-    by_run: dict[str, set[tuple]] = {}
-    for vendor, key, dag_id, run_id, *_ in listed:
+    for vendor, key, *_ in listed:
         found[(str(vendor), str(key))]["listed"] = int(found[(str(vendor), str(key))].get("listed", 0)) + 1
-        by_run.setdefault(str(vendor), set()).add((key, dag_id, run_id))
-    totals: dict[str, int] = {}
-    for vendor, _dag, _run, n, _first, _last in doubt_totals:
-        totals[str(vendor)] = totals.get(str(vendor), 0) + int(n)
-    for item, judged in found.items():
-        judged["page_doubt_total"] = totals.get(item[0], 0)
-        judged["listed_by_run"] = len(by_run.get(item[0], ()))
+    # the page's counts (per day of the first row, summed): each item once, in its state
+    totals: dict[tuple[str, str], int] = {}
+    for _day, vendor, state, _retried, _reconciled, n in daily:
+        totals[(str(vendor), str(state))] = totals.get((str(vendor), str(state)), 0) + int(n)
+    expected: dict[tuple[str, str], int] = {}
+    for (vendor, _key), judged in found.items():
+        expected[(vendor, str(judged["python_written"]))] = expected.get((vendor, str(judged["python_written"])), 0) + 1
+    for judged in found.values():
+        judged["page_totals"] = totals
+        judged["expected_totals"] = expected
     return found
 
 
@@ -233,9 +237,9 @@ def assert_agree(found: dict[tuple[str, str], dict[str, object]]) -> None:
         # reconcile such an item, as the run that resent it did.
         refused_out = state is ItemState.REFUSED or (state is ItemState.IN_DOUBT and judged["refused_ever"])
         assert judged["extracted"] == (state is not ItemState.SUCCEEDED and not refused_out), (item, judged)
-        # the page's "in doubt now" per run counts the items in_doubt_sql lists (one row per item,
-        # two rows recorded at the very same instant aside)
-        assert judged["page_doubt_total"] == judged["listed_by_run"], (item, judged)
+        # the page lists the item in its state, and counts each item once in that state
+        assert judged["page_state"] == state.value, (item, judged)
+        assert judged["page_totals"] == judged["expected_totals"], (item, judged)
 
 
 @settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -13,23 +13,26 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_loyalty.ledger.schema import VENDORS, LedgerRow
-from airflow_provider_loyalty.ledger.state import ItemState, item_state
+from airflow_provider_loyalty.ledger.state import ItemState, assess
 from airflow_provider_loyalty.ui.models import (
     Attempt,
     ClaimedItem,
     DayCounts,
     FailureGroup,
     ItemHistory,
-    Outcomes,
     RunApproval,
     RunCounts,
+    StateCounts,
     VendorTotals,
 )
 
 #: Attempts listed per item in a search answer (the count covers all of them).
 MAX_ATTEMPTS_SHOWN = 20
 
-_OUTCOME_FIELDS = tuple(Outcomes.model_fields)
+#: The counts of :class:`StateCounts` (states, and the reconciled and retried parts).
+_COUNT_FIELDS = tuple(StateCounts.model_fields)
+_STATE_FIELDS = frozenset(_COUNT_FIELDS) - {"reconciled", "settled_after_retry"}
+_SETTLED = ("succeeded", "refused")
 
 
 def _as_datetime(value: Any) -> datetime:
@@ -81,6 +84,16 @@ class AirflowLinks:
         return f"{url}/mapped/{map_index}" if map_index is not None and map_index >= 0 else url
 
 
+def _count(target: StateCounts, state: str, retried: bool, reconciled: bool, n: int) -> None:
+    """Add ``n`` items of ``state`` to ``target`` (a state this page does not know counts as still failing)."""
+    field = state if state in _STATE_FIELDS else "failed"
+    setattr(target, field, getattr(target, field) + n)
+    if state == "succeeded" and reconciled:
+        target.reconciled += n
+    if state in _SETTLED and retried:
+        target.settled_after_retry += n
+
+
 def daily(
     rows: list[tuple[Any, ...]],
     skipped: dict[tuple[date, str], int] | None,
@@ -88,12 +101,12 @@ def daily(
     first_day: date,
     vendor: str | None,
 ) -> list[DayCounts]:
-    """Per day and vendor counts from ``(day, vendor, status, kind, reconciled, n)`` rows plus the skipped counts."""
+    """Per day and vendor counts from ``(day, vendor, state, retried, reconciled, n)`` rows plus the skipped counts."""
     counts: dict[tuple[date, str], DayCounts] = {}
-    for day_value, row_vendor, status, kind, reconciled, n in rows:
+    for day_value, row_vendor, state, retried, reconciled, n in rows:
         key = (_as_date(day_value), str(row_vendor))
         entry = counts.setdefault(key, DayCounts(day=key[0], vendor=key[1]))
-        _add(entry, str(status), kind, bool(reconciled), int(n))
+        _count(entry, str(state), bool(retried), bool(reconciled), int(n))
     if skipped is not None:
         for (day, skip_vendor), n in skipped.items():
             if day >= first_day and (not vendor or skip_vendor == vendor):
@@ -104,33 +117,29 @@ def daily(
     return sorted(counts.values(), key=lambda c: (c.day, c.vendor), reverse=True)
 
 
-def totals(daily: list[DayCounts], doubt_rows: list[tuple[Any, ...]]) -> list[VendorTotals]:
-    """The window's totals per vendor (Xoxoday, then Capillary), with the items in doubt now."""
+def totals(daily: list[DayCounts]) -> list[VendorTotals]:
+    """The window's totals per vendor (in the vendors' order): each item once, in its state now."""
     by_vendor: dict[str, VendorTotals] = {}
     for entry in daily:
         total = by_vendor.setdefault(entry.vendor, VendorTotals(vendor=entry.vendor))
-        for name in _OUTCOME_FIELDS:
+        for name in _COUNT_FIELDS:
             setattr(total, name, getattr(total, name) + getattr(entry, name))
         if entry.skipped is not None:
             total.skipped = (total.skipped or 0) + entry.skipped
-    for row_vendor, _dag_id, _run_id, n, _first, _last in doubt_rows:
-        by_vendor.setdefault(str(row_vendor), VendorTotals(vendor=str(row_vendor))).in_doubt += int(n)
-    if daily and all(entry.skipped is not None for entry in daily):
-        for total in by_vendor.values():
-            total.skipped = total.skipped or 0
     order = {vendor: i for i, vendor in enumerate(VENDORS)}
     return sorted(by_vendor.values(), key=lambda t: (order.get(t.vendor, len(order)), t.vendor))
 
 
 def failure_group(row: tuple[Any, ...]) -> FailureGroup:
-    """One "top failures" row: ``(vendor, code, kind, outcomes, items, messages, example, last_seen)``."""
-    vendor, code, kind, outcomes, items, messages, example, last_seen = row
+    """One "top failures" row: ``(vendor, code, kind, outcomes, items, messages, example, last_seen, unsettled)``."""
+    vendor, code, kind, outcomes, items, messages, example, last_seen, unsettled = row
     return FailureGroup(
         vendor=str(vendor),
         code=_as_text(code),
         failure_kind=_as_text(kind),
         outcomes=int(outcomes),
         items=int(items),
+        unsettled=int(unsettled or 0),
         distinct_messages=int(messages),
         example_message=str(example or ""),
         last_seen=_as_datetime(last_seen),
@@ -138,19 +147,14 @@ def failure_group(row: tuple[Any, ...]) -> FailureGroup:
 
 
 def runs(
-    rows: list[tuple[Any, ...]],
-    doubt_rows: list[tuple[Any, ...]],
-    since: datetime,
-    links: AirflowLinks,
-    approval_rows: Sequence[tuple[Any, ...]] = (),
+    rows: list[tuple[Any, ...]], links: AirflowLinks, approval_rows: Sequence[tuple[Any, ...]] = ()
 ) -> list[RunCounts]:
-    """Per DAG run counts (outcomes, then the in-doubt items of runs in the window), newest first.
+    """Per DAG run, the items it recorded by their state now, newest first.
 
     ``approval_rows``: the receipts per run and vendor (``queries.SummaryRows.approvals``).
     """
     by_run: dict[tuple[str | None, str | None], RunCounts] = {}
-
-    def run_of(dag_id: Any, run_id: Any, vendor: Any, first: Any, last: Any) -> RunCounts:
+    for dag_id, run_id, row_vendor, state, n, first, last in rows:
         key = (_as_text(dag_id), _as_text(run_id))
         first_at, last_at = _as_datetime(first), _as_datetime(last)
         run = by_run.get(key)
@@ -165,20 +169,13 @@ def runs(
             )
         run.first_recorded_at = min(run.first_recorded_at, first_at)
         run.last_recorded_at = max(run.last_recorded_at, last_at)
-        if str(vendor) not in run.vendors:
-            run.vendors = sorted([*run.vendors, str(vendor)])
-        return run
-
-    for dag_id, run_id, row_vendor, status, kind, reconciled, n, first, last in rows:
-        _add(run_of(dag_id, run_id, row_vendor, first, last), str(status), kind, bool(reconciled), int(n))
-    window_start = since.replace(tzinfo=timezone.utc)
-    for row_vendor, dag_id, run_id, n, first, last in doubt_rows:
-        if _as_datetime(last) >= window_start:
-            run_of(dag_id, run_id, row_vendor, first, last).in_doubt += int(n)
+        if str(row_vendor) not in run.vendors:
+            run.vendors = sorted([*run.vendors, str(row_vendor)])
+        _count(run, str(state), False, False, int(n))
     for dag_id, run_id, row_vendor, by_id, by_name, at, digest, planned, sent, refused in approval_rows:
-        run = by_run.get((_as_text(dag_id), _as_text(run_id)))
-        if run is not None:
-            run.approvals.append(
+        found = by_run.get((_as_text(dag_id), _as_text(run_id)))
+        if found is not None:
+            found.approvals.append(
                 RunApproval(
                     vendor=str(row_vendor),
                     approved_by_id=_as_text(by_id),
@@ -193,21 +190,29 @@ def runs(
     return sorted(by_run.values(), key=lambda r: r.last_recorded_at, reverse=True)
 
 
+def task_ids(task_rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], set[str]]:
+    """``(dag_id, run_id) -> task ids`` that wrote the runs' rows."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for dag_id, run_id, task_id in task_rows:
+        if dag_id and run_id and task_id:
+            found.setdefault((str(dag_id), str(run_id)), set()).add(str(task_id))
+    return found
+
+
 def histories(
-    rows: dict[tuple[str, str], list[LedgerRow]],
-    links: AirflowLinks,
-    in_doubt: set[tuple[str, str]] | None = None,
+    rows: dict[tuple[str, str], list[LedgerRow]], states: dict[tuple[str, str], str], links: AirflowLinks
 ) -> dict[tuple[str, str], ItemHistory]:
     """Each item's history from its ledger rows (newest first), keyed by ``(vendor, item_key)``.
 
-    :param in_doubt: the items in doubt (:func:`.queries.in_doubt_keys`), when ``rows`` are not all
-        of each item's rows (a user who reads some DAGs only); ``None``: judged from ``rows``.
+    :param states: the items' states as the page's SQL found them (the ledger's rule, over all rows).
     """
     found: dict[tuple[str, str], ItemHistory] = {}
     for (vendor, key), item_rows in rows.items():
         attempts = [_attempt(r, links) for r in item_rows]  # newest first
         successes = [a for a in attempts if a.status == "succeeded"]
         first_success = successes[-1] if successes else None
+        assessment = assess(item_rows)
+        state = states.get((vendor, key), assessment.state.value)
         found[(vendor, key)] = ItemHistory(
             vendor=vendor,
             item_key=key,
@@ -215,12 +220,13 @@ def histories(
             customer_id=_as_int(_first(item_rows, "customer_id")),
             promotion_id=_as_text(_first(item_rows, "promotion_id")),
             earn_id=_as_text(_first(item_rows, "earn_id")),
+            reference=_as_text(_first(item_rows, "reference")),
+            state=state,
+            decided_by=_attempt(assessment.row, links) if assessment.row is not None else None,
             reversed=first_success is not None,
             reversed_at=first_success.recorded_at if first_success else None,
             reversed_by=first_success,
-            in_doubt=(
-                (vendor, key) in in_doubt if in_doubt is not None else item_state(item_rows) is ItemState.IN_DOUBT
-            ),
+            in_doubt=state == ItemState.IN_DOUBT.value,
             last=attempts[0],
             attempt_count=len(attempts),
             attempts=attempts[:MAX_ATTEMPTS_SHOWN],
@@ -248,21 +254,6 @@ def _attempt(row: LedgerRow, links: AirflowLinks) -> Attempt:
 
 def _first(rows: list[LedgerRow], column: str) -> Any:
     return next((getattr(r, column) for r in rows if getattr(r, column) is not None), None)
-
-
-def _add(target: Outcomes, status: str, failure_kind: Any, reconciled: bool, n: int) -> None:
-    if status == "succeeded":
-        target.succeeded += n
-        if reconciled:
-            target.reconciled += n
-    elif status != "failed":
-        return  # an intent (or a status this page does not know): not an outcome
-    elif failure_kind == "permanent":
-        target.failed_permanent += n
-    elif failure_kind == "rejected":
-        target.failed_rejected += n
-    else:
-        target.failed_transient += n
 
 
 def claimed_item(row: tuple[Any, ...]) -> ClaimedItem:

@@ -34,7 +34,11 @@ def api_router(sources: Sources, allowed: PageDependencies) -> APIRouter:
         try:
             ledger = sources.reader(request, scope)
             since, _ = ledger.window(filters.days)
-            return ledger.summary(days=filters.days, vendor=filters.vendor, skipped=sources.skipped(since, scope))
+            args = filters.kwargs()
+            args.pop("days")
+            summary = ledger.summary(days=filters.days, skipped=sources.skipped(since, scope), **args)
+            sources.add_task_states(summary)
+            return summary
         except LedgerUnavailable as exc:
             return unavailable(exc)
 
@@ -48,15 +52,7 @@ def api_router(sources: Sources, allowed: PageDependencies) -> APIRouter:
     ) -> Any:
         """Items matching ``q`` (all time), or the window's items when ``q`` is empty; paginated."""
         try:
-            return sources.reader(request, scope).items(
-                query=filters.query,
-                vendor=filters.vendor,
-                status=filters.status,
-                code=filters.code,
-                days=filters.days,
-                limit=limit,
-                offset=offset,
-            )
+            return sources.reader(request, scope).items(limit=limit, offset=offset, **filters.kwargs())
         except LedgerUnavailable as exc:
             return unavailable(exc)
 
@@ -68,14 +64,7 @@ def api_router(sources: Sources, allowed: PageDependencies) -> APIRouter:
         DuckDB ledger for long. The first batch is read before answering, so an unreadable ledger
         still answers 503.
         """
-        items = sources.reader(request, scope).iter_items(
-            query=filters.query,
-            vendor=filters.vendor,
-            status=filters.status,
-            code=filters.code,
-            days=filters.days,
-            max_items=export.MAX_EXPORT_ITEMS,
-        )
+        items = sources.reader(request, scope).iter_items(max_items=export.MAX_EXPORT_ITEMS, **filters.kwargs())
         try:
             first = next(items, None)
         except LedgerUnavailable as exc:

@@ -31,7 +31,14 @@ from airflow_provider_loyalty.ui.auth import page_dependencies
 from airflow_provider_loyalty.ui.export import CSV_COLUMNS, MAX_EXPORT_ITEMS, _csv_line, _csv_safe
 from airflow_provider_loyalty.ui.filters import MAX_DAYS, WINDOWS
 from airflow_provider_loyalty.ui.settings import LedgerSettings
-from airflow_provider_loyalty.ui.sources import SettingsSource, SkippedSource, Sources, default_skipped
+from airflow_provider_loyalty.ui.sources import (
+    SettingsSource,
+    SkippedSource,
+    Sources,
+    TaskSource,
+    default_skipped,
+    default_task_states,
+)
 from airflow_provider_loyalty.ui.views import STATIC_FILES, page_router, templates
 
 __all__ = [
@@ -64,6 +71,7 @@ def create_app(
     *,
     settings: SettingsSource | None = None,
     skipped_source: SkippedSource | None = default_skipped,
+    task_source: TaskSource | None = default_task_states,
 ) -> FastAPI:
     """Build the app.
 
@@ -71,12 +79,16 @@ def create_app(
         read on every request.
     :param skipped_source: ``since -> {(day, vendor): skipped}`` from the task summaries; ``None``
         leaves the skipped column unknown. Default: Airflow's metadata database.
+    :param task_source: the Airflow states of the recent runs' tasks; ``None`` leaves them out.
+        Default: Airflow's metadata database.
     """
     from airflow.api_fastapi.core_api.security import requires_authenticated
 
     from airflow_provider_loyalty.ui.fab import register_if_fab
 
-    sources = Sources(settings=settings or LedgerSettings.from_config, skipped_source=skipped_source)
+    sources = Sources(
+        settings=settings or LedgerSettings.from_config, skipped_source=skipped_source, task_source=task_source
+    )
     register_if_fab()  # FAB: the page's resource exists, so that a role can be granted it
     allowed = page_dependencies()
     app = FastAPI(

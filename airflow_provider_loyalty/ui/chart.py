@@ -10,9 +10,11 @@ from html import escape
 #: Series drawn bottom-up: (field, CSS class, legend label).
 SERIES = (
     ("succeeded", "bar-succeeded", "succeeded"),
-    ("failed_permanent", "bar-permanent", "failed (permanent)"),
-    ("failed_rejected", "bar-rejected", "rejected request (not settled)"),
-    ("failed_transient", "bar-transient", "failed (transient)"),
+    ("refused", "bar-permanent", "refused (permanent)"),
+    ("invalid", "bar-invalid", "invalid input"),
+    ("in_doubt", "bar-doubt", "in doubt"),
+    ("not_sent", "bar-notsent", "not sent yet"),
+    ("failed", "bar-transient", "still failing"),
     ("skipped", "bar-skipped", "skipped (already done)"),
 )
 WIDTH, HEIGHT, TOP, BOTTOM, LEFT, RIGHT = 720, 160, 12, 22, 48, 4
@@ -22,19 +24,21 @@ MIN_SLOT, MAX_SLOT = 6.0, 40.0
 
 @dataclass
 class DayBar:
-    """The counts of one day (all vendors shown, or the one filtered on)."""
+    """The items of one day by state now (all vendors shown, or the one filtered on), and the skipped ones."""
 
     day: date
     succeeded: int = 0
-    failed_permanent: int = 0
-    failed_rejected: int = 0
-    failed_transient: int = 0
+    refused: int = 0
+    invalid: int = 0
+    in_doubt: int = 0
+    not_sent: int = 0
+    failed: int = 0
     skipped: int = 0
 
     @property
     def total(self) -> int:
         """Height of the bar."""
-        return self.succeeded + self.failed_permanent + self.failed_rejected + self.failed_transient + self.skipped
+        return sum(getattr(self, field) for field, _, _ in SERIES)
 
 
 def day_bars(first: date, last: date, counts: Sequence[object]) -> list[DayBar]:
@@ -91,7 +95,7 @@ def render_svg(bars: Sequence[DayBar]) -> str:
     half = scale_top / 2
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {HEIGHT}" width="{width}" height="{HEIGHT}" role="img" '
-        f'aria-label="Outcomes per day, {len(bars)} days" xmlns="http://www.w3.org/2000/svg">',
+        f'aria-label="Items per day, {len(bars)} days" xmlns="http://www.w3.org/2000/svg">',
         f'<line class="axis" x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{width}" y2="{HEIGHT - BOTTOM}"/>',
         f'<line class="grid" x1="{LEFT}" y1="{TOP}" x2="{width}" y2="{TOP}"/>',
         f'<text class="tick" x="{LEFT - 4}" y="{TOP + 4}" text-anchor="end" data-axis-top="{scale_top}">'
@@ -104,10 +108,8 @@ def render_svg(bars: Sequence[DayBar]) -> str:
     for index, bar in enumerate(bars):
         x = LEFT + index * slot + (slot - bar_width) / 2
         y = float(HEIGHT - BOTTOM)
-        label = (
-            f"{bar.day.isoformat()}: {bar.succeeded} succeeded, {bar.failed_permanent} failed (permanent), "
-            + (f"{bar.failed_rejected} rejected (not settled), " if bar.failed_rejected else "")
-            + f"{bar.failed_transient} failed (transient), {bar.skipped} skipped"
+        label = f"{bar.day.isoformat()}: " + ", ".join(
+            f"{getattr(bar, field)} {name}" for field, _, name in SERIES if getattr(bar, field) or field == "succeeded"
         )
         parts.append(f'<g class="day" data-day="{bar.day.isoformat()}"><title>{escape(label)}</title>')
         parts.append(f'<rect class="hit" x="{x:.1f}" y="{TOP}" width="{bar_width:.1f}" height="{plot_height}"/>')

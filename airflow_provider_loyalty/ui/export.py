@@ -14,6 +14,8 @@ MAX_EXPORT_ITEMS = 100_000
 CSV_COLUMNS = (
     "vendor",
     "item_key",
+    "reference",
+    "state",
     "unique_id",
     "customer_id",
     "promotion_id",
@@ -85,6 +87,8 @@ def line(item: ItemHistory) -> str:
         [
             item.vendor,
             item.item_key,
+            item.reference,
+            item.state,
             item.unique_id,
             item.customer_id,
             item.promotion_id,

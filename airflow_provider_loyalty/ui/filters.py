@@ -28,9 +28,11 @@ class Filters:
 
     :param query: search text (an id, an item key or a run id); empty: no search.
     :param vendor: one vendor, or ``None`` for all.
-    :param status: ``succeeded``, ``failed`` or ``in_doubt``; ``None`` for any.
-    :param code: a failure code (or ``already_reversed``); empty for any.
+    :param status: an item state now (``succeeded``, ``refused``, ``invalid``, ``in_doubt``,
+        ``not_sent``, ``failed``...); ``None`` for any.
+    :param code: a failure code (or ``already_reversed``, ``invalid``); empty for any.
     :param days: the window, today included.
+    :param reference: a business reference (an order id), or the start of one; empty for any.
     """
 
     query: str = ""
@@ -38,6 +40,7 @@ class Filters:
     status: str | None = None
     code: str = ""
     days: int = DEFAULT_DAYS
+    reference: str = ""
 
     def params(self, **changes: Any) -> dict[str, Any]:
         """The query-string parameters that ask for these filters (empty ones left out), with ``changes``."""
@@ -48,7 +51,18 @@ class Filters:
     @property
     def any(self) -> bool:
         """A filter other than the window is set."""
-        return bool(self.query or self.vendor or self.status or self.code)
+        return bool(self.query or self.vendor or self.status or self.code or self.reference)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The filters as the reader's keyword arguments."""
+        return {
+            "query": self.query,
+            "vendor": self.vendor,
+            "status": self.status,
+            "code": self.code,
+            "reference": self.reference,
+            "days": self.days,
+        }
 
 
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str | None:
@@ -76,10 +90,11 @@ def read_filters(
     ),
     vendor: str = Query("", max_length=16, description=f"{', '.join(VENDORS)}, or empty for all"),
     status: str = Query(
-        "", max_length=16, description="succeeded or failed: items with such an attempt; in_doubt; empty for any"
+        "", max_length=16, description=f"items in this state now: {', '.join(ITEM_STATUSES)}; empty for any"
     ),
     code: str = Query("", max_length=MAX_CODE_CHARS, description="items with an attempt of this code"),
     days: int = Query(DEFAULT_DAYS, ge=1, le=MAX_DAYS, description="window length in days, today included"),
+    reference: str = Query("", max_length=MAX_QUERY_CHARS, description="items whose reference starts with this"),
 ) -> Filters:
     """The request's :class:`Filters` (422 for a value that is not allowed)."""
     return Filters(
@@ -88,6 +103,7 @@ def read_filters(
         status=_choice(status, ITEM_STATUSES, "status"),
         code=_checked(check_code, code, "code"),
         days=days,
+        reference=_checked(check_query, reference, "reference"),
     )
 
 

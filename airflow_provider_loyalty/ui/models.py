@@ -25,7 +25,7 @@ class Attempt(BaseModel):
 
 
 class ItemHistory(BaseModel):
-    """Everything the ledger knows about one item: was it reversed, when, by which run."""
+    """Everything the ledger knows about one item: was it reversed, when, by which run — or why not."""
 
     vendor: str
     item_key: str
@@ -33,11 +33,18 @@ class ItemHistory(BaseModel):
     customer_id: int | None = None
     promotion_id: str | None = None
     earn_id: str | None = None
+    #: the business reference (an order id) its input row carried
+    reference: str | None = None
+    #: the item's state now (``ledger.state``): succeeded, refused, invalid, in_doubt, not_sent, failed...
+    state: str
+    #: the row that decides the state: the first success, the refusal, the invalid row, the attempt
+    #: that may have applied it, the latest failure
+    decided_by: Attempt | None = None
     reversed: bool
     reversed_at: datetime | None = None
     reversed_by: Attempt | None = None
-    #: the item's state is ``in_doubt`` (``ledger.state``): the vendor may have applied it and no
-    #: answer settled it since; the next run resends it and reconciles "already reversed"
+    #: the item's state is ``in_doubt``: the vendor may have applied it and no answer settled it
+    #: since; the next run resends it and reconciles "already reversed"
     in_doubt: bool = False
     last: Attempt
     attempt_count: int
@@ -51,6 +58,7 @@ class ItemsPage(BaseModel):
     vendor: str | None = None
     status: str | None = None
     code: str | None = None
+    reference: str | None = None
     since: datetime | None = None
     total: int
     limit: int
@@ -58,37 +66,42 @@ class ItemsPage(BaseModel):
     items: list[ItemHistory]
 
 
-class Outcomes(BaseModel):
-    """Outcome rows by kind (intent rows, ``sending``, are not outcomes and are never counted here).
+class StateCounts(BaseModel):
+    """Items by their state now (``ledger.state``), each item counted once.
 
-    ``reconciled`` is the part of ``succeeded`` resent after an attempt that may have applied it and
-    answered "already reversed" (``code = 'already_reversed'``). ``failed_permanent``: the vendor
-    refused the item for good (settled). ``failed_rejected``: the vendor refused the whole request
-    (credentials, configuration): not settled, resent. ``failed_transient``: may succeed later
-    (also any failure of a kind this page does not know).
+    ``reconciled`` is the part of ``succeeded`` settled by a resend answered "already reversed".
+    ``settled_after_retry``: items succeeded or refused after a failure that did not settle them
+    (transient, the request refused as a whole, not sent): counted once, in its state, not as a failure.
+    ``failed``: still failing (the latest attempt failed transiently or the request was refused; resent).
+    ``not_sent``: the run stopped before sending it (sent by the next try). ``claimed``: being sent
+    under a live claim.
     """
 
     succeeded: int = 0
     reconciled: int = 0
-    failed_permanent: int = 0
-    failed_rejected: int = 0
-    failed_transient: int = 0
+    refused: int = 0
+    invalid: int = 0
+    in_doubt: int = 0
+    claimed: int = 0
+    not_sent: int = 0
+    failed: int = 0
+    settled_after_retry: int = 0
+
+    @property
+    def total(self) -> int:
+        """Items counted."""
+        return self.succeeded + self.refused + self.invalid + self.in_doubt + self.claimed + self.not_sent + self.failed
 
 
-class VendorTotals(Outcomes):
-    """Outcomes of one vendor over the window.
-
-    ``skipped`` comes from the task summaries (``None``: unknown). ``in_doubt`` counts the items in
-    doubt *now* (``ledger.state``, whenever the attempt that may have applied them), not only the window's.
-    """
+class VendorTotals(StateCounts):
+    """The items of one vendor with activity in the window (``skipped``: from the task summaries, ``None``: unknown)."""
 
     vendor: str
     skipped: int | None = None
-    in_doubt: int = 0
 
 
-class DayCounts(Outcomes):
-    """Outcomes recorded on one day (UTC) for one vendor (``skipped``: from the task summaries)."""
+class DayCounts(StateCounts):
+    """The items whose first row in the window was recorded on this day (UTC), by state now (``skipped``: summaries)."""
 
     day: date
     vendor: str
@@ -96,13 +109,17 @@ class DayCounts(Outcomes):
 
 
 class FailureGroup(BaseModel):
-    """A failure code of a vendor, with how often it was recorded in the window."""
+    """A failure code of a vendor, with how often it was recorded in the window.
+
+    ``unsettled``: of its items, those not settled now (still failing, not sent, in doubt).
+    """
 
     vendor: str
     code: str | None = None
     failure_kind: str | None = None
     outcomes: int
     items: int
+    unsettled: int = 0
     distinct_messages: int
     example_message: str
     last_seen: datetime
@@ -123,8 +140,12 @@ class RunApproval(BaseModel):
     not_approved: int
 
 
-class RunCounts(Outcomes):
-    """What one DAG run recorded in the ledger (``in_doubt``: items in doubt that this run may have applied)."""
+class RunCounts(StateCounts):
+    """The items one DAG run recorded in the ledger, by their state now, and its tasks' Airflow states.
+
+    ``tasks``: ``task_id -> state`` in Airflow's metadata (``None``: not known to this api-server);
+    a mapped task shows its instances' states joined (``success×3, failed×1``).
+    """
 
     dag_id: str | None = None
     run_id: str | None = None
@@ -132,7 +153,7 @@ class RunCounts(Outcomes):
     vendors: list[str]
     first_recorded_at: datetime
     last_recorded_at: datetime
-    in_doubt: int = 0
+    tasks: dict[str, str] | None = None
     approvals: list[RunApproval] = []
 
 
@@ -168,6 +189,11 @@ class Summary(BaseModel):
     since: datetime
     until: datetime
     vendor: str | None = None
+    #: the filters the numbers are for (``None``: all)
+    status: str | None = None
+    code: str | None = None
+    reference: str | None = None
+    query: str | None = None
     daily: list[DayCounts]
     totals: list[VendorTotals]
     top_failures: list[FailureGroup]

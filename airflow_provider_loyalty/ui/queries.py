@@ -4,22 +4,31 @@ Every value a user types reaches the database as a bound parameter; the only nam
 are the table (checked to be an identifier by the caller) and fixed column names. Every query is
 limited to the rows of the DAGs a :class:`~.auth.DagScope` may read. Rows come back as the engine
 gives them; :mod:`.aggregate` makes them into answers.
+
+Every section of the page is computed over one set of items, :func:`stated_items`: the items the
+filters select (search, vendor, code, reference, window), each once, with its state now from the
+ledger's own SQL (:func:`~airflow_provider_loyalty.ledger.state.item_state_sql`), the day of its
+first row in the window, whether it failed before it settled, and whether it was reconciled. The
+outcome filter keeps the items of one state.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from airflow_provider_loyalty.coordination.claims import claims_table
-from airflow_provider_loyalty.ledger import in_doubt_condition
 from airflow_provider_loyalty.ledger.schema import LedgerRow, select_list
+from airflow_provider_loyalty.ledger.state import ItemState, item_state_sql
 from airflow_provider_loyalty.ui.auth import DagScope
 from airflow_provider_loyalty.ui.connections import Session
 
-#: The items filter: items with an attempt of this status, or in doubt (``ledger.state``).
-ITEM_STATUSES = ("succeeded", "failed", "in_doubt")
+#: The outcome filter: an item's state now (``ledger.state``: one rule for the writer and the page).
+ITEM_STATUSES = tuple(state.value for state in ItemState)
+#: States of items the next run sends again (not settled).
+UNSETTLED = ("failed", "not_sent", "in_doubt")
 #: ``code`` of a success that answered a resend "already reversed" (the ledger's reconciliation).
 RECONCILED_CODE = "already_reversed"
 #: Longest failure code accepted as a filter (the ledger keeps 64 characters).
@@ -28,6 +37,8 @@ MAX_CODE_CHARS = 64
 MAX_QUERY_CHARS = 250
 #: Rows of "top failures".
 TOP_FAILURES = 10
+#: Run ids and references match from this many characters on by prefix (shorter: exactly).
+MIN_PREFIX = 3
 
 _BIGINT_MAX = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -81,8 +92,8 @@ class _Where:
         return keyword + " AND ".join(self.conditions) if self.conditions else ""
 
 
-def _day_sql(session: Session) -> str:
-    return "DATE(recorded_at)" if session.dialect == "sqlite" else "CAST(recorded_at AS DATE)"
+def _day_sql(session: Session, column: str) -> str:
+    return f"DATE({column})" if session.dialect == "sqlite" else f"CAST({column} AS DATE)"
 
 
 def _time_param(session: Session, value: datetime) -> Any:
@@ -95,17 +106,134 @@ def probe_table(session: Session, table: str) -> None:
     session.fetch(f"SELECT 1 FROM {table} WHERE 1 = 0")
 
 
-class SummaryRows(NamedTuple):
-    """The rows a summary is made of."""
+def _like_prefix(text: str) -> str:
+    """``text`` as a ``LIKE`` prefix pattern (escaped with a backslash: its wildcards match themselves)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
-    #: ``(day, vendor, status, failure_kind, reconciled, n)`` of the outcomes in the window.
+
+def _like_suffix(text: str) -> str:
+    return "%" + _like_prefix(text)[:-1]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which items a section covers (checked filters; see :class:`~.filters.Filters`).
+
+    :param query: search text: an id of any kind or an item key (exact), a run id or a reference
+        (exact, or by prefix from :data:`MIN_PREFIX` characters), or an invalid input value.
+    :param vendor: one vendor.
+    :param state: items in this state now.
+    :param code: items with a row of this code.
+    :param reference: items whose reference starts with this.
+    :param since: items with a row recorded since then (naive UTC); ``None``: the whole ledger.
+    :param has_reference: the table has the ``reference`` column (an older table has not).
+    :param has_approval: the table has the approval receipt columns (search by approver, receipts).
+    """
+
+    query: str = ""
+    vendor: str | None = None
+    state: str | None = None
+    code: str = ""
+    reference: str = ""
+    since: datetime | None = None
+    has_reference: bool = True
+    has_approval: bool = False
+
+
+def _matching_keys(session: Session, table: str, scope: DagScope, sel: Selection) -> tuple[list[str], list[Any]]:
+    """``(vendor, item_key) IN (...)`` sub-queries for the search, code and reference filters, with params.
+
+    The rows that match are limited to the readable DAGs too: another DAG's run id or code never
+    finds an item this user may see through its own DAG's rows.
+    """
+    p = session.placeholder
+    conditions: list[str] = []
+    params: list[Any] = []
+    if sel.query:
+        q = sel.query
+        matches = [f"m.item_key = {p}", f"m.earn_id = {p}", f"m.promotion_id = {p}", f"m.run_id = {p}"]
+        params += [q] * 4
+        if sel.has_reference:
+            matches.append(f"m.reference = {p}")
+            params.append(q)
+        if sel.has_approval:  # the items an approver approved (name or id)
+            matches += [f"m.approved_by_name = {p}", f"m.approved_by_id = {p}"]
+            params += [q, q]
+        if len(q) >= MIN_PREFIX:
+            matches.append(f"m.run_id LIKE {p} ESCAPE '\\'")
+            params.append(_like_prefix(q))
+            if sel.has_reference:
+                matches.append(f"m.reference LIKE {p} ESCAPE '\\'")
+                params.append(_like_prefix(q))
+        # an invalid input row is keyed by its value (as the input showed it: 'abc', -5)
+        matches.append(
+            f"(m.status = 'invalid' AND (m.item_key LIKE {p} ESCAPE '\\' OR m.item_key LIKE {p} ESCAPE '\\'))"
+        )
+        params += [_like_suffix(":" + q), _like_suffix(":" + repr(q))]
+        if _DIGITS.fullmatch(q) and int(q) <= _BIGINT_MAX:
+            matches += [f"m.unique_id = {p}", f"m.customer_id = {p}"]
+            params += [int(q), int(q)]
+        conditions.append("(" + " OR ".join(matches) + ")")
+    if sel.code:
+        conditions.append(f"m.code = {p}")
+        params.append(sel.code)
+    if sel.reference:
+        if not sel.has_reference:
+            conditions.append("1 = 0")
+        else:
+            conditions.append(f"m.reference LIKE {p} ESCAPE '\\'")
+            params.append(_like_prefix(sel.reference))
+    if not conditions:
+        return [], []
+    readable = _Where(p).dags(scope, "m.dag_id")
+    conditions += readable.conditions
+    params += readable.params
+    return [
+        f"(l.vendor, l.item_key) IN (SELECT m.vendor, m.item_key FROM {table} m WHERE {' AND '.join(conditions)})"
+    ], params
+
+
+def stated_items(session: Session, table: str, scope: DagScope, sel: Selection) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) of the selected items, one row each.
+
+    Columns: ``vendor, item_key, first_at, last_at, retried, reconciled, state`` — the item's first
+    and last row in the window, whether a row failed without settling it (transient, the request
+    refused, not sent), whether a success was a reconciliation, and its state now (from all its rows).
+    """
+    where = _Where(session.placeholder)
+    if sel.since is not None:
+        where.add("l.recorded_at >= {p}", _time_param(session, sel.since))
+    if sel.vendor:
+        where.add("l.vendor = {p}", sel.vendor)
+    where.dags(scope, "l.dag_id")
+    keys, key_params = _matching_keys(session, table, scope, sel)
+    for condition in keys:
+        where.conditions.append(condition)
+    params = [*where.params, *key_params]
+    grouped = (
+        "SELECT l.vendor, l.item_key, MIN(l.recorded_at) AS first_at, MAX(l.recorded_at) AS last_at, "
+        "MAX(CASE WHEN l.status = 'failed' AND (l.failure_kind IS NULL OR l.failure_kind <> 'permanent') "
+        "THEN 1 ELSE 0 END) AS retried, "
+        f"MAX(CASE WHEN l.status = 'succeeded' AND l.code = '{RECONCILED_CODE}' THEN 1 ELSE 0 END) AS reconciled "
+        f"FROM {table} l{where.sql()} GROUP BY l.vendor, l.item_key"
+    )
+    stated = f"SELECT i.*, {item_state_sql('i', table)} AS state FROM ({grouped}) i"
+    if sel.state:
+        return f"SELECT * FROM ({stated}) s WHERE s.state = {session.placeholder}", [*params, sel.state]
+    return f"SELECT * FROM ({stated}) s", params
+
+
+class SummaryRows(NamedTuple):
+    """The rows a summary is made of (every one over the same :func:`stated_items`)."""
+
+    #: ``(day of first row, vendor, state, retried, reconciled, items)``.
     daily: list[tuple[Any, ...]]
-    #: ``(vendor, code, failure_kind, outcomes, items, messages, example, last_seen)``, most outcomes first.
+    #: ``(vendor, code, failure_kind, outcomes, items, messages, example, last_seen, unsettled)``, most outcomes first.
     failures: list[tuple[Any, ...]]
-    #: ``(dag_id, run_id, vendor, status, failure_kind, reconciled, n, first, last)`` of the outcomes in the window.
+    #: ``(dag_id, run_id, vendor, state, items, first, last)``: the items each run recorded, by their state now.
     runs: list[tuple[Any, ...]]
-    #: ``(vendor, dag_id, run_id, items, first, last)`` of the items in doubt now, whenever their intent.
-    doubt: list[tuple[Any, ...]]
+    #: ``(dag_id, run_id, task_id)`` of the runs' rows.
+    tasks: list[tuple[Any, ...]]
     #: ``(dag_id, run_id, vendor, approved_by_id, approved_by_name, approved_at, digest, planned, sent,
     #: not_approved)`` of the runs in the window that wrote under an approval receipt.
     approvals: list[tuple[Any, ...]] = []
@@ -116,121 +244,69 @@ NO_SUMMARY_ROWS = SummaryRows([], [], [], [])
 APPROVAL_COLUMNS = ("approved_by_id", "approved_by_name", "approved_at", "approval_digest", "approval_planned")
 
 
-def summary_rows(session: Session, table: str, scope: DagScope, since: datetime, vendor: str | None) -> SummaryRows:
-    """The summary's rows since ``since`` (naive UTC); intent rows (``sending``) only count as in doubt."""
-    where = _Where(session.placeholder).add("recorded_at >= {p}", _time_param(session, since))
-    if vendor:
-        where.add("vendor = {p}", vendor)
-    where.dags(scope)
-    outcomes = where.sql() + " AND status <> 'sending'"
-    day = _day_sql(session)
-    reconciled = f"CASE WHEN status = 'succeeded' AND code = '{RECONCILED_CODE}' THEN 1 ELSE 0 END"
+def summary_rows(session: Session, table: str, scope: DagScope, sel: Selection) -> SummaryRows:
+    """The summary's rows over the selected items (``sel.since``: the window)."""
+    items, params = stated_items(session, table, scope, sel)
+    day = _day_sql(session, "s.first_at")
     daily_rows = session.fetch(
-        f"SELECT {day}, vendor, status, failure_kind, {reconciled}, COUNT(*) FROM {table}{outcomes} "
-        f"GROUP BY {day}, vendor, status, failure_kind, {reconciled}",
-        where.params,
+        f"SELECT {day}, s.vendor, s.state, s.retried, s.reconciled, COUNT(*) FROM ({items}) s "
+        f"GROUP BY {day}, s.vendor, s.state, s.retried, s.reconciled",
+        params,
     )
+    rows = _Where(session.placeholder)
+    if sel.since is not None:
+        rows.add("l.recorded_at >= {p}", _time_param(session, sel.since))
+    rows.dags(scope, "l.dag_id")
+    joined = f"FROM {table} l JOIN ({items}) s ON s.vendor = l.vendor AND s.item_key = l.item_key"
+    failed = _Where(session.placeholder).add("l.status IN ('failed', 'invalid')")
+    if sel.code:
+        failed.add("l.code = {p}", sel.code)
+    unsettled = ", ".join(f"'{state}'" for state in UNSETTLED)
     failure_rows = session.fetch(
-        "SELECT vendor, code, failure_kind, COUNT(*) AS outcomes, COUNT(DISTINCT item_key), "
-        f"COUNT(DISTINCT message), MAX(message), MAX(recorded_at) FROM {table}{where.sql()} AND status = 'failed' "
-        f"GROUP BY vendor, code, failure_kind ORDER BY outcomes DESC, vendor, code LIMIT {int(TOP_FAILURES)}",
-        where.params,
+        "SELECT l.vendor, l.code, l.failure_kind, COUNT(*) AS outcomes, COUNT(DISTINCT l.item_key), "
+        "COUNT(DISTINCT l.message), MAX(l.message), MAX(l.recorded_at), "
+        f"COUNT(DISTINCT CASE WHEN s.state IN ({unsettled}) THEN l.item_key END) "
+        f"{joined}{rows.sql()}{failed.sql(' AND ' if rows.conditions else ' WHERE ')} "
+        f"GROUP BY l.vendor, l.code, l.failure_kind ORDER BY outcomes DESC, l.vendor, l.code LIMIT {int(TOP_FAILURES)}",
+        [*params, *rows.params, *failed.params],
     )
     run_rows = session.fetch(
-        f"SELECT dag_id, run_id, vendor, status, failure_kind, {reconciled}, COUNT(*), MIN(recorded_at), "
-        f"MAX(recorded_at) FROM {table}{outcomes} GROUP BY dag_id, run_id, vendor, status, failure_kind, {reconciled}",
-        where.params,
+        "SELECT l.dag_id, l.run_id, l.vendor, s.state, COUNT(DISTINCT l.item_key), MIN(l.recorded_at), "
+        f"MAX(l.recorded_at) {joined}{rows.sql()} GROUP BY l.dag_id, l.run_id, l.vendor, s.state",
+        [*params, *rows.params],
     )
-    doubt = _Where(session.placeholder).add(in_doubt_condition("l", table))
-    if vendor:
-        doubt.add("l.vendor = {p}", vendor)
-    doubt.dags(scope, "l.dag_id")
-    doubt_rows = session.fetch(
-        "SELECT l.vendor, l.dag_id, l.run_id, COUNT(DISTINCT l.item_key), MIN(l.recorded_at), MAX(l.recorded_at) "
-        f"FROM {table} l{doubt.sql()} GROUP BY l.vendor, l.dag_id, l.run_id",
-        doubt.params,
+    task_rows = session.fetch(
+        f"SELECT DISTINCT l.dag_id, l.run_id, l.task_id {joined}{rows.sql()}",
+        [*params, *rows.params],
     )
     approval_rows: list[tuple[Any, ...]] = []
-    if set(APPROVAL_COLUMNS) <= set(table_columns(session, table)):
+    if sel.has_approval:
+        receipt = _Where(session.placeholder).add("l.approval_digest IS NOT NULL")
         approval_rows = session.fetch(
-            "SELECT dag_id, run_id, vendor, MAX(approved_by_id), MAX(approved_by_name), MAX(approved_at), "
-            "MAX(approval_digest), MAX(approval_planned), "
-            "COUNT(DISTINCT CASE WHEN status = 'sending' THEN item_key END), "
-            "COUNT(DISTINCT CASE WHEN code = 'not_approved' THEN item_key END) "
-            f"FROM {table}{where.sql()} AND approval_digest IS NOT NULL GROUP BY dag_id, run_id, vendor",
-            where.params,
+            "SELECT l.dag_id, l.run_id, l.vendor, MAX(l.approved_by_id), MAX(l.approved_by_name), "
+            "MAX(l.approved_at), MAX(l.approval_digest), MAX(l.approval_planned), "
+            "COUNT(DISTINCT CASE WHEN l.status = 'sending' THEN l.item_key END), "
+            "COUNT(DISTINCT CASE WHEN l.code = 'not_approved' THEN l.item_key END) "
+            f"{joined}{rows.sql()}{receipt.sql(' AND ' if rows.conditions else ' WHERE ')} "
+            "GROUP BY l.dag_id, l.run_id, l.vendor",
+            [*params, *rows.params],
         )
-    return SummaryRows(daily_rows, failure_rows, run_rows, doubt_rows, approval_rows)
+    return SummaryRows(daily_rows, failure_rows, run_rows, task_rows, approval_rows)
 
 
 def matching_items(
-    session: Session,
-    table: str,
-    scope: DagScope,
-    *,
-    query: str,
-    vendor: str | None,
-    status: str | None,
-    code: str,
-    since: datetime | None,
-    limit: int,
-    offset: int,
-) -> tuple[int, list[tuple[str, str]]]:
-    """How many items match, and the ``(vendor, item_key)`` of one page of them, newest activity first.
-
-    :param query: exact match on item key, earn, promotion or run id, the approver's name or id (a
-        ledger with the receipt columns), and on unique or customer id when it is a number that fits
-        a BIGINT; empty: no condition.
-    :param since: only rows recorded since then (naive UTC); ``None``: the whole ledger.
-    """
-    where = _items_where(session, table, scope, query, vendor, status, code, since)
-    total = int(
-        session.fetch(
-            f"SELECT COUNT(*) FROM (SELECT l.vendor, l.item_key FROM {table} l{where.sql()} "
-            "GROUP BY l.vendor, l.item_key) matched",
-            where.params,
-        )[0][0]
-    )
+    session: Session, table: str, scope: DagScope, sel: Selection, *, limit: int, offset: int
+) -> tuple[int, list[tuple[str, str, str]]]:
+    """How many items are selected, and ``(vendor, item_key, state)`` of one page of them, newest activity first."""
+    items, params = stated_items(session, table, scope, sel)
+    total = int(session.fetch(f"SELECT COUNT(*) FROM ({items}) s", params)[0][0])
     p = session.placeholder
     keys = session.fetch(
-        f"SELECT l.vendor, l.item_key, MAX(l.recorded_at) AS last_at FROM {table} l{where.sql()} "
-        f"GROUP BY l.vendor, l.item_key ORDER BY last_at DESC, l.vendor, l.item_key LIMIT {p} OFFSET {p}",
-        [*where.params, int(limit), int(offset)],
+        f"SELECT s.vendor, s.item_key, s.state FROM ({items}) s "
+        f"ORDER BY s.last_at DESC, s.vendor, s.item_key LIMIT {p} OFFSET {p}",
+        [*params, int(limit), int(offset)],
     )
-    return total, [(str(v), str(k)) for v, k, _ in keys]
-
-
-def _items_where(
-    session: Session,
-    table: str,
-    scope: DagScope,
-    query: str,
-    vendor: str | None,
-    status: str | None,
-    code: str,
-    since: datetime | None,
-) -> _Where:
-    where = _Where(session.placeholder)
-    if query:
-        matches = ["l.item_key = {p}", "l.earn_id = {p}", "l.promotion_id = {p}", "l.run_id = {p}"]
-        if set(APPROVAL_COLUMNS) <= set(table_columns(session, table)):
-            matches += ["l.approved_by_name = {p}", "l.approved_by_id = {p}"]
-        params: list[Any] = [query] * len(matches)
-        if _DIGITS.fullmatch(query) and int(query) <= _BIGINT_MAX:
-            matches += ["l.unique_id = {p}", "l.customer_id = {p}"]
-            params += [int(query), int(query)]
-        where.add("(" + " OR ".join(matches) + ")", *params)
-    if since is not None:
-        where.add("l.recorded_at >= {p}", _time_param(session, since))
-    if vendor:
-        where.add("l.vendor = {p}", vendor)
-    if status == "in_doubt":
-        where.add(in_doubt_condition("l", table))
-    elif status:
-        where.add("l.status = {p}", status)
-    if code:
-        where.add("l.code = {p}", code)
-    return where.dags(scope, "l.dag_id")
+    return total, [(str(v), str(k), str(state)) for v, k, state in keys]
 
 
 def table_columns(session: Session, table: str) -> list[str]:
@@ -267,26 +343,6 @@ def item_rows(
             row = LedgerRow.from_db(values)
             rows.setdefault((str(row.vendor), str(row.item_key)), []).append(row)
     return rows
-
-
-def in_doubt_keys(session: Session, table: str, scope: DagScope, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Those of these ``(vendor, item_key)`` items the in-doubt filter lists: the same condition.
-
-    An item's state is decided by all its rows (``ledger.state``), whichever DAG wrote them, not by
-    the rows this user may read: another DAG's later success or refusal settles a doubt. Listed
-    when the attempt that may have applied it is readable, as in :func:`matching_items`.
-    """
-    by_vendor: dict[str, list[str]] = {}
-    for vendor, key in keys:
-        by_vendor.setdefault(vendor, []).append(key)
-    found: set[tuple[str, str]] = set()
-    for vendor, item_keys in by_vendor.items():
-        where = _Where(session.placeholder).add("l.vendor = {p}", vendor)
-        where.add(f"l.item_key IN ({', '.join(['{p}'] * len(item_keys))})", *item_keys)
-        where.add(in_doubt_condition("l", table)).dags(scope, "l.dag_id")
-        rows = session.fetch(f"SELECT DISTINCT l.vendor, l.item_key FROM {table} l{where.sql()}", where.params)
-        found.update((str(v), str(k)) for v, k in rows)
-    return found
 
 
 #: Claimed items listed on the page.

@@ -99,21 +99,55 @@ class LedgerReader:
                     f"({type(exc).__name__}; details in the api-server log)"
                 ) from None
 
+    # ----------------------------------------------------------------------------- selection
+    def selection(
+        self,
+        session: Session,
+        *,
+        query: str = "",
+        vendor: str | None = None,
+        status: str | None = None,
+        code: str = "",
+        reference: str = "",
+        since: datetime | None = None,
+    ) -> queries.Selection:
+        """The checked filters as the queries take them (an older table without ``reference`` is read as is)."""
+        columns = set(queries.table_columns(session, self.table))
+        return queries.Selection(
+            query=queries.check_query(query),
+            vendor=vendor,
+            state=status,
+            code=queries.check_code(code),
+            reference=queries.check_query(reference),
+            since=since,
+            has_reference="reference" in columns,
+            has_approval=set(queries.APPROVAL_COLUMNS) <= columns,
+        )
+
     # ----------------------------------------------------------------------------- summary
     def summary(
         self,
         *,
         days: int = 30,
         vendor: str | None = None,
+        status: str | None = None,
+        code: str = "",
+        reference: str = "",
+        query: str = "",
         skipped: dict[tuple[date, str], int] | None = None,
         session: Session | None = None,
     ) -> Summary:
-        """Per day and vendor counts, top failure codes and recent runs over the last ``days`` days.
+        """The items with activity in the last ``days`` days that the filters select, each once, by state now.
 
-        Intent rows (``sending``) are not outcomes: they only count as items in doubt.
+        Per day (the day of the item's first row in the window) and vendor, the totals, the top failure
+        codes and the recent runs are all counted over that one set of items.
 
         :param days: window length, today included.
         :param vendor: only this vendor.
+        :param status: only items in this state now.
+        :param code: only items with a row of this code.
+        :param reference: only items whose reference starts with this.
+        :param query: only items a search finds (see :meth:`items`).
         :param skipped: items skipped as already done, per ``(day, vendor)``, from the task summaries
             (``None``: not known), already limited to the readable DAGs.
         :param session: an open session of :meth:`session` (default: one of its own).
@@ -124,24 +158,38 @@ class LedgerReader:
             rows = queries.NO_SUMMARY_ROWS
         elif session is None:
             with self.session() as own:
-                rows = queries.summary_rows(own, self.table, self.scope, since, vendor)
-                claimed = queries.claimed_rows(own, self.table, self.scope, until, vendor)
+                return self.summary(
+                    days=days, vendor=vendor, status=status, code=code, reference=reference, query=query,
+                    skipped=skipped, session=own,
+                )  # fmt: skip
         else:
-            rows = queries.summary_rows(session, self.table, self.scope, since, vendor)
+            selection = self.selection(
+                session, query=query, vendor=vendor, status=status, code=code, reference=reference, since=since
+            )
+            rows = queries.summary_rows(session, self.table, self.scope, selection)
             claimed = queries.claimed_rows(session, self.table, self.scope, until, vendor)
-
+        filtered = bool(status or code or reference or query)
+        if filtered:
+            skipped = None  # the task summaries count skips per day, not per item: no filter applies to them
         daily = aggregate.daily(rows.daily, skipped, first_day=since.date(), vendor=vendor)
-        runs = aggregate.runs(rows.runs, rows.doubt, since, self.links, rows.approvals)
+        runs = aggregate.runs(rows.runs, self.links, rows.approvals)[:RECENT_RUNS]
+        tasks = aggregate.task_ids(rows.tasks)
+        for run in runs:
+            run.tasks = {task: "" for task in sorted(tasks.get((str(run.dag_id), str(run.run_id)), ()))} or None
         return Summary(
             ledger=LedgerRef(conn_id=self.settings.conn_id, table=self.table),
             days=days,
             since=since.replace(tzinfo=timezone.utc),
             until=until.replace(tzinfo=timezone.utc),
             vendor=vendor,
+            status=status,
+            code=code or None,
+            reference=reference or None,
+            query=query or None,
             daily=daily,
-            totals=aggregate.totals(daily, rows.doubt),
+            totals=aggregate.totals(daily),
             top_failures=[aggregate.failure_group(row) for row in rows.failures],
-            runs=runs[:RECENT_RUNS],
+            runs=runs,
             skipped_available=skipped is not None,
             claimed=[aggregate.claimed_item(row) for row in claimed],
         )
@@ -154,21 +202,23 @@ class LedgerReader:
         vendor: str | None = None,
         status: str | None = None,
         code: str = "",
+        reference: str = "",
         days: int = 30,
         limit: int = 25,
         offset: int = 0,
         session: Session | None = None,
     ) -> ItemsPage:
-        """Items matching ``query`` (an id of any kind, an item key or a run id), newest activity first.
+        """Items matching the filters, newest activity first, each with its state now and its history.
 
         With a query, the whole ledger is searched ("was it ever reversed?"); without one, the items
         with activity in the last ``days`` days are listed.
 
-        :param query: unique_id, customer_id, earn_id, promotion_id, item key or run_id; exact match.
+        :param query: unique_id, customer_id, earn_id, promotion_id or item key (exact); a run id or a
+            reference (exact, or by prefix from three characters); an invalid input value.
         :param vendor: only this vendor.
-        :param status: only items with an attempt of this status (``succeeded``, ``failed``), or
-            ``in_doubt``: items in doubt (``ledger.state``).
-        :param code: only items with an attempt of this code (a failure code, ``already_reversed``).
+        :param status: only items in this state now (``ledger.state``).
+        :param code: only items with a row of this code (a failure code, ``already_reversed``, ``invalid``).
+        :param reference: only items whose reference starts with this.
         :param days: window of the listing without a query.
         :param limit: page size.
         :param offset: items to skip.
@@ -179,22 +229,20 @@ class LedgerReader:
         since = None if query else self.window(days)[0]
         if session is None:
             if self.scope.nothing:
-                return self._page(query, vendor, status, code, since, 0, limit, offset, [], {})
+                return self._page(query, vendor, status, code, reference, since, 0, limit, offset, [], {})
             with self.session() as own:
                 return self.items(
-                    query=query, vendor=vendor, status=status, code=code, days=days, limit=limit, offset=offset,
-                    session=own,
+                    query=query, vendor=vendor, status=status, code=code, reference=reference, days=days,
+                    limit=limit, offset=offset, session=own,
                 )  # fmt: skip
-        total, wanted = queries.matching_items(
-            session, self.table, self.scope,
-            query=query, vendor=vendor, status=status, code=code, since=since, limit=limit, offset=offset,
-        )  # fmt: skip
-        histories = aggregate.histories(
-            queries.item_rows(session, self.table, self.scope, wanted),
-            self.links,
-            None if self.scope.every_dag else queries.in_doubt_keys(session, self.table, self.scope, wanted),
+        selection = self.selection(
+            session, query=query, vendor=vendor, status=status, code=code, reference=reference, since=since
         )
-        return self._page(query, vendor, status, code, since, total, limit, offset, wanted, histories)
+        total, wanted = queries.matching_items(session, self.table, self.scope, selection, limit=limit, offset=offset)
+        keys = [(v, k) for v, k, _ in wanted]
+        states = {(v, k): state for v, k, state in wanted}
+        histories = aggregate.histories(queries.item_rows(session, self.table, self.scope, keys), states, self.links)
+        return self._page(query, vendor, status, code, reference, since, total, limit, offset, keys, histories)
 
     def iter_items(
         self,
@@ -203,6 +251,7 @@ class LedgerReader:
         vendor: str | None = None,
         status: str | None = None,
         code: str = "",
+        reference: str = "",
         days: int = 30,
         batch: int = 500,
         max_items: int = 100_000,
@@ -214,7 +263,7 @@ class LedgerReader:
         offset = 0
         while offset < max_items:
             page = self.items(
-                query=query, vendor=vendor, status=status, code=code, days=days,
+                query=query, vendor=vendor, status=status, code=code, reference=reference, days=days,
                 limit=min(batch, max_items - offset), offset=offset,
             )  # fmt: skip
             yield from page.items
@@ -228,6 +277,7 @@ class LedgerReader:
         vendor: str | None,
         status: str | None,
         code: str,
+        reference: str,
         since: datetime | None,
         total: int,
         limit: int,
@@ -240,6 +290,7 @@ class LedgerReader:
             vendor=vendor,
             status=status,
             code=code or None,
+            reference=reference or None,
             since=since.replace(tzinfo=timezone.utc) if since else None,
             total=total,
             limit=limit,

@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from airflow_provider_loyalty.ui.auth import DagScope
+from airflow_provider_loyalty.ui.models import Summary
 from airflow_provider_loyalty.ui.reader import LedgerReader
 from airflow_provider_loyalty.ui.settings import LedgerSettings, LedgerUnavailable
 
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 #: ``(since, dag_ids) -> {(day, vendor): skipped}``; ``dag_ids`` ``None`` means every DAG.
 SkippedSource = Callable[[datetime, frozenset[str] | None], dict[tuple[date, str], int]]
 SettingsSource = Callable[[], LedgerSettings]
+#: ``[(dag_id, run_id)] -> {(dag_id, run_id): {task_id: state}}``: the Airflow states of the runs' tasks.
+TaskSource = Callable[[list[tuple[str, str]]], dict[tuple[str, str], dict[str, str]]]
 
 
 def default_skipped(since: datetime, dag_ids: frozenset[str] | None) -> dict[tuple[date, str], int]:
@@ -38,6 +41,7 @@ class Sources:
 
     settings: SettingsSource
     skipped_source: SkippedSource | None
+    task_source: TaskSource | None = None
 
     def reader(self, request: Request, scope: DagScope) -> LedgerReader:
         """A reader of the ledger limited to ``scope``, linking runs under the Airflow UI's path."""
@@ -55,6 +59,52 @@ class Sources:
         except Exception:
             log.warning("Skipped counts unavailable (task summaries could not be read)", exc_info=True)
             return None
+
+    def add_task_states(self, summary: Summary) -> None:
+        """Fill each recent run's ``tasks`` with their Airflow states (left ``None`` when unknown)."""
+        wanted = {(str(r.dag_id), str(r.run_id)): r for r in summary.runs if r.tasks and r.dag_id and r.run_id}
+        if not wanted or self.task_source is None:
+            for run in summary.runs:
+                run.tasks = None
+            return
+        try:
+            states = self.task_source(list(wanted))
+        except Exception:
+            log.warning("Task states unavailable (Airflow's metadata could not be read)", exc_info=True)
+            states = {}
+        for key, run in wanted.items():
+            found = states.get(key, {})
+            run.tasks = {task: found.get(task, "unknown") for task in (run.tasks or {})}
+        for run in summary.runs:
+            if (str(run.dag_id), str(run.run_id)) not in wanted:
+                run.tasks = None
+
+
+def default_task_states(runs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+    """``(dag_id, run_id) -> {task_id: state}`` from Airflow's metadata (mapped instances joined: ``success×3``)."""
+    from collections import Counter
+
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import or_, select
+
+    if not runs:
+        return {}
+    statement = select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, TaskInstance.state).where(
+        or_(*[(TaskInstance.dag_id == dag_id) & (TaskInstance.run_id == run_id) for dag_id, run_id in runs])
+    )
+    counted: dict[tuple[str, str], dict[str, Counter[str]]] = {}
+    with create_session() as session:
+        for dag_id, run_id, task_id, state in session.execute(statement):
+            tasks = counted.setdefault((str(dag_id), str(run_id)), {})
+            tasks.setdefault(str(task_id), Counter())[str(state or "none")] += 1
+    return {
+        key: {
+            task: ", ".join(state if n == 1 else f"{state}×{n}" for state, n in sorted(states.items()))
+            for task, states in tasks.items()
+        }
+        for key, tasks in counted.items()
+    }
 
 
 def unavailable(exc: LedgerUnavailable) -> JSONResponse:

@@ -15,6 +15,7 @@ from airflow_provider_loyalty.ui.api import PAGE_SIZE
 from airflow_provider_loyalty.ui.auth import DagScope, PageDependencies
 from airflow_provider_loyalty.ui.chart import SERIES, day_bars, render_svg, with_data
 from airflow_provider_loyalty.ui.filters import FILTERS, WINDOWS, Filters
+from airflow_provider_loyalty.ui.queries import ITEM_STATUSES
 from airflow_provider_loyalty.ui.settings import LedgerUnavailable
 from airflow_provider_loyalty.ui.sources import Sources
 
@@ -68,18 +69,13 @@ def page_router(sources: Sources, allowed: PageDependencies, env: Environment) -
             since, until = ledger.window(filters.days)
             counts = sources.skipped(since, scope)  # from the metadata DB: before the ledger is opened
             # One short read-only session for both (the summary's and the items' queries).
+            args = filters.kwargs()
             with ledger.session() as session:
-                summary = ledger.summary(days=filters.days, vendor=filters.vendor, skipped=counts, session=session)
-                context["items"] = ledger.items(
-                    query=filters.query,
-                    vendor=filters.vendor,
-                    status=filters.status,
-                    code=filters.code,
-                    days=filters.days,
-                    limit=PAGE_SIZE,
-                    offset=(page - 1) * PAGE_SIZE,
-                    session=session,
+                summary = ledger.summary(
+                    skipped=counts, session=session, **{k: v for k, v in args.items() if k != "days"}, days=filters.days
                 )
+                context["items"] = ledger.items(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, session=session, **args)
+            sources.add_task_states(summary)  # Airflow's metadata: after the ledger is closed
             context["summary"] = summary
             context["chart"] = render_svg(with_data(day_bars(since.date(), until.date(), summary.daily)))
         except LedgerUnavailable as exc:
@@ -109,6 +105,7 @@ def _context(base: str, filters: Filters, page: int) -> dict[str, Any]:
         "status": filters.status or "",
         "code": filters.code,
         "days": filters.days,
+        "reference": filters.reference,
     }
     kept = filters.params()
     return {
@@ -123,13 +120,14 @@ def _context(base: str, filters: Filters, page: int) -> dict[str, Any]:
         "summary": None,
         "items": None,
         "chart": "",
-        "json_summary": f"{base}/api/summary?" + urlencode({"days": filters.days, "vendor": shown["vendor"]}),
+        "json_summary": f"{base}/api/summary?" + urlencode(kept),
+        "states": ITEM_STATUSES,
         "json_items": f"{base}/api/items?" + urlencode(kept | {"offset": (page - 1) * PAGE_SIZE}),
         "csv_items": f"{base}/api/items.csv?" + urlencode(kept),
         "code_url": lambda vendor_name, failure_code: (
-            f"{base}/reversals?"
-            + urlencode({"vendor": vendor_name, "status": "failed", "code": failure_code, "days": filters.days})
+            f"{base}/reversals?" + urlencode(filters.params(vendor=vendor_name, code=failure_code))
         ),
+        "state_url": lambda state: f"{base}/reversals?" + urlencode(filters.params(status=state)),
         "page": page,
-        "page_url": lambda target: f"{base}/reversals?" + urlencode({**shown, "page": target}),
+        "page_url": lambda target: f"{base}/reversals?" + urlencode({**kept, "page": target}),
     }

@@ -184,6 +184,24 @@ def duckdb_ledger(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ledger:
     return Ledger("duckdb", "ledger", "loyalty_reversal_ledger", history, path)
 
 
+@pytest.fixture
+def retry_ledger(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[bool], Ledger]:
+    """A DuckDB ledger holding :func:`seed.retry_history`: ``write(retried)`` (re)writes it, before or after the retry."""
+    path = tmp_path / "retry.duckdb"
+    set_connection(monkeypatch, "ledger", conn_type="duckdb", host=str(path))
+    monkeypatch.setenv("AIRFLOW__LOYALTY__LEDGER_CONN_ID", "ledger")
+    monkeypatch.setenv("AIRFLOW__LOYALTY__LEDGER_TABLE", "loyalty_reversal_ledger")
+
+    def write(retried: bool) -> Ledger:
+        path.unlink(missing_ok=True)
+        rows = seed.retry_history(retried=retried)
+        _write("duckdb", path, "loyalty_reversal_ledger", rows)
+        today = rows[0].recorded_at.date()  # UTC
+        return Ledger("duckdb", "ledger", "loyalty_reversal_ledger", seed.Seeded(today=today, rows=rows), path)
+
+    return write
+
+
 SkippedFake = Callable[[datetime, "frozenset[str] | None"], dict[tuple[date, str], int]]
 
 

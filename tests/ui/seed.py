@@ -60,6 +60,7 @@ def _row(
     map_index: int = -1,
     status: str | None = None,
     dag_id: str = DAG_ID,
+    reference: str | None = None,
 ) -> LedgerRow:
     status = status or ("succeeded" if ok else "failed")
     return LedgerRow(
@@ -79,6 +80,7 @@ def _row(
         map_index=map_index,
         try_number=try_number,
         recorded_at=when,
+        reference=reference,
     )
 
 
@@ -97,6 +99,8 @@ def history(now: datetime | None = None) -> Seeded:
     * the other DAG (``OTHER_DAG_ID``): xoxoday 4001 reversed yesterday, 4002 sent today with no
       answer (in doubt); capillary 503/P-5/E-20 refused today with 730, and 501/P-9/E-9 (also the
       first DAG's) refused yesterday with 729.
+    * references (order ids): 1001 is ``ORD-100001``; E-1, E-2 and E-3 are one order, ``ORD-500001``;
+      E-9 (both DAGs' rows) is ``ORD-500003``.
     """
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
     today = now.date()
@@ -109,7 +113,10 @@ def history(now: datetime | None = None) -> Seeded:
     rows = seeded.rows
     for k in range(30):
         uid = 1001 + k
-        rows.append(_row("xoxoday", str(uid), {"unique_id": uid}, True, at(k), message="Points cancelled successfully"))
+        ref = {"reference": "ORD-100001"} if uid == 1001 else {}
+        rows.append(
+            _row("xoxoday", str(uid), {"unique_id": uid}, True, at(k), message="Points cancelled successfully", **ref)
+        )
     for uid in range(2001, 2006):
         rows.append(
             _row(
@@ -143,7 +150,8 @@ def history(now: datetime | None = None) -> Seeded:
     rows.append(_row("xoxoday", "999", {"unique_id": 999}, True, at(40), message="Points cancelled successfully"))
     for n in range(1, 9):
         ids = {"customer_id": 501, "promotion_id": "P-9", "earn_id": f"E-{n}"}
-        rows.append(_row("capillary", f"501/P-9/E-{n}", ids, True, at(1), task="revoke_earns", map_index=2))
+        ref = {"reference": "ORD-500001"} if n <= 3 else {}
+        rows.append(_row("capillary", f"501/P-9/E-{n}", ids, True, at(1), task="revoke_earns", map_index=2, **ref))
     for n in (9, 10):
         ids = {"customer_id": 501, "promotion_id": "P-9", "earn_id": f"E-{n}"}
         rows.append(
@@ -156,6 +164,7 @@ def history(now: datetime | None = None) -> Seeded:
                 code="729",
                 task="revoke_earns",
                 message="Earn already redeemed",
+                reference="ORD-500003" if n == 9 else None,
             )
         )
     ids = {"customer_id": 502, "promotion_id": "P-7", "earn_id": "E-11"}
@@ -205,10 +214,65 @@ def history(now: datetime | None = None) -> Seeded:
     e9 = {"customer_id": 501, "promotion_id": "P-9", "earn_id": "E-9"}
     rows.append(
         _row(
-            "capillary", "501/P-9/E-9", e9, False, at(1), code="729", message="Earn already redeemed (partner)", **other
+            "capillary",
+            "501/P-9/E-9",
+            e9,
+            False,
+            at(1),
+            code="729",
+            message="Earn already redeemed (partner)",
+            reference="ORD-500003",
+            **other,
         )
     )
     return seeded
+
+
+RETRY_RUN = "scheduled__retry"
+
+
+def retry_history(*, retried: bool, now: datetime | None = None) -> list[LedgerRow]:
+    """One run today whose first try a rate limit (429) stopped, and (``retried``) its second try.
+
+    Try 1: 7001 (``ORD-7001``) succeeded; 7002 got 429 after its retries (failed, transient,
+    ``http_429``); 7003 and 7004 were not sent (``not_sent``); the input row ``'abc'`` was invalid.
+    Try 2 (``retried``): 7002, 7003 and 7004 succeeded.
+    """
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+    start = datetime.combine(now.date(), time(0, 0, 10))
+    base = {"run_id": RETRY_RUN}
+    rows = []
+    for uid in (7001, 7002):
+        ids = {"unique_id": uid}
+        rows.append(_row("xoxoday", str(uid), ids, False, start, status="sending", reference=f"ORD-{uid}", **base))
+    rows.append(_row("xoxoday", "7001", {"unique_id": 7001}, True, start, reference="ORD-7001", **base))
+    rows.append(
+        _row(
+            "xoxoday", "7002", {"unique_id": 7002}, False, start + timedelta(seconds=1), kind="transient",
+            code="http_429", message="rate limited (429) after 5 attempt(s)", reference="ORD-7002", **base,
+        )
+    )  # fmt: skip
+    for uid in (7003, 7004):
+        rows.append(
+            _row(
+                "xoxoday", str(uid), {"unique_id": uid}, False, start + timedelta(seconds=1), kind="transient",
+                code="not_sent", message="not sent: VendorRateLimitError", reference=f"ORD-{uid}", **base,
+            )
+        )  # fmt: skip
+    rows.append(
+        _row(
+            "xoxoday", "invalid:row 5:'abc'", {}, False, start, status="invalid", code="invalid",
+            message="not an integer", **base,
+        )
+    )  # fmt: skip
+    if retried:
+        later = start + timedelta(seconds=30)
+        for uid in (7002, 7003, 7004):
+            ids = {"unique_id": uid}
+            again = {**base, "try_number": 2, "reference": f"ORD-{uid}"}
+            rows.append(_row("xoxoday", str(uid), ids, False, later, status="sending", **again))
+            rows.append(_row("xoxoday", str(uid), ids, True, later + timedelta(seconds=1), **again))
+    return rows
 
 
 def write(conn: Any, table: str, rows: list[LedgerRow], placeholder: str) -> None:

@@ -23,7 +23,24 @@ def by_day(summary: dict) -> dict[tuple[str, str], dict]:
     return {(d["day"], d["vendor"]): d for d in summary["daily"]}
 
 
-def test_summary_counts_per_day_vendor_failures_and_runs(ledger, make_client, token) -> None:
+ZERO = {
+    "succeeded": 0,
+    "reconciled": 0,
+    "refused": 0,
+    "invalid": 0,
+    "in_doubt": 0,
+    "claimed": 0,
+    "not_sent": 0,
+    "failed": 0,
+    "settled_after_retry": 0,
+}
+
+
+def counts(entry: dict, *drop: str) -> dict:
+    return {k: v for k, v in entry.items() if k in ZERO and k not in drop}
+
+
+def test_summary_counts_each_item_once_in_its_state(ledger, make_client, token) -> None:
     client = make_client(skipped=fake_skipped(ledger.today), token=token)
     response = client.get("/loyalty/api/summary")
     assert response.status_code == 200, response.text
@@ -33,83 +50,59 @@ def test_summary_counts_per_day_vendor_failures_and_runs(ledger, make_client, to
 
     assert summary["ledger"] == {"conn_id": "ledger", "table": ledger.table}
     assert summary["days"] == 30 and summary["skipped_available"] is True
-    # 1001 and 5002 (reconciled); 5001 and 4002 were only sent (intents are not outcomes)
-    assert days[(today, "xoxoday")] | {"day": None} == {
-        "day": None,
-        "vendor": "xoxoday",
-        "succeeded": 2,
-        "reconciled": 1,
-        "failed_permanent": 5,
-        "failed_rejected": 0,
-        "failed_transient": 0,
-        "skipped": 7,
-    }
-    assert days[(today, "capillary")]["failed_permanent"] == 4  # E-9, E-10, E-11, E-20
-    assert days[(today, "capillary")]["failed_rejected"] == 1  # E-12: the request was refused, not the item
-    assert days[(yesterday, "xoxoday")]["succeeded"] == 3  # 1002, 3001's retry, 4001
-    assert days[(yesterday, "capillary")] | {"day": None} == {
-        "day": None,
-        "vendor": "capillary",
-        "succeeded": 8,
-        "reconciled": 0,
-        "failed_permanent": 1,
-        "failed_rejected": 0,
-        "failed_transient": 0,
-        "skipped": 3,
-    }
-    assert days[(two_days, "xoxoday")]["failed_transient"] == 1
+    # 1001, 5002 (reconciled); 2001..2005 refused; 5001 and 4002 sent with no answer: in doubt
+    assert counts(days[(today, "xoxoday")]) == ZERO | {"succeeded": 2, "reconciled": 1, "refused": 5, "in_doubt": 2}
+    assert days[(today, "xoxoday")]["skipped"] == 7
+    # E-10, E-11, E-20 refused; E-12: the request refused as a whole, still failing (resent)
+    assert counts(days[(today, "capillary")]) == ZERO | {"refused": 3, "failed": 1}
+    assert counts(days[(yesterday, "xoxoday")]) == ZERO | {"succeeded": 2}  # 1002, 4001
+    # E-1..E-8; E-9 counts once, on the day of its first row (the partner DAG's refusal yesterday)
+    assert counts(days[(yesterday, "capillary")]) == ZERO | {"succeeded": 8, "refused": 1}
+    assert days[(yesterday, "capillary")]["skipped"] == 3
+    # 3001 failed two days ago and succeeded on a retry yesterday: counted once, as settled after a retry
+    assert counts(days[(two_days, "xoxoday")]) == ZERO | {"succeeded": 2, "settled_after_retry": 1}
     assert len([d for d in summary["daily"] if d["vendor"] == "xoxoday"]) == 30  # 999 (40 days ago) is outside
     assert [d["day"] for d in summary["daily"]] == sorted((d["day"] for d in summary["daily"]), reverse=True)
 
-    assert summary["totals"] == [
-        {
-            "vendor": "xoxoday",
-            "succeeded": 33,
-            "reconciled": 1,
-            "failed_permanent": 5,
-            "failed_rejected": 0,
-            "failed_transient": 1,
-            "skipped": 7,
-            "in_doubt": 2,  # 5001 and 4002
-        },
-        {
-            "vendor": "capillary",
-            "succeeded": 8,
-            "reconciled": 0,
-            "failed_permanent": 5,
-            "failed_rejected": 1,
-            "failed_transient": 0,
-            "skipped": 3,
-            "in_doubt": 1,  # 504/P-4/E-30, sent 40 days ago: in doubt now, whatever the window
-        },
+    assert [(t["vendor"], counts(t), t["skipped"]) for t in summary["totals"]] == [
+        (
+            "xoxoday",
+            ZERO | {"succeeded": 33, "reconciled": 1, "refused": 5, "in_doubt": 2, "settled_after_retry": 1},
+            7,
+        ),
+        ("capillary", ZERO | {"succeeded": 8, "refused": 4, "failed": 1}, 3),
     ]
-    failures = [(f["vendor"], f["code"], f["failure_kind"], f["outcomes"], f["items"]) for f in summary["top_failures"]]
+    failures = [
+        (f["vendor"], f["code"], f["failure_kind"], f["outcomes"], f["items"], f["unsettled"])
+        for f in summary["top_failures"]
+    ]
     assert failures == [
-        ("xoxoday", "rejected", "permanent", 5, 5),
-        ("capillary", "729", "permanent", 3, 2),
-        ("capillary", "730", "permanent", 1, 1),
-        ("capillary", "731", "permanent", 1, 1),
-        ("capillary", "http_401", "rejected", 1, 1),
-        ("xoxoday", "http_503", "transient", 1, 1),
+        ("xoxoday", "rejected", "permanent", 5, 5, 0),
+        ("capillary", "729", "permanent", 3, 2, 0),
+        ("capillary", "730", "permanent", 1, 1, 0),
+        ("capillary", "731", "permanent", 1, 1, 0),
+        ("capillary", "http_401", "rejected", 1, 1, 1),  # E-12: still failing
+        ("xoxoday", "http_503", "transient", 1, 1, 0),  # 3001: settled since
     ]
     assert summary["top_failures"][0]["example_message"] == "Transaction not found"
 
     latest = summary["runs"][0]
     assert latest["run_id"] == seed.run_id_for(ledger.today)
-    assert (latest["succeeded"], latest["reconciled"], latest["failed_permanent"], latest["vendors"]) == (
-        2,
-        1,
-        8,
-        ["capillary", "xoxoday"],
-    )
-    assert (latest["failed_rejected"], latest["in_doubt"]) == (1, 1)  # E-12; 5001
+    # 1001, 5002; 2001..2005, E-9, E-10, E-11; 5001; E-12
+    assert counts(latest, "reconciled", "settled_after_retry") == counts(ZERO, "reconciled", "settled_after_retry") | {
+        "succeeded": 2,
+        "refused": 8,
+        "in_doubt": 1,
+        "failed": 1,
+    }
+    assert latest["vendors"] == ["capillary", "xoxoday"]
     assert latest["run_url"] == (
         f"/dags/{seed.DAG_ID}/runs/scheduled__{ledger.today.isoformat()}T00%3A00%3A00%2B00%3A00"
     )
     retried = next(r for r in summary["runs"] if r["run_id"] == seed.run_id_for(ledger.today - timedelta(days=2)))
-    assert (retried["succeeded"], retried["failed_transient"]) == (2, 1)
+    assert (retried["succeeded"], retried["failed"]) == (2, 0)  # 1003, and 3001 once (its retry succeeded)
     other = next(r for r in summary["runs"] if r["run_id"] == seed.other_run_id_for(ledger.today))
-    assert (other["dag_id"], other["failed_permanent"], other["in_doubt"]) == (seed.OTHER_DAG_ID, 1, 1)
+    assert (other["dag_id"], other["refused"], other["in_doubt"]) == (seed.OTHER_DAG_ID, 1, 1)
 
 
 def test_summary_window_and_vendor_filter(ledger, make_client, token) -> None:
@@ -120,18 +113,44 @@ def test_summary_window_and_vendor_filter(ledger, make_client, token) -> None:
         (str(ledger.today - timedelta(days=1)), "capillary"),
     }
     assert [f["code"] for f in summary["top_failures"]] == ["729", "730", "731", "http_401"]
-    assert summary["totals"] == [
-        {
-            "vendor": "capillary",
-            "succeeded": 8,
-            "reconciled": 0,
-            "failed_permanent": 5,
-            "failed_rejected": 1,
-            "failed_transient": 0,
-            "skipped": 3,
-            "in_doubt": 1,
-        }
+    assert [(t["vendor"], counts(t), t["skipped"]) for t in summary["totals"]] == [
+        ("capillary", ZERO | {"succeeded": 8, "refused": 4, "failed": 1}, 3)
     ]
+
+
+def test_the_code_filter_applies_to_every_section(ledger, make_client, token) -> None:
+    client = make_client(skipped=fake_skipped(ledger.today), token=token)
+    summary = client.get("/loyalty/api/summary", params={"code": "729"}).json()
+    assert [(t["vendor"], counts(t)) for t in summary["totals"]] == [("capillary", ZERO | {"refused": 2})]  # E-9, E-10
+    assert [(f["vendor"], f["code"]) for f in summary["top_failures"]] == [("capillary", "729")]
+    assert {r["run_id"]: r["refused"] for r in summary["runs"]} == {
+        seed.run_id_for(ledger.today): 2,
+        seed.other_run_id_for(ledger.today - timedelta(days=1)): 1,
+    }
+    assert summary["skipped_available"] is False and summary["code"] == "729"
+    items = client.get("/loyalty/api/items", params={"code": "729"}).json()
+    assert sorted(i["item_key"] for i in items["items"]) == ["501/P-9/E-10", "501/P-9/E-9"]
+    page = client.get("/loyalty/reversals", params={"code": "729"}).text
+    assert page.count('class="item ') == 2 and 'id="code-filter"' in page
+    assert page.count('<tr data-vendor="') == 1  # one failure group: 729
+    assert "Transaction not found" not in page  # xoxoday's refusals are not these items
+
+
+def test_the_state_filter_lists_the_items_in_that_state(ledger, make_client, token) -> None:
+    client = make_client(token=token)
+
+    def keys(**params) -> list[str]:
+        page = client.get("/loyalty/api/items", params={"limit": 100, **params}).json()
+        return sorted(i["item_key"] for i in page["items"])
+
+    assert keys(status="refused") == sorted(
+        ["2001", "2002", "2003", "2004", "2005", "501/P-9/E-9", "501/P-9/E-10", "502/P-7/E-11", "503/P-5/E-20"]
+    )
+    assert keys(status="failed") == ["501/P-9/E-12"]
+    assert keys(status="in_doubt") == ["4002", "5001"]
+    assert keys(status="in_doubt", days=366) == ["4002", "5001", "504/P-4/E-30"]
+    summary = client.get("/loyalty/api/summary", params={"status": "in_doubt"}).json()
+    assert [(t["vendor"], counts(t)) for t in summary["totals"]] == [("xoxoday", ZERO | {"in_doubt": 2})]
 
 
 def test_skipped_is_unknown_without_task_summaries(duckdb_ledger, make_client, token) -> None:
@@ -152,12 +171,15 @@ def test_skipped_is_unknown_without_task_summaries(duckdb_ledger, make_client, t
         ("501/P-9/E-3", ["501/P-9/E-3"]),
         ("999", ["999"]),  # all time: reversed 40 days ago, outside the window
         ("424242", []),
+        ("ORD-100001", ["1001"]),  # a reference, exactly
+        ("ORD-5000", ["501/P-9/E-1", "501/P-9/E-2", "501/P-9/E-3", "501/P-9/E-9"]),  # by prefix
+        ("OR", []),  # too short for a prefix
     ],
-    ids=["unique_id", "earn_id", "item_key", "outside_window", "unknown"],
+    ids=["unique_id", "earn_id", "item_key", "outside_window", "unknown", "reference", "reference_prefix", "short"],
 )
 def test_search_finds_an_item_by_any_id(ledger, make_client, token, query, keys) -> None:
     page = make_client(token=token).get("/loyalty/api/items", params={"q": query}).json()
-    assert [item["item_key"] for item in page["items"]] == keys
+    assert sorted(item["item_key"] for item in page["items"]) == keys
     assert page["total"] == len(keys)
 
 
@@ -191,17 +213,18 @@ def test_search_by_customer_promotion_and_run_paginates(ledger, make_client, tok
     assert client.get("/loyalty/api/items", params={"q": "P-9"}).json()["total"] == 11
     run = client.get("/loyalty/api/items", params={"q": seed.run_id_for(ledger.today)}).json()
     assert run["total"] == 12  # 1001, 2001..2005, E-9, E-10, E-11, 5001, 5002, E-12
+    prefix = client.get("/loyalty/api/items", params={"q": f"scheduled__{ledger.today.isoformat()}"}).json()
+    assert prefix["total"] == 12  # a run id by its prefix
+    partner = client.get("/loyalty/api/items", params={"q": "manual__", "limit": 100}).json()
+    assert sorted(i["item_key"] for i in partner["items"]) == ["4001", "4002", "501/P-9/E-9", "503/P-5/E-20"]
 
 
 def test_listing_without_query_covers_the_window_with_filters(ledger, make_client, token) -> None:
     client = make_client(token=token)
     assert client.get("/loyalty/api/items").json()["total"] == 53  # 47 + 5001, 5002, E-12, 4001, 4002, E-20
     assert client.get("/loyalty/api/items", params={"vendor": "capillary"}).json()["total"] == 13
-    failed = client.get("/loyalty/api/items", params={"status": "failed", "limit": 100}).json()
-    assert sorted(i["item_key"] for i in failed["items"]) == sorted(
-        ["2001", "2002", "2003", "2004", "2005", "3001"]
-        + ["501/P-9/E-9", "501/P-9/E-10", "501/P-9/E-12", "502/P-7/E-11", "503/P-5/E-20"]
-    )
+    reference = client.get("/loyalty/api/items", params={"reference": "ORD-5"}).json()
+    assert sorted(i["item_key"] for i in reference["items"]) == [f"501/P-9/E-{n}" for n in (1, 2, 3, 9)]
     assert client.get("/loyalty/api/items", params={"days": 1}).json()["total"] == 14
 
 
@@ -303,8 +326,9 @@ def test_intents_are_not_outcomes_and_items_in_doubt_reconciled_or_rejected_say_
 
     in_doubt = client.get("/loyalty/api/items", params={"status": "in_doubt", "days": 366}).json()
     assert sorted(i["item_key"] for i in in_doubt["items"]) == ["4002", "5001", "504/P-4/E-30"]
-    assert all(i["in_doubt"] for i in in_doubt["items"])
+    assert all(i["in_doubt"] and i["state"] == "in_doubt" for i in in_doubt["items"])
     assert client.get("/loyalty/api/items", params={"status": "in_doubt"}).json()["total"] == 2  # 30 days
+    assert (rejected["state"], doubt["state"], reconciled["state"]) == ("failed", "in_doubt", "succeeded")
 
     page = client.get("/loyalty/reversals", params={"q": "E-12"}).text
     row = page[page.index('data-item-key="501/P-9/E-12"') :].split("</tr>")[0]
@@ -323,31 +347,32 @@ def test_text_of_an_outcome_does_not_run_together(duckdb_ledger, make_client, to
 def test_failure_codes_link_to_the_items_with_that_code(ledger, make_client, token) -> None:
     client = make_client(token=token)
     page = client.get("/loyalty/reversals").text
-    assert 'href="/loyalty/reversals?vendor=capillary&amp;status=failed&amp;code=729&amp;days=30"' in page
-    items = client.get("/loyalty/api/items", params={"vendor": "capillary", "status": "failed", "code": "729"}).json()
+    assert 'href="/loyalty/reversals?vendor=capillary&amp;code=729&amp;days=30"' in page
+    items = client.get("/loyalty/api/items", params={"vendor": "capillary", "code": "729"}).json()
     assert sorted(i["item_key"] for i in items["items"]) == ["501/P-9/E-10", "501/P-9/E-9"]
     assert items["code"] == "729"
-    filtered = client.get("/loyalty/reversals", params={"vendor": "capillary", "status": "failed", "code": "729"}).text
+    filtered = client.get("/loyalty/reversals", params={"vendor": "capillary", "code": "729"}).text
     assert filtered.count('class="item ') == 2 and 'id="code-filter"' in filtered
     assert client.get("/loyalty/api/items", params={"code": "x" * 65}).status_code == 422
 
 
 def test_items_export_as_csv_with_the_same_filters(ledger, make_client, token) -> None:
     client = make_client(token=token)
-    response = client.get("/loyalty/api/items.csv", params={"status": "failed", "vendor": "capillary"})
+    response = client.get("/loyalty/api/items.csv", params={"status": "refused", "vendor": "capillary"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/csv")
     assert "attachment" in response.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert sorted(r["item_key"] for r in rows) == [
         "501/P-9/E-10",
-        "501/P-9/E-12",
         "501/P-9/E-9",
         "502/P-7/E-11",
         "503/P-5/E-20",
     ]
     e11 = next(r for r in rows if r["item_key"] == "502/P-7/E-11")
-    assert (e11["last_code"], e11["last_message"], e11["reversed"]) == ("731", seed.XSS, "no")
+    assert (e11["last_code"], e11["last_message"], e11["reversed"], e11["state"]) == ("731", seed.XSS, "no", "refused")
+    e9 = next(r for r in rows if r["item_key"] == "501/P-9/E-9")
+    assert e9["reference"] == "ORD-500003"
     everything = list(csv.DictReader(io.StringIO(client.get("/loyalty/api/items.csv").text)))
     assert len(everything) == client.get("/loyalty/api/items").json()["total"] == 53
     assert client.get("/loyalty/api/items.csv", params={"status": "nope"}).status_code == 422

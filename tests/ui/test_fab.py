@@ -385,7 +385,7 @@ def test_a_role_with_one_dag_sees_only_its_rows_everywhere(granted: FabServer) -
     assert all(r["run_url"].startswith(f"/dags/{seed.OTHER_DAG_ID}/") for r in summary["runs"])
     totals = {t["vendor"]: t for t in summary["totals"]}
     assert (totals["xoxoday"]["succeeded"], totals["xoxoday"]["in_doubt"]) == (1, 1)
-    assert (totals["capillary"]["failed_permanent"], totals["capillary"]["in_doubt"]) == (2, 0)
+    assert (totals["capillary"]["refused"], totals["capillary"]["in_doubt"]) == (2, 0)
     assert [(f["code"], f["outcomes"]) for f in summary["top_failures"]] == [("729", 1), ("730", 1)]
     assert "Transaction not found" not in json.dumps(summary)
 

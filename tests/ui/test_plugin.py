@@ -126,16 +126,16 @@ def test_chart_has_a_bar_per_day_and_escapes_nothing_unsafe() -> None:
     from airflow_provider_loyalty.ui.models import DayCounts
 
     rows = [
-        DayCounts(day=date(2026, 3, 3), vendor="xoxoday", succeeded=5, failed_permanent=1, skipped=None),
-        DayCounts(day=date(2026, 3, 3), vendor="capillary", succeeded=2, failed_transient=2, skipped=4),
+        DayCounts(day=date(2026, 3, 3), vendor="xoxoday", succeeded=5, refused=1, skipped=None),
+        DayCounts(day=date(2026, 3, 3), vendor="capillary", succeeded=2, failed=2, skipped=4),
         DayCounts(day=date(2026, 2, 1), vendor="xoxoday", succeeded=99),  # before the window: ignored
     ]
     bars = day_bars(date(2026, 3, 1), date(2026, 3, 3), rows)
     assert [b.day.day for b in bars] == [1, 2, 3]
-    assert (bars[2].succeeded, bars[2].failed_permanent, bars[2].failed_transient, bars[2].skipped) == (7, 1, 2, 4)
+    assert (bars[2].succeeded, bars[2].refused, bars[2].failed, bars[2].skipped) == (7, 1, 2, 4)
     svg = render_svg(bars)
     assert svg.count('<g class="day"') == 3 and svg.count('class="bar-succeeded"') == 1
-    assert "2026-03-03: 7 succeeded, 1 failed (permanent), 2 failed (transient), 4 skipped" in svg
+    assert "2026-03-03: 7 succeeded, 1 refused (permanent), 2 still failing, 4 skipped (already done)" in svg
     assert "<script" not in svg and "style=" not in svg
     empty = render_svg(day_bars(date(2026, 3, 1), date(2026, 3, 1), []))
     assert 'class="bar-' not in empty
@@ -146,7 +146,7 @@ def test_chart_scales_to_the_days_and_counts_it_has() -> None:
     from airflow_provider_loyalty.ui.chart import MAX_SLOT, WIDTH, day_bars, nice_top, render_svg, with_data
     from airflow_provider_loyalty.ui.models import DayCounts
 
-    rows = [DayCounts(day=date(2026, 12, 7), vendor="xoxoday", succeeded=18_000, failed_transient=402)]
+    rows = [DayCounts(day=date(2026, 12, 7), vendor="xoxoday", succeeded=18_000, failed=402)]
     bars = with_data(day_bars(date(2026, 11, 8), date(2026, 12, 7), rows))
     assert [b.day for b in bars] == [date(2026, 12, 7)]
     svg = render_svg(bars)

@@ -278,7 +278,7 @@ def test_a_user_allowed_one_dag_sees_only_its_rows_everywhere(duckdb_ledger, mak
     assert all(r["run_url"].startswith(f"/dags/{seed.OTHER_DAG_ID}/") for r in summary["runs"])
     totals = {t["vendor"]: t for t in summary["totals"]}
     assert (totals["xoxoday"]["succeeded"], totals["xoxoday"]["in_doubt"], totals["xoxoday"]["skipped"]) == (1, 1, 0)
-    assert (totals["capillary"]["failed_permanent"], totals["capillary"]["in_doubt"]) == (2, 0)
+    assert (totals["capillary"]["refused"], totals["capillary"]["in_doubt"]) == (2, 0)
     assert sum(d["succeeded"] for d in summary["daily"]) == 1
     assert [(f["code"], f["outcomes"]) for f in summary["top_failures"]] == [("729", 1), ("730", 1)]
     assert "Transaction not found" not in str(summary)
