@@ -84,6 +84,8 @@ class Server:
     reversed_id: int
     refused_earn: str
     skipped: dict[str, int]
+    warehouse: Path
+    reversed_order: str
 
 
 def free_port() -> int:
@@ -178,6 +180,7 @@ def seed_ledger(warehouse: Path, done_points: list[int], done_earns: list[tuple[
         ids = {"customer_id": customer, "promotion_id": promotion, "earn_id": earn}
         key = f"{customer}/{promotion}/{earn}"
         rows.append(seed._row("capillary", key, ids, True, yesterday, **{**earlier, "task": "revoke_earns"}))
+    rows += seed.retry_history(retried=False)  # a run a rate limit stopped; its retry comes in a test
     conn = duckdb.connect(str(warehouse))
     seed.write(conn, "loyalty_reversal_ledger", rows, "?")
     conn.close()
@@ -250,6 +253,7 @@ def _run_and_serve(
     from airflow_provider_loyalty import sandbox as sb
 
     dataset = sb.generate_dataset(seed=11, points=120, earns=160, big_customer_earns=0, customers=12)
+    point_orders, earn_orders = sb.seed.order_ids(dataset)
     points = [uid for uid, _ in dataset.point_reversals]
     earns = [(c, p, e) for c, p, e, _ in dataset.earn_reversals]
     done_points, done_earns = points[:5], earns[:4]
@@ -280,7 +284,13 @@ def _run_and_serve(
                 "password": sb.CAPILLARY_PASSWORD,
             }
         )
-        conf = json.dumps({"unique_ids": points, "earns": [list(e) for e in earns]})
+        # each row carries its order id as the item's reference, as the example DAGs select it
+        conf = json.dumps(
+            {
+                "unique_ids": [[uid, order] for uid, order in zip(points, point_orders, strict=True)],
+                "earns": [[*e, order] for e, order in zip(earns, earn_orders, strict=True)],
+            }
+        )
         wait_healthy(url, process, log)
         run_approved(["dags", "test", DAG_ID, "-c", conf], run_env, home / "dags-test.log", url, passwords[0])
 
@@ -302,6 +312,8 @@ def _run_and_serve(
         reversed_id=reversed_id,
         refused_earn=refused_earn,
         skipped={"xoxoday": len(set(done_points)), "capillary": len(set(done_earns))},
+        warehouse=warehouse,
+        reversed_order=point_orders[points.index(reversed_id)],
     )
 
 
@@ -434,7 +446,7 @@ def test_reversals_page_in_the_ui_shows_the_run_and_finds_an_id(page, server: Se
         def cell(field: str, row=row) -> int:
             return int(row.locator(f"td[data-field='{field}']").inner_text().replace(",", ""))
 
-        succeeded, permanent, skipped = cell("succeeded"), cell("failed_permanent"), cell("skipped")
+        succeeded, permanent, skipped = cell("succeeded"), cell("refused"), cell("skipped")
         assert succeeded > 0 and skipped == server.skipped[vendor], (vendor, cells)
         if vendor == "capillary":
             assert permanent > 0
@@ -565,3 +577,76 @@ def test_a_user_allowed_one_dag_sees_only_its_rows(browser_context, server: Serv
     for vendor, skipped in server.skipped.items():
         total = next(t for t in summary["totals"] if t["vendor"] == vendor)
         assert total["skipped"] == skipped  # the run's own summaries (the seeded history has none)
+
+
+def test_an_order_reference_says_whether_when_and_by_which_run(page, server: Server) -> None:
+    """The issue's "done when": one search of an order reference answers the question."""
+    page.goto(f"{server.url}/loyalty/reversals")
+    search(page, server.reversed_order)
+    (row,) = page.locator("#items tr.item").all()
+    assert row.get_attribute("data-item-key") == str(server.reversed_id)
+    answer = " ".join(row.locator("td.answer").inner_text().split())
+    assert answer.startswith("Yes") and server.run_id in answer, answer
+    assert server.reversed_order in row.locator("td.ids").inner_text()
+    search(page, server.reversed_order[:-2])  # by prefix: the order and its neighbours
+    assert page.locator("#items tr.item").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "reversals-reference.png"))
+    # a long run id stays on one line in the runs table
+    link = page.locator("#runs a.run-link", has_text=server.run_id)
+    box = link.bounding_box()
+    assert box is not None and box["height"] < 24, box
+
+
+def test_an_invalid_input_value_is_found_and_explained(page, server: Server) -> None:
+    page.goto(f"{server.url}/loyalty/reversals")
+    search(page, "abc")
+    (row,) = page.locator("#items tr.item").all()
+    assert row.get_attribute("data-state") == "invalid"
+    answer = " ".join(row.locator("td.answer").inner_text().split())
+    assert "Invalid input" in answer and "not an integer" in answer and "never sent" in answer, answer
+    assert page.locator("#no-match").count() == 0
+
+
+def _totals(page, vendor: str = "xoxoday") -> dict[str, int]:
+    box = page.locator(f"#chart-section .total[data-vendor='{vendor}']")
+    fields = ("succeeded", "refused", "invalid", "in_doubt", "not_sent", "failed", "settled_after_retry")
+    return {f: int(box.locator(f"[data-field='{f}']").inner_text().replace(",", "")) for f in fields}
+
+
+def test_still_failing_after_a_429_stopped_try_then_settled_by_its_retry(page, server: Server) -> None:
+    import duckdb
+
+    url = f"{server.url}/loyalty/reversals?q={seed.RETRY_RUN}"
+    page.goto(url)
+    assert _totals(page) == {
+        "succeeded": 1, "refused": 0, "invalid": 1, "in_doubt": 0, "not_sent": 2, "failed": 1, "settled_after_retry": 0,
+    }  # fmt: skip
+    run = page.locator(f"#runs tr[data-run-id='{seed.RETRY_RUN}']")
+    assert run.locator("[data-field='failed']").inner_text() == "1"
+    assert run.locator("[data-field='not_sent']").inner_text() == "2"
+    page.screenshot(path=str(ARTIFACTS / "reversals-stopped-by-429.png"))
+
+    later = [r for r in seed.retry_history(retried=True) if r.try_number == 2]  # the second try's rows
+    marks = ", ".join(["?"] * len(later[0]))
+    with duckdb.connect(str(server.warehouse)) as db:  # the page opens the file per request, read-only
+        db.executemany(f"INSERT INTO loyalty_reversal_ledger ({', '.join(later[0]._fields)}) VALUES ({marks})", later)
+    page.goto(url)
+    assert _totals(page) == {
+        "succeeded": 4, "refused": 0, "invalid": 1, "in_doubt": 0, "not_sent": 0, "failed": 0, "settled_after_retry": 3,
+    }  # fmt: skip
+    page.screenshot(path=str(ARTIFACTS / "reversals-retried.png"))
+
+
+def test_the_code_filter_narrows_every_section(page, server: Server) -> None:
+    page.goto(f"{server.url}/loyalty/reversals")
+    page.locator("#failures tr[data-vendor='capillary'][data-code='729'] a.code-link").click()
+    page.locator("#code-filter", has_text="729").wait_for()
+    assert page.locator("#failures tbody tr").count() == 1  # only 729
+    items = page.locator("#items tr.item").count()
+    totals = _totals(page, "capillary")
+    assert totals["refused"] == items and totals["succeeded"] == 0, (totals, items)
+    assert page.locator("#chart-section .total[data-vendor='xoxoday']").count() == 0
+    daily = sum(int(c.inner_text()) for c in page.locator("#daily td[data-field='refused']").all())
+    runs = sum(int(c.inner_text()) for c in page.locator("#runs td[data-field='refused']").all())
+    assert daily == items and runs >= items
+    page.screenshot(path=str(ARTIFACTS / "reversals-code-filter.png"))
