@@ -3,7 +3,8 @@
 * DuckDB file: opened with ``read_only=True`` for one request's queries and closed at once. A DuckDB
   file has one writer across processes, and a reader's shared lock keeps a writer out too, so the
   page gives way to writers: reads of one file are one at a time in the api-server, a read leaves
-  the file free for at least :data:`DUCKDB_IDLE_GAP_S` before the next one opens it, and a read that
+  the file free for at least :data:`DUCKDB_IDLE_GAP_S` (and twice as long as the read before it
+  held it) before the next one opens it, and a read that
   finds a writer's lock backs off and tries again (jittered, doubling) for at most
   :data:`DUCKDB_BUSY_WAIT_S`, then answers "busy" (503) rather than wait for it.
 * SQLite file: opened through a ``mode=ro`` URI; a writer's lock is waited for at most
@@ -35,8 +36,11 @@ DUCKDB_BUSY_WAIT_S = 2.0
 #: First back-off after a writer's lock (doubles, jittered, at most :data:`DUCKDB_MAX_BACKOFF_S`).
 DUCKDB_FIRST_BACKOFF_S = 0.02
 DUCKDB_MAX_BACKOFF_S = 0.4
-#: Time a DuckDB ledger file is left free between two reads of the page (for a writer to take it).
+#: Time a DuckDB ledger file is left free between two reads of the page (for a writer to take it), at least.
 DUCKDB_IDLE_GAP_S = 0.05
+#: ... and at least this many times as long as the last read held it: however long the page's reads
+#: take, the file stays free most of the time, so a writer's open (which retries) gets it.
+DUCKDB_IDLE_RATIO = 2.0
 #: How long a SQLite read waits for a writer's lock before answering "busy".
 SQLITE_BUSY_TIMEOUT_S = 1.0
 
@@ -47,6 +51,8 @@ class _FileGate:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     released_at: float = float("-inf")
+    #: how long the last read held the file
+    held_s: float = 0.0
 
 
 _gates: dict[str, _FileGate] = {}
@@ -154,13 +160,17 @@ def _duckdb_turn(conn_id: str, path: str) -> Iterator[float]:
     gate = _gate(path)
     if not gate.lock.acquire(timeout=DUCKDB_BUSY_WAIT_S):
         raise _busy(conn_id)
+    taken = time.monotonic()
     try:
-        idle = gate.released_at + DUCKDB_IDLE_GAP_S - time.monotonic()
+        idle = gate.released_at + max(DUCKDB_IDLE_GAP_S, DUCKDB_IDLE_RATIO * gate.held_s) - time.monotonic()
         if idle > 0:
-            time.sleep(idle)
+            time.sleep(min(idle, max(deadline - time.monotonic(), 0.0)))
+        taken = time.monotonic()
         yield deadline
     finally:
-        gate.released_at = time.monotonic()
+        now = time.monotonic()
+        gate.held_s = now - taken
+        gate.released_at = now
         gate.lock.release()
 
 

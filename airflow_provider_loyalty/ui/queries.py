@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from airflow_provider_loyalty.coordination.claims import claims_table
+from airflow_provider_loyalty.items import invalid_key
 from airflow_provider_loyalty.ledger.schema import LedgerRow, select_list
 from airflow_provider_loyalty.ledger.state import ItemState, item_state_sql
 from airflow_provider_loyalty.ui.auth import DagScope
@@ -165,11 +166,13 @@ def _matching_keys(session: Session, table: str, scope: DagScope, sel: Selection
             if sel.has_reference:
                 matches.append(f"m.reference LIKE {p} ESCAPE '\\'")
                 params.append(_like_prefix(q))
-        # an invalid input row is keyed by its value (as the input showed it: 'abc', -5)
+        # an invalid input row is keyed by its value (items.invalid_key); rows of earlier releases end
+        # with the value as the input showed it (invalid:row 7:'abc')
         matches.append(
-            f"(m.status = 'invalid' AND (m.item_key LIKE {p} ESCAPE '\\' OR m.item_key LIKE {p} ESCAPE '\\'))"
+            f"(m.status = 'invalid' AND (m.item_key = {p} OR m.item_key LIKE {p} ESCAPE '\\' "
+            f"OR m.item_key LIKE {p} ESCAPE '\\'))"
         )
-        params += [_like_suffix(":" + q), _like_suffix(":" + repr(q))]
+        params += [invalid_key(q), _like_suffix(":" + q), _like_suffix(":" + repr(q))]
         if _DIGITS.fullmatch(q) and int(q) <= _BIGINT_MAX:
             matches += [f"m.unique_id = {p}", f"m.customer_id = {p}"]
             params += [int(q), int(q)]

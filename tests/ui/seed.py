@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
+from airflow_provider_loyalty.items import invalid_key
 from airflow_provider_loyalty.ledger import COLUMNS, LedgerRow, create_table_sql
 
 DAG_ID = "loyalty_daily_reversals"
@@ -261,8 +262,8 @@ def retry_history(*, retried: bool, now: datetime | None = None) -> list[LedgerR
         )  # fmt: skip
     rows.append(
         _row(
-            "xoxoday", "invalid:row 5:'abc'", {}, False, start, status="invalid", code="invalid",
-            message="not an integer", **base,
+            "xoxoday", invalid_key("abc"), {}, False, start, status="invalid", code="invalid",
+            message="row 5: not an integer", **base,
         )
     )  # fmt: skip
     if retried:

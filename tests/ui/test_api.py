@@ -426,7 +426,7 @@ def test_csv_cells_never_become_formulas_through_the_export(duckdb_ledger, make_
         assert cell[:1] not in TRIGGERS
     assert parsed["9100"]["last_message"] == "Earn refused;'=cmd|' /C calc'!A0"
     line = next(raw for raw in text.split("\r\n") if raw.startswith("xoxoday,9100,"))
-    assert line.startswith("xoxoday,9100,9100,,,,no,")  # the id unquoted: a number stays a number
+    assert line.startswith("xoxoday,9100,,refused,9100,,,,no,")  # the id unquoted: a number stays a number
 
     # A spreadsheet splitting at another separator, even inside quotes (a ';' locale opening this
     # ',' file), or at a line break inside a cell: no piece starts with a trigger.

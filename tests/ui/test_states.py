@@ -59,10 +59,14 @@ def test_an_invalid_value_is_found_and_explained(retry_ledger, make_client, toke
     retry_ledger(True)
     client = make_client(token=token)
     (item,) = client.get("/loyalty/api/items", params={"q": "abc"}).json()["items"]
-    assert (item["state"], item["reversed"], item["decided_by"]["message"]) == ("invalid", False, "not an integer")
+    assert (item["state"], item["reversed"], item["decided_by"]["message"]) == (
+        "invalid",
+        False,
+        "row 5: not an integer",
+    )
     page = text(client.get("/loyalty/reversals", params={"q": "abc"}).text)
     assert "No · Invalid input" in page
-    assert "the input row was not valid: not an integer" in page and "it was never sent" in page
+    assert "the input row was not valid: row 5: not an integer" in page and "it was never sent" in page
     assert "never sent (not extracted" not in page  # the old answer, which was wrong
     assert client.get("/loyalty/api/items", params={"q": "ab"}).json()["total"] == 0  # a value, not a part of one
 
