@@ -28,6 +28,7 @@ from airflow_provider_loyalty.coordination import claims
 from airflow_provider_loyalty.items import Item
 from airflow_provider_loyalty.outcomes import (
     CLAIMED_ELSEWHERE,
+    IN_DOUBT_CODES,
     NO_ANSWER,
     SUPERSEDED,
     FailureKind,
@@ -324,16 +325,23 @@ class RunClaims:
         An answer for an item another attempt took over meanwhile is kept as a fact, but a refusal
         or failure of it is recorded ``superseded`` (transient): it must not settle the item over
         its new owner's outcome. Changes those outcomes in place, so the summary counts them apart.
+        A request left unanswered (:data:`~airflow_provider_loyalty.outcomes.IN_DOUBT_CODES`) is
+        recorded as it is, though: the vendor may have applied it, which keeps the item in doubt
+        whoever holds it now, and a doubt settles nothing over the new owner.
         """
         keys = [o.key for o in outcomes]
         p = self.ledger.placeholder
+        unanswered: list[Outcome] = []
 
         def operation(conn: Any, insert: Callable[[Sequence[Any]], None]) -> set[str]:
             held = claims.fence(
                 conn, self.table, p, self.vendor, keys, self.owner.token, now=self.clock(), lease=self.lease
             )
+            unanswered.clear()  # the transaction may run again
             for outcome in outcomes:
-                if outcome.key not in held and not outcome.ok and outcome.code != SUPERSEDED:
+                if outcome.key not in held and not outcome.ok and outcome.code in IN_DOUBT_CODES:
+                    unanswered.append(outcome)
+                elif outcome.key not in held and not outcome.ok and outcome.code != SUPERSEDED:
                     outcome.message = (
                         f"answered after another attempt took the item's claim over: "
                         f"{outcome.code or ''} {outcome.message}".strip()
@@ -344,6 +352,8 @@ class RunClaims:
             return held
 
         held = self.ledger.transaction("insert", operation)
+        for outcome in unanswered:  # recorded as unanswered; the summary counts it apart, as the new owner's
+            outcome.code, outcome.kind = SUPERSEDED, FailureKind.TRANSIENT
         for key in keys:
             self.held.pop(key, None)
         if len(held) < len(set(keys)):

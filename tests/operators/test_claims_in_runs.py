@@ -15,6 +15,7 @@ import pytest
 
 from airflow_provider_loyalty.coordination import claims
 from airflow_provider_loyalty.coordination.claims import Owner
+from airflow_provider_loyalty.hooks._retry import RetryPolicy
 from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
 from tests.conftest import set_connection
 from tests.operators.test_concurrent_runs import refuse_as_cancelled
@@ -193,3 +194,47 @@ def test_claims_off_sends_everything(requests_mock, xoxoday_conn, ledger_file):
 def test_a_dry_run_claims_nothing(requests_mock, xoxoday_conn, ledger_file):
     CancelPointsOperator(task_id="t", unique_ids=[1, 2], ledger_conn_id="ledger", dry_run=True).execute(context())
     assert claim_rows(ledger_file) == {} and requests_mock.call_count == 0
+
+
+@pytest.mark.parametrize("unanswered", ["read_timeout", "gateway_timeout"])
+def test_a_request_left_unanswered_after_a_take_over_keeps_its_item_in_doubt(
+    requests_mock, xoxoday_conn, ledger_file, unanswered
+):
+    """While request 1 (ids 1, 2) is at the vendor, another attempt takes id 2 over; the request then
+    goes unanswered (a read timeout, a gateway's 504). The vendor may have applied it, so id 2 stays
+    in doubt in the ledger (the next run reconciles an "already cancelled"), although this attempt
+    no longer holds it and counts it apart."""
+    import requests
+
+    from airflow_provider_loyalty.ledger import ReversalLedger
+
+    new_owner = Owner(OTHER_RUN, host="worker-b", pid=4711)
+
+    def time_out(request, ctx):
+        db = sqlite3.connect(ledger_file)
+        db.execute(f"UPDATE {CLAIMS} SET lease_expiry = 0 WHERE item_key = '2'")  # ran out
+        db.commit()
+        db.close()
+        assert claim_as(ledger_file, new_owner, ["2"], at=time.time()).expired.keys() == {"2"}
+        if unanswered == "read_timeout":
+            raise requests.exceptions.ReadTimeout("read timed out")
+        ctx.status_code = 504
+        return {"message": "upstream timed out"}
+
+    requests_mock.post(API, json=time_out)
+    s = CancelPointsOperator(
+        task_id="t",
+        unique_ids=[1, 2],
+        ledger_conn_id="ledger",
+        max_failed_ratio=1,
+        max_concurrency=1,
+        hook_params={"retry_policy": RetryPolicy(max_attempts=1)},
+    ).execute(context())
+    assert sent_ids(requests_mock) == [[1, 2]]
+    assert s["claimed_elsewhere"] == 1  # 2: counted apart, its new owner's
+    ledger = ReversalLedger("ledger")
+    try:
+        _, doubt = ledger.lookup("xoxoday", ["1", "2"])
+    finally:
+        ledger.close()
+    assert set(doubt) == {"1", "2"}, ledger_rows(ledger_file)  # both were in the unanswered request
