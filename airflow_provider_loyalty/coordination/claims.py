@@ -89,6 +89,31 @@ def create_table_sql(table: str) -> str:
 )"""
 
 
+class ClaimTableMissing(RuntimeError):
+    """The claim table is not there and could not be created; the message names the statement to run."""
+
+
+def ensure_table(conn: Any, table: str) -> None:
+    """Create the claim table if it is missing; use it as it is when the role may not create tables.
+
+    PostgreSQL refuses even ``CREATE TABLE IF NOT EXISTS`` of an existing table to a role without
+    CREATE rights on the schema (a table a DBA provisioned, DML granted). Not committed.
+    """
+    statement = create_table_sql(table)
+    try:
+        _fetch(conn, statement, [])
+    except Exception as exc:
+        conn.rollback()
+        try:
+            _fetch(conn, f"SELECT item_key FROM {table} WHERE 1 = 0", [])
+        except Exception:
+            conn.rollback()
+            raise ClaimTableMissing(
+                f"the claim table {table} is missing and could not be created ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); run: {statement}"
+            ) from exc
+
+
 @dataclass(frozen=True)
 class Owner:
     """Who holds a claim: one try of one task instance, in one process.

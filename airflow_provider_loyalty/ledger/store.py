@@ -144,7 +144,7 @@ class ReversalLedger:
             return self._read_only_connection()
         if self._conn is None:
             self._conn = self.hook.get_conn()
-            self._execute(create_table_sql(self.table))
+            self._create_table()
             self._add_missing_columns()
             try:
                 self._execute(create_index_sql(self.table))
@@ -152,6 +152,27 @@ class ReversalLedger:
                 log.info("No look-up index on %s (%s); look-ups still work", self.table, type(exc).__name__)
                 self._rollback()
         return self._conn
+
+    def _create_table(self) -> None:
+        """Create the table if it is missing; use it as it is when the role may not create tables.
+
+        PostgreSQL refuses even ``CREATE TABLE IF NOT EXISTS`` of an existing table to a role without
+        CREATE rights on the schema (a table a DBA provisioned, DML granted): forgiven when the table
+        is there, raised naming the statement to run by hand when it is not.
+        """
+        statement = create_table_sql(self.table)
+        try:
+            self._execute(statement)
+        except Exception as exc:
+            self._rollback()
+            try:
+                self._columns()
+            except Exception:
+                self._rollback()
+                raise RuntimeError(
+                    f"the ledger table {self.table} is missing and could not be created ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); run: {statement}"
+                ) from exc
 
     def _add_missing_columns(self) -> None:
         """Give a table made by an earlier release the columns it lacks (the ledger's migration path).

@@ -156,7 +156,7 @@ class RunClaims:
         """Claim ``items``; return those this attempt now holds (the rest is in :attr:`elsewhere`)."""
         p = self.ledger.placeholder
         try:
-            self._tx("claim table", lambda conn: conn.cursor().execute(claims.create_table_sql(self.table)))
+            self._tx("claim table", lambda conn: claims.ensure_table(conn, self.table))
             self._measure_offset()
             result = self._tx(
                 "claim",
@@ -171,6 +171,8 @@ class RunClaims:
                     lease=self.lease,
                 ),
             )
+        except claims.ClaimTableMissing as exc:
+            raise AirflowException(f"{exc}; nothing was sent") from exc
         except Exception as exc:
             refusal = single_writer_refusal(self.ledger, exc)
             raise AirflowException(
