@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_loyalty.ledger.schema import VENDORS, LedgerRow
-from airflow_provider_loyalty.ledger.state import ItemState, assess
+from airflow_provider_loyalty.ledger.state import ItemState, assess, time_order
 from airflow_provider_loyalty.ui.models import (
     Attempt,
     ClaimedItem,
@@ -207,8 +207,10 @@ def histories(
     :param states: the items' states as the page's SQL found them (the ledger's rule, over all rows).
     """
     found: dict[tuple[str, str], ItemHistory] = {}
-    for (vendor, key), item_rows in rows.items():
-        attempts = [_attempt(r, links) for r in item_rows]  # newest first
+    for (vendor, key), unordered in rows.items():
+        # newest first; at one instant the answer after its intent (the order rows were read in is no rule)
+        item_rows = sorted(unordered, key=time_order, reverse=True)
+        attempts = [_attempt(r, links) for r in item_rows]
         successes = [a for a in attempts if a.status == "succeeded"]
         first_success = successes[-1] if successes else None
         assessment = assess(item_rows)

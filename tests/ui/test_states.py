@@ -83,6 +83,10 @@ def test_a_reference_answers_was_the_order_reversed_when_and_by_which_run(retry_
     (item,) = client.get("/loyalty/api/items", params={"q": "ORD-7003"}).json()["items"]
     assert (item["state"], item["reversed"], item["reversed_by"]["try_number"]) == ("succeeded", True, 2)
     assert item["reversed_by"]["run_id"] == seed.RETRY_RUN
+    (done,) = client.get("/loyalty/api/items", params={"q": "ORD-7001"}).json()["items"]
+    # its intent and its answer were recorded at one instant: the answer is the last outcome
+    assert [a["status"] for a in done["attempts"]] == ["succeeded", "sending"]
+    assert done["last"]["status"] == "succeeded"
     found = client.get("/loyalty/api/items", params={"q": "ORD-700", "limit": 10}).json()
     assert sorted(i["item_key"] for i in found["items"]) == ["7001", "7002", "7003", "7004"]  # by prefix
     csv_text = client.get("/loyalty/api/items.csv", params={"q": "ORD-7003"}).text
