@@ -228,7 +228,7 @@ def receipt(spec: ApprovalSpec, ti: Any, owner: str) -> tuple[Receipt, frozenset
     applied): nothing is sent, as when the gate skipped the task. Raises
     :class:`AirflowFailException` when the plan and the approval disagree, or nothing allows sending.
     """
-    plan = ti.xcom_pull(task_ids=spec.plan) or {}
+    plan = _plan_of(ti, spec.plan)
     keys = ti.xcom_pull(task_ids=spec.plan, key=PLANNED_KEYS)
     if not plan.get("digest") or keys is None:
         raise AirflowFailException(
@@ -366,8 +366,19 @@ def _plan_link(ti: Any, task_id: str) -> str:
     )
 
 
+def _plan_of(ti: Any, task_id: str) -> dict[str, Any]:
+    """The summary of the plan ``task_id``; a mapped plan (one summary per shard) is refused by name."""
+    plan = ti.xcom_pull(task_ids=task_id) or {}
+    if not isinstance(plan, Mapping):
+        raise AirflowFailException(
+            f"the plan {task_id!r} is a mapped task ({len(plan) if isinstance(plan, list) else '?'} plans): the approval "
+            "gate approves one unmapped plan (dry run) per reversal task; nothing was sent"
+        )
+    return dict(plan)
+
+
 def _plans(ti: Any, plan_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    return {task_id: dict(ti.xcom_pull(task_ids=task_id) or {}) for task_id in plan_ids}
+    return {task_id: _plan_of(ti, task_id) for task_id in plan_ids}
 
 
 def _approval_operator() -> type:

@@ -222,3 +222,13 @@ def test_the_gates_max_items_cap_bounds_a_task_that_sets_none(requests_mock) -> 
     with pytest.raises(AirflowFailException, match="150 unique_ids to send, above max_items=100"):
         cancel.execute({"ti": RunTI(found, "cancel")})
     assert requests_mock.call_count == 0
+
+
+def test_a_mapped_plan_is_refused_by_name() -> None:
+    """A mapped dry run gives one summary per shard (a list): the gate says so instead of an AttributeError."""
+    found = xcoms(route={"route": ap.UNDER_THRESHOLD, "plans": {}})
+    found[("plan", "return_value")] = [found[("plan", "return_value")], found[("plan", "return_value")]]
+    with pytest.raises(AirflowFailException, match=r"the plan 'plan' is a mapped task \(2 plans\)"):
+        ap.receipt(spec(), FakeTI(found), "CancelPointsOperator")
+    with pytest.raises(AirflowFailException, match=r"is a mapped task .*nothing was sent"):
+        ap._plans(FakeTI(found), ["plan"])
