@@ -184,6 +184,8 @@ class InvalidRow(NamedTuple):
     reason: str
     #: :func:`invalid_key` of the offending value
     key: str
+    #: the business reference the row carried (when that part of it was valid)
+    reference: str | None = None
 
 
 def positive_int(value: Any) -> tuple[int | None, str]:

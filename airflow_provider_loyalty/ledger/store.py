@@ -419,6 +419,7 @@ class ReversalLedger:
                     run,
                     now,
                     key=row.key,
+                    reference=row.reference,
                 )
                 for row in sorted(first.values(), key=lambda r: r.number)
             ]

@@ -87,11 +87,13 @@ class InputErrors:
         self.count = 0
         self.examples: list[tuple[int, str, str]] = []
 
-    def add(self, position: int, value: Any, reason: str, *, key_value: Any = None) -> None:
+    def add(self, position: int, value: Any, reason: str, *, key_value: Any = None, reference: Any = None) -> None:
         """Note that row ``position`` (0-based; shown 1-based) holds ``value``, bad because ``reason``.
 
         ``key_value``: what the row's ledger key is derived from, when not ``value`` itself (an earn
         row's fields, as ``customer/promotion/earn`` text, so that an extraction can anti-join it).
+        ``reference``: the row's business reference, kept with it when it is a valid one (an order's
+        junk row is then found by the order on the Reversals page).
         """
         self.count += 1
         if len(self.examples) < MAX_REPORTED:
@@ -99,7 +101,8 @@ class InputErrors:
         if self.skip and len(self.rows) < MAX_KEPT:
             shown = self.examples[-1][1] if self.count <= MAX_REPORTED else show(value)
             key = invalid_key(value if key_value is None else key_value)
-            self.rows.append(InvalidRow(position + 1, shown, reason, key))
+            kept, why = reference_text(reference)
+            self.rows.append(InvalidRow(position + 1, shown, reason, key, None if why else kept))
 
     def report(self, note: str = "") -> str:
         """``3 invalid unique_ids value(s) (rows numbered from 1): row 2: 'x' (not an integer); …``."""
@@ -333,7 +336,7 @@ def parse_unique_ids(
             given_reference = keys.get("reference")
         number, reason = positive_int(raw)
         if number is None:
-            errors.add(position, raw, reason)
+            errors.add(position, raw, reason, reference=given_reference)
             return
         reference, why = reference_text(given_reference)
         if why:
@@ -417,7 +420,7 @@ def parse_earns(
         saw_row = True
         earn = earn_fields(*fields)
         if isinstance(earn, str):
-            errors.add(position, row, earn, key_value=earn_key_text(fields))
+            errors.add(position, row, earn, key_value=earn_key_text(fields), reference=given_reference)
             return
         reference, why = reference_text(given_reference)
         if why:

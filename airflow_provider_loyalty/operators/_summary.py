@@ -193,6 +193,8 @@ class RunSummary:
         self.failed += count
         for row in rows:
             failure = {"row": row.number, "value": row.shown, "code": "invalid", "message": row.reason}
+            if row.reference is not None:
+                failure["reference"] = row.reference
             if known.get(row.key):
                 self.invalid_earlier += 1
                 self.failed_earlier += 1

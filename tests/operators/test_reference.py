@@ -123,3 +123,24 @@ def test_earn_references_reach_the_ledger(requests_mock, capillary_conn, monkeyp
         .fetchall()
     )
     assert sorted(rows) == [("7/P/E-1", "ORD-1"), ("7/P/E-2", "ORD-2")]
+
+
+def test_an_invalid_row_keeps_its_reference(requests_mock, xoxoday_conn, monkeypatch, tmp_path) -> None:
+    """The order of a junk row is found on the page: the ledger's invalid row carries its reference."""
+    db = tmp_path / "ledger.sqlite"
+    set_connection(monkeypatch, "ledger", conn_type="sqlite", host=str(db))
+    requests_mock.post(API, json=echo_cancel())
+    summary = CancelPointsOperator(
+        task_id="c",
+        unique_ids=[(1, "ORD-1"), ("abc", "ORD-9"), {"unique_id": "x", "reference": "ORD-10"}, ("y", "bad\r")],
+        ledger_conn_id="ledger",
+        on_invalid="skip",
+        max_failed_ratio=1.0,
+    ).execute(context())
+    assert sorted(f.get("reference", "-") for f in summary["failures"]) == ["-", "ORD-10", "ORD-9"]
+    rows = (
+        sqlite3.connect(db)
+        .execute("SELECT item_key, reference FROM loyalty_reversal_ledger WHERE status = 'invalid' ORDER BY item_key")
+        .fetchall()
+    )
+    assert rows == [("invalid:abc", "ORD-9"), ("invalid:x", "ORD-10"), ("invalid:y", None)]
