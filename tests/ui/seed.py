@@ -236,7 +236,8 @@ def retry_history(*, retried: bool, now: datetime | None = None) -> list[LedgerR
     """One run today whose first try a rate limit (429) stopped, and (``retried``) its second try.
 
     Try 1: 7001 (``ORD-7001``) succeeded; 7002 got 429 after its retries (failed, transient,
-    ``http_429``); 7003 and 7004 were not sent (``not_sent``); the input row ``'abc'`` was invalid.
+    ``http_429``); 7003 and 7004 were not sent (``not_sent``); the input row ``'abc'`` (``ORD-7005``)
+    was invalid.
     Try 2 (``retried``): 7002, 7003 and 7004 succeeded.
     """
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
@@ -263,7 +264,7 @@ def retry_history(*, retried: bool, now: datetime | None = None) -> list[LedgerR
     rows.append(
         _row(
             "xoxoday", invalid_key("abc"), {}, False, start, status="invalid", code="invalid",
-            message="row 5: not an integer", **base,
+            message="row 5: not an integer", reference="ORD-7005", **base,
         )
     )  # fmt: skip
     if retried:

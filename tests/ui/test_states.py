@@ -69,6 +69,8 @@ def test_an_invalid_value_is_found_and_explained(retry_ledger, make_client, toke
     assert "the input row was not valid: row 5: not an integer" in page and "it was never sent" in page
     assert "never sent (not extracted" not in page  # the old answer, which was wrong
     assert client.get("/loyalty/api/items", params={"q": "ab"}).json()["total"] == 0  # a value, not a part of one
+    (order,) = client.get("/loyalty/api/items", params={"q": "ORD-7005"}).json()["items"]  # by the order it carried
+    assert (order["item_key"], order["state"], order["reference"]) == ("invalid:abc", "invalid", "ORD-7005")
 
 
 def test_a_reference_answers_was_the_order_reversed_when_and_by_which_run(retry_ledger, make_client, token) -> None:
@@ -88,7 +90,7 @@ def test_a_reference_answers_was_the_order_reversed_when_and_by_which_run(retry_
     assert [a["status"] for a in done["attempts"]] == ["succeeded", "sending"]
     assert done["last"]["status"] == "succeeded"
     found = client.get("/loyalty/api/items", params={"q": "ORD-700", "limit": 10}).json()
-    assert sorted(i["item_key"] for i in found["items"]) == ["7001", "7002", "7003", "7004"]  # by prefix
+    assert sorted(i["item_key"] for i in found["items"]) == ["7001", "7002", "7003", "7004", "invalid:abc"]  # by prefix
     csv_text = client.get("/loyalty/api/items.csv", params={"q": "ORD-7003"}).text
     assert csv_text.splitlines()[0].startswith("vendor,item_key,reference,state,")
     assert ",ORD-7003,succeeded," in csv_text
