@@ -263,11 +263,14 @@ def claim(
         if rest:
             held = _fetch(
                 conn,
-                f"SELECT item_key, owner, lease_expiry, host, pid, dag_id, run_id, task_id, map_index, try_number "
-                f"FROM {table} WHERE vendor = {p} AND item_key IN ({_marks(p, len(rest))})",
+                f"SELECT item_key, owner, lease_expiry, host, pid, dag_id, run_id, task_id, map_index, try_number, "
+                f"token, epoch FROM {table} WHERE vendor = {p} AND item_key IN ({_marks(p, len(rest))})",
                 [vendor, *rest],
             )
-            for key, label, expiry, *more in held:
+            for key, label, expiry, *more, token, epoch in held:
+                if token == owner.token:  # already ours: a claim retried after its commit's answer was lost
+                    result.mine[str(key)] = int(epoch)
+                    continue
                 result.elsewhere[str(key)] = Holder(str(label), float(expiry or 0.0), *more)
     return result
 
