@@ -153,18 +153,28 @@ def _refusal_sql(r: str) -> str:
     return f"({r}.status = 'failed' AND {r}.failure_kind = 'permanent')"
 
 
+def _unanswered_sql(r: str) -> str:
+    return f"({r}.status = 'failed' AND {r}.failure_kind = 'transient' AND {r}.code IN ({_CODES}))"
+
+
+def _open_sql(alias: str, table: str) -> str:
+    """SQL: ``alias`` is an unanswered outcome, or an intent that no outcome of its own attempt followed."""
+    outcome = f"{alias}_o"
+    return (
+        f"({_unanswered_sql(alias)} OR ({alias}.status = 'sending' AND NOT EXISTS (SELECT 1 FROM {table} {outcome} "
+        f"WHERE {_same_item(outcome, alias)} AND {outcome}.status <> 'sending' "
+        f"AND {outcome}.recorded_at >= {alias}.recorded_at AND {_same_attempt(outcome, alias)})))"
+    )
+
+
 def leaves_in_doubt_sql(alias: str, table: str = DEFAULT_TABLE) -> str:
     """SQL condition: the row ``alias`` leaves its item in doubt now (:func:`in_doubt_rows`)."""
     table = check_table_name(table)
-    refusal, outcome = f"{alias}_r", f"{alias}_o"
+    refusal = f"{alias}_r"
     return (
-        f"({alias}.status = 'sending' OR ({alias}.status = 'failed' AND {alias}.failure_kind = 'transient' "
-        f"AND {alias}.code IN ({_CODES}))) "
+        f"{_open_sql(alias, table)} "
         f"AND NOT EXISTS (SELECT 1 FROM {table} {refusal} WHERE {_same_item(refusal, alias)} "
-        f"AND {_refusal_sql(refusal)} AND {refusal}.recorded_at >= {alias}.recorded_at) "
-        f"AND ({alias}.status <> 'sending' OR NOT EXISTS (SELECT 1 FROM {table} {outcome} "
-        f"WHERE {_same_item(outcome, alias)} AND {outcome}.status <> 'sending' "
-        f"AND {outcome}.recorded_at >= {alias}.recorded_at AND {_same_attempt(outcome, alias)}))"
+        f"AND {_refusal_sql(refusal)} AND {refusal}.recorded_at >= {alias}.recorded_at)"
     )
 
 
@@ -211,8 +221,10 @@ def in_doubt_condition(alias: str, table: str = DEFAULT_TABLE) -> str:
         f"{leaves_in_doubt_sql(alias, table)} "
         f"AND NOT EXISTS (SELECT 1 FROM {table} {success} WHERE {_same_item(success, alias)} "
         f"AND {success}.status = 'succeeded') "
+        # a later row that is open leaves the item in doubt too: no refusal can follow it, since
+        # one would follow ``alias`` as well
         f"AND NOT EXISTS (SELECT 1 FROM {table} {newer} WHERE {_same_item(newer, alias)} "
-        f"AND {newer}.recorded_at > {alias}.recorded_at AND {leaves_in_doubt_sql(newer, table)})"
+        f"AND {newer}.recorded_at > {alias}.recorded_at AND {_open_sql(newer, table)})"
     )
 
 
