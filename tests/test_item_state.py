@@ -61,10 +61,7 @@ def ledger_row(item: int, status: str, kind: str | None, code: str | None, attem
     return LedgerRow(
         vendor=vendor,
         item_key=key,
-        unique_id=int(key) if vendor == "xoxoday" else None,
-        customer_id=None,
-        promotion_id=None,
-        earn_id=None,
+        ids={"unique_id": int(key)} if vendor == "xoxoday" else {},
         status=status,
         failure_kind=kind,
         code=code,

@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "items": 0,
     "outcomes": 0,
     "vendor_limits": 0,
+    "vendors": 0,
     "_metrics": 1,
     "_variables": 1,
     "models": 1,

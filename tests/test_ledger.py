@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from airflow_provider_loyalty.items import EarnItem, InvalidRow, PointItem, invalid_key
 from airflow_provider_loyalty.ledger import (
-    COLUMNS,
     ReversalLedger,
     check_table_name,
+    columns,
     earn_key_sql,
     in_doubt_sql,
     not_done_predicate,
@@ -292,7 +292,7 @@ def test_an_older_table_gets_the_missing_columns_and_keeps_its_rows(ledger_conn,
     ledger = ReversalLedger(conn_id, table)
     old_table(ledger, ddl)
     ledger.record("capillary", [Outcome.succeeded(EarnItem(7, "p", "f"))], run(2))
-    assert sorted(columns_of(ledger)) == sorted(COLUMNS)
+    assert sorted(columns_of(ledger)) == sorted(columns())
     settled, doubt = ledger.lookup("capillary", ["7/p/e", "7/p/f"])
     assert {k: (v.ok, v.code, v.run_id) for k, v in settled.items()} == {
         "7/p/e": (False, "729", "old"),
@@ -307,7 +307,7 @@ def test_an_older_table_gets_the_missing_columns_and_keeps_its_rows(ledger_conn,
     # opening it again finds nothing to add
     again = ReversalLedger(conn_id, table)
     again.ensure_table()
-    assert sorted(columns_of(again)) == sorted(COLUMNS)
+    assert sorted(columns_of(again)) == sorted(columns())
     again.close()
 
 
@@ -340,7 +340,7 @@ def test_concurrent_openers_of_an_older_table_both_succeed(ledger_conn, monkeypa
     monkeypatch.setattr(store, "table_columns", listing)
     second.ensure_table()
     assert len(listings) > 1  # an ALTER failed and the columns were listed again
-    assert sorted(columns_of(second)) == sorted(COLUMNS)
+    assert sorted(columns_of(second)) == sorted(columns())
     second.record("xoxoday", results(range(1, 2)), run())
     assert second.done_keys("xoxoday", ["1"]) == {"1"}
     second.close()

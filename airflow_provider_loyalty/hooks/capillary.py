@@ -32,11 +32,12 @@ from airflow_provider_loyalty.hooks.errors import (
     VendorResponseError,
 )
 from airflow_provider_loyalty.items import EarnItem, earn_items
+from airflow_provider_loyalty.vendors import CAPILLARY
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.models import RevokeEarnResult
 
-VENDOR = "capillary"
+VENDOR = CAPILLARY.name
 REVOKE_PATH = "/api_gateway/v1/promotions/revokeEarn"
 TOKEN_PATH = "/v3/oauth/token/generate"  # noqa: S105 - a URL path
 OAUTH_HEADER = "X-CAP-API-OAUTH-TOKEN"
@@ -186,8 +187,8 @@ class CapillaryHook(VendorHook):
             base_url=base_url(
                 conn.host,
                 conn.port,
-                "",
-                ("/api_gateway/", "/v3/oauth/"),
+                CAPILLARY.default_host,
+                CAPILLARY.paths,
                 vendor=VENDOR,
                 allow_http=allows_http(extra, VENDOR),
             ),

@@ -39,12 +39,13 @@ from airflow_provider_loyalty.hooks.errors import (
 )
 from airflow_provider_loyalty.hooks.xoxoday_answers import interpret_cancel
 from airflow_provider_loyalty.items import PointItem, point_items
+from airflow_provider_loyalty.vendors import XOXODAY
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.models import CancelPointsResult
 
-VENDOR = "xoxoday"
-DEFAULT_HOST = "https://stagingstores.xoxoday.com"
+VENDOR = XOXODAY.name
+DEFAULT_HOST = XOXODAY.default_host
 DEFAULT_API_PATH = "/chef/v1/oauth/api"
 DEFAULT_TOKEN_PATH = "/chef/v1/oauth/token/company"  # noqa: S105 - a URL path
 RATE_LIMIT_MESSAGE = "auth.request_limit_exceeded"
@@ -196,7 +197,7 @@ class XoxodayHook(VendorHook):
             )
         return XoxodayCredentials(
             base_url=base_url(
-                conn.host, conn.port, DEFAULT_HOST, ("/chef/",), vendor=VENDOR, allow_http=allows_http(extra, VENDOR)
+                conn.host, conn.port, DEFAULT_HOST, XOXODAY.paths, vendor=VENDOR, allow_http=allows_http(extra, VENDOR)
             ),
             client_id=str(conn.login),
             client_secret=str(conn.password),

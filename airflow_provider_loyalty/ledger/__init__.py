@@ -7,16 +7,17 @@ what keeps answered outcomes while the ledger is down.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_provider_loyalty.ledger.schema import (
-    COLUMNS,
     DEFAULT_TABLE,
     LedgerRow,
     check_table_name,
+    columns,
     create_index_sql,
     create_table_sql,
-    earn_key_sql,
+    key_sql,
     not_done_predicate,
-    points_key_sql,
 )
 from airflow_provider_loyalty.ledger.state import (
     ItemState,
@@ -28,6 +29,7 @@ from airflow_provider_loyalty.ledger.state import (
 )
 from airflow_provider_loyalty.ledger.store import ReversalLedger, ensure_ledger
 from airflow_provider_loyalty.outcomes import Settled
+from airflow_provider_loyalty.vendors import earn_key_sql, points_key_sql
 
 __all__ = [
     "COLUMNS",
@@ -38,6 +40,7 @@ __all__ = [
     "Settled",
     "assess",
     "check_table_name",
+    "columns",
     "create_index_sql",
     "create_table_sql",
     "earn_key_sql",
@@ -46,6 +49,14 @@ __all__ = [
     "in_doubt_sql",
     "item_state",
     "item_state_sql",
+    "key_sql",
     "not_done_predicate",
     "points_key_sql",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the ledger's columns as of now: a vendor registered after this import adds its identity columns
+    if name == "COLUMNS":
+        return columns()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,8 @@ Statuses (see :mod:`airflow_provider_loyalty.outcomes`): ``sending`` (intent, wr
 request leaves), ``succeeded`` (``code = 'already_reversed'`` when reconciled), ``failed`` with a
 ``failure_kind`` of ``permanent``, ``rejected`` or ``transient``, ``invalid`` (an input row skipped).
 
-The columns are :class:`LedgerRow`'s fields. A table made by an earlier release gets the columns it
+The columns are :class:`LedgerRow`'s fields, its ``ids`` spread into the registered vendors'
+identity columns (:func:`airflow_provider_loyalty.vendors.identity_columns`). A table made by an earlier release gets the columns it
 lacks when the writer opens it (``ALTER TABLE ... ADD COLUMN``, nullable); a read-only reader reads
 ``NULL`` for them (:func:`select_list`) and never alters the table.
 """
@@ -16,15 +17,15 @@ lacks when the writer opens it (``ALTER TABLE ... ADD COLUMN``, nullable); a rea
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple, get_args, get_type_hints
 
-from airflow_provider_loyalty.items import EARN_KEY_SQL, INVALID_KEY_SQL, POINTS_KEY_SQL
+from airflow_provider_loyalty import vendors
+from airflow_provider_loyalty.items import INVALID_KEY_SQL
 
 DEFAULT_TABLE = "loyalty_reversal_ledger"
-VENDORS = ("xoxoday", "capillary")
 MESSAGE_CHARS = 1000
 CODE_CHARS = 64
 
@@ -37,21 +38,24 @@ class Sql:
     not_null: bool = False
 
 
+#: Marks :attr:`LedgerRow.ids`: one column per registered identity column, not a column itself.
+IDENTITY = "identity columns"
+
+
 class LedgerRow(NamedTuple):
     """One ledger row, its fields in table order: the ledger's one list of columns with their SQL types.
 
     The table's DDL (:func:`create_table_sql`), the writer's ``INSERT``, every reader's ``SELECT`` and
     the migration of an existing table (a missing column is added when the writer opens it) are all
     built from this class. Adding a column is one line at the end: nullable, with the default ``None``
-    (rows written before it have none).
+    (rows written before it have none). A vendor's id fields are its spec's identity columns
+    (:mod:`airflow_provider_loyalty.vendors`): ``ids`` holds the row's values of them.
     """
 
     vendor: Annotated[str, Sql("VARCHAR(16)", not_null=True)]
     item_key: Annotated[str, Sql("VARCHAR(512)", not_null=True)]
-    unique_id: Annotated[int | None, Sql("BIGINT")]
-    customer_id: Annotated[int | None, Sql("BIGINT")]
-    promotion_id: Annotated[str | None, Sql("VARCHAR(200)")]
-    earn_id: Annotated[str | None, Sql("VARCHAR(200)")]
+    #: the item's identity columns and values (none for an invalid input row)
+    ids: Annotated[Mapping[str, Any], IDENTITY]
     status: Annotated[str, Sql("VARCHAR(16)", not_null=True)]
     failure_kind: Annotated[str | None, Sql("VARCHAR(16)")]
     code: Annotated[str | None, Sql(f"VARCHAR({CODE_CHARS})")]
@@ -83,13 +87,22 @@ class LedgerRow(NamedTuple):
         """The task try that wrote the row (an intent and its outcome share it)."""
         return tuple(getattr(self, c) for c in ATTEMPT_COLUMNS)
 
+    def values(self, names: Sequence[str] | None = None) -> list[Any]:
+        """The row's values of the columns ``names`` (default: :func:`columns`), in that order."""
+        named = self._asdict()
+        ids = self.ids
+        return [ids.get(name) if name in ids or name not in named else named[name] for name in names or columns()]
+
     @classmethod
     def from_db(cls, values: Sequence[Any], names: Sequence[str] | None = None) -> LedgerRow:
-        """A row as a driver returns it (``names``: the selected columns; default :data:`COLUMNS`).
+        """A row as a driver returns it (``names``: the selected columns; default :func:`columns`).
 
         ``recorded_at`` comes back as ISO text from SQLite: it is read as the datetime it was written as.
         """
-        row = cls._make(values) if names is None else cls(**dict(zip(names, values, strict=True)))
+        given = dict(zip(names or columns(), values, strict=True))
+        identity = _layout()[2]
+        ids = {name: value for name, value in given.items() if name in identity and value is not None}
+        row = cls(ids=ids, **{name: value for name, value in given.items() if name in cls._fields and name != "ids"})
         at, approved = row.recorded_at, row.approved_at
         if not isinstance(at, datetime):
             row = row._replace(recorded_at=datetime.fromisoformat(str(at)))
@@ -98,19 +111,63 @@ class LedgerRow(NamedTuple):
         return row
 
 
-def _columns() -> tuple[tuple[str, Sql], ...]:
+def _fields() -> tuple[tuple[str, Sql | str], ...]:
     hints = get_type_hints(LedgerRow, include_extras=True)
-    found = []
-    for name in LedgerRow._fields:
-        sql = next(m for m in get_args(hints[name])[1:] if isinstance(m, Sql))
-        found.append((name, sql))
+    return tuple(
+        (name, next(m for m in get_args(hints[name])[1:] if isinstance(m, Sql) or m == IDENTITY))
+        for name in LedgerRow._fields
+    )
+
+
+_FIELDS = _fields()
+
+
+_cache: dict[tuple[vendors.IdColumn, ...], tuple[tuple[tuple[str, Sql], ...], tuple[str, ...], frozenset[str]]] = {}
+
+
+def _layout() -> tuple[tuple[tuple[str, Sql], ...], tuple[str, ...], frozenset[str]]:
+    """Column types, names and identity names for the registry as it is (computed once per registry)."""
+    identity = vendors.identity_columns()
+    found = _cache.get(identity)
+    if found is None:
+        types = _column_types(identity)
+        found = _cache[identity] = (types, tuple(name for name, _ in types), frozenset(c.name for c in identity))
+    return found
+
+
+def column_types() -> tuple[tuple[str, Sql], ...]:
+    """``(name, Sql)`` of every ledger column, in table order.
+
+    :class:`LedgerRow`'s fields, ``ids`` spread into the registered vendors' identity columns (a
+    vendor registered later adds its own).
+    """
+    return _layout()[0]
+
+
+def _column_types(identity: tuple[vendors.IdColumn, ...]) -> tuple[tuple[str, Sql], ...]:
+    found: list[tuple[str, Sql]] = []
+    for name, sql in _FIELDS:
+        if isinstance(sql, Sql):
+            found.append((name, sql))
+        else:
+            found += [(c.name, Sql(c.sql)) for c in identity]
     return tuple(found)
 
 
-#: ``(name, Sql)`` of every ledger column, in table order (from :class:`LedgerRow`).
-COLUMN_TYPES: tuple[tuple[str, Sql], ...] = _columns()
-#: The ledger's column names, in table order.
-COLUMNS: tuple[str, ...] = LedgerRow._fields
+def columns() -> tuple[str, ...]:
+    """The ledger's column names, in table order."""
+    return _layout()[1]
+
+
+def __getattr__(name: str) -> Any:
+    # ``COLUMNS`` and ``COLUMN_TYPES`` as of now (the registry may grow after this module is imported)
+    if name == "COLUMNS":
+        return columns()
+    if name == "COLUMN_TYPES":
+        return column_types()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 #: The columns naming the task try that wrote a row (an intent and its outcome share them).
 ATTEMPT_COLUMNS = ("run_id", "dag_id", "task_id", "map_index", "try_number")
 
@@ -160,21 +217,21 @@ def check_table_name(table: str) -> str:
 def create_table_sql(table: str = DEFAULT_TABLE) -> str:
     """Return the portable ``CREATE TABLE IF NOT EXISTS`` statement of the ledger (from :class:`LedgerRow`)."""
     table = check_table_name(table)
-    columns = ",\n".join(f"    {name} {sql.type}{' NOT NULL' if sql.not_null else ''}" for name, sql in COLUMN_TYPES)
-    return f"CREATE TABLE IF NOT EXISTS {table} (\n{columns}\n)"
+    listed = ",\n".join(f"    {name} {sql.type}{' NOT NULL' if sql.not_null else ''}" for name, sql in column_types())
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n{listed}\n)"
 
 
 def add_column_sql(table: str, column: str) -> str:
     """Return the portable ``ALTER TABLE ... ADD COLUMN`` statement of a ledger column (added as nullable)."""
     table = check_table_name(table)
-    sql = dict(COLUMN_TYPES)[column]
+    sql = dict(column_types())[column]
     return f"ALTER TABLE {table} ADD COLUMN {column} {sql.type}"
 
 
 def missing_columns(present: Collection[str]) -> list[str]:
     """The ledger columns a table with the columns ``present`` lacks (names compared case-insensitively)."""
     have = {name.lower() for name in present}
-    return [name for name in COLUMNS if name not in have]
+    return [name for name in columns() if name not in have]
 
 
 def select_list(present: Collection[str] | None = None, alias: str | None = None) -> str:
@@ -185,7 +242,7 @@ def select_list(present: Collection[str] | None = None, alias: str | None = None
     """
     prefix = f"{alias}." if alias else ""
     absent = set(missing_columns(present)) if present is not None else set()
-    return ", ".join(f"NULL AS {name}" if name in absent else f"{prefix}{name}" for name in COLUMNS)
+    return ", ".join(f"NULL AS {name}" if name in absent else f"{prefix}{name}" for name in columns())
 
 
 def create_index_sql(table: str = DEFAULT_TABLE) -> str:
@@ -194,20 +251,16 @@ def create_index_sql(table: str = DEFAULT_TABLE) -> str:
     return f"CREATE INDEX IF NOT EXISTS {table.rsplit('.', 1)[-1]}_lookup_idx ON {table} (vendor, item_key, status)"
 
 
-def points_key_sql(unique_id_column: str) -> str:
-    """SQL expression of a Xoxoday item key from the extraction's unique_id column."""
-    return POINTS_KEY_SQL.format(unique_id=unique_id_column)
-
-
-def earn_key_sql(customer_column: str, promotion_column: str, earn_column: str) -> str:
-    """SQL expression of a Capillary item key (``customer/promotion/earn``) from the extraction's columns."""
-    return EARN_KEY_SQL.format(customer_id=customer_column, promotion_id=promotion_column, earn_id=earn_column)
+def key_sql(vendor: str, *columns: str) -> str:
+    """SQL expression of ``vendor``'s item key from the extraction's identity columns, in the spec's order."""
+    spec = vendors.get(vendor)
+    if len(columns) != len(spec.columns):
+        raise ValueError(f"{vendor}: give the {len(spec.columns)} column(s) {', '.join(spec.columns)}, got {columns!r}")
+    return spec.key_sql_of(**dict(zip(spec.columns, columns, strict=True)))
 
 
 def _check_vendor(vendor: str) -> str:
-    if vendor not in VENDORS:
-        raise ValueError(f"vendor must be 'xoxoday' or 'capillary', got {vendor!r}")
-    return vendor
+    return vendors.get(vendor).name
 
 
 #: A row that settles its item: done, or (optionally) refused for good.
@@ -239,8 +292,8 @@ def not_done_predicate(
     (``on_invalid="skip"``) is left out too: its ledger key is ``'invalid:' ||`` the same key text
     (a text id column's ``abc``, an earn row's ``0/P1/E-1``), so the same junk is not extracted again.
 
-    :param vendor: ``xoxoday`` or ``capillary``.
-    :param key_sql: SQL expression of the item key (:func:`points_key_sql`, :func:`earn_key_sql`).
+    :param vendor: a registered vendor (:mod:`airflow_provider_loyalty.vendors`).
+    :param key_sql: SQL expression of the item key (:func:`key_sql`).
     :param table: ledger table.
     :param skip_permanent_failures: also leave out items refused permanently.
     :param skip_invalid: also leave out values recorded as invalid input.

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from airflow_provider_loyalty._variables import delete_variable, get_variable, set_variable
-from airflow_provider_loyalty.ledger.schema import COLUMNS, LedgerRow
+from airflow_provider_loyalty.ledger.schema import LedgerRow, columns
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ class LedgerSpool:
 
 def _encode(row: LedgerRow) -> dict[str, Any]:
     """A row as JSON, by column name: a release that adds a column still reads what an older one kept."""
-    values = row._asdict()
+    names = columns()
+    values = dict(zip(names, row.values(names), strict=True))
     values["recorded_at"] = row.recorded_at.isoformat()
     if row.approved_at is not None:
         values["approved_at"] = row.approved_at.isoformat()
@@ -90,5 +91,6 @@ def _encode(row: LedgerRow) -> dict[str, Any]:
 
 def _decode(values: dict[str, Any] | list[Any]) -> LedgerRow:
     """A kept row; a list is the layout of earlier releases (the columns they had, in table order)."""
-    named = dict(zip(COLUMNS, values, strict=False)) if isinstance(values, list) else dict(values)
-    return LedgerRow.from_db([named.get(name) for name in COLUMNS])
+    names = columns()
+    named = dict(zip(names, values, strict=False)) if isinstance(values, list) else dict(values)
+    return LedgerRow.from_db([named.get(name) for name in names], names)

@@ -22,12 +22,12 @@ from airflow_provider_loyalty._batches import batched
 from airflow_provider_loyalty.items import InvalidRow, Item
 from airflow_provider_loyalty.ledger.schema import (
     CODE_CHARS,
-    COLUMNS,
     DEFAULT_TABLE,
     MESSAGE_CHARS,
     LedgerRow,
     add_column_sql,
     check_table_name,
+    columns,
     create_index_sql,
     create_table_sql,
     missing_columns,
@@ -196,7 +196,7 @@ class ReversalLedger:
                     ) from exc
             else:
                 log.info("Ledger table %s: added the column %s", self.table, column)
-        self._present = list(COLUMNS)
+        self._present = list(columns())
 
     def _columns(self) -> list[str]:
         names = table_columns(self._conn, self.table)
@@ -316,7 +316,7 @@ class ReversalLedger:
         resend of such an item that the vendor answers "already reversed" is reconciled, not
         refused. Looked up in chunks.
 
-        :param vendor: ``xoxoday`` or ``capillary``.
+        :param vendor: a registered vendor (:mod:`airflow_provider_loyalty.vendors`).
         :param keys: candidate item keys (an iterator is fine: consumed once).
         :param include_refused: also settle items the vendor refused permanently.
         """
@@ -480,12 +480,13 @@ class ReversalLedger:
         return len(fresh)
 
     def _insert(self, conn: Any, rows: Sequence[LedgerRow], *, commit: bool = True) -> None:
-        row_marks = "(" + ", ".join([self.placeholder] * len(COLUMNS)) + ")"
+        names = columns()
+        row_marks = "(" + ", ".join([self.placeholder] * len(names)) + ")"
         cursor = conn.cursor()
         try:
             for chunk in batched(rows, INSERT_CHUNK):
-                sql = f"INSERT INTO {self.table} ({', '.join(COLUMNS)}) VALUES " + ", ".join([row_marks] * len(chunk))
-                cursor.execute(sql, [value for row in chunk for value in row])
+                sql = f"INSERT INTO {self.table} ({', '.join(names)}) VALUES " + ", ".join([row_marks] * len(chunk))
+                cursor.execute(sql, [value for row in chunk for value in row.values(names)])
         finally:
             cursor.close()
         if commit:
@@ -563,14 +564,10 @@ def _row(
     key: str | None = None,
     reference: str | None = None,
 ) -> LedgerRow:
-    fields = item._asdict() if item is not None else {}
     return LedgerRow(
         vendor=vendor,
         item_key=(item.key if item is not None else key or "")[:512],
-        unique_id=fields.get("unique_id"),
-        customer_id=fields.get("customer_id"),
-        promotion_id=fields.get("promotion_id"),
-        earn_id=fields.get("earn_id"),
+        ids=item._asdict() if item is not None else {},  # an item's fields are its identity columns
         status=status,
         failure_kind=kind,
         code=_storable(code or "")[:CODE_CHARS] or None,

@@ -6,8 +6,8 @@ The OpenLineage classes are imported there; without the ``openlineage`` extra it
 
 Naming (https://openlineage.io/docs/spec/naming):
 
-- vendor: namespace = the connection's base URL (``https://eu.api.capillarytech.com``), name = the
-  operation (``revokeEarn``, ``cancelPoints``);
+- vendor: namespace = the connection's base URL (the vendor spec's default host when the connection
+  has none), name = the spec's ``operation``;
 - ledger: namespace = the SQL connection's database (``postgres://host:5432``, ``duckdb:///path/file.duckdb``,
   ``sqlite:///path/file.sqlite``), name = ``database.schema.table`` as far as it is known without
   a query (a DuckDB file's catalog is its file name; a server's default schema is asked of its hook).
@@ -17,32 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_loyalty import vendors
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.operators._summary import RunSummary
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class VendorOperation:
-    """What a vendor's reversal is called in lineage, and how its base URL is read."""
-
-    operation: str
-    default_host: str
-    vendor_paths: tuple[str, ...]
-
-
-def _vendor_operation(vendor: str) -> VendorOperation:
-    if vendor == "xoxoday":
-        from airflow_provider_loyalty.hooks.xoxoday import DEFAULT_HOST
-
-        return VendorOperation("cancelPoints", DEFAULT_HOST, ("/chef/",))
-    if vendor == "capillary":
-        return VendorOperation("revokeEarn", "", ("/api_gateway/", "/v3/oauth/"))
-    raise ValueError(f"no lineage naming for vendor {vendor!r}")
 
 
 def vendor_namespace(vendor: str, conn_id: str) -> str:
@@ -52,7 +34,7 @@ def vendor_namespace(vendor: str, conn_id: str) -> str:
     from airflow_provider_loyalty.hooks._urls import allows_http, base_url
     from airflow_provider_loyalty.hooks.errors import VendorConfigError
 
-    spec = _vendor_operation(vendor)
+    spec = vendors.get(vendor)
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:  # lineage must never fail a task: name the connection instead
@@ -63,7 +45,7 @@ def vendor_namespace(vendor: str, conn_id: str) -> str:
             conn.host,
             conn.port,
             spec.default_host,
-            spec.vendor_paths,
+            spec.paths,
             vendor=vendor,
             allow_http=allows_http(conn.extra_dejson),
         )
@@ -126,7 +108,7 @@ def operator_lineage(operator: Any, summary: RunSummary | None) -> Any:
     dry_run = summary.dry_run if summary is not None else operator.plan_only is True
     if dry_run:
         return OperatorLineage()
-    vendor: str = operator.vendor
+    spec = vendors.get(operator.vendor)
     output_facets: dict[str, Any] = {}
     if summary is not None:
         output_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
@@ -134,8 +116,8 @@ def operator_lineage(operator: Any, summary: RunSummary | None) -> Any:
         )
     outputs = [
         OutputDataset(
-            namespace=vendor_namespace(vendor, getattr(operator, f"{vendor}_conn_id")),
-            name=_vendor_operation(vendor).operation,
+            namespace=vendor_namespace(spec.name, getattr(operator, spec.conn_arg)),
+            name=spec.operation,
             outputFacets=output_facets,
         )
     ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
@@ -26,13 +26,14 @@ from airflow_provider_loyalty.operators._plan import plan_only
 from airflow_provider_loyalty.operators._run_ledger import LedgerDown, RunLedger, run_info
 from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
 from airflow_provider_loyalty.operators._sending import Sender
-from airflow_provider_loyalty.operators._summary import Progress, RunSummary
+from airflow_provider_loyalty.operators._summary import Progress, RunSummary, push_summary
 from airflow_provider_loyalty.outcomes import AlreadyReversed, FailureKind, Outcome, VendorResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_loyalty.ledger import ReversalLedger
+    from airflow_provider_loyalty.vendors import VendorSpec
 
 P = TypeVar("P")
 
@@ -98,10 +99,18 @@ class ReversalOperator(BaseOperator, Generic[P]):
         "ledger_conn_id",
         "approval",
     )
-    vendor: str = ""
-    what: str = "items"
-    #: the vendor's "already reversed" answers (subclasses set theirs)
-    default_already_reversed: AlreadyReversed = AlreadyReversed()
+    #: the vendor's facts (:mod:`airflow_provider_loyalty.vendors`): each vendor operator sets its own
+    spec: ClassVar[VendorSpec]
+
+    @property
+    def vendor(self) -> str:
+        """The vendor's name (ledger rows, metrics, the summary's ``vendor``)."""
+        return self.spec.name
+
+    @property
+    def what(self) -> str:
+        """What the items are called in messages: the input argument's name."""
+        return self.spec.input_name
 
     def __init__(
         self,
@@ -131,7 +140,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         self.hook_params = dict(hook_params or {})
         self.retry_refused = retry_refused
         self.ledger_table = check_table_name(ledger_table)
-        self.already_reversed = AlreadyReversed.coerce(already_reversed, self.default_already_reversed)
+        self.already_reversed = AlreadyReversed.coerce(already_reversed, self.spec.already_reversed)
         # Settings may be Jinja strings (``"{{ params.dry_run }}"``): checked now when they are
         # values, and again after rendering (:func:`._settings.check` gives them their types).
         self.plan_only: Any = dry_run
@@ -204,7 +213,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         items, rows, duplicates = self.parse()
         requested = rows - duplicates  # distinct items (and invalid rows): a duplicate row is the same reversal
         summary = RunSummary(
-            requested=requested, duplicates=duplicates, dry_run=self.plan_only, references=self._references
+            self.vendor, requested=requested, duplicates=duplicates, dry_run=self.plan_only, references=self._references
         )
         invalid = self._invalid
         if invalid is not None and invalid.count:
@@ -260,16 +269,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 ledger.close()
             if "hook" in self.__dict__:  # created: release its pooled connections
                 self.hook.close()
-        verdict = _verdict.decide(
-            summary,
-            owner=owner,
-            what=self.what,
-            max_failed_ratio=self.max_failed_ratio,
-            with_ledger=bool(self.ledger_conn_id),
-            log=self.log,
-        )
+        verdict = _verdict.decide(summary, owner, self.what, self.max_failed_ratio, bool(self.ledger_conn_id), self.log)
         if verdict is not None:
-            self._push_summary(context, summary)
+            push_summary(context, summary, self.log)
             raise verdict
         return summary.as_xcom()
 
@@ -337,12 +339,12 @@ class ReversalOperator(BaseOperator, Generic[P]):
         if summary.failed_this_run:
             self.log.info("%s failures this run by code: %s", self.vendor, dict(summary.codes.most_common()))
         if books is not None and books.down is not None:
-            self._push_summary(context, summary)
+            push_summary(context, summary, self.log)
             raise books.went_down()
         if abort is not None and (wait := getattr(abort.cause, "resume_after", None)) is not None:
             self._defer_for_rate_limit(wait, summary)
         if abort is not None:
-            self._push_summary(context, summary)
+            push_summary(context, summary, self.log)
             raise _verdict.stopped(type(self).__name__, self.what, abort, summary) from abort.cause
 
     def _defer_for_rate_limit(self, seconds: float, summary: RunSummary) -> None:
@@ -364,12 +366,3 @@ class ReversalOperator(BaseOperator, Generic[P]):
     def resume_after_rate_limit(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Back from the triggerer after the vendor's window: send what the ledger says is not done yet."""
         return self.execute(context)
-
-    def _push_summary(self, context: Context, summary: RunSummary) -> None:
-        """Push the summary before raising, so downstream ``all_done`` tasks can read it."""
-        ti = context.get("ti") if context else None
-        if ti is not None:
-            try:
-                ti.xcom_push(key="return_value", value=summary.as_xcom())
-            except Exception:  # never mask the real failure
-                self.log.warning("Could not push the summary XCom before failing", exc_info=True)

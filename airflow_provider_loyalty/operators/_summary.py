@@ -85,6 +85,8 @@ class RunSummary:
     failed here, and not in the ratio (``claimed_by`` names the owners).
     """
 
+    #: the vendor's name: the page counts a task's skipped items by it, whatever the operator's class
+    vendor: str = ""
     requested: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -259,6 +261,7 @@ class RunSummary:
     def as_xcom(self, **extra: Any) -> dict[str, Any]:
         """Return the JSON-able summary pushed to XCom."""
         return {
+            "vendor": self.vendor,
             "requested": self.requested,
             "succeeded": self.succeeded,
             "failed": self.failed,
@@ -332,7 +335,7 @@ class Progress:
     """INFO progress lines about every :data:`PROGRESS_EVERY` seconds, and Airflow metrics per request.
 
     :param log: the task's logger (``self.log`` of the operator).
-    :param vendor: ``xoxoday`` or ``capillary`` (metric names and lines).
+    :param vendor: the vendor's name (metric names and lines).
     :param what: what the items are called (``unique_ids``, ``earns``).
     :param total: items to send in this run.
     :param waited: returns the seconds waited on the vendor's rate-limit windows so far.
@@ -396,6 +399,16 @@ class Progress:
             self.waited(),
             f"; {self.pace()}" if self.pace is not None else "",
         )
+
+
+def push_summary(context: Any, summary: RunSummary, log: Any) -> None:
+    """Push the summary before the task raises, so downstream ``all_done`` tasks can read it."""
+    ti = context.get("ti") if context else None
+    if ti is not None:
+        try:
+            ti.xcom_push(key="return_value", value=summary.as_xcom())
+        except Exception:  # never mask the real failure
+            log.warning("Could not push the summary XCom before failing", exc_info=True)
 
 
 def _metrics(vendor: str, outcomes: list[Outcome]) -> None:

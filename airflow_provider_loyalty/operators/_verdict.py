@@ -44,7 +44,6 @@ def stopped(owner: str, what: str, abort: RunAborted, summary: RunSummary) -> Ai
 
 def decide(
     summary: RunSummary,
-    *,
     owner: str,
     what: str,
     max_failed_ratio: float,

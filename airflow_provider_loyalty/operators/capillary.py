@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_loyalty.items import EarnItem
 from airflow_provider_loyalty.operators._inputs import parse_earns
 from airflow_provider_loyalty.operators._reversal import ReversalOperator
-from airflow_provider_loyalty.vendor_limits import CAPILLARY_ALREADY_REVERSED
 from airflow_provider_loyalty.vendor_limits import CAPILLARY_DEFAULT_REQUESTS_PER_MINUTE as DEFAULT_REQUESTS_PER_MINUTE
 from airflow_provider_loyalty.vendor_limits import CAPILLARY_MAX_EARN_IDS as MAX_EARN_IDS_PER_REQUEST
+from airflow_provider_loyalty.vendors import CAPILLARY
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.hooks.capillary import CapillaryHook
@@ -75,9 +75,7 @@ class RevokeEarnOperator(ReversalOperator[RevokeRequest]):
 
     template_fields: Sequence[str] = ("earns", *ReversalOperator.template_fields)
     ui_color = "#d9ecff"
-    vendor = "capillary"
-    what = "earns"
-    default_already_reversed = CAPILLARY_ALREADY_REVERSED
+    spec = CAPILLARY
 
     def __init__(
         self,

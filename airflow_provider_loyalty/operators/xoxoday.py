@@ -10,8 +10,8 @@ from airflow_provider_loyalty._batches import batched
 from airflow_provider_loyalty.items import PointItem
 from airflow_provider_loyalty.operators._inputs import parse_unique_ids
 from airflow_provider_loyalty.operators._reversal import ReversalOperator
-from airflow_provider_loyalty.vendor_limits import XOXODAY_ALREADY_REVERSED
 from airflow_provider_loyalty.vendor_limits import XOXODAY_MAX_BATCH_SIZE as MAX_BATCH_SIZE
+from airflow_provider_loyalty.vendors import XOXODAY
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.hooks.xoxoday import XoxodayHook
@@ -40,9 +40,7 @@ class CancelPointsOperator(ReversalOperator[PointsBatch]):
 
     template_fields: Sequence[str] = ("unique_ids", *ReversalOperator.template_fields)
     ui_color = "#f4d9ff"
-    vendor = "xoxoday"
-    what = "unique_ids"
-    default_already_reversed = XOXODAY_ALREADY_REVERSED
+    spec = XOXODAY
 
     def __init__(
         self,

@@ -12,7 +12,8 @@ from datetime import date, datetime, time, timezone
 from typing import Any
 from urllib.parse import quote
 
-from airflow_provider_loyalty.ledger.schema import VENDORS, LedgerRow
+from airflow_provider_loyalty import vendors
+from airflow_provider_loyalty.ledger.schema import LedgerRow
 from airflow_provider_loyalty.ledger.state import ItemState, assess, time_order
 from airflow_provider_loyalty.ui.models import (
     Attempt,
@@ -24,6 +25,7 @@ from airflow_provider_loyalty.ui.models import (
     RunCounts,
     StateCounts,
     VendorTotals,
+    item_history,
 )
 
 #: Attempts listed per item in a search answer (the count covers all of them).
@@ -126,7 +128,7 @@ def totals(daily: list[DayCounts]) -> list[VendorTotals]:
             setattr(total, name, getattr(total, name) + getattr(entry, name))
         if entry.skipped is not None:
             total.skipped = (total.skipped or 0) + entry.skipped
-    order = {vendor: i for i, vendor in enumerate(VENDORS)}
+    order = {spec.name: i for i, spec in enumerate(vendors.all_specs())}
     return sorted(by_vendor.values(), key=lambda t: (order.get(t.vendor, len(order)), t.vendor))
 
 
@@ -215,13 +217,10 @@ def histories(
         first_success = successes[-1] if successes else None
         assessment = assess(item_rows)
         state = states.get((vendor, key), assessment.state.value)
-        found[(vendor, key)] = ItemHistory(
+        found[(vendor, key)] = item_history(
+            _ids(item_rows),
             vendor=vendor,
             item_key=key,
-            unique_id=_as_int(_first(item_rows, "unique_id")),
-            customer_id=_as_int(_first(item_rows, "customer_id")),
-            promotion_id=_as_text(_first(item_rows, "promotion_id")),
-            earn_id=_as_text(_first(item_rows, "earn_id")),
             reference=_as_text(_first(item_rows, "reference")),
             state=state,
             decided_by=_attempt(assessment.row, links) if assessment.row is not None else None,
@@ -256,6 +255,17 @@ def _attempt(row: LedgerRow, links: AirflowLinks) -> Attempt:
 
 def _first(rows: list[LedgerRow], column: str) -> Any:
     return next((getattr(r, column) for r in rows if getattr(r, column) is not None), None)
+
+
+def _ids(rows: list[LedgerRow]) -> dict[str, Any]:
+    """The item's identity values: each column's first value in ``rows``, typed as its column."""
+    numeric = {c.name for c in vendors.identity_columns() if c.numeric}
+    found: dict[str, Any] = {}
+    for row in rows:
+        for name, value in row.ids.items():
+            if value is not None and name not in found:
+                found[name] = _as_int(value) if name in numeric else _as_text(value)
+    return found
 
 
 def claimed_item(row: tuple[Any, ...]) -> ClaimedItem:

@@ -7,19 +7,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from airflow_provider_loyalty import vendors
 from airflow_provider_loyalty.ui.models import ItemHistory
 
 #: Items a CSV export holds at most (read in batches, each a short read-only session).
 MAX_EXPORT_ITEMS = 100_000
-CSV_COLUMNS = (
-    "vendor",
-    "item_key",
-    "reference",
-    "state",
-    "unique_id",
-    "customer_id",
-    "promotion_id",
-    "earn_id",
+#: The columns before and after the registered vendors' identity columns (:func:`columns`).
+LEADING = ("vendor", "item_key", "reference", "state")
+TRAILING = (
     "reversed",
     "reversed_at",
     "in_doubt",
@@ -75,9 +70,20 @@ def _csv_safe(value: Any) -> str:
     return '"' + text.replace('"', '""') + '"' if _NEEDS_QUOTES.search(text) else text
 
 
+def columns() -> tuple[str, ...]:
+    """The CSV's columns: the item, every registered identity column, then what became of it."""
+    return (*LEADING, *(c.name for c in vendors.identity_columns()), *TRAILING)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CSV_COLUMNS":  # as of now: a vendor registered later adds its identity columns
+        return columns()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def header() -> str:
     """The CSV's first line."""
-    return _csv_line(list(CSV_COLUMNS))
+    return _csv_line(list(columns()))
 
 
 def line(item: ItemHistory) -> str:
@@ -89,10 +95,7 @@ def line(item: ItemHistory) -> str:
             item.item_key,
             item.reference,
             item.state,
-            item.unique_id,
-            item.customer_id,
-            item.promotion_id,
-            item.earn_id,
+            *(item.ids.get(c.name) for c in vendors.identity_columns()),
             "yes" if item.reversed else "no",
             item.reversed_at,
             "yes" if item.in_doubt else "no",

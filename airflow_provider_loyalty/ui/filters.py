@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Depends, HTTPException, Query
 
-from airflow_provider_loyalty.ledger.schema import VENDORS
+from airflow_provider_loyalty import vendors
 from airflow_provider_loyalty.ui.queries import ITEM_STATUSES, MAX_CODE_CHARS, MAX_QUERY_CHARS, check_code, check_query
 
 #: The longest window, in days.
@@ -86,9 +86,9 @@ def read_filters(
     q: str = Query(
         "",
         max_length=MAX_QUERY_CHARS,
-        description="unique_id, customer id, earn id, promotion id, item key, run id or approver",
+        description="an id of an item (any of its vendor's id fields), its item key, a run id or an approver",
     ),
-    vendor: str = Query("", max_length=16, description=f"{', '.join(VENDORS)}, or empty for all"),
+    vendor: str = Query("", max_length=16, description="a vendor's name, or empty for all"),
     status: str = Query(
         "", max_length=16, description=f"items in this state now: {', '.join(ITEM_STATUSES)}; empty for any"
     ),
@@ -99,7 +99,7 @@ def read_filters(
     """The request's :class:`Filters` (422 for a value that is not allowed)."""
     return Filters(
         query=_checked(check_query, q, "q"),
-        vendor=_choice(vendor, VENDORS, "vendor"),
+        vendor=_choice(vendor, tuple(s.name for s in vendors.all_specs()), "vendor"),
         status=_choice(status, ITEM_STATUSES, "status"),
         code=_checked(check_code, code, "code"),
         days=days,

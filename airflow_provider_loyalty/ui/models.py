@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 
 class Attempt(BaseModel):
@@ -25,14 +26,18 @@ class Attempt(BaseModel):
 
 
 class ItemHistory(BaseModel):
-    """Everything the ledger knows about one item: was it reversed, when, by which run — or why not."""
+    """Everything the ledger knows about one item: was it reversed, when, by which run — or why not.
+
+    Every registered vendor's identity column is a field of its own too (``None`` for another
+    vendor's item): the JSON names an item by its vendor's id fields (:func:`item_history`).
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     vendor: str
     item_key: str
-    unique_id: int | None = None
-    customer_id: int | None = None
-    promotion_id: str | None = None
-    earn_id: str | None = None
+    #: the item's identity columns and values, as the ledger holds them
+    ids: dict[str, Any] = {}
     #: the business reference (an order id) its input row carried
     reference: str | None = None
     #: the item's state now (``ledger.state``): succeeded, refused, invalid, in_doubt, not_sent, failed...
@@ -201,3 +206,11 @@ class Summary(BaseModel):
     skipped_available: bool
     #: items under a live claim now (the first :data:`~.queries.CLAIMED_LISTED`, oldest claim first)
     claimed: list[ClaimedItem] = []
+
+
+def item_history(ids: dict[str, Any], **fields: Any) -> ItemHistory:
+    """An :class:`ItemHistory` with ``ids`` also as top-level fields, every registered identity column present."""
+    from airflow_provider_loyalty.vendors import identity_columns
+
+    spread: dict[str, Any] = {c.name: ids.get(c.name) for c in identity_columns()}
+    return ItemHistory.model_validate({**spread, **fields, "ids": ids})

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+from airflow_provider_loyalty import vendors
 from airflow_provider_loyalty.coordination.claims import claims_table
 from airflow_provider_loyalty.items import invalid_key
 from airflow_provider_loyalty.ledger.schema import LedgerRow, select_list
@@ -139,6 +140,8 @@ class Selection:
     since: datetime | None = None
     has_reference: bool = True
     has_approval: bool = False
+    #: the registered vendors' identity columns the table has (an older table lacks a newer vendor's)
+    id_columns: tuple[vendors.IdColumn, ...] = ()
 
 
 def _matching_keys(session: Session, table: str, scope: DagScope, sel: Selection) -> tuple[list[str], list[Any]]:
@@ -152,8 +155,9 @@ def _matching_keys(session: Session, table: str, scope: DagScope, sel: Selection
     params: list[Any] = []
     if sel.query:
         q = sel.query
-        matches = [f"m.item_key = {p}", f"m.earn_id = {p}", f"m.promotion_id = {p}", f"m.run_id = {p}"]
-        params += [q] * 4
+        text = [c.name for c in sel.id_columns if not c.numeric]
+        matches = [f"m.item_key = {p}", *(f"m.{c} = {p}" for c in text), f"m.run_id = {p}"]
+        params += [q] * len(matches)
         if sel.has_reference:
             matches.append(f"m.reference = {p}")
             params.append(q)
@@ -174,8 +178,9 @@ def _matching_keys(session: Session, table: str, scope: DagScope, sel: Selection
         )
         params += [invalid_key(q), _like_suffix(":" + q), _like_suffix(":" + repr(q))]
         if _DIGITS.fullmatch(q) and int(q) <= _BIGINT_MAX:
-            matches += [f"m.unique_id = {p}", f"m.customer_id = {p}"]
-            params += [int(q), int(q)]
+            numbers = [c.name for c in sel.id_columns if c.numeric]
+            matches += [f"m.{c} = {p}" for c in numbers]
+            params += [int(q)] * len(numbers)
         conditions.append("(" + " OR ".join(matches) + ")")
     if sel.code:
         conditions.append(f"m.code = {p}")

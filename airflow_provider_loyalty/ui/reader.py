@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta, timezone
 
+from airflow_provider_loyalty import vendors
 from airflow_provider_loyalty.ledger import check_table_name
 from airflow_provider_loyalty.ui import aggregate, queries
 from airflow_provider_loyalty.ui.auth import DagScope
@@ -122,6 +123,7 @@ class LedgerReader:
             since=since,
             has_reference="reference" in columns,
             has_approval=set(queries.APPROVAL_COLUMNS) <= columns,
+            id_columns=tuple(c for c in vendors.identity_columns() if c.name in columns),
         )
 
     # ----------------------------------------------------------------------------- summary
@@ -213,8 +215,9 @@ class LedgerReader:
         With a query, the whole ledger is searched ("was it ever reversed?"); without one, the items
         with activity in the last ``days`` days are listed.
 
-        :param query: unique_id, customer_id, earn_id, promotion_id or item key (exact); a run id or a
-            reference (exact, or by prefix from three characters); an invalid input value.
+        :param query: any identity column of an item (:mod:`airflow_provider_loyalty.vendors`) or its
+            item key (exact); a run id or a reference (exact, or by prefix from three characters); an
+            invalid input value.
         :param vendor: only this vendor.
         :param status: only items in this state now (``ledger.state``).
         :param code: only items with a row of this code (a failure code, ``already_reversed``, ``invalid``).

@@ -2,7 +2,10 @@
 
 The ledger records what was *sent*; an item skipped because the ledger already records it as done
 is only counted in the task's summary (``skipped`` in its ``return_value`` XCom). The page reads
-those summaries from Airflow's metadata database, where the api-server runs. A retried task keeps
+those summaries from Airflow's metadata database, where the api-server runs, and counts each under
+the summary's own ``vendor`` — whatever the task's operator class is called (a subclass of a vendor
+operator counts as its vendor). Summaries written before they named their vendor are known by the
+vendor operator's class name (:attr:`VendorSpec.operator`). A retried task keeps
 the summary of its latest try only (Airflow clears a task's XComs when it runs again); dry runs are
 left out.
 """
@@ -13,23 +16,33 @@ import logging
 from datetime import date, datetime, timezone
 from typing import Any
 
+from airflow_provider_loyalty import vendors
+
 log = logging.getLogger(__name__)
 
-#: Operator class name (``task_instance.operator``) -> vendor.
-OPERATOR_VENDORS = {"CancelPointsOperator": "xoxoday", "RevokeEarnOperator": "capillary"}
 #: Summaries read at most per request (one per task and day: far more than a window holds).
 MAX_SUMMARIES = 50_000
 
 
-def add_summary(totals: dict[tuple[date, str], int], day: date, vendor: str, value: Any) -> None:
+def vendor_of(value: Any, operator: str | None) -> str | None:
+    """The vendor a summary counts under: its own ``vendor``, else its task's vendor operator class."""
+    if not isinstance(value, dict):
+        return None
+    named = value.get("vendor")
+    if isinstance(named, str):
+        return named if named in {s.name for s in vendors.all_specs()} else None
+    return next((s.name for s in vendors.all_specs() if s.operator and s.operator == operator), None)
+
+
+def add_summary(totals: dict[tuple[date, str], int], day: date, vendor: str | None, value: Any) -> None:
     """Add one summary's ``skipped`` to ``totals`` (ignores dry runs and values that are not summaries).
 
     :param totals: ``(day, vendor) -> skipped`` being built.
     :param day: the day (UTC) the summary was pushed.
-    :param vendor: the vendor of the task.
+    :param vendor: the vendor the summary counts under (:func:`vendor_of`); ``None``: not a reversal's.
     :param value: the deserialized XCom value.
     """
-    if not isinstance(value, dict) or value.get("dry_run"):
+    if vendor is None or not isinstance(value, dict) or value.get("dry_run"):
         return
     skipped = value.get("skipped")
     if isinstance(skipped, bool) or not isinstance(skipped, int) or skipped < 0:
@@ -46,7 +59,7 @@ def skipped_from_task_summaries(since: datetime, dag_ids: frozenset[str] | None 
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
-    from sqlalchemy import and_, select
+    from sqlalchemy import Text, and_, cast, or_, select
 
     since_utc = since.replace(tzinfo=timezone.utc) if since.tzinfo is None else since.astimezone(timezone.utc)
     statement = (
@@ -63,7 +76,11 @@ def skipped_from_task_summaries(since: datetime, dag_ids: frozenset[str] | None 
         .where(
             XComModel.key == "return_value",
             XComModel.timestamp >= since_utc,
-            TaskInstance.operator.in_(list(OPERATOR_VENDORS)),
+            # a summary names its vendor; older ones are known by their vendor operator's class
+            or_(
+                cast(XComModel.value, Text).like('%"vendor"%'),
+                TaskInstance.operator.in_([s.operator for s in vendors.all_specs() if s.operator]),
+            ),
         )
         .limit(MAX_SUMMARIES)
     )
@@ -72,8 +89,7 @@ def skipped_from_task_summaries(since: datetime, dag_ids: frozenset[str] | None 
     totals: dict[tuple[date, str], int] = {}
     with create_session() as session:
         for row in session.execute(statement):
-            vendor = OPERATOR_VENDORS.get(row.operator)
-            if vendor is None or row.timestamp is None:
+            if row.timestamp is None:
                 continue
             try:
                 value = XComModel.deserialize_value(row)
@@ -81,5 +97,5 @@ def skipped_from_task_summaries(since: datetime, dag_ids: frozenset[str] | None 
                 log.debug("Unreadable summary XCom", exc_info=True)
                 continue
             pushed = row.timestamp.astimezone(timezone.utc) if row.timestamp.tzinfo else row.timestamp
-            add_summary(totals, pushed.date(), vendor, value)
+            add_summary(totals, pushed.date(), vendor_of(value, row.operator), value)
     return totals

@@ -9,8 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from airflow_provider_loyalty import __version__
-from airflow_provider_loyalty.ledger.schema import VENDORS
+from airflow_provider_loyalty import __version__, vendors
 from airflow_provider_loyalty.ui.api import PAGE_SIZE
 from airflow_provider_loyalty.ui.auth import DagScope, PageDependencies
 from airflow_provider_loyalty.ui.chart import SERIES, day_bars, render_svg, with_data
@@ -114,7 +113,8 @@ def _context(base: str, filters: Filters, page: int) -> dict[str, Any]:
         "ledger": None,
         "filters": shown,
         "windows": sorted({*WINDOWS, filters.days}),
-        "vendors": VENDORS,
+        "vendors": [s.name for s in vendors.all_specs()],
+        "id_columns": {s.name: s.identity for s in vendors.all_specs()},
         "series": SERIES,
         "error": None,
         "summary": None,

@@ -41,10 +41,13 @@ def test_a_spool_kept_by_an_earlier_release_is_read(spool_variables) -> None:
     """Rows kept as value lists (the layout before rows were kept by column name) are read into full rows."""
     import json
 
+    from airflow_provider_loyalty.ledger import columns
+
     run = {"dag_id": "d", "run_id": "r1", "task_id": "t", "map_index": -1, "try_number": 1}
     row = succeeded_row(7, run)
     key = spool.spool_key("ledger", "loyalty_reversal_ledger", run)
-    earlier = row[: row._fields.index("recorded_at")]  # the columns of that release end with recorded_at
+    names = columns()
+    earlier = row.values(names)[: names.index("recorded_at")]  # the columns of that release end with recorded_at
     spool_variables[key] = json.dumps([[*earlier, row.recorded_at.isoformat()]])
     assert spool.LedgerSpool(key).pending() == [row]
     spool.LedgerSpool(key).add([row])  # written back by column name, read the same

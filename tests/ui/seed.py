@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from airflow_provider_loyalty.items import invalid_key
-from airflow_provider_loyalty.ledger import COLUMNS, LedgerRow, create_table_sql
+from airflow_provider_loyalty.ledger import LedgerRow, columns, create_table_sql
 
 DAG_ID = "loyalty_daily_reversals"
 #: A second team's DAG: a user allowed on it only sees its rows.
@@ -67,10 +67,7 @@ def _row(
     return LedgerRow(
         vendor=vendor,
         item_key=key,
-        unique_id=ids.get("unique_id"),
-        customer_id=ids.get("customer_id"),
-        promotion_id=ids.get("promotion_id"),
-        earn_id=ids.get("earn_id"),
+        ids={name: value for name, value in ids.items() if value is not None},
         status=status,
         failure_kind=(kind or "permanent") if status == "failed" else None,
         code=code,
@@ -283,8 +280,9 @@ def write(conn: Any, table: str, rows: list[LedgerRow], placeholder: str) -> Non
     statements = create_table_sql(table)  # the ledger's own DDL (one statement or a list)
     for statement in [statements] if isinstance(statements, str) else statements:
         cursor.execute(statement)
-    marks = ", ".join([placeholder] * len(COLUMNS))
+    names = columns()
+    marks = ", ".join([placeholder] * len(names))
     for row in rows:
-        cursor.execute(f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ({marks})", list(row))
+        cursor.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", row.values(names))
     cursor.close()
     conn.commit()
