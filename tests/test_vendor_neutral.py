@@ -1,7 +1,7 @@
 """Generic code names no vendor and no vendor's id field: it reads them from the vendor specs.
 
 A vendor's facts live in :mod:`airflow_provider_loyalty.vendors` and in its own modules (items,
-hook, operator, answers, models). The engine, the ledger, the page, lineage and summaries take
+hook, operator, answers, models). The engine, the hooks' shared HTTP layer, the ledger, the page, lineage and summaries take
 them from a :class:`~airflow_provider_loyalty.vendors.VendorSpec`, so that a third vendor is its
 own modules plus one ``register`` (tests/third_vendor proves it).
 
@@ -33,6 +33,9 @@ GENERIC = [
     *sorted((PACKAGE / "ui" / "templates").glob("*.html")),
     *sorted((PACKAGE / "coordination").rglob("*.py")),
     *sorted(p for p in (PACKAGE / "operators").glob("_*.py") if p.name != "__init__.py"),
+    PACKAGE / "operators" / "approval.py",
+    *sorted(p for p in (PACKAGE / "hooks").glob("_*.py") if p.name != "__init__.py"),
+    PACKAGE / "hooks" / "errors.py",
     PACKAGE / "outcomes.py",
     PACKAGE / "_metrics.py",
     PACKAGE / "_variables.py",
@@ -45,6 +48,8 @@ VENDOR_OWNED = {
     # the two vendors' input parsers (parse_unique_ids, parse_earns) and their row shapes; a third
     # vendor's operator brings its own parser (tests/third_vendor/operator.py)
     PACKAGE / "operators" / "_inputs.py",
+    # where Xoxoday's rotating token pair is kept (the Variable's name says whose pair it is)
+    PACKAGE / "hooks" / "_token_store.py",
 }
 
 
