@@ -68,6 +68,10 @@ class RenewingSender:
         """The pace in force, for progress lines."""
         return self.pacer.pace_text()
 
+    def defer_rate_limits_after(self, seconds: float | None) -> None:
+        """A vendor window longer than ``seconds`` is handed to the triggerer instead of waited out here."""
+        self.pacer.defer_after = seconds
+
     def _credential(self) -> tuple[requests.auth.AuthBase, Renewal | None]:
         """Return the auth to send with, and how to renew it once refused (``None``: it cannot be)."""
         raise NotImplementedError

@@ -99,10 +99,18 @@ class LedgerRow(NamedTuple):
 
         ``recorded_at`` comes back as ISO text from SQLite: it is read as the datetime it was written as.
         """
-        given = dict(zip(names or columns(), values, strict=True))
-        identity = _layout()[2]
-        ids = {name: value for name, value in given.items() if name in identity and value is not None}
-        row = cls(ids=ids, **{name: value for name, value in given.items() if name in cls._fields and name != "ids"})
+        if names is None:  # the table's own order: positions computed once per registry
+            layout = _layout()
+            if len(values) != len(layout[1]):
+                raise ValueError(f"a ledger row has {len(layout[1])} columns, got {len(values)} values")
+            ids = {name: values[i] for name, i in layout[4] if values[i] is not None}
+            row = cls._make([ids if i < 0 else values[i] for i in layout[3]])
+        else:
+            given = dict(zip(names, values, strict=True))
+            identity = _layout()[2]
+            ids = {name: value for name, value in given.items() if name in identity and value is not None}
+            fields = {name: value for name, value in given.items() if name in cls._fields and name != "ids"}
+            row = cls(ids=ids, **fields)
         at, approved = row.recorded_at, row.approved_at
         if not isinstance(at, datetime):
             row = row._replace(recorded_at=datetime.fromisoformat(str(at)))
@@ -122,16 +130,27 @@ def _fields() -> tuple[tuple[str, Sql | str], ...]:
 _FIELDS = _fields()
 
 
-_cache: dict[tuple[vendors.IdColumn, ...], tuple[tuple[tuple[str, Sql], ...], tuple[str, ...], frozenset[str]]] = {}
+_Layout = tuple[
+    tuple[tuple[str, Sql], ...],  # column types, in table order
+    tuple[str, ...],  # column names
+    frozenset[str],  # identity column names
+    tuple[int, ...],  # each LedgerRow field's position among the columns (-1: ``ids``)
+    tuple[tuple[str, int], ...],  # each identity column's position
+]
+_cache: dict[tuple[vendors.IdColumn, ...], _Layout] = {}
 
 
-def _layout() -> tuple[tuple[tuple[str, Sql], ...], tuple[str, ...], frozenset[str]]:
-    """Column types, names and identity names for the registry as it is (computed once per registry)."""
+def _layout() -> _Layout:
+    """The ledger's column layout for the registry as it is (computed once per registry)."""
     identity = vendors.identity_columns()
     found = _cache.get(identity)
     if found is None:
         types = _column_types(identity)
-        found = _cache[identity] = (types, tuple(name for name, _ in types), frozenset(c.name for c in identity))
+        names = tuple(name for name, _ in types)
+        position = {name: i for i, name in enumerate(names)}
+        fields = tuple(-1 if name == "ids" else position[name] for name in LedgerRow._fields)
+        ids = tuple((c.name, position[c.name]) for c in identity)
+        found = _cache[identity] = (types, names, frozenset(c.name for c in identity), fields, ids)
     return found
 
 

@@ -22,3 +22,9 @@ class ReversalHook(Protocol):
 
     def pace_report(self) -> dict[str, Any]:
         """The pace in force and what ``"auto"`` learned, for the summary."""
+
+    def defer_rate_limits_after(self, seconds: float | None) -> None:
+        """A vendor rate-limit window longer than ``seconds`` stops the request for the triggerer to wait out.
+
+        It ends in a ``VendorRateLimitError`` whose ``resume_after`` is the window; ``None``: always wait.
+        """

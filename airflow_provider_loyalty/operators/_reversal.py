@@ -291,7 +291,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
 
     def _send_all(self, items: list[Item], summary: RunSummary, context: Context) -> None:
         """Send the planned requests, record and count every answer; raise when the run was stopped."""
-        from airflow_provider_loyalty.hooks.errors import VendorError
+        from airflow_provider_loyalty.hooks.errors import VendorError, VendorRateLimitError
 
         books = self._books
         hook = self.hook
@@ -303,11 +303,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
             raise
         progress = Progress(self.log, self.vendor, self.what, len(items), hook.waited_seconds, hook.pace_text)
         sender = Sender(self.vendor, self.items_of, self.call, self.already_reversed, books)
-        pacer = getattr(hook, "pacer", None)
-        if (
-            books is not None and pacer is not None
-        ):  # a long vendor window goes to the triggerer: the ledger says where to resume
-            pacer.defer_after = self.defer_rate_limit_after
+        if books is not None:  # a long vendor window goes to the triggerer: the ledger says where to resume
+            hook.defer_rate_limits_after(self.defer_rate_limit_after)
         answered = 0
 
         def on_results(request: P, outcomes: list[Outcome]) -> None:
@@ -341,8 +338,8 @@ class ReversalOperator(BaseOperator, Generic[P]):
         if books is not None and books.down is not None:
             push_summary(context, summary, self.log)
             raise books.went_down()
-        if abort is not None and (wait := getattr(abort.cause, "resume_after", None)) is not None:
-            self._defer_for_rate_limit(wait, summary)
+        if abort is not None and isinstance(abort.cause, VendorRateLimitError) and abort.cause.resume_after is not None:
+            self._defer_for_rate_limit(abort.cause.resume_after, summary)
         if abort is not None:
             push_summary(context, summary, self.log)
             raise _verdict.stopped(type(self).__name__, self.what, abort, summary) from abort.cause

@@ -80,6 +80,9 @@ class VoucheryHook:
     def pace_report(self) -> dict[str, Any]:
         return {"mode": "unlimited", "waited_seconds": 0.0}
 
+    def defer_rate_limits_after(self, seconds: float | None) -> None:
+        """Vouchery answers no rate limits: nothing to hand to the triggerer."""
+
     def void(self, items: Sequence[VoucherItem], before_send: Callable[[], object] | None) -> VoidResult:
         """Void ``items``; an item succeeded only when the answer names it as voided."""
         if before_send is not None:
