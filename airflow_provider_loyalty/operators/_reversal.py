@@ -23,11 +23,11 @@ from airflow_provider_loyalty.operators import _settings, _verdict
 from airflow_provider_loyalty.operators._hook import ReversalHook
 from airflow_provider_loyalty.operators._inputs import InputErrors
 from airflow_provider_loyalty.operators._plan import plan_only
-from airflow_provider_loyalty.operators._run_ledger import LedgerDown, RunLedger, run_info
+from airflow_provider_loyalty.operators._run_ledger import RunLedger, run_info
 from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
-from airflow_provider_loyalty.operators._sending import Sender
+from airflow_provider_loyalty.operators._sending import Sender, send_planned
 from airflow_provider_loyalty.operators._summary import Progress, RunSummary, push_summary
-from airflow_provider_loyalty.outcomes import AlreadyReversed, FailureKind, Outcome, VendorResult
+from airflow_provider_loyalty.outcomes import AlreadyReversed, VendorResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -305,36 +305,9 @@ class ReversalOperator(BaseOperator, Generic[P]):
         sender = Sender(self.vendor, self.items_of, self.call, self.already_reversed, books)
         if books is not None:  # a long vendor window goes to the triggerer: the ledger says where to resume
             hook.defer_rate_limits_after(self.defer_rate_limit_after)
-        answered = 0
-
-        def on_results(request: P, outcomes: list[Outcome]) -> None:
-            nonlocal answered
-            answered += 1
-            if books is not None:  # recorded before it is counted or logged as done
-                books.record(outcomes)
-            summary.requests += 1
-            ok, bad = summary.add(outcomes)
-            self.log.debug(
-                "%s request %d (%s): %d succeeded, %d failed", self.vendor, answered, self.describe(request), ok, bad
-            )
-            progress.request_done(summary, outcomes)
-            if books is not None and books.down is not None:
-                raise LedgerDown("the ledger is down")  # stop sending; in-flight answers still land in the spool
-
-        abort = run_requests(
-            self.plan(items),
-            sender,
-            on_results,
-            max_concurrency=self.max_concurrency,
-            unsent=lambda request, cause: sender.failed(
-                request, "not_sent", f"not sent: {type(cause).__name__}", FailureKind.TRANSIENT
-            ),
-        )
-        progress.line(summary, final=True)
+        abort = send_planned(sender, self.plan(items), self.describe, summary, progress, self.max_concurrency, self.log)
         summary.pace = hook.pace_report()  # the pace in force and what "auto" learned, in the XCom
         metrics.timing(self.vendor, "vendor_wait_seconds", summary.pace.get("waited_seconds", 0.0))
-        if summary.failed_this_run:
-            self.log.info("%s failures this run by code: %s", self.vendor, dict(summary.codes.most_common()))
         if books is not None and books.down is not None:
             push_summary(context, summary, self.log)
             raise books.went_down()

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from airflow_provider_loyalty import _metrics as metrics
 from airflow_provider_loyalty.items import Item
 from airflow_provider_loyalty.operators._run_claims import ClaimLost
-from airflow_provider_loyalty.operators._run_ledger import IntentNotRecorded
-from airflow_provider_loyalty.operators._runner import RunAborted
+from airflow_provider_loyalty.operators._run_ledger import IntentNotRecorded, LedgerDown
+from airflow_provider_loyalty.operators._runner import RunAborted, run_requests
 from airflow_provider_loyalty.outcomes import (
     NO_ANSWER,
     UNKNOWN,
@@ -31,6 +31,7 @@ from airflow_provider_loyalty.outcomes import (
 
 if TYPE_CHECKING:
     from airflow_provider_loyalty.operators._run_ledger import RunLedger
+    from airflow_provider_loyalty.operators._summary import Progress, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,49 @@ class Sender(Generic[P]):
             elsewhere = books.applied_elsewhere(late)
             outcomes = reconcile(outcomes, elsewhere, self.already_reversed, _runs("concurrent run", elsewhere))
         return outcomes
+
+
+def send_planned(
+    sender: Sender[P],
+    requests: Iterable[P],
+    describe: Callable[[P], str],
+    summary: RunSummary,
+    progress: Progress,
+    max_concurrency: int,
+    log: logging.Logger | Any,
+) -> RunAborted | None:
+    """Send ``requests`` on the runner; record each answer (the ledger first), count it and log it.
+
+    :return: what stopped the run, if anything did (the caller raises it once the summary is out).
+    """
+    books = sender.books
+    answered = 0
+
+    def on_results(request: P, outcomes: list[Outcome]) -> None:
+        nonlocal answered
+        answered += 1
+        if books is not None:  # recorded before it is counted or logged as done
+            books.record(outcomes)
+        summary.requests += 1
+        ok, bad = summary.add(outcomes)
+        log.debug("%s request %d (%s): %d succeeded, %d failed", sender.vendor, answered, describe(request), ok, bad)
+        progress.request_done(summary, outcomes)
+        if books is not None and books.down is not None:
+            raise LedgerDown("the ledger is down")  # stop sending; in-flight answers still land in the spool
+
+    abort = run_requests(
+        requests,
+        sender,
+        on_results,
+        max_concurrency=max_concurrency,
+        unsent=lambda request, cause: sender.failed(
+            request, "not_sent", f"not sent: {type(cause).__name__}", FailureKind.TRANSIENT
+        ),
+    )
+    progress.line(summary, final=True)
+    if summary.failed_this_run:
+        log.info("%s failures this run by code: %s", sender.vendor, dict(summary.codes.most_common()))
+    return abort
 
 
 def _runs(label: str, seen: Mapping[str, Settled]) -> str:
