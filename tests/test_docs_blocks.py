@@ -414,8 +414,8 @@ def progress_lines(code: str) -> None:
             formats.append(fmt)
 
     Progress(Log(), "capillary", "earns", 1).line(RunSummary())
-    engine = (ROOT / "airflow_provider_loyalty" / "operators" / "_reversal.py").read_text()
-    formats += re.findall(r'"(%s failures this run by code: %s)"', engine)
+    operators = "".join(path.read_text() for path in (ROOT / "airflow_provider_loyalty" / "operators").glob("*.py"))
+    formats += re.findall(r'"(%s failures this run by code: %s)"', operators)
     assert len(formats) == 2, "the progress or the failures-by-code format moved: update this check"
 
     def regex(fmt: str) -> str:
