@@ -24,6 +24,8 @@ WORKERS = ("worker-a", "worker-b")
 LEDGER_TABLE = "loyalty_reversal_ledger"
 POOLS = {"xoxoday": "loyalty_xoxoday", "capillary": "loyalty_capillary"}
 VENDOR_TASKS = {"xoxoday": "cancel_points", "capillary": "revoke_earns"}
+#: Days of reversals in the sandbox's dataset: run 1's, run 2's, and the one both runs of run 3 share.
+DAYS = 3
 RUN_IDS = ("cluster_run_1", "cluster_run_2")
 
 
@@ -91,3 +93,25 @@ def say(message: str) -> None:
 
 class Failed(Exception):
     """The deployment or a run did not get as far as the assertions."""
+
+
+def dataset_args(settings: Settings) -> list[str]:
+    """The sandbox's dataset options (the orchestrator generates the same dataset to know the rows)."""
+    return [
+        "--seed",
+        str(settings.seed),
+        "--points",
+        str(DAYS * settings.points_per_run),
+        "--earns",
+        str(DAYS * settings.earns_per_run),
+        "--customers",
+        str(settings.customers),
+        "--big-customer-earns",
+        str(settings.big_customer_earns),
+        "--redeemed-share",
+        str(settings.redeemed_share),
+        "--invalid-share",
+        str(settings.invalid_share),
+        "--pos-share",
+        str(settings.pos_share),
+    ]

@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cluster.config import Settings
-
-#: Days of reversals in the sandbox's dataset: run 1's, run 2's, and the one both runs of run 3 share.
-DAYS = 3
+from cluster.config import DAYS, Settings
 
 if TYPE_CHECKING:
     from cluster.services import Cluster
@@ -40,28 +37,6 @@ class RunData:
     def earns_per_shard(self, shards: int) -> Counter[int]:
         """Earn rows per shard (= map index of ``revoke_earns``)."""
         return Counter(row[0] % shards for row in self.earns)
-
-
-def dataset_args(settings: Settings) -> list[str]:
-    """The sandbox's dataset options (the orchestrator generates the same dataset to know the rows)."""
-    return [
-        "--seed",
-        str(settings.seed),
-        "--points",
-        str(DAYS * settings.points_per_run),
-        "--earns",
-        str(DAYS * settings.earns_per_run),
-        "--customers",
-        str(settings.customers),
-        "--big-customer-earns",
-        str(settings.big_customer_earns),
-        "--redeemed-share",
-        str(settings.redeemed_share),
-        "--invalid-share",
-        str(settings.invalid_share),
-        "--pos-share",
-        str(settings.pos_share),
-    ]
 
 
 def split_dataset(settings: Settings, today: date) -> tuple[RunData, RunData, dict[str, int]]:

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.config import CLUSTER, DAG_ID, POOLS, ROOT, WORKERS, Failed, Settings, say
-from cluster.dataset import dataset_args
+from cluster.config import CLUSTER, DAG_ID, POOLS, ROOT, WORKERS, Failed, Settings, dataset_args, say
 from cluster.stack import Service, Stack, free_port, wait_until
 
 
