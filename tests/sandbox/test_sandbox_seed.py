@@ -114,6 +114,7 @@ def test_write_duckdb(tmp_path: Path, dataset: Dataset) -> None:
             ("unique_id", "BIGINT", "NO"),
             ("reason", "VARCHAR", "YES"),
             ("reversal_date", "DATE", "YES"),
+            ("order_id", "VARCHAR", "YES"),
         ]
         earns_schema = con.execute("DESCRIBE loyalty_earn_reversals").fetchall()
         assert [(r[0], r[1], r[2]) for r in earns_schema] == [
@@ -122,6 +123,7 @@ def test_write_duckdb(tmp_path: Path, dataset: Dataset) -> None:
             ("earn_id", "VARCHAR", "NO"),
             ("reason", "VARCHAR", "YES"),
             ("reversal_date", "DATE", "YES"),
+            ("order_id", "VARCHAR", "YES"),
         ]
         assert con.execute("SELECT DISTINCT reversal_date FROM loyalty_earn_reversals").fetchall() == [
             (date(2025, 2, 1),)

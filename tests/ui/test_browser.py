@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import pytest
 
+from airflow_provider_loyalty.ledger.schema import columns
 from tests.ui import seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -627,9 +628,13 @@ def test_still_failing_after_a_429_stopped_try_then_settled_by_its_retry(page, s
     page.screenshot(path=str(ARTIFACTS / "reversals-stopped-by-429.png"))
 
     later = [r for r in seed.retry_history(retried=True) if r.try_number == 2]  # the second try's rows
-    marks = ", ".join(["?"] * len(later[0]))
+    names = columns()  # the ledger's columns (a row's identity values sit in its ``ids``)
+    marks = ", ".join(["?"] * len(names))
     with duckdb.connect(str(server.warehouse)) as db:  # the page opens the file per request, read-only
-        db.executemany(f"INSERT INTO loyalty_reversal_ledger ({', '.join(later[0]._fields)}) VALUES ({marks})", later)
+        db.executemany(
+            f"INSERT INTO loyalty_reversal_ledger ({', '.join(names)}) VALUES ({marks})",
+            [r.values(names) for r in later],
+        )
     page.goto(url)
     assert _totals(page) == {
         "succeeded": 4, "refused": 0, "invalid": 1, "in_doubt": 0, "not_sent": 0, "failed": 0, "settled_after_retry": 3,
