@@ -160,7 +160,7 @@ def invalid_key(value: Any) -> str:
     same key whatever its row, so tomorrow's run knows it (and an extraction can anti-join it with
     :data:`INVALID_KEY_SQL`).
     """
-    text = value if isinstance(value, str) else bounded_repr(value, _INVALID_DIGEST_CHARS)
+    text = _value_text(value, _INVALID_DIGEST_CHARS)
     if len(text) <= INVALID_TEXT_CHARS and text.isprintable():
         return INVALID_PREFIX + text
     digest = hashlib.sha256(text[:_INVALID_DIGEST_CHARS].encode("utf-8", "surrogatepass")).hexdigest()
@@ -170,8 +170,29 @@ def invalid_key(value: Any) -> str:
 def earn_key_text(fields: Sequence[Any]) -> str:
     """An earn row's fields as its key would read (``customer/promotion/earn``), whatever they hold, at a bounded cost."""
     return "/".join(
-        f[:_INVALID_DIGEST_CHARS] if isinstance(f, str) else bounded_repr(f, INVALID_TEXT_CHARS) for f in fields
+        f[:_INVALID_DIGEST_CHARS] if isinstance(f, str) else _value_text(f, INVALID_TEXT_CHARS) for f in fields
     )
+
+
+def _value_text(value: Any, budget: int) -> str:
+    """A value's text as the extraction's SQL cast writes it, where it can tell: a number as its digits.
+
+    A driver's Decimal (a NUMERIC column through psycopg or DuckDB) and any integer type (numpy's
+    too) are written as ``CAST(... AS VARCHAR)`` writes them (``-5``, not ``Decimal('-5')``), so an
+    extraction's anti-join on :data:`INVALID_KEY_SQL` finds them; anything else as its bounded repr.
+    A float's text read from a rendered string (:class:`FloatText`) keeps the text as written.
+    """
+    if isinstance(value, str):
+        return value
+    if type(value) is Decimal and value.is_finite() and len(value.as_tuple().digits) <= budget:
+        return str(value)
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        try:
+            number = operator.index(value)
+        except (TypeError, ValueError):
+            return bounded_repr(value, budget)
+        return str(number) if number.bit_length() <= min(4 * budget, 14_000) else bounded_repr(number, budget)
+    return bounded_repr(value, budget)
 
 
 class InvalidRow(NamedTuple):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -424,6 +425,7 @@ def test_the_extraction_leaves_out_junk_recorded_as_invalid(ledger_conn) -> None
         ("abc", "invalid:abc"),
         (-5, "invalid:-5"),
         ("-5", "invalid:-5"),  # the same junk as text or as a number: one key (as the SQL casts it)
+        (Decimal("-5"), "invalid:-5"),  # a NUMERIC column's value, as its driver gives it
         (1.5, "invalid:1.5"),
         (None, "invalid:None"),
         ({"unique_id": "x"}, "invalid:{'unique_id': 'x'}"),
@@ -445,3 +447,39 @@ def test_a_long_or_unprintable_value_is_keyed_by_a_digest() -> None:
     assert invalid_key("x" * 5000).startswith("invalid-sha256:")
     assert invalid_key("a\nb") == invalid_key("a\nb") != invalid_key("a\rb")
     assert invalid_key("x" * 5000) != invalid_key("x" * 5001)
+
+
+def test_junk_from_a_numeric_id_column_is_left_out_of_the_extraction(ledger_conn) -> None:
+    """A NUMERIC id column reaches the operator as the driver's Decimal (psycopg, DuckDB): its junk
+    (0, -5) is keyed by the text the SQL cast writes ('-5'), not by the Decimal's repr, so the
+    extraction's anti-join keeps it out the next day."""
+    from airflow_provider_loyalty.operators._inputs import InputErrors, parse_unique_ids
+
+    conn_id, table = ledger_conn
+    ledger = ReversalLedger(conn_id, table)
+    src = f"{table}_numeric"
+
+    def execute(sql: str) -> list[tuple]:
+        conn = ledger.hook.get_conn()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql)
+            found = cursor.fetchall() if cursor.description else []
+            conn.commit()
+            return found
+        finally:
+            conn.close()
+
+    execute(f"CREATE TABLE {src} (unique_id NUMERIC(20, 0))")
+    execute(f"INSERT INTO {src} VALUES (7), (0), (-5)")
+    fetched = execute(f"SELECT unique_id FROM {src} ORDER BY unique_id")  # what an upstream fetch hands on
+    invalid = InputErrors("unique_ids", "op", skip=True)
+    items, _, _ = parse_unique_ids(fetched, "op", invalid=invalid)
+    assert [i.unique_id for i in items] == [7] and invalid.count == 2
+    ledger.record_invalid("xoxoday", invalid.rows, run())
+    predicate = not_done_predicate("xoxoday", points_key_sql("s.unique_id"), table)
+    try:
+        assert [int(r[0]) for r in execute(f"SELECT unique_id FROM {src} s WHERE {predicate}")] == [7]
+    finally:
+        execute(f"DROP TABLE {src}")
+        ledger.close()
