@@ -129,6 +129,23 @@ class Owner:
     pid: int = field(default_factory=os.getpid)
     token: str = field(default_factory=lambda: secrets.token_hex(16))
 
+    def values(self, now: float, lease: float) -> tuple[Any, ...]:
+        """The claim columns from ``token`` to ``lease_expiry`` for a claim taken at ``now``."""
+        run = self.run
+        return (
+            self.token,
+            self.label,
+            run.get("dag_id"),
+            run.get("run_id"),
+            run.get("task_id"),
+            run.get("map_index"),
+            run.get("try_number"),
+            self.host[:250],
+            self.pid,
+            now,
+            now + lease,
+        )
+
     @property
     def label(self) -> str:
         """``run manual__x, task revoke_earns[3] try 2 on worker-a (pid 4711)``: for messages and the page."""
@@ -213,20 +230,7 @@ def claim(
     """
     result = ClaimResult()
     p = placeholder
-    run = owner.run
-    values = (
-        owner.token,
-        owner.label,
-        run.get("dag_id"),
-        run.get("run_id"),
-        run.get("task_id"),
-        run.get("map_index"),
-        run.get("try_number"),
-        owner.host[:250],
-        owner.pid,
-        now,
-        now + lease,
-    )
+    values = owner.values(now, lease)
     row_marks = "(" + _marks(p, len(COLUMNS)) + ")"
     # In key order: two claimers whose items overlap take the rows' locks in one order (PostgreSQL
     # would otherwise detect a deadlock between their inserts and fail one of them).
@@ -294,7 +298,6 @@ def take_over(
     process is left alone. Returns key -> new epoch; the items count as in doubt. Not committed.
     """
     p = placeholder
-    run = owner.run
     taken: dict[str, int] = {}
     by_token: dict[str, list[str]] = {}
     for key, token in tokens.items():
@@ -309,17 +312,7 @@ def take_over(
                 f"WHERE vendor = {p} AND token = {p} AND item_key IN ({_marks(p, len(chunk))}) "
                 "AND lease_expiry IS NOT NULL RETURNING item_key, epoch",
                 [
-                    owner.token,
-                    owner.label,
-                    run.get("dag_id"),
-                    run.get("run_id"),
-                    run.get("task_id"),
-                    run.get("map_index"),
-                    run.get("try_number"),
-                    owner.host[:250],
-                    owner.pid,
-                    now,
-                    now + lease,
+                    *owner.values(now, lease),
                     vendor,
                     token,
                     *chunk,
