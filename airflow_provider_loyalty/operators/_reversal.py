@@ -255,7 +255,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
                 result = plan_only(items, self.plan(items), self.describe, summary, self.what, self.max_items, self.log)
                 return {**result, **self._plan_record(context, items)}
             if self.approval is not None:  # only the approved plan's items go on (the others are recorded)
-                from airflow_provider_loyalty.operators.approval import check
+                from airflow_provider_loyalty.operators._receipt import check
 
                 items = check(self, items, context, books, summary)
             if refused := _verdict.over_max_items(owner, self.what, len(items), self.max_items):
@@ -279,7 +279,7 @@ class ReversalOperator(BaseOperator, Generic[P]):
         """A dry run given ``approval``: the exact plan a person approves (keys to XCom, digest to the summary)."""
         if not (self.plan_only and self.approval is not None):
             return {}
-        from airflow_provider_loyalty.operators.approval import record_plan
+        from airflow_provider_loyalty.operators._receipt import record_plan
 
         return record_plan(context, items, vendor=self.vendor, what=self.what)
 

@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from hypothesis import given
 from hypothesis import strategies as st
 
+from airflow_provider_loyalty.operators import _receipt as rc
 from airflow_provider_loyalty.operators import approval as ap
 
 GATE = ap.ApprovalGate(threshold=10, max_items=100)
@@ -60,7 +61,7 @@ def test_digest_is_the_set_whatever_the_order(keys: set[str], rnd: Any) -> None:
 
 
 def test_an_approval_by_a_person_is_a_receipt() -> None:
-    found, approved = ap.receipt(spec(), FakeTI(xcoms(answer=approve({"id": "7", "name": "dana"}))), "Op")
+    found, approved = rc.receipt(spec(), FakeTI(xcoms(answer=approve({"id": "7", "name": "dana"}))), "Op")
     assert (found.basis, found.approved_by_id, found.approved_by_name) == ("approved", "7", "dana")
     assert found.approved_at == datetime(2026, 12, 7, 10, 0)  # UTC, naive as the ledger stores times
     assert found.digest == ap.plan_digest(KEYS) and approved == frozenset(KEYS)
@@ -74,13 +75,13 @@ def test_an_approval_by_a_person_is_a_receipt() -> None:
 )
 def test_no_person_or_a_reject_sends_nothing(answer: dict) -> None:
     with pytest.raises(AirflowSkipException, match="nothing was sent"):
-        ap.receipt(spec(), FakeTI(xcoms(answer=answer)), "Op")
+        rc.receipt(spec(), FakeTI(xcoms(answer=answer)), "Op")
 
 
 def test_a_plan_changed_after_the_approval_fails_clearly() -> None:
     shown = ap.plan_digest(KEYS[:2])
     with pytest.raises(AirflowFailException, match="the plan changed after it was approved") as caught:
-        ap.receipt(spec(), FakeTI(xcoms(shown=shown, answer=approve({"id": "7", "name": "dana"}))), "Op")
+        rc.receipt(spec(), FakeTI(xcoms(shown=shown, answer=approve({"id": "7", "name": "dana"}))), "Op")
     assert shown[:16] in str(caught.value) and ap.plan_digest(KEYS)[:16] in str(caught.value)
 
 
@@ -88,27 +89,27 @@ def test_a_plan_whose_keys_do_not_match_its_digest_fails() -> None:
     found = xcoms(answer=approve({"id": "7", "name": "dana"}))
     found[("plan", ap.PLANNED_KEYS)] = [*KEYS, "999"]
     with pytest.raises(AirflowFailException, match="does not match its own digest"):
-        ap.receipt(spec(), FakeTI(found), "Op")
+        rc.receipt(spec(), FakeTI(found), "Op")
 
 
 def test_under_the_threshold_needs_the_route_and_every_plan_under_it() -> None:
     digest = ap.plan_digest(KEYS)
     route = {"route": ap.UNDER_THRESHOLD, "plans": {"plan": {"digest": digest, "planned": 3}}}
-    found, _ = ap.receipt(spec(), FakeTI(xcoms(route=route)), "Op")
+    found, _ = rc.receipt(spec(), FakeTI(xcoms(route=route)), "Op")
     assert found.basis == ap.UNDER_THRESHOLD and found.approved_by_id is None
     # another plan of the same gate above the threshold: a person had to approve both
     big = {**route, "plans": {**route["plans"], "other": {"digest": "x", "planned": 6}}}
     with pytest.raises(AirflowFailException, match="no approval"):
-        ap.receipt(spec(), FakeTI(xcoms(route=big)), "Op")
+        rc.receipt(spec(), FakeTI(xcoms(route=big)), "Op")
     with pytest.raises(AirflowFailException, match="no approval"):  # the route went to approve; no answer kept
-        ap.receipt(spec(), FakeTI(xcoms(route={**route, "route": ap.APPROVED})), "Op")
+        rc.receipt(spec(), FakeTI(xcoms(route={**route, "route": ap.APPROVED})), "Op")
     with pytest.raises(AirflowFailException, match="no approval"):
-        ap.receipt(spec(threshold="2"), FakeTI(xcoms(route=route)), "Op")
+        rc.receipt(spec(threshold="2"), FakeTI(xcoms(route=route)), "Op")
 
 
 def test_no_plan_no_send() -> None:
     with pytest.raises(AirflowFailException, match="no plan"):
-        ap.receipt(spec(), FakeTI({}), "Op")
+        rc.receipt(spec(), FakeTI({}), "Op")
 
 
 @pytest.mark.parametrize(
@@ -123,7 +124,7 @@ def test_no_plan_no_send() -> None:
 def test_caps_refuse_values_above_them(value: Any, cap: int, message: str) -> None:
     with pytest.raises(AirflowFailException, match=message):
         ap.ApprovalSpec.of({**ap.ApprovalGate(threshold=cap, max_items=5).receipt("plan"), "threshold": value})
-    assert ap.capped("10", "approval_threshold", 10) == 10
+    assert rc.capped("10", "approval_threshold", 10) == 10
 
 
 def test_params_bound_the_conf_by_the_caps() -> None:
@@ -165,14 +166,14 @@ def test_admit_keeps_the_approved_items_in_order() -> None:
     from airflow_provider_loyalty.items import PointItem
 
     items = [PointItem(103), PointItem(104), PointItem(101)]
-    inside, outside = ap.admit(items, frozenset(KEYS))
+    inside, outside = rc.admit(items, frozenset(KEYS))
     assert inside == [PointItem(103), PointItem(101)] and outside == [PointItem(104)]
 
 
 def test_receipt_time_is_utc() -> None:
     answer = approve({"id": "7", "name": "dana"})
     answer["responded_at"] = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
-    found, _ = ap.receipt(spec(), FakeTI(xcoms(answer=answer)), "Op")
+    found, _ = rc.receipt(spec(), FakeTI(xcoms(answer=answer)), "Op")
     assert found.approved_at == datetime(2026, 12, 7, 12, 0)
 
 
@@ -229,6 +230,6 @@ def test_a_mapped_plan_is_refused_by_name() -> None:
     found = xcoms(route={"route": ap.UNDER_THRESHOLD, "plans": {}})
     found[("plan", "return_value")] = [found[("plan", "return_value")], found[("plan", "return_value")]]
     with pytest.raises(AirflowFailException, match=r"the plan 'plan' is a mapped task \(2 plans\)"):
-        ap.receipt(spec(), FakeTI(found), "CancelPointsOperator")
+        rc.receipt(spec(), FakeTI(found), "CancelPointsOperator")
     with pytest.raises(AirflowFailException, match=r"is a mapped task .*nothing was sent"):
         ap._plans(FakeTI(found), ["plan"])
