@@ -14,15 +14,15 @@ from hypothesis import strategies as st
 from airflow_provider_loyalty.items import EarnItem, InvalidRow, PointItem, invalid_key
 from airflow_provider_loyalty.ledger import (
     ReversalLedger,
+    _connection,
     check_table_name,
     columns,
     earn_key_sql,
     in_doubt_sql,
     not_done_predicate,
     points_key_sql,
-    store,
 )
-from airflow_provider_loyalty.ledger.store import table_columns
+from airflow_provider_loyalty.ledger._connection import table_columns
 from airflow_provider_loyalty.outcomes import FailureKind, Outcome
 from tests.conftest import set_connection
 
@@ -338,7 +338,7 @@ def test_concurrent_openers_of_an_older_table_both_succeed(ledger_conn, monkeypa
         listings.append(stale if not listings else table_columns(conn, name))
         return listings[-1]
 
-    monkeypatch.setattr(store, "table_columns", listing)
+    monkeypatch.setattr(_connection, "table_columns", listing)
     second.ensure_table()
     assert len(listings) > 1  # an ALTER failed and the columns were listed again
     assert sorted(columns_of(second)) == sorted(columns())

@@ -1,7 +1,7 @@
 """The reversal ledger: an append-only outcomes table in any SQL database Airflow can reach.
 
 :mod:`.schema` holds the table (its typed row) and the extraction's SQL, :mod:`.state` an item's
-state from its rows (in Python and SQL), :mod:`.store` the writer the operators use, :mod:`.spool`
+state from its rows (in Python and SQL), :mod:`.store` the writer the operators use (over :mod:`._connection`), :mod:`.spool`
 what keeps answered outcomes while the ledger is down.
 """
 

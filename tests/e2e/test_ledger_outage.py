@@ -38,7 +38,7 @@ def postgres():
 def test_postgres_ledger_stopped_mid_run(postgres, monkeypatch) -> None:
     import psycopg2
 
-    import airflow_provider_loyalty.ledger.store as store
+    import airflow_provider_loyalty.ledger._connection as store
 
     monkeypatch.setattr(store, "BACKOFF_SECONDS", 0.2)
     monkeypatch.setenv("AIRFLOW_CONN_LEDGER", postgres.uri)

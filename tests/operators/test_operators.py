@@ -365,7 +365,7 @@ def test_ledger_failure_stops_sending_and_keeps_answers_for_the_next_try(
 ) -> None:
     """The ledger dies after the first intent: that request's answer goes to the spool, nothing more is
     sent, and the next try writes the kept answer before it sends anything."""
-    import airflow_provider_loyalty.ledger.store as store
+    import airflow_provider_loyalty.ledger._connection as store
     from airflow_provider_loyalty.ledger import ReversalLedger
 
     monkeypatch.setattr(store, "BACKOFF_SECONDS", 0.0)
@@ -409,7 +409,7 @@ def test_ledger_failure_stops_sending_and_keeps_answers_for_the_next_try(
 
 
 def test_an_unwritable_intent_sends_nothing(requests_mock, xoxoday_conn, monkeypatch, tmp_path) -> None:
-    import airflow_provider_loyalty.ledger.store as store
+    import airflow_provider_loyalty.ledger._connection as store
     from airflow_provider_loyalty.ledger import ReversalLedger
 
     monkeypatch.setattr(store, "BACKOFF_SECONDS", 0.0)
