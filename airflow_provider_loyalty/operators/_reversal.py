@@ -305,7 +305,10 @@ class ReversalOperator(BaseOperator, Generic[P]):
         sender = Sender(self.vendor, self.items_of, self.call, self.already_reversed, books)
         if books is not None:  # a long vendor window goes to the triggerer: the ledger says where to resume
             hook.defer_rate_limits_after(self.defer_rate_limit_after)
-        abort = send_planned(sender, self.plan(items), self.describe, summary, progress, self.max_concurrency, self.log)
+        requests = self.plan(items)
+        if books is not None:  # each chunk claimed just ahead of sending it (when claims are on)
+            requests = books.claim_ahead(requests, self.items_of, self.plan, summary)
+        abort = send_planned(sender, requests, self.describe, summary, progress, self.max_concurrency, self.log)
         summary.pace = hook.pace_report()  # the pace in force and what "auto" learned, in the XCom
         metrics.timing(self.vendor, "vendor_wait_seconds", summary.pace.get("waited_seconds", 0.0))
         if books is not None and books.down is not None:

@@ -1,17 +1,20 @@
 """Claims in one run of a reversal operator: claim before the intent, fence before each send.
 
-The order for an item: claim it (one statement per chunk, before the ledger look-up, so that an
-outcome its previous owner recorded is seen) -> look it up -> fence + intent in one transaction
-right before its request leaves (items whose claim was taken over are not sent) -> outcome +
-release in one transaction. A heartbeat renews every claim of the attempt while it works.
+The order for an item: claim it (one statement per chunk of about :data:`AHEAD` items, made just
+ahead of sending the chunk, while the requests before it wait for the pace) -> look it up again
+(after the claim, so that an outcome its previous owner recorded is seen) -> fence + intent in one
+transaction right before its request leaves (items whose claim was taken over are not sent) ->
+outcome + release in one transaction. A heartbeat renews every claim of the attempt while it works.
+Claiming per chunk, not every item up front, keeps the claims' cost behind the vendor's pace, and
+leaves the items not reached yet free for an attempt that runs beside this one.
 
 Items under another attempt's live claim are not sent: they are counted as ``claimed_elsewhere``
 and left to their owner, except the claims of an earlier try of this very task instance, whose
-lease is waited out (at most one lease), and those of a process of this host that no longer runs,
-taken over at once. Of the items taken over from an owner whose lease ran out without an
-outcome, those it may have sent are in doubt — its fence and its intent commit together, so each
-has its intent in the ledger — and their resend reconciles "already reversed"; the others are sent
-like any item (a Capillary 731 for one of them stays a refusal).
+lease is waited out (at most one lease, once per earlier try), and those of a process of this host
+that no longer runs, taken over at once. Of the items taken over from an owner whose lease ran out
+without an outcome, those it may have sent are in doubt — its fence and its intent commit together,
+so each has its intent in the ledger — and their resend reconciles "already reversed"; the others
+are sent like any item (a Capillary 731 for one of them stays a refusal).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
 
 #: Seconds between two claim attempts while an earlier try's lease runs out.
 WAIT_POLL = 2.0
+#: Items claimed at a time, just ahead of sending them (whole requests: a chunk may hold a few more).
+AHEAD = 100
 #: Tokens of the attempts of this process that hold claims now (an ended one is no longer here).
 _LIVE_TOKENS: set[str] = set()
 
@@ -120,6 +125,9 @@ class RunClaims:
         #: keys whose intent this attempt wrote (their claim stays until their outcome is written)
         self.intended: set[str] = set()
         self._holders: dict[str, claims.Holder] = {}
+        #: labels of the earlier tries of this task whose lease was waited out once (never twice)
+        self._waited: set[str] = set()
+        self._started = False
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -152,53 +160,72 @@ class RunClaims:
     def _tx(self, what: str, operation: Callable[[Any], Any]) -> Any:
         return self.ledger.transaction(what, lambda conn, insert: operation(conn))
 
-    def claim(self, items: list[Item]) -> list[Item]:
-        """Claim ``items``; return those this attempt now holds (the rest is in :attr:`elsewhere`)."""
-        p = self.ledger.placeholder
+    def start(self) -> None:
+        """Before anything is looked up or sent: the claim table, and the ledger server's clock.
+
+        Raises :class:`AirflowException` (nothing was sent) when the claim table cannot be had:
+        missing for a role that may not create it, or a DuckDB file another process writes.
+        """
+        if self._started:
+            return
         try:
             self._tx("claim table", lambda conn: claims.ensure_table(conn, self.table))
             self._measure_offset()
-            result = self._tx(
-                "claim",
-                lambda conn: claims.claim(
-                    conn,
-                    self.table,
-                    p,
-                    self.vendor,
-                    [i.key for i in items],
-                    self.owner,
-                    now=self.clock(),
-                    lease=self.lease,
-                ),
-            )
         except claims.ClaimTableMissing as exc:
             raise AirflowException(f"{exc}; nothing was sent") from exc
         except Exception as exc:
-            refusal = single_writer_refusal(self.ledger, exc)
-            raise AirflowException(
-                refusal
-                or f"cannot claim items in the ledger {self.ledger.conn_id!r} ({type(exc).__name__}: "
-                f"{str(exc)[:200]}); nothing was sent"
-            ) from exc
+            raise self._refusal(exc) from exc
+        self._started = True
+
+    def _refusal(self, exc: BaseException) -> AirflowException:
+        refusal = single_writer_refusal(self.ledger, exc)
+        return AirflowException(
+            refusal
+            or f"cannot claim items in the ledger {self.ledger.conn_id!r} ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); nothing was sent"
+        )
+
+    def claim(self, items: Sequence[Item]) -> list[Item]:
+        """Claim ``items`` (a chunk); return those this attempt now holds (the rest is in :attr:`elsewhere`).
+
+        Raises :class:`AirflowException` when the claim cannot be written (none of ``items`` is sent).
+        """
+        self.start()
+        try:
+            result = self._claim_now([i.key for i in items])
+        except Exception as exc:
+            raise self._refusal(exc) from exc
         _LIVE_TOKENS.add(self.owner.token)
+        before = len(self.taken_over)
         self._absorb(result)
         self._start_heartbeat()
         self._take_over_the_dead(result.elsewhere)
         self._wait_for_earlier_tries()
-        if self.taken_over:
+        if len(self.taken_over) > before:
             self.log.warning(
                 "Took over %d item(s) from an attempt whose claim ran out without an outcome (%s): those it sent "
                 "have its intent in the ledger and are in doubt (an 'already reversed' answer counts as done)",
-                len(self.taken_over),
+                len(self.taken_over) - before,
                 ", ".join(sorted(set(self.taken_over.values()))[:3]),
             )
-        if self.elsewhere:
+        left = [self.elsewhere[i.key] for i in items if i.key in self.elsewhere]
+        if left:
             self.log.warning(
                 "Not sending %d item(s) under another attempt's live claim, left to it: %s",
-                len(self.elsewhere),
-                ", ".join(f"{owner} x{n}" for owner, n in Counter(self.elsewhere.values()).most_common(3)),
+                len(left),
+                ", ".join(f"{owner} x{n}" for owner, n in Counter(left).most_common(3)),
             )
         return [item for item in items if item.key in self.held]
+
+    def drop(self, keys: Sequence[str]) -> None:
+        """Release the claims of ``keys``, which this attempt will not send (the ledger settled them meanwhile)."""
+        keys = sorted(k for k in set(keys) if k in self.held and k not in self.intended)
+        if not keys:
+            return
+        p = self.ledger.placeholder
+        self._tx("claim release", lambda conn: claims.release(conn, self.table, p, self.vendor, keys, self.owner.token))
+        for key in keys:
+            self.held.pop(key, None)
 
     def _absorb(self, result: claims.ClaimResult) -> None:
         self.held.update(result.mine)
@@ -245,11 +272,18 @@ class RunClaims:
 
         A retried task whose previous try died on another worker finds that try's claims live
         until their lease runs out; a zombie that still works renews them, and is left to finish.
+        Each earlier try is waited for once: a chunk claimed later that meets it again leaves its
+        items to it (a zombie that still renews works through them itself).
         """
         run = self.owner.run
-        waiting = {k: h for k, h in self._holders.items() if k in self.elsewhere and h.same_task_earlier_try(run)}
+        waiting = {
+            k: h
+            for k, h in self._holders.items()
+            if k in self.elsewhere and h.same_task_earlier_try(run) and h.label not in self._waited
+        }
         if not waiting:
             return
+        self._waited.update(h.label for h in waiting.values())
         deadline = min(max(h.lease_expiry for h in waiting.values()) + 1.0, self.clock() + self.lease + 1.0)
         self.log.info(
             "%d item(s) are claimed by an earlier try of this task (%s); waiting up to %.0f s for its lease",

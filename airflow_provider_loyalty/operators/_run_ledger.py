@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_loyalty import _metrics as metrics
 from airflow_provider_loyalty.items import InvalidRow, Item
 from airflow_provider_loyalty.outcomes import CLAIMED_ELSEWHERE, NO_ANSWER, FailureKind, Outcome, Settled
+
+P = TypeVar("P")
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -84,6 +86,11 @@ class RunLedger:
         self.spooled = 0
         #: this attempt's claims on its items (``None``: items are not claimed)
         self.claims: RunClaims | None = None
+        #: the run stopped: requests still planned are not claimed (:meth:`stop_claiming`)
+        self.stopped = False
+        #: chunks of items claimed so far (the first one fails the task when it cannot be claimed)
+        self.chunks = 0
+        self.retry_refused = False
         if claim_lease is not None:
             from airflow_provider_loyalty.operators._run_claims import RunClaims
 
@@ -169,17 +176,14 @@ class RunLedger:
         run settled — its successes (``done_earlier_try``) and its refusals — count in this try's
         decision as they did in that try's. What earlier DAG runs settled was judged then (skipped;
         refusals as ``failed_earlier``). Items in doubt are kept for reconciliation.
+
+        With claims, this look-up plans the run; each chunk is looked up again once claimed
+        (:meth:`claim_ahead`), which is what decides whether it is sent.
         """
-        items = self.claim(items, summary)
-        try:
-            settled, self.in_doubt = self.ledger.lookup(
-                self.vendor, (item.key for item in items), include_refused=not retry_refused
-            )
-        except Exception as exc:
-            raise AirflowException(
-                f"{self.owner}: cannot read the ledger {self.conn_id!r} "
-                f"({type(exc).__name__}: {str(exc)[:200]}); nothing was sent"
-            ) from exc
+        self.retry_refused = retry_refused
+        if self.claims is not None and items:
+            self.claims.start()  # the claim table (or a DuckDB file's refusal) before any look-up
+        settled, self.in_doubt = self._lookup([item.key for item in items])
         if self.in_doubt:
             self.log.info(
                 "%d %s may have been applied by an earlier attempt that recorded no answer (in doubt): "
@@ -187,25 +191,40 @@ class RunLedger:
                 len(self.in_doubt),
                 self.what,
             )
+        return self._leave_out(items, settled, summary)
+
+    def _lookup(self, keys: list[str]) -> tuple[dict[str, Settled], dict[str, Settled]]:
+        try:
+            return self.ledger.lookup(self.vendor, keys, include_refused=not self.retry_refused)
+        except Exception as exc:
+            raise AirflowException(
+                f"{self.owner}: cannot read the ledger {self.conn_id!r} "
+                f"({type(exc).__name__}: {str(exc)[:200]}); nothing was sent"
+            ) from exc
+
+    def _leave_out(self, items: list[Item], settled: Mapping[str, Settled], summary: RunSummary) -> list[Item]:
+        """``items`` but those ``settled``: those counted as skipped, or as refused (earlier)."""
         if not settled:
             return items
         kept: list[Item] = []
+        skipped = refused = 0
         for item in items:
             outcome = settled.get(item.key)
             if outcome is None:
                 kept.append(item)
             elif outcome.ok:
-                summary.skipped += 1
+                skipped += 1
                 summary.done_earlier_try += self.this_run(outcome)
             else:
+                refused += 1
                 refusal = Outcome.failed(
                     item, outcome.code, f"refused earlier: {outcome.message or ''}", FailureKind.PERMANENT
                 )
                 summary.add_refused([refusal], earlier_run=not self.this_run(outcome))
-        metrics.incr(self.vendor, "items.skipped", summary.skipped)
-        if summary.skipped:
-            self.log.info("Skipping %d %s the ledger records as done", summary.skipped, self.what)
-        refused = len(settled) - summary.skipped
+        summary.skipped += skipped
+        metrics.incr(self.vendor, "items.skipped", skipped)
+        if skipped:
+            self.log.info("Skipping %d %s the ledger records as done", skipped, self.what)
         if refused:
             self.log.info(
                 "Not resending %d %s the vendor refused for good in an earlier attempt (counted as failed; "
@@ -261,21 +280,29 @@ class RunLedger:
             raise IntentNotRecorded(exc) from exc
 
     def record(self, outcomes: list[Outcome]) -> None:
-        """Write outcomes to the ledger (it retries); once it is down, keep them in the spool instead."""
+        """Write outcomes to the ledger (it retries); once it is down, keep them in the spool instead.
+
+        With claims, the outcomes of items this attempt claimed are written with their release,
+        fenced (:meth:`RunClaims.settle`); an item it never claimed was never sent (a request not
+        reached when the run stopped, an item outside the approved plan): its row is written as is.
+        """
         if self.claims is not None:  # items left to another attempt's claim are not this attempt's facts
-            outcomes = [o for o in outcomes if o.code != CLAIMED_ELSEWHERE]
+            epochs = self.claims.epochs
+            claimed = [o for o in outcomes if o.code != CLAIMED_ELSEWHERE and o.key in epochs]
+            outcomes = [o for o in outcomes if o.code != CLAIMED_ELSEWHERE and o.key not in epochs]
+            if claimed and self.down is None:
+                try:
+                    self.claims.settle(
+                        claimed,
+                        lambda settled: self.ledger.rows(self.vendor, settled, self.run, references=self.references),
+                    )
+                    claimed = []
+                except Exception as exc:
+                    self.down = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    self.log.error("The ledger %r is down (%s); keeping answers in the spool", self.conn_id, exc)
+            outcomes = claimed + outcomes
             if not outcomes:
                 return
-        if self.claims is not None and self.down is None:
-            try:
-                self.claims.settle(
-                    outcomes,
-                    lambda settled: self.ledger.rows(self.vendor, settled, self.run, references=self.references),
-                )
-                return
-            except Exception as exc:
-                self.down = f"{type(exc).__name__}: {str(exc)[:200]}"
-                self.log.error("The ledger %r is down (%s); keeping answers in the spool", self.conn_id, exc)
         if self.down is not None:
             # Requests that never left tell the next try nothing: keep only what the vendor answered
             # (a run stopped early would otherwise rewrite a growing spool once per unsent request).
@@ -310,13 +337,77 @@ class RunLedger:
         )
 
     # ------------------------------------------------------------------------------------ claims
-    def claim(self, items: list[Item], summary: RunSummary) -> list[Item]:
-        """Claim ``items`` (when claims are on); count those left to another attempt's live claim."""
-        if self.claims is None or not items:
-            return items
-        kept = self.claims.claim(items)
-        summary.add_claimed_elsewhere(self.claims.elsewhere.values())
-        return kept
+    def claim_ahead(
+        self,
+        requests: Iterable[P],
+        items_of: Callable[[P], Sequence[Item]],
+        replan: Callable[[list[Item]], Iterable[P]],
+        summary: RunSummary,
+    ) -> Iterator[P]:
+        """The planned ``requests``, each chunk of them claimed (and looked up again) just before it goes out.
+
+        The runner takes requests a few ahead of the senders, so a chunk is claimed while the
+        requests before it wait for the pace. Items of a chunk under another attempt's live claim
+        are counted ``claimed_elsewhere``; those the ledger settled since the run's first look-up
+        (their previous owner's outcome, seen once the claim is made) are skipped; a request that
+        lost items is planned again from those left. Without claims, the requests as they are.
+        """
+        if self.claims is None:
+            yield from requests
+            return
+        from airflow_provider_loyalty.operators._run_claims import AHEAD
+
+        chunk: list[P] = []
+        size = 0
+        for request in requests:
+            chunk.append(request)
+            size += len(items_of(request))
+            if size >= AHEAD:
+                yield from self._claimed(chunk, items_of, replan, summary)
+                chunk, size = [], 0
+        if chunk:
+            yield from self._claimed(chunk, items_of, replan, summary)
+
+    def stop_claiming(self) -> None:
+        """The run stopped: the requests still planned are reported unsent, without claiming them."""
+        self.stopped = True
+
+    def _claimed(
+        self,
+        chunk: list[P],
+        items_of: Callable[[P], Sequence[Item]],
+        replan: Callable[[list[Item]], Iterable[P]],
+        summary: RunSummary,
+    ) -> Iterator[P]:
+        assert self.claims is not None
+        if self.stopped or self.down is not None:  # not sent: claiming them would only hold them back
+            yield from chunk
+            return
+        items = [item for request in chunk for item in items_of(request)]
+        first, self.chunks = self.chunks == 0, self.chunks + 1
+        try:
+            held = self.claims.claim(items)
+            settled, doubt = self._lookup([item.key for item in held])
+            if settled:
+                self.claims.drop(list(settled))
+        except Exception as exc:
+            if first:  # nothing was sent yet: the task fails with the claim's own message
+                raise
+            self.down = self.down or f"{type(exc).__name__}: {str(exc)[:200]}"
+            self.log.error("Could not claim the next %d %s (%s); stopping", len(items), self.what, self.down)
+            yield from chunk  # their intents are refused (the ledger is down): none of them is sent
+            return
+        summary.add_claimed_elsewhere(self.claims.elsewhere[i.key] for i in items if i.key in self.claims.elsewhere)
+        self.in_doubt.update(doubt)
+        sendable = {item.key for item in self._leave_out(held, settled, summary)}
+        for request in chunk:
+            carried = items_of(request)
+            if all(item.key in sendable for item in carried):
+                yield request
+                continue
+            left = [item for item in carried if item.key in sendable]
+            if left:
+                yield from replan(left)
 
     def _fenced(self, items: Sequence[Item], rows: list[Any] | None, *, first: bool) -> None:
         """The claims' fence (and the intent ``rows`` with it); the ledger failing is :class:`IntentNotRecorded`."""

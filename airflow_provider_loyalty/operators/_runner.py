@@ -35,6 +35,7 @@ def run_requests(
     *,
     max_concurrency: int,
     unsent: Callable[[P, BaseException], list[Outcome]],
+    on_abort: Callable[[], None] | None = None,
 ) -> RunAborted | None:
     """Send planned requests on a bounded thread pool; hand each request's outcomes back in this thread.
 
@@ -46,6 +47,8 @@ def run_requests(
     abort, a task timeout, SIGTERM — the answers of requests already in flight are still waited for
     and recorded: nothing the vendor applied is lost.
 
+    :param on_abort: called once the run stopped, before the requests still planned are taken
+        (only to be reported unsent): a plan that claims its items as it goes stops claiming.
     :return: the abort, if one happened (the caller raises it after recording everything).
     """
     abort: RunAborted | None = None
@@ -118,6 +121,8 @@ def run_requests(
             pending.pop(future, None)
         pool.shutdown(wait=True, cancel_futures=True)
     if abort is not None:
+        if on_abort is not None:
+            on_abort()
         for request in planned:
             record(request, unsent(request, abort.cause))
     return abort

@@ -217,6 +217,7 @@ def send_planned(
         unsent=lambda request, cause: sender.failed(
             request, "not_sent", f"not sent: {type(cause).__name__}", FailureKind.TRANSIENT
         ),
+        on_abort=books.stop_claiming if books is not None else None,
     )
     progress.line(summary, final=True)
     if summary.failed_this_run:

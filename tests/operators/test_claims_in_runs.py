@@ -238,3 +238,48 @@ def test_a_request_left_unanswered_after_a_take_over_keeps_its_item_in_doubt(
     finally:
         ledger.close()
     assert set(doubt) == {"1", "2"}, ledger_rows(ledger_file)  # both were in the unanswered request
+
+
+def test_items_are_claimed_a_chunk_ahead_of_sending_and_a_second_attempt_takes_those_not_reached(
+    requests_mock, xoxoday_conn, ledger_file
+):
+    """Claims are made per chunk just ahead of sending, not for every item up front.
+
+    While the first request is at the vendor, only the first chunk is claimed. Another attempt that
+    starts then claims ids 301-400 (not reached yet) and records 450 as done without a claim left
+    behind (its outcome and release in one transaction): this run leaves 301-400 to it, skips 450
+    (its look-up after the claim sees the other outcome), and sends every other id once.
+    """
+    from airflow_provider_loyalty.items import PointItem
+    from airflow_provider_loyalty.ledger import ReversalLedger
+    from airflow_provider_loyalty.operators._run_claims import AHEAD
+    from airflow_provider_loyalty.outcomes import Outcome
+
+    assert AHEAD == 100  # the chunk the assertions below are drawn for
+    other = Owner(OTHER_RUN, host="worker-b", pid=4711)
+    live_at_first_send: list[set[str]] = []
+    cancel = echo_cancel()
+
+    def answer(request, ctx):
+        if not live_at_first_send:
+            live_at_first_send.append({k for k, (_, expiry, _) in claim_rows(ledger_file).items() if expiry})
+            got = claim_as(ledger_file, other, [str(i) for i in range(301, 401)], at=time.time())
+            assert set(got.mine) == {str(i) for i in range(301, 401)}  # nobody held them yet
+            ledger = ReversalLedger("ledger")
+            ledger.insert(ledger.rows("xoxoday", [Outcome.succeeded(PointItem(450))], OTHER_RUN))
+            ledger.close()
+        return cancel(request, ctx)
+
+    requests_mock.post(API, json=answer)
+    s = CancelPointsOperator(
+        task_id="t", unique_ids=list(range(1, 601)), batch_size=10, max_concurrency=1, ledger_conn_id="ledger"
+    ).execute(context())
+    assert live_at_first_send == [{str(i) for i in range(1, 101)}]  # the first chunk, nothing beyond it
+    sent = [i for ids in sent_ids(requests_mock) for i in ids]
+    assert sorted(sent) == [i for i in range(1, 601) if not 301 <= i <= 400 and i != 450]  # each once
+    assert (s["succeeded"], s["skipped"], s["claimed_elsewhere"], s["failed"]) == (499, 1, 100, 0)
+    assert s["claimed_by"] == {other.label: 100}
+    rows = claim_rows(ledger_file)
+    assert {k for k, r in rows.items() if r[0] == other.token} == {str(i) for i in range(301, 401)}
+    assert all(r[1] is None for k, r in rows.items() if r[0] != other.token)  # ours: all released
+    assert [k for k, *_ in ledger_rows(ledger_file, "item_key = '450'")] == ["450"]  # only the other's row
