@@ -23,8 +23,9 @@ lint: install
 	$(VENV)/bin/mypy
 
 # Unit tests, sandbox tests, end-to-end DAG runs; PostgreSQL tests run when LOYALTY_TEST_POSTGRES_URI is set.
+# Two processes on a machine with two cores or more (LOYALTY_TEST_SHARDS=1 for one), one coverage report.
 test: lint
-	AIRFLOW_HOME=$(CURDIR)/.airflow/test $(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(PY) scripts/run_tests.py $(PYTEST_ARGS)
 
 test-fast: install
 	AIRFLOW_HOME=$(CURDIR)/.airflow/test $(PY) -m pytest -m "not e2e" -q $(PYTEST_ARGS)
@@ -58,4 +59,4 @@ constraints:
 	rm -rf .venv-pin
 
 clean:
-	rm -rf $(VENV) .airflow .demo site .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .airflow .demo site .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.shard*

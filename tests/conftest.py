@@ -129,3 +129,34 @@ def _no_stored_xoxoday_pairs() -> None:
             Variable.delete(f"loyalty_xoxoday_token__{conn_id}")
     except Exception:  # noqa: BLE001, S110 - no metadata DB yet: nothing stored
         pass
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``LOYALTY_TEST_SHARD=k/n`` keep the files of shard k (``scripts/run_tests.py`` runs the n at once)."""
+    from tests import _shards
+
+    shard = _shards.current()
+    if shard is None:
+        return
+    k, n = shard
+
+    def file_of(item: pytest.Item) -> str:
+        return os.path.relpath(str(item.path), REPO)
+
+    placed = _shards.assign(
+        _shards.file_weights(
+            [
+                (
+                    file_of(item),
+                    item.get_closest_marker("e2e") is not None or item.get_closest_marker("browser") is not None,
+                )
+                for item in items
+            ]
+        ),
+        n,
+    )
+    keep = [item for item in items if placed[file_of(item)] == k]
+    dropped = [item for item in items if placed[file_of(item)] != k]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
