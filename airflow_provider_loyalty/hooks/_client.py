@@ -125,6 +125,13 @@ class VendorHTTPClient:
             self._session.close()
             self._session = None
 
+    def _stop_if_given_up(self, ambiguous: bool) -> None:
+        """Raise once any thread stopped waiting for the vendor (time budget, or a deferral): nothing more leaves."""
+        if self.pacer.gave_up is not None:
+            stop = VendorRateLimitError(self.vendor, self.pacer.gave_up, may_have_been_applied=ambiguous)
+            stop.resume_after = self.pacer.deferred
+            raise stop
+
     def request(
         self,
         method: str,
@@ -171,11 +178,11 @@ class VendorHTTPClient:
             deadline = -math.inf
             gave_up: str | None = None
             defer: float | None = None
+            # Checked before a rate slot is taken too: after a deferral the next slot lies past the
+            # vendor's window, and waiting for it would hold the worker slot through the window.
+            self._stop_if_given_up(ambiguous)
             with self.pacer.slot(served_until) as status:
-                if self.pacer.gave_up is not None:  # another thread stopped waiting for the vendor: nothing more leaves
-                    stop = VendorRateLimitError(self.vendor, self.pacer.gave_up, may_have_been_applied=ambiguous)
-                    stop.resume_after = self.pacer.deferred
-                    raise stop
+                self._stop_if_given_up(ambiguous)  # another thread stopped while this one waited for its slot
                 if before_send is not None:
                     before_send()
                 try:

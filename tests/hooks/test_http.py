@@ -275,6 +275,24 @@ def test_window_longer_than_max_wait_is_not_opened(requests_mock) -> None:
     assert clock.sleeps == []  # nobody waits a day: the task gives up and Airflow retries later
 
 
+def test_after_a_deferral_no_request_waits_the_window_in_the_worker(requests_mock) -> None:
+    """A window handed to the triggerer stops every later request at once, before it takes a rate slot."""
+    clock = FakeClock()
+    pacer = RequestPacer(600, 1, clock=clock)
+    pacer.defer_after = 30.0
+    requests_mock.post(f"{URL}/x", [{"status_code": 429, "headers": {"Retry-After": "60"}}, {"json": {}}])
+    http = client(clock, pacer=pacer)
+    with pytest.raises(VendorRateLimitError) as first:
+        http.request("POST", "/x")
+    assert first.value.resume_after == 60
+    # the request planned after it (the send loop queues some ahead): stopped, not slept for 60 s
+    with pytest.raises(VendorRateLimitError) as second:
+        http.request("POST", "/x")
+    assert second.value.resume_after == 60
+    assert requests_mock.call_count == 1
+    assert not [s for s in clock.sleeps if s >= 1], clock.sleeps  # only the first request's pacing interval
+
+
 def test_rate_limit_answers_are_bounded_by_the_time_budget(requests_mock) -> None:
     clock = FakeClock()
     pacer = RequestPacer(600, 4, clock=clock, rate_limit_timeout=30.0)
