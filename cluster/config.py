@@ -27,6 +27,10 @@ VENDOR_TASKS = {"xoxoday": "cancel_points", "capillary": "revoke_earns"}
 #: Days of reversals in the sandbox's dataset: run 1's, run 2's, and the one both runs of run 3 share.
 DAYS = 3
 RUN_IDS = ("cluster_run_1", "cluster_run_2")
+#: The scenarios' DAGs (cluster/dags) and pools; the pools' sizes are settings.
+RATE_DAG_ID, DEFER_DAG_ID, OTHER_DAG_ID = "loyalty_cluster_rate", "loyalty_cluster_defer", "loyalty_cluster_other"
+SCENARIO_POOLS = {"rate": "loyalty_cluster_rate", "slot": "loyalty_cluster_slot"}
+SCENARIOS = ("rate", "defer", "runs")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,28 @@ class Settings:
     run_timeout: float = 420.0
     #: seconds a task may stay queued before the scheduler requeues it (Airflow's default is 600).
     queued_timeout: int = 90
+    #: the rate scenario (cluster/scenarios.py): one vendor key of its own sandbox, limited to
+    #: ``rate_rpm`` over ``rate_scenario_window`` s with a ``scenario_penalty`` s penalty once exceeded;
+    #: uneven shards of one id per request through a pool of ``rate_slots`` (= every worker slot).
+    rate_rpm: int = 300
+    rate_scenario_window: float = 10.0
+    scenario_penalty: float = 60.0
+    rate_headroom: float = 0.95
+    rate_slots: int = 4
+    #: A task's start-up (queue, worker, prepare) takes 3-8 s here, so a task needs ~10 s of work or
+    #: the four slots can all be starting at once, an idle gap the whole-run rate counts.
+    rate_shards: tuple[int, ...] = (18, 60, 9, 14, 10, 15, 21, 8, 12, 16, 24, 9, 14, 20, 15, 12)
+    #: the deferral scenario: a vendor key allowing 5 requests per 5 s, a task set at twice that
+    #: (it meets the penalty after 5 ids and waits it out deferred), a pool of one slot.
+    defer_rpm: int = 60
+    defer_window: float = 5.0
+    defer_task_rpm: int = 120
+    defer_items: int = 10
+    #: requests in flight of the deferring task. With more than one, the threads waiting for a rate
+    #: slot sleep through the whole vendor window before the task defers (cluster/README.md, known gaps).
+    defer_concurrency: int = 1
+    #: seconds without a heartbeat before a triggerer's triggers go to another (Airflow's default 30).
+    triggerer_health_check: int = 10
 
     def dag_conf(self) -> dict[str, Any]:
         """The run's params: rates = headroom x vendor limit, pool slots = the pools' sizes."""
@@ -81,8 +107,8 @@ class Settings:
         }
         if self.max_failed_ratio is not None:
             conf["max_failed_ratio"] = self.max_failed_ratio
-        if self.rate_budget:
-            conf["rate_budget_conn_id"] = RATE_BUDGET_CONN_ID
+        # the DAG's default is the budget in the connection loyalty_rate_budget; null: each task alone
+        conf["rate_budget_conn_id"] = RATE_BUDGET_CONN_ID if self.rate_budget else None
         return conf
 
 

@@ -59,11 +59,12 @@ if __package__ in (None, ""):  # ``python cluster/run.py``: import ``cluster`` f
 
 from cluster.chaos import Killer, TokenChurn
 from cluster.checks import Check, run1_checks, run2_checks, token_checks
-from cluster.config import DAG_ID, RUN_IDS, Failed, Settings, say
+from cluster.config import DAG_ID, RUN_IDS, SCENARIOS, Failed, Settings, say
 from cluster.dataset import RunData, create_warehouse, load_day, overlap_day, split_dataset
 from cluster.facts import RunFacts, attempts_of, collect, collect_tokens, run_state
 from cluster.overlap import overlap_checks, run_overlap
 from cluster.report import notes, print_failure_context, print_report
+from cluster.scenarios import Deferral, run_rate, start_sandboxes, wait_parsed
 from cluster.services import (
     Cluster,
     airflow_env,
@@ -120,14 +121,15 @@ def execute_run(
 
 
 # ===================================================================================== the two runs
-def deploy(cluster: Cluster, settings: Settings, bindir: Path) -> tuple[RunData, RunData]:
+def deploy(cluster: Cluster, settings: Settings, bindir: Path, scenarios: set[str]) -> tuple[RunData, RunData]:
     """Start every service and create the warehouse; return the data of run 1 and run 2."""
     access, refresh = f"cluster-access-{secrets.token_hex(8)}", f"cluster-refresh-{secrets.token_hex(8)}"
     start_postgres(cluster, bindir)
     start_redis(cluster)
     start_sandbox(cluster, settings, access, refresh)
+    scenario_conns = start_sandboxes(cluster, settings, scenarios)
     cluster.api_port = free_port()
-    cluster.env = airflow_env(cluster, settings, access, refresh)
+    cluster.env = {**airflow_env(cluster, settings, access, refresh), **scenario_conns}
     say(
         f"PostgreSQL :{cluster.pg_port}, Redis :{cluster.redis_port}, sandbox {cluster.sandbox_url}, "
         f"api-server :{cluster.api_port}"
@@ -152,17 +154,26 @@ def run_both(
     checks: list[Check],
     timings: dict[str, float],
     overlap: bool = True,
+    beside: Deferral | None = None,
 ) -> list[str]:
     """Run 1 (tokens expiring), run 2 (a worker killed) unless ``kill`` is false, run 3 unless ``overlap`` is.
 
-    Run 3: two runs over the same items at once, a worker killed (:mod:`cluster.overlap`).
+    Run 3: two runs over the same items at once, a worker killed (:mod:`cluster.overlap`). The
+    deferral scenario ``beside`` (if any) runs beside run 1, which leaves a worker slot free.
 
     Appends to ``checks`` and ``timings`` as it goes (a failure half-way still reports run 1);
     returns the report's notes.
     """
     churn = TokenChurn(cluster, RUN_IDS[0])
-    facts1 = execute_run(cluster, settings, RUN_IDS[0], first, churn.tick)
+    if beside is not None:
+        beside.start()
+    facts1 = execute_run(cluster, settings, RUN_IDS[0], first, churn.tick if beside is None else both(churn, beside))
     timings["run 1"] = facts1.seconds
+    extra: list[str] = []
+    if beside is not None:
+        beside.wait(settings.run_timeout)
+        c0, extra = beside.finish(timings)
+        checks += c0
     c1, numbers1 = run1_checks(facts1, first, settings)
     checks += c1 + token_checks(facts1.run_id, collect_tokens(cluster, facts1, churn.expired))
     bursts = list(numbers1.get("handoff_bursts", []))
@@ -180,7 +191,45 @@ def run_both(
         facts3, kill3 = run_overlap(cluster, settings, third, trigger, wait_for_run)
         timings["run 3 (two runs at once, a worker killed)"] = facts3.seconds
         checks += overlap_checks(facts3, third, kill3)
-    return notes(bursts, reconciled)
+    return extra + notes(bursts, reconciled)
+
+
+def both(churn: TokenChurn, beside: Deferral) -> Callable[[], None]:
+    """Run 1's tick: its token expiries, and the deferral scenario beside it."""
+
+    def tick() -> None:
+        churn.tick()
+        beside.tick()
+
+    return tick
+
+
+def run_scenarios(
+    cluster: Cluster, settings: Settings, first: RunData, second: RunData, args: argparse.Namespace,
+    checks: list[Check], timings: dict[str, float],
+) -> list[str]:  # fmt: skip
+    """The scenarios ``--only`` selects (all by default): rate, then runs 1-3 with the deferral beside run 1."""
+    scenarios = set(args.only or SCENARIOS)
+    report_notes: list[str] = []
+    if scenarios & {"rate", "defer"}:
+        wait_parsed(cluster)
+    if "rate" in scenarios:
+        c, n = run_rate(cluster, settings, timings)
+        checks += c
+        report_notes += n
+    deferral = Deferral(cluster, settings) if "defer" in scenarios else None
+    if "runs" in scenarios:
+        report_notes += run_both(
+            cluster, settings, first, second, kill=not args.no_kill, checks=checks, timings=timings,
+            overlap=not (args.no_kill or args.no_overlap), beside=deferral,
+        )  # fmt: skip
+    elif deferral is not None:
+        deferral.start()
+        deferral.wait(settings.run_timeout)
+        c, n = deferral.finish(timings)
+        checks += c
+        report_notes += n
+    return report_notes
 
 
 # ============================================================================================== main
@@ -208,9 +257,22 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"dataset seed (default {defaults.seed})")
     parser.add_argument(
+        "--only",
+        action="append",
+        choices=SCENARIOS,
+        help="run only these scenarios (repeatable): rate (shared budget vs static split), defer (a long "
+        "penalty waited out deferred, the triggerer restarted), runs (runs 1-3 of the fan-out DAG); default all",
+    )
+    parser.add_argument(
         "--no-rate-budget",
         action="store_true",
         help="each mapped task paces alone at limit / pool slots (no shared budget in Redis)",
+    )
+    parser.add_argument(
+        "--defer-concurrency",
+        type=int,
+        default=defaults.defer_concurrency,
+        help=f"requests in flight of the deferral scenario's task (default {defaults.defer_concurrency})",
     )
     args = parser.parse_args(argv)
     return args, replace(
@@ -219,6 +281,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings
         max_failed_ratio=args.max_failed_ratio,
         seed=args.seed,
         rate_budget=not args.no_rate_budget,
+        defer_concurrency=args.defer_concurrency,
     )
 
 
@@ -245,19 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cluster = Cluster(work=work, stack=Stack(work / "logs"))
         cluster.stack.logs.mkdir()
         say(f"work dir {work}")
-        first, second = deploy(cluster, settings, bindir)
+        first, second = deploy(cluster, settings, bindir, set(args.only or SCENARIOS))
         timings["start-up"] = time.monotonic() - started
         say(f"deployment up in {timings['start-up']:.0f} s: {', '.join(s.name for s in cluster.stack.services)}")
-        report_notes = run_both(
-            cluster,
-            settings,
-            first,
-            second,
-            kill=not args.no_kill,
-            checks=checks,
-            timings=timings,
-            overlap=not (args.no_kill or args.no_overlap),
-        )
+        report_notes = run_scenarios(cluster, settings, first, second, args, checks, timings)
         timings["total"] = time.monotonic() - started
         ok = print_report(checks, timings, report_notes)
     except (Failed, RuntimeError) as exc:

@@ -25,7 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.config import CLUSTER, DAG_ID, POOLS, ROOT, WORKERS, Failed, Settings, dataset_args, say
+from cluster.config import (
+    CLUSTER,
+    DAG_ID,
+    POOLS,
+    ROOT,
+    SCENARIO_POOLS,
+    WORKERS,
+    Failed,
+    Settings,
+    dataset_args,
+    say,
+)
 from cluster.stack import Service, Stack, free_port, wait_until
 
 
@@ -42,6 +53,9 @@ class Cluster:
     sandbox_url: str = ""
     env: dict[str, str] = field(default_factory=dict)
     workers: dict[str, Service] = field(default_factory=dict)
+    triggerer: Service | None = None
+    #: base URLs of the scenarios' own sandboxes (cluster/scenarios.py), by scenario
+    scenario_urls: dict[str, str] = field(default_factory=dict)
 
     def dsn(self, database: str) -> str:
         """The libpq URL of a database of our PostgreSQL."""
@@ -288,7 +302,7 @@ def airflow_env(cluster: Cluster, settings: Settings, access: str, refresh: str)
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder(cluster)),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
@@ -314,7 +328,10 @@ def airflow_env(cluster: Cluster, settings: Settings, access: str, refresh: str)
             # A task message the killed worker had already taken is lost with it (Redis redelivers
             # only after the visibility timeout): the scheduler requeues tasks stuck in queued.
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(settings.queued_timeout),
+            # A triggerer SIGKILLed by the deferral scenario: its triggers go to the new one in seconds.
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(settings.triggerer_health_check),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "LOYALTY_CLUSTER_DEFER_CONCURRENCY": str(settings.defer_concurrency),  # cluster/dags
             "AIRFLOW_CONN_LOYALTY_WAREHOUSE": json.dumps({"conn_type": "postgres", **database}),
             "AIRFLOW_CONN_LOYALTY_LEDGER": json.dumps({"conn_type": "postgres", **database}),
             "AIRFLOW_CONN_LOYALTY_RATE_BUDGET": json.dumps(
@@ -326,13 +343,37 @@ def airflow_env(cluster: Cluster, settings: Settings, access: str, refresh: str)
     return env
 
 
+def dags_folder(cluster: Cluster) -> Path:
+    """The DAGs folder: the examples (the fan-out DAG) and the scenarios' DAGs (``cluster/dags``), as links."""
+    folder = cluster.work / "dags"
+    folder.mkdir(exist_ok=True)
+    for name, target in (("examples", ROOT / "example_dags"), ("scenarios", CLUSTER / "dags")):
+        link = folder / name
+        if not link.exists():
+            link.symlink_to(target.resolve(), target_is_directory=True)
+    return folder
+
+
+def start_triggerer(cluster: Cluster) -> Service:
+    """``airflow triggerer`` (deferred tasks' timers); started again by the deferral scenario after a SIGKILL."""
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    cluster.triggerer = cluster.stack.start(
+        "triggerer",
+        [airflow, "triggerer", "--skip-serve-logs"],
+        {**cluster.env, "LOYALTY_CLUSTER_HOSTNAME": "triggerer"},
+    )
+    return cluster.triggerer
+
+
 def start_airflow(cluster: Cluster, settings: Settings) -> None:
-    """Migrate, create the pools, start api-server, scheduler, dag-processor and the two workers."""
+    """Migrate, create the pools, start api-server, scheduler, dag-processor, triggerer and the two workers."""
     say("airflow db migrate")
     cluster.airflow("db", "migrate", timeout=400)
     pools = {
         POOLS["xoxoday"]: {"slots": settings.xoxoday_slots, "description": "Xoxoday reversals"},
         POOLS["capillary"]: {"slots": settings.capillary_slots, "description": "Capillary reversals"},
+        SCENARIO_POOLS["rate"]: {"slots": settings.rate_slots, "description": "rate scenario"},
+        SCENARIO_POOLS["slot"]: {"slots": 1, "description": "deferral scenario: one slot for two DAGs"},
     }
     pools_file = cluster.work / "pools.json"
     pools_file.write_text(json.dumps(pools))
@@ -350,6 +391,7 @@ def start_airflow(cluster: Cluster, settings: Settings) -> None:
     )
     scheduler = stack.start("scheduler", [airflow, "scheduler", "--skip-serve-logs"], env_for("scheduler"))
     processor = stack.start("dag-processor", [airflow, "dag-processor"], env_for("dag-processor"))
+    triggerer = start_triggerer(cluster)
     for name in WORKERS:
         cluster.workers[name] = stack.start(
             name,
@@ -367,7 +409,7 @@ def start_airflow(cluster: Cluster, settings: Settings) -> None:
             ],
             env_for(name),
         )
-    everything = [api, scheduler, processor, *cluster.workers.values()]
+    everything = [api, scheduler, processor, triggerer, *cluster.workers.values()]
 
     def api_healthy() -> bool:
         url = f"http://127.0.0.1:{cluster.api_port}/api/v2/monitor/health"
