@@ -2,12 +2,14 @@
 
 Each shard of the extraction becomes one mapped task (``.partial().expand()``) that any worker of a
 Celery or Kubernetes executor can run. The pools ``loyalty_xoxoday`` and ``loyalty_capillary``
-bound how many of those tasks talk to a vendor at once. With ``rate_budget_conn_id`` (a ``redis``
-connection where Celery runs, or the warehouse's ``postgres`` one) the tasks of a vendor key share
-one rate budget: each is set to the vendor's whole limit and together they send at it, and a
-rate-limit answer to one pauses them all. Without it each task takes an equal share of the limit
-(limit / pool slots), so together they stay under it, and capacity is lost when shards are uneven.
-Earns are sharded by customer, so a customer's earns stay in one task (Capillary takes one
+bound how many of those tasks talk to a vendor at once. The tasks of a vendor key share one rate
+budget, kept in the connection ``loyalty_rate_budget`` (the ``rate_budget_conn_id`` param): a
+``redis`` connection where Celery runs (the broker's server, another db), or a ``postgres`` one
+(the ledger's server database). Set the ``*_requests_per_minute`` params to the vendor's limit:
+the tasks send at it together, a slot freed by a short shard goes to the others, and a rate-limit
+answer to one pauses them all. Without that store, set ``rate_budget_conn_id`` to null: each task
+then paces alone at an equal share (limit / pool slots), and capacity is lost when shards are
+uneven. Earns are sharded by customer, so a customer's earns stay in one task (Capillary takes one
 customer per request).
 
 The ledger lives in the warehouse (the extraction anti-joins it), which must then be a database
@@ -15,7 +17,8 @@ several workers can write at once (PostgreSQL, Snowflake...); the demo's DuckDB 
 while tasks run one at a time (``airflow dags test``).
 
 Create the pools once: ``airflow pools set loyalty_capillary 4 "Capillary reversals"`` (and
-``loyalty_xoxoday``), and keep the ``*_pool_slots`` params equal to their sizes.
+``loyalty_xoxoday``), and keep the ``*_pool_slots`` params equal to their sizes. Create the budget's
+connection once, e.g. ``airflow connections add loyalty_rate_budget --conn-uri redis://redis:6379/1``.
 """
 
 from __future__ import annotations
@@ -75,9 +78,12 @@ EARNS_SHARD_SQL = (
         "xoxoday_requests_per_minute": Param(600, type="integer", minimum=1),
         "xoxoday_pool_slots": Param(2, type="integer", minimum=1),
         "rate_budget_conn_id": Param(
-            None,
+            "loyalty_rate_budget",
             type=["null", "string"],
-            description="A redis or postgres connection: the tasks of a vendor key share one rate budget.",
+            description=(
+                "A redis or postgres connection: the tasks of a vendor key share one rate budget. "
+                "Null: each task paces alone at the limit / pool slots."
+            ),
         ),
     },
     tags=["loyalty", "example"],

@@ -40,7 +40,7 @@ def test_fanout_tasks_take_their_slots_from_the_keys_budget(vendor, redis_url, m
     set_connection(monkeypatch, "loyalty_rate_budget", conn_type="redis", host=host, port=int(port), extra={"db": db})
     client = redis.Redis(host=host, port=int(port), db=db)
     client.flushdb()
-    conf = {"shards": 3, "max_failed_ratio": 0.5, "rate_budget_conn_id": "loyalty_rate_budget"}
+    conf = {"shards": 3, "max_failed_ratio": 0.5}  # the DAG's default: the budget in loyalty_rate_budget
     run = load_dag("loyalty_reversals_fanout").test(run_conf=conf)
     assert run.state == "success"
     expected = vendor.dataset.expected()
