@@ -90,12 +90,12 @@ def trigger(cluster: Cluster, settings: Settings, run_id: str) -> None:
 def wait_for_run(cluster: Cluster, run_id: str, timeout: float, on_tick: Callable[[], None] | None = None) -> str:
     """Poll the run until it ends; ``on_tick`` is called on every poll while it runs."""
     deadline = time.monotonic() + timeout
-    watched = [s for s in cluster.stack.services if s.name not in cluster.workers]
     while True:
         state = run_state(cluster, run_id)
         if state in ("success", "failed"):
             return state
-        for service in watched:
+        # read on every poll: the deferral scenario replaces the triggerer while run 1 goes on
+        for service in [s for s in cluster.stack.services if s.name not in cluster.workers]:
             if not service.running():
                 raise Failed(f"{service.name} exited (code {service.popen.returncode}) during {run_id}")
         if time.monotonic() > deadline:
