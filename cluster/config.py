@@ -79,7 +79,7 @@ class Settings:
     rate_rpm: int = 300
     rate_scenario_window: float = 10.0
     scenario_penalty: float = 60.0
-    rate_headroom: float = 0.95
+    rate_headroom: float = 0.97
     rate_slots: int = 4
     #: A task's start-up (queue, worker, prepare) takes 3-8 s here, so a task needs ~10 s of work or
     #: the four slots can all be starting at once, an idle gap the whole-run rate counts.
