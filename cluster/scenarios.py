@@ -150,12 +150,12 @@ def trigger(cluster: Cluster, dag_id: str, run_id: str, conf: dict[str, Any]) ->
 
 def trigger_later(cluster: Cluster, dag_id: str, run_id: str) -> subprocess.Popen[bytes]:
     """:func:`trigger` without waiting for the CLI (it takes seconds), for use inside a wait loop."""
-    log = (cluster.stack.logs / "cli.log").open("ab")
     logical = datetime.now(timezone.utc).isoformat()
     command = [str(Path(sys.executable).with_name("airflow")), "dags", "trigger", dag_id, "--run-id", run_id]
-    return subprocess.Popen(
-        [*command, "--logical-date", logical], env=cluster.env, stdout=log, stderr=subprocess.STDOUT
-    )
+    with (cluster.stack.logs / "cli.log").open("ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [*command, "--logical-date", logical], env=cluster.env, stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 def dag_run_state(cluster: Cluster, dag_id: str, run_id: str) -> str | None:
