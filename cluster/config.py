@@ -95,6 +95,20 @@ class Settings:
     defer_concurrency: int = 1
     #: seconds without a heartbeat before a triggerer's triggers go to another (Airflow's default 30).
     triggerer_health_check: int = 10
+    #: run 3 (issue 24's size): its own day of reversals, which both of its runs extract...
+    overlap_points: int = 12000
+    overlap_earns: int = 8000
+    #: ...each mapped over its own shard count (different, so the two runs' shards overlap)...
+    overlap_shards: tuple[int, int] = (8, 6)
+    #: ...and the vendors' limits and latency the sandbox enforces while it runs (raised from the
+    #: above so that 20,000 items take about as long as runs 1 and 2; restored after it).
+    overlap_capillary_rpm: int = 3000
+    overlap_xoxoday_rpm: int = 120
+    overlap_latency_ms: float = 50.0
+
+    def dataset_sizes(self) -> tuple[int, int]:
+        """Point transactions and earns in the sandbox's dataset: runs 1 and 2's days, then run 3's."""
+        return 2 * self.points_per_run + self.overlap_points, 2 * self.earns_per_run + self.overlap_earns
 
     def dag_conf(self) -> dict[str, Any]:
         """The run's params: rates = headroom x vendor limit, pool slots = the pools' sizes."""
@@ -127,9 +141,9 @@ def dataset_args(settings: Settings) -> list[str]:
         "--seed",
         str(settings.seed),
         "--points",
-        str(DAYS * settings.points_per_run),
+        str(settings.dataset_sizes()[0]),
         "--earns",
-        str(DAYS * settings.earns_per_run),
+        str(settings.dataset_sizes()[1]),
         "--customers",
         str(settings.customers),
         "--big-customer-earns",

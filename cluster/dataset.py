@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cluster.config import DAYS, Settings
+from cluster.config import Settings
 
 if TYPE_CHECKING:
     from cluster.services import Cluster
@@ -49,8 +49,8 @@ def split_dataset(settings: Settings, today: date) -> tuple[RunData, RunData, di
 
     data = generate_dataset(
         seed=settings.seed,
-        points=DAYS * settings.points_per_run,
-        earns=DAYS * settings.earns_per_run,
+        points=settings.dataset_sizes()[0],
+        earns=settings.dataset_sizes()[1],
         customers=settings.customers,
         big_customer_earns=settings.big_customer_earns,
         redeemed_share=settings.redeemed_share,
@@ -75,8 +75,8 @@ def overlap_day(settings: Settings, today: date) -> RunData:
 
     data = generate_dataset(
         seed=settings.seed,
-        points=DAYS * settings.points_per_run,
-        earns=DAYS * settings.earns_per_run,
+        points=settings.dataset_sizes()[0],
+        earns=settings.dataset_sizes()[1],
         customers=settings.customers,
         big_customer_earns=settings.big_customer_earns,
         redeemed_share=settings.redeemed_share,

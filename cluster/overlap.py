@@ -10,8 +10,12 @@ Airflow's word:
 - 0 items are sent by two live attempts;
 - 0 outcomes lost: every extracted item has a settling row (a success or a refusal).
 
-The two runs extract the same day (neither has settled anything when both start); run A maps over
-``shards`` shards, run B over ``shards - 1``, so their tasks' items overlap across shards.
+The two runs extract the same day of 20,000 items; run A maps over 8 shards, run B over 6
+(``Settings.overlap_shards``), so their tasks' items overlap across shards. Run B is triggered as
+soon as run A's first vendor task has recorded an answer (its extraction leaves out the few items
+run A settled by then), with an earlier logical date, so that its tasks take pool slots beside run
+A's instead of after all of them. While they run, the sandbox enforces higher limits and a lower latency
+(``Settings.overlap_*``): the size of the proof, not the vendors' pace, is what run 3 is about.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from cluster.chaos import Killer
@@ -85,11 +90,25 @@ def restart_worker(cluster: Cluster, settings: Settings, name: str) -> None:
     say(f"{name} started again for run 3")
 
 
+def until_sending(cluster: Cluster, run_id: str, tick: Callable[[], None], timeout: float = 180.0) -> float:
+    """Wait until a vendor task of ``run_id`` has recorded an outcome; return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        tick()
+        rows = cluster.query(
+            "loyalty", f"SELECT COUNT(*) FROM {LEDGER_TABLE} WHERE run_id = %s AND status <> 'sending'", [run_id]
+        )
+        if rows and int(rows[0][0]) > 0:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 def run_overlap(
     cluster: Cluster,
     settings: Settings,
     day: RunData,
-    trigger: Callable[[Cluster, Settings, str], None],
+    trigger: Callable[..., None],
     wait: Callable[..., str],
 ) -> tuple[OverlapFacts, Kill | None]:
     """Load the day, trigger both runs back to back, kill a worker while run A sends, wait, collect."""
@@ -100,14 +119,43 @@ def run_overlap(
         restart_worker(cluster, settings, name)
     load_day(cluster, day)
     cluster.sandbox("/_sandbox/reset-stats", "POST", {})
-    say(f"{RUN_A} ({settings.shards} shards) and {RUN_B} ({settings.shards - 1} shards) over the same items")
-    started = time.monotonic()
-    trigger(cluster, settings, RUN_A)
-    trigger(cluster, replace(settings, shards=settings.shards - 1), RUN_B)
-    killer = Killer(cluster, RUN_A, day.earns_per_shard(settings.shards), settings.kill_window)
-    states = {RUN_A: wait(cluster, RUN_A, settings.run_timeout, killer.tick)}
-    states[RUN_B] = wait(cluster, RUN_B, settings.run_timeout, killer.tick)
-    seconds = time.monotonic() - started
+    shards_a, shards_b = settings.overlap_shards
+    limits = replace(settings, capillary_rpm=settings.overlap_capillary_rpm, xoxoday_rpm=settings.overlap_xoxoday_rpm)
+    before = cluster.sandbox("/_sandbox/config")
+    cluster.sandbox(
+        "/_sandbox/config",
+        "POST",
+        {
+            "capillary_rpm": limits.capillary_rpm,
+            "xoxoday_rpm": limits.xoxoday_rpm,
+            "latency_ms": settings.overlap_latency_ms,
+        },
+    )
+    say(
+        f"{RUN_A} ({shards_a} shards) and {RUN_B} ({shards_b} shards) over the same {len(day.points) + len(day.earns)} "
+        f"items; the sandbox at Capillary {limits.capillary_rpm}/min, Xoxoday {limits.xoxoday_rpm}/min, "
+        f"{settings.overlap_latency_ms:.0f} ms"
+    )
+    try:
+        started = time.monotonic()
+        logical = datetime.now(timezone.utc).replace(microsecond=0)
+        if (logical - timedelta(seconds=1)).date() != logical.date():
+            logical += timedelta(seconds=1)  # both runs extract the same day (``reversal_date <= ds``)
+        trigger(cluster, replace(limits, shards=shards_a), RUN_A, logical)
+        killer = Killer(cluster, RUN_A, day.earns_per_shard(shards_a), settings.kill_window)
+        # Run B goes once run A's vendor tasks send, with a logical date one second earlier: the
+        # scheduler gives the next pool slots to its tasks before run A's remaining ones, so the
+        # two runs' tasks send at the same time (triggered together, one run's tasks all went first).
+        sending = until_sending(cluster, RUN_A, killer.tick)
+        trigger(cluster, replace(limits, shards=shards_b), RUN_B, logical - timedelta(seconds=1))
+        say(f"{RUN_B} triggered {sending:.0f} s after {RUN_A}, once its vendor tasks were sending")
+        states = {RUN_A: wait(cluster, RUN_A, settings.run_timeout, killer.tick)}
+        states[RUN_B] = wait(cluster, RUN_B, settings.run_timeout, killer.tick)
+        seconds = time.monotonic() - started
+    finally:  # what runs after run 3 meets the sandbox as runs 1 and 2 did
+        cluster.sandbox(
+            "/_sandbox/config", "POST", {k: before[k] for k in ("capillary_rpm", "xoxoday_rpm", "latency_ms")}
+        )
     say(f"{RUN_A}: {states[RUN_A]}, {RUN_B}: {states[RUN_B]}, in {seconds:.0f} s")
     rows = cluster.query(
         "loyalty",

@@ -78,9 +78,9 @@ from cluster.stack import Stack, become_subreaper, free_port
 
 
 # ========================================================================================= one run
-def trigger(cluster: Cluster, settings: Settings, run_id: str) -> None:
-    """Trigger a run with the test's params (the CLI, as a user would)."""
-    logical = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+def trigger(cluster: Cluster, settings: Settings, run_id: str, logical_date: datetime | None = None) -> None:
+    """Trigger a run with the test's params (the CLI, as a user would); its logical date is now unless given."""
+    logical = (logical_date or datetime.now(timezone.utc)).replace(microsecond=0).isoformat()
     cluster.airflow(
         "dags", "trigger", DAG_ID, "--run-id", run_id, "--logical-date", logical, "--conf",
         json.dumps(settings.dag_conf()),
