@@ -78,12 +78,11 @@ from cluster.stack import Stack, become_subreaper, free_port
 
 
 # ========================================================================================= one run
-def trigger(cluster: Cluster, settings: Settings, run_id: str, logical_date: datetime | None = None) -> None:
-    """Trigger a run with the test's params (the CLI, as a user would); its logical date is now unless given."""
-    logical = (logical_date or datetime.now(timezone.utc)).replace(microsecond=0).isoformat()
+def trigger(cluster: Cluster, settings: Settings, run_id: str, *, dated: bool = True) -> None:
+    """Trigger a run with the test's params (the CLI, as a user would), dated now unless ``dated`` is false."""
+    logical = ["--logical-date", datetime.now(timezone.utc).replace(microsecond=0).isoformat()] if dated else []
     cluster.airflow(
-        "dags", "trigger", DAG_ID, "--run-id", run_id, "--logical-date", logical, "--conf",
-        json.dumps(settings.dag_conf()),
+        "dags", "trigger", DAG_ID, "--run-id", run_id, *logical, "--conf", json.dumps(settings.dag_conf()),
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ connection once, e.g. ``airflow connections add loyalty_rate_budget --conn-uri r
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import Asset, Param, dag, task
@@ -94,10 +95,16 @@ def loyalty_reversals_fanout() -> None:
     prepare_ledger = task(ensure_ledger, task_id="prepare_ledger")(LEDGER, LEDGER_TABLE)
 
     @task
-    def shard_queries(template: str, params: dict | None = None, ds: str | None = None) -> list[str]:
-        """One extraction query per shard."""
+    def shard_queries(
+        template: str, params: dict | None = None, ds: str | None = None, dag_run: Any = None
+    ) -> list[str]:
+        """One extraction query per shard, up to the run's day: its logical date's, or the day it runs.
+
+        A run triggered without a logical date (Airflow 3's manual runs may have none) has no ``ds``.
+        """
         shards = int((params or {}).get("shards", 4))
-        return [template.format(ds=ds, shards=shards, shard=shard) for shard in range(shards)]
+        day = ds or dag_run.run_after.date().isoformat()
+        return [template.format(ds=day, shards=shards, shard=shard) for shard in range(shards)]
 
     extract_points = SQLExecuteQueryOperator.partial(task_id="extract_points", conn_id=WAREHOUSE).expand(
         sql=shard_queries.override(task_id="points_shards")(POINTS_SHARD_SQL)

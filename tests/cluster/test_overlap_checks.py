@@ -123,3 +123,21 @@ def test_a_success_the_vendor_did_not_apply_fails_unless_it_is_a_lost_requests_a
     checks = {c.name.split(": ", 1)[1]: c for c in overlap_checks(f, day(), kill())}
     assert checks["ledger successes agree with the vendor"].ok
     assert "ambiguous 731" in checks["ledger successes agree with the vendor"].detail
+
+
+def test_the_report_says_how_much_the_two_runs_met_each_other() -> None:
+    from collections import Counter
+
+    f = good_facts()
+    f.summaries = {
+        RUN_A: Counter(succeeded=9000, skipped=800, claimed_elsewhere=200),
+        RUN_B: Counter(succeeded=11000, skipped=9000, claimed_elsewhere=40),
+    }
+    detail = next(c.detail for c in overlap_checks(f, day(), kill()) if "two live attempts" in c.name)
+    assert (
+        f"{RUN_A}: 9000 succeeded, 800 skipped (settled by the other run), 200 left to the other's live claim" in detail
+    )
+    assert (
+        f"{RUN_B}: 11000 succeeded, 9000 skipped (settled by the other run), 40 left to the other's live claim"
+        in detail
+    )

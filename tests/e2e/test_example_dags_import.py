@@ -26,6 +26,23 @@ def test_example_dags_import_without_errors(monkeypatch) -> None:
     assert fanout.get_task("revoke_earns").pool == "loyalty_capillary"
 
 
+def test_a_fanout_run_without_a_logical_date_extracts_up_to_the_day_it_runs(monkeypatch) -> None:
+    """Airflow 3's manual runs may have no logical date (no ``ds``): the shards still name a day."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    shard_queries = DagBag(dag_folder=str(EXAMPLES)).dags["loyalty_reversals_fanout"].get_task("points_shards")
+    run = SimpleNamespace(run_after=datetime(2026, 12, 8, 0, 30, tzinfo=timezone.utc))
+    template = "date <= '{ds}' AND id % {shards} = {shard}"
+    undated = shard_queries.python_callable(template, params={"shards": 2}, ds=None, dag_run=run)
+    assert undated == ["date <= '2026-12-08' AND id % 2 = 0", "date <= '2026-12-08' AND id % 2 = 1"]
+    dated = shard_queries.python_callable(template, params={"shards": 1}, ds="2026-12-01", dag_run=run)
+    assert dated == ["date <= '2026-12-01' AND id % 1 = 0"]  # a logical date's day wins
+
+
 def test_example_folder_is_the_packaged_one() -> None:
     """The repo's example_dags/ is the package's folder Airflow loads as the provider's example bundle."""
     import airflow_provider_loyalty
