@@ -10,7 +10,7 @@ Airflow's word:
 - 0 items are sent by two live attempts;
 - 0 outcomes lost: every extracted item has a settling row (a success or a refusal).
 
-The two runs extract the same day of 20,000 items (neither has settled anything when both start);
+The two runs extract the same day of 20,000 items (each extraction leaves out what the ledger records as done by then);
 run A maps over 8 shards, run B over 6 (``Settings.overlap_shards``), so their tasks' items overlap
 across shards. Both are triggered without a logical date, so that their mapped tasks alternate in
 the pools instead of one run's all going first. While they run, the sandbox enforces higher limits and a lower latency
