@@ -15,6 +15,7 @@ outcome filter keeps the items of one state.
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -201,12 +202,31 @@ def _matching_keys(session: Session, table: str, scope: DagScope, sel: Selection
     ], params
 
 
-def stated_items(session: Session, table: str, scope: DagScope, sel: Selection) -> tuple[str, list[Any]]:
-    """SQL (and its parameters) of the selected items, one row each.
+#: Names of the common table expressions the page's statements define (prefixed: never a user table).
+_ITEMS, _PAGE, _ROWS, _STATED, _WINDOW = (
+    "loyalty_page_items",
+    "loyalty_page_keys",
+    "loyalty_page_rows",
+    "loyalty_page_stated",
+    "loyalty_page_window",
+)
 
-    Columns: ``vendor, item_key, first_at, last_at, retried, reconciled, state`` — the item's first
-    and last row in the window, whether a row failed without settling it (transient, the request
-    refused, not sent), whether a success was a reconciliation, and its state now (from all its rows).
+
+def _materialized(session: Session) -> str:
+    """``MATERIALIZED`` where the engine knows it: a CTE that several sections read is computed once."""
+    if session.dialect in ("duckdb", "postgres"):
+        return "MATERIALIZED "
+    if session.dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 35):
+        return "MATERIALIZED "
+    return ""
+
+
+def _selected_items(session: Session, table: str, scope: DagScope, sel: Selection) -> tuple[str, list[Any]]:
+    """SQL of the selected items, one row each, without their state (and its parameters).
+
+    Columns: ``vendor, item_key, first_at, last_at, retried, reconciled`` — the item's first and last
+    row in the window, whether a row failed without settling it (transient, the request refused, not
+    sent), and whether a success was a reconciliation.
     """
     where = _Where(session.placeholder)
     if sel.since is not None:
@@ -217,7 +237,6 @@ def stated_items(session: Session, table: str, scope: DagScope, sel: Selection) 
     keys, key_params = _matching_keys(session, table, scope, sel)
     for condition in keys:
         where.conditions.append(condition)
-    params = [*where.params, *key_params]
     grouped = (
         "SELECT l.vendor, l.item_key, MIN(l.recorded_at) AS first_at, MAX(l.recorded_at) AS last_at, "
         "MAX(CASE WHEN l.status = 'failed' AND (l.failure_kind IS NULL OR l.failure_kind <> 'permanent') "
@@ -225,10 +244,44 @@ def stated_items(session: Session, table: str, scope: DagScope, sel: Selection) 
         f"MAX(CASE WHEN l.status = 'succeeded' AND l.code = '{RECONCILED_CODE}' THEN 1 ELSE 0 END) AS reconciled "
         f"FROM {table} l{where.sql()} GROUP BY l.vendor, l.item_key"
     )
-    stated = f"SELECT i.*, {item_state_sql('i', table)} AS state FROM ({grouped}) i"
+    return grouped, [*where.params, *key_params]
+
+
+def _state_of(session: Session, table: str, items: str) -> tuple[list[str], str]:
+    """CTEs and the SQL expression of the state now of each item of the CTE ``items`` (aliased ``i``).
+
+    The state reads all the item's rows (``ledger.state``: one definition). PostgreSQL and SQLite
+    evaluate its sub-queries item by item through the look-up index, so they read the table itself.
+    DuckDB turns them into joins over whatever table they name: there they name the rows of these
+    items only (one join on the selected keys), not the whole ledger.
+    """
+    if session.dialect != "duckdb":
+        return [], item_state_sql("i", table)
+    rows = (
+        f"{_ROWS} AS {_materialized(session)}(SELECT l.* FROM {table} l "
+        f"JOIN {items} k ON l.vendor = k.vendor AND l.item_key = k.item_key)"
+    )
+    return [rows], item_state_sql("i", _ROWS)
+
+
+def stated_items(session: Session, table: str, scope: DagScope, sel: Selection) -> tuple[str, list[Any]]:
+    """A ``WITH`` clause (and its parameters) whose last CTE, :data:`_STATED`, holds the selected items.
+
+    One row each: ``vendor, item_key, first_at, last_at, retried, reconciled, state`` (see
+    :func:`_selected_items`; the state now, from all the item's rows). The state is computed once,
+    for these items only, however many sections read it.
+    """
+    grouped, params = _selected_items(session, table, scope, sel)
+    m = _materialized(session)
+    ctes = [f"{_ITEMS} AS {m}({grouped})"]
+    source, state = _state_of(session, table, _ITEMS)
+    ctes += source
+    stated = f"SELECT i.*, {state} AS state FROM {_ITEMS} i"
     if sel.state:
-        return f"SELECT * FROM ({stated}) s WHERE s.state = {session.placeholder}", [*params, sel.state]
-    return f"SELECT * FROM ({stated}) s", params
+        stated = f"SELECT * FROM ({stated}) x WHERE x.state = {session.placeholder}"
+        params = [*params, sel.state]
+    ctes.append(f"{_STATED} AS {m}({stated})")
+    return "WITH " + ", ".join(ctes), params
 
 
 class SummaryRows(NamedTuple):
@@ -251,70 +304,173 @@ NO_SUMMARY_ROWS = SummaryRows([], [], [], [])
 #: The receipt columns (an older table has none: the page never alters it, and shows no receipt).
 APPROVAL_COLUMNS = ("approved_by_id", "approved_by_name", "approved_at", "approval_digest", "approval_planned")
 
+#: The columns every section of the summary statement fills (``UNION ALL`` needs one shape): a tag,
+#: then text, count, time and day columns; each section says which it uses, in its tuple's order.
+_TEXTS = ("t1", "t2", "t3", "t4", "t5", "t6")
+_COUNTS = ("n1", "n2", "n3", "n4")
+_TIMES = ("ts1", "ts2")
+_DAYS = ("d1",)
+_SLOT_TYPES = {
+    **dict.fromkeys(_TEXTS, "TEXT"),
+    **dict.fromkeys(_COUNTS, "BIGINT"),
+    **dict.fromkeys(_TIMES, "TIMESTAMP"),
+}
+_SLOTS = (*_TEXTS, *_COUNTS, *_TIMES, *_DAYS)
+#: each section: its tag and the slots of its tuple's fields, in order
+_SECTIONS = {
+    "daily": ("d1", "t1", "t2", "n1", "n2", "n3"),
+    "failures": ("t1", "t2", "t3", "n1", "n2", "n3", "t4", "ts1", "n4"),
+    "runs": ("t1", "t2", "t3", "t4", "n1", "ts1", "ts2"),
+    "tasks": ("t1", "t2", "t3"),
+    "approvals": ("t1", "t2", "t3", "t4", "t5", "ts1", "t6", "n1", "n2", "n3"),
+}
+
+
+def _section(session: Session, tag: str, values: list[str], rest: str) -> str:
+    """One branch of the summary's ``UNION ALL``: ``values`` in the section's slots, a typed NULL elsewhere.
+
+    Values keep the type the engine gives them (SQLite's timestamps are text; a cast would make a
+    number of them); only the NULLs are typed, so that every engine finds one type per column.
+    """
+    given = dict(zip(_SECTIONS[tag], values, strict=True))
+    day_type = "DATE"
+
+    def null(slot: str) -> str:
+        return "NULL" if session.dialect == "sqlite" else f"CAST(NULL AS {_SLOT_TYPES.get(slot, day_type)})"
+
+    select = [f"{given[slot] if slot in given else null(slot)} AS {slot}" for slot in _SLOTS]
+    return f"SELECT '{tag}' AS section, {', '.join(select)} {rest}"
+
 
 def summary_rows(session: Session, table: str, scope: DagScope, sel: Selection) -> SummaryRows:
-    """The summary's rows over the selected items (``sel.since``: the window)."""
-    items, params = stated_items(session, table, scope, sel)
-    day = _day_sql(session, "s.first_at")
-    daily_rows = session.fetch(
-        f"SELECT {day}, s.vendor, s.state, s.retried, s.reconciled, COUNT(*) FROM ({items}) s "
-        f"GROUP BY {day}, s.vendor, s.state, s.retried, s.reconciled",
-        params,
-    )
+    """The summary's rows over the selected items (``sel.since``: the window), in one statement.
+
+    The items' states are computed once (:func:`stated_items`) and the window's rows of those items
+    read once; every section is an aggregate over them.
+    """
+    with_sql, params = stated_items(session, table, scope, sel)
+    m = _materialized(session)
     rows = _Where(session.placeholder)
     if sel.since is not None:
         rows.add("l.recorded_at >= {p}", _time_param(session, sel.since))
     rows.dags(scope, "l.dag_id")
-    joined = f"FROM {table} l JOIN ({items}) s ON s.vendor = l.vendor AND s.item_key = l.item_key"
-    failed = _Where(session.placeholder).add("l.status IN ('failed', 'invalid')")
+    columns = ["dag_id", "run_id", "task_id", "vendor", "item_key", "status", "code", "failure_kind", "message"]
+    columns += ["recorded_at", *(APPROVAL_COLUMNS if sel.has_approval else ())]
+    window = (
+        f"{_WINDOW} AS {m}(SELECT {', '.join('l.' + c for c in columns)}, s.state FROM {table} l "
+        f"JOIN {_STATED} s ON s.vendor = l.vendor AND s.item_key = l.item_key{rows.sql()})"
+    )
+    params += rows.params
+    day = _day_sql(session, "s.first_at")
+    sections = [
+        _section(
+            session,
+            "daily",
+            [day, "s.vendor", "s.state", "s.retried", "s.reconciled", "COUNT(*)"],
+            f"FROM {_STATED} s GROUP BY {day}, s.vendor, s.state, s.retried, s.reconciled",
+        ),  # fmt: skip
+    ]
+    failed = _Where(session.placeholder).add("w.status IN ('failed', 'invalid')")
     if sel.code:
-        failed.add("l.code = {p}", sel.code)
+        failed.add("w.code = {p}", sel.code)
     unsettled = ", ".join(f"'{state}'" for state in UNSETTLED)
-    failure_rows = session.fetch(
-        "SELECT l.vendor, l.code, l.failure_kind, COUNT(*) AS outcomes, COUNT(DISTINCT l.item_key), "
-        "COUNT(DISTINCT l.message), MAX(l.message), MAX(l.recorded_at), "
-        f"COUNT(DISTINCT CASE WHEN s.state IN ({unsettled}) THEN l.item_key END) "
-        f"{joined}{rows.sql()}{failed.sql(' AND ' if rows.conditions else ' WHERE ')} "
-        f"GROUP BY l.vendor, l.code, l.failure_kind ORDER BY outcomes DESC, l.vendor, l.code LIMIT {int(TOP_FAILURES)}",
-        [*params, *rows.params, *failed.params],
+    top = (
+        "SELECT w.vendor, w.code, w.failure_kind, COUNT(*) AS outcomes, COUNT(DISTINCT w.item_key) AS items, "
+        "COUNT(DISTINCT w.message) AS messages, MAX(w.message) AS example, MAX(w.recorded_at) AS last_seen, "
+        f"COUNT(DISTINCT CASE WHEN w.state IN ({unsettled}) THEN w.item_key END) AS unsettled "
+        f"FROM {_WINDOW} w{failed.sql()} GROUP BY w.vendor, w.code, w.failure_kind "
+        f"ORDER BY outcomes DESC, w.vendor, w.code LIMIT {int(TOP_FAILURES)}"
     )
-    run_rows = session.fetch(
-        "SELECT l.dag_id, l.run_id, l.vendor, s.state, COUNT(DISTINCT l.item_key), MIN(l.recorded_at), "
-        f"MAX(l.recorded_at) {joined}{rows.sql()} GROUP BY l.dag_id, l.run_id, l.vendor, s.state",
-        [*params, *rows.params],
+    params += failed.params
+    fields = ["vendor", "code", "failure_kind", "outcomes", "items", "messages", "example", "last_seen", "unsettled"]
+    sections.append(_section(session, "failures", [f"f.{c}" for c in fields], f"FROM ({top}) f"))
+    sections.append(
+        _section(
+            session,
+            "runs",
+            [
+                "w.dag_id",
+                "w.run_id",
+                "w.vendor",
+                "w.state",
+                "COUNT(DISTINCT w.item_key)",
+                "MIN(w.recorded_at)",
+                "MAX(w.recorded_at)",
+            ],
+            f"FROM {_WINDOW} w GROUP BY w.dag_id, w.run_id, w.vendor, w.state",
+        )  # fmt: skip
     )
-    task_rows = session.fetch(
-        f"SELECT DISTINCT l.dag_id, l.run_id, l.task_id {joined}{rows.sql()}",
-        [*params, *rows.params],
+    sections.append(
+        _section(
+            session,
+            "tasks",
+            ["w.dag_id", "w.run_id", "w.task_id"],
+            f"FROM {_WINDOW} w GROUP BY w.dag_id, w.run_id, w.task_id",
+        )  # fmt: skip
     )
-    approval_rows: list[tuple[Any, ...]] = []
     if sel.has_approval:
-        receipt = _Where(session.placeholder).add("l.approval_digest IS NOT NULL")
-        approval_rows = session.fetch(
-            "SELECT l.dag_id, l.run_id, l.vendor, MAX(l.approved_by_id), MAX(l.approved_by_name), "
-            "MAX(l.approved_at), MAX(l.approval_digest), MAX(l.approval_planned), "
-            "COUNT(DISTINCT CASE WHEN l.status = 'sending' THEN l.item_key END), "
-            "COUNT(DISTINCT CASE WHEN l.code = 'not_approved' THEN l.item_key END) "
-            f"{joined}{rows.sql()}{receipt.sql(' AND ' if rows.conditions else ' WHERE ')} "
-            "GROUP BY l.dag_id, l.run_id, l.vendor",
-            [*params, *rows.params],
+        sections.append(
+            _section(
+                session,
+                "approvals",
+                [
+                    "w.dag_id",
+                    "w.run_id",
+                    "w.vendor",
+                    "MAX(w.approved_by_id)",
+                    "MAX(w.approved_by_name)",
+                    "MAX(w.approved_at)",
+                    "MAX(w.approval_digest)",
+                    "MAX(w.approval_planned)",
+                    "COUNT(DISTINCT CASE WHEN w.status = 'sending' THEN w.item_key END)",
+                    "COUNT(DISTINCT CASE WHEN w.code = 'not_approved' THEN w.item_key END)",
+                ],
+                f"FROM {_WINDOW} w WHERE w.approval_digest IS NOT NULL GROUP BY w.dag_id, w.run_id, w.vendor",
+            )  # fmt: skip
         )
-    return SummaryRows(daily_rows, failure_rows, run_rows, task_rows, approval_rows)
+    found: dict[str, list[tuple[Any, ...]]] = {tag: [] for tag in _SECTIONS}
+    at = {slot: i + 1 for i, slot in enumerate(_SLOTS)}
+    for row in session.fetch(f"{with_sql}, {window} {' UNION ALL '.join(sections)}", params):
+        tag = str(row[0])
+        found[tag].append(tuple(row[at[slot]] for slot in _SECTIONS[tag]))
+    # the order the top failures were chosen in (a UNION keeps no order)
+    found["failures"].sort(key=lambda f: (-int(f[3]), str(f[0]), f[1] is None, str(f[1] or "")))
+    return SummaryRows(found["daily"], found["failures"], found["runs"], found["tasks"], found["approvals"])
 
 
 def matching_items(
     session: Session, table: str, scope: DagScope, sel: Selection, *, limit: int, offset: int
 ) -> tuple[int, list[tuple[str, str, str]]]:
-    """How many items are selected, and ``(vendor, item_key, state)`` of one page of them, newest activity first."""
-    items, params = stated_items(session, table, scope, sel)
-    total = int(session.fetch(f"SELECT COUNT(*) FROM ({items}) s", params)[0][0])
+    """How many items are selected, and ``(vendor, item_key, state)`` of one page of them, newest activity first.
+
+    One statement. Without a state filter the count needs no state: only the page's items get one.
+    """
     p = session.placeholder
-    keys = session.fetch(
-        f"SELECT s.vendor, s.item_key, s.state FROM ({items}) s "
-        f"ORDER BY s.last_at DESC, s.vendor, s.item_key LIMIT {p} OFFSET {p}",
-        [*params, int(limit), int(offset)],
-    )
-    return total, [(str(v), str(k), str(state)) for v, k, state in keys]
+    m = _materialized(session)
+    if sel.state:
+        with_sql, params = stated_items(session, table, scope, sel)
+        sql = (
+            f"{with_sql} SELECT t.total, k.vendor, k.item_key, k.state FROM (SELECT COUNT(*) AS total "
+            f"FROM {_STATED}) t LEFT JOIN (SELECT s.vendor, s.item_key, s.state, s.last_at FROM {_STATED} s "
+            f"ORDER BY s.last_at DESC, s.vendor, s.item_key LIMIT {p} OFFSET {p}) k ON 1 = 1 "
+            "ORDER BY k.last_at DESC, k.vendor, k.item_key"
+        )
+    else:
+        grouped, params = _selected_items(session, table, scope, sel)
+        ctes = [
+            f"{_ITEMS} AS {m}({grouped})",
+            f"{_PAGE} AS {m}(SELECT * FROM {_ITEMS} s ORDER BY s.last_at DESC, s.vendor, s.item_key "
+            f"LIMIT {p} OFFSET {p})",
+        ]
+        source, state = _state_of(session, table, _PAGE)
+        sql = (
+            f"WITH {', '.join([*ctes, *source])} SELECT t.total, i.vendor, i.item_key, {state} "
+            f"FROM (SELECT COUNT(*) AS total FROM {_ITEMS}) t LEFT JOIN {_PAGE} i ON 1 = 1 "
+            "ORDER BY i.last_at DESC, i.vendor, i.item_key"
+        )
+    found = session.fetch(sql, [*params, int(limit), int(offset)])
+    listed = [(str(v), str(k), str(state)) for _, v, k, state in found if v is not None]
+    return (int(found[0][0]) if found else 0), listed
 
 
 def table_columns(session: Session, table: str) -> list[str]:
