@@ -15,6 +15,7 @@ from benchmarks.claims_cost import claims_cost
 from benchmarks.client_cpu import client_overhead
 from benchmarks.harness import load_average, timed
 from benchmarks.latency_bound import latency_bound
+from benchmarks.page_cost import page_cost
 from benchmarks.parse_cost import parse_cost
 from benchmarks.rate_bound import rate_bound
 from benchmarks.scale import scale
@@ -28,6 +29,7 @@ SCENARIOS: dict[str, Callable[[Sizes], dict[str, Any]]] = {
     "parse": parse_cost,
     "auto": auto_rate,
     "claims": claims_cost,
+    "page": page_cost,
 }
 
 

@@ -55,6 +55,10 @@ class Sizes:
     auto: AutoSizes
     # 7. claims: alternated runs per side (claims on / off)
     claims_reps: int = 2
+    # 8. page: a ledger of days x per_day items (two rows each), each answer timed page_reps times
+    page_days: int = 100
+    page_per_day: int = 5000
+    page_reps: int = 3
 
 
 SIZES = {
@@ -107,6 +111,8 @@ SIZES = {
         profile_customers=2000,
         profile_ids=50_000,
         auto=AutoSizes(limits=(600,), windows=(10.0,), seconds=40.0, xoxoday_penalty=5.0),
+        page_days=20,
+        page_per_day=2500,
     ),
     "smoke": Sizes(
         rate_rpm=6000,
@@ -133,5 +139,8 @@ SIZES = {
         profile_ids=2000,
         auto=AutoSizes(limits=(3000,), windows=(1.0,), seconds=3.0, xoxoday_penalty=1.0, latency_ms=2.0),
         claims_reps=1,
+        page_days=3,
+        page_per_day=50,
+        page_reps=1,
     ),
 }

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO
 
-SCENARIOS = {"rate", "latency", "cpu", "scale", "parse", "auto", "claims"}
+SCENARIOS = {"rate", "latency", "cpu", "scale", "parse", "auto", "claims", "page"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_result_is_well_formed(result: dict) -> None:
     assert set(result["scenarios"]) == SCENARIOS
     assert result["invariants_broken"] == []
     scenarios_in_table = {row["scenario"].split()[0] for row in result["table"]}
-    assert scenarios_in_table == {"1", "2", "3", "4", "5", "6", "7"}
+    assert scenarios_in_table == {"1", "2", "3", "4", "5", "6", "7", "8"}
     for row in result["table"]:
         assert set(row) >= {"scenario", "metric", "value", "unit", "baseline", "ratio", "target", "met"}
         assert isinstance(row["value"], (int, float)) and math.isfinite(row["value"]), row
