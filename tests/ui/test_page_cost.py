@@ -54,4 +54,3 @@ def test_one_request_computes_the_items_states_in_one_statement(
     stated = [sql for sql in executed if STATE_MARK in sql]
     assert len(stated) == 1, f"{len(stated)} statements computed the items' states"
     assert stated[0].count(STATE_MARK) == 1, "the states were computed more than once in the statement"
-
