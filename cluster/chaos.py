@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cluster.config import LEDGER_TABLE, VENDOR_TASKS, say
 from cluster.facts import Kill, task_tries
@@ -28,12 +28,23 @@ class Killer:
     batch in flight would put up to 500 items in doubt at once; see the README's known limitation).
     """
 
-    def __init__(self, cluster: Cluster, run_id: str, per_shard: Counter[int], window: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        run_id: str,
+        per_shard: Counter[int],
+        window: tuple[float, float],
+        *,
+        freeze: bool = False,
+    ) -> None:
         self.cluster = cluster
         self.run_id = run_id
         self.per_shard = per_shard
         self.window = window
         self.kill: Kill | None = None
+        #: ``freeze``: the tree is only frozen (SIGSTOP), to be woken later (:attr:`frozen`) then killed
+        self.freeze = freeze
+        self.frozen: Any = None
 
     def progress(self) -> dict[tuple[str, int], int]:
         """Ledger rows per (task, map index) recorded so far in this run."""
@@ -62,13 +73,17 @@ class Killer:
                 continue
             victim = t.hostname
             survivor = next(name for name in self.cluster.workers if name != victim)
-            pids = self.cluster.stack.kill_tree(self.cluster.workers[victim])
+            if self.freeze:
+                self.frozen = self.cluster.stack.freeze_tree(self.cluster.workers[victim])
+                pids = self.frozen.alive()
+            else:
+                pids = self.cluster.stack.kill_tree(self.cluster.workers[victim])
             at = datetime.now(timezone.utc)
             on_victim = [x for x in tries if x.hostname == victim]
             self.kill = Kill(victim, survivor, at, pids, on_victim, progress)
             names = ", ".join(f"{x.task_id}[{x.map_index}] try {x.try_number}" for x in on_victim)
             say(
-                f"SIGKILLed {victim} ({len(pids)} processes) while running {names}; "
+                f"{'froze (SIGSTOP)' if self.freeze else 'SIGKILLed'} {victim} ({len(pids)} processes) while running {names}; "
                 f"{done}/{total} earns of revoke_earns[{t.map_index}] recorded"
             )
             return

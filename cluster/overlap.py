@@ -1,4 +1,9 @@
-"""Run 3 of the cluster test: two DAG runs over the same items at once, and a worker SIGKILLed.
+"""Run 3 of the cluster test: two DAG runs over the same items at once, and a worker lost mid-run.
+
+The worker is lost by a SIGSTOP of its whole process tree: to Airflow, the claims and the vendor a
+lost machine (no heartbeat, no lease renewal, no request). Once both runs are done it is woken
+(SIGCONT) for a few seconds, past its lease and after the take-over, to measure what a stale owner
+still sends (the claims' residue) and that it writes no new intent (the fence), then SIGKILLed.
 
 The runs map over different shard counts, so their tasks' items overlap. What item claims must
 guarantee (issue 24), from the sandbox's per-item counters and the ledger's rows, never from
@@ -20,6 +25,7 @@ the pools instead of one run's all going first. While they run, the sandbox enfo
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
@@ -55,6 +61,9 @@ class OverlapFacts:
     #: per run, the vendor tasks' summaries added up (``skipped``, ``claimed_elsewhere``...): how much
     #: the two runs met each other (reported, not checked: it depends on the scheduler's timing)
     summaries: dict[str, Counter[str]] = field(default_factory=dict)
+    #: the frozen worker woken once both runs were done (``None``: not done): its ``residue`` (requests the
+    #: sandbox received meanwhile), ``new_intents`` and ``late_answers`` (ledger rows of its tries)
+    wake: dict[str, int] | None = None
 
 
 def restart_worker(cluster: Cluster, settings: Settings, name: str) -> None:
@@ -107,6 +116,10 @@ def run_overlap(
         restart_worker(cluster, settings, name)
     load_day(cluster, day)
     cluster.sandbox("/_sandbox/reset-stats", "POST", {})
+    # A process frozen inside a ledger transaction would hold its claims' row locks until it dies; the
+    # server ends such a session (as production servers are set to), so the take-over goes through.
+    with cluster.db("loyalty") as conn, conn.cursor() as cur:
+        cur.execute("ALTER DATABASE loyalty SET idle_in_transaction_session_timeout = '20s'")
     shards_a, shards_b = settings.overlap_shards
     limits = replace(settings, capillary_rpm=settings.overlap_capillary_rpm, xoxoday_rpm=settings.overlap_xoxoday_rpm)
     before = cluster.sandbox("/_sandbox/config")
@@ -132,7 +145,10 @@ def run_overlap(
         # would go before the other's.
         trigger(cluster, replace(limits, shards=shards_a), RUN_A, dated=False)
         trigger(cluster, replace(limits, shards=shards_b), RUN_B, dated=False)
-        killer = Killer(cluster, RUN_A, day.earns_per_shard(shards_a), settings.kill_window)
+        # The worker is frozen (SIGSTOP), not killed: to Airflow and to the claims it is gone (its
+        # tries time out, are retried elsewhere and their claims taken over once the lease ran out);
+        # once both runs are done it is woken (SIGCONT) to measure what a stale owner still sends.
+        killer = Killer(cluster, RUN_A, day.earns_per_shard(shards_a), settings.kill_window, freeze=True)
         states = {RUN_A: wait(cluster, RUN_A, settings.run_timeout, killer.tick)}
         states[RUN_B] = wait(cluster, RUN_B, settings.run_timeout, killer.tick)
         seconds = time.monotonic() - started
@@ -155,7 +171,63 @@ def run_overlap(
         attempts=attempts_of(cluster, day),
         summaries=vendor_summaries(cluster),
     )
+    facts.wake = wake(cluster, killer, facts)
     return facts, killer.kill
+
+
+#: seconds the woken worker is left running before it is SIGKILLed (its supervisors learn within a
+#: heartbeat that their tries were failed, and end their task processes)
+WAKE_SECONDS = 15.0
+
+
+def wake(cluster: Cluster, killer: Killer, facts: OverlapFacts) -> dict[str, int] | None:
+    """Wake the frozen worker (both runs are done, its tries taken over), measure what it does, SIGKILL it.
+
+    Nothing else runs by then: every request the sandbox receives meanwhile is the stale owner's
+    (the claims' residue), and every ledger row its tries write is counted (a new intent would mean
+    the fence failed). The figures are read after everything the runs' checks use was collected.
+    """
+    kill = killer.kill
+    if killer.frozen is None or kill is None:
+        return None
+    tries = sorted(
+        {
+            (run, t.task_id, t.map_index, t.try_number)
+            for run, run_tries in facts.tries.items()
+            for t in run_tries
+            if t.hostname == kill.victim and t.start is not None and t.start <= kill.at
+            and (t.end is None or t.end >= kill.at)
+        }
+    )  # fmt: skip
+
+    def sent() -> int:
+        stats = cluster.sandbox("/_sandbox/stats")
+        return sum(int(v.get("api_requests", 0)) for v in stats.values() if isinstance(v, dict))
+
+    def rows() -> tuple[int, int]:
+        if not tries:
+            return 0, 0
+        match = " OR ".join(["(run_id = %s AND task_id = %s AND map_index = %s AND try_number = %s)"] * len(tries))
+        found = cluster.query(
+            "loyalty",
+            f"SELECT SUM(CASE WHEN status = 'sending' THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN status <> 'sending' THEN 1 ELSE 0 END) FROM {LEDGER_TABLE} WHERE {match}",
+            [v for t in tries for v in t],
+        )
+        return int(found[0][0] or 0), int(found[0][1] or 0)
+
+    before, (intents, answers) = sent(), rows()
+    killer.frozen.kill(signal.SIGCONT)
+    say(f"woke {kill.victim} (SIGCONT), its {len(tries)} tries long taken over; SIGKILL in {WAKE_SECONDS:.0f} s")
+    time.sleep(WAKE_SECONDS)
+    after, (intents_after, answers_after) = sent(), rows()
+    killer.frozen.kill(signal.SIGKILL)
+    return {
+        "tries": len(tries),
+        "residue": after - before,
+        "new_intents": intents_after - intents,
+        "late_answers": answers_after - answers,
+    }
 
 
 def vendor_summaries(cluster: Cluster) -> dict[str, Counter[str]]:
@@ -199,7 +271,7 @@ def overlap_checks(facts: OverlapFacts, day: RunData, kill: Kill | None) -> list
     )
     checks.append(
         Check(
-            f"{RUN_A}: a worker was SIGKILLed mid-run",
+            f"{RUN_A}: a worker was lost mid-run (its whole tree frozen by SIGSTOP; SIGKILLed once both runs were done)",
             kill is not None,
             f"{kill.victim} while running {', '.join(f'{t.task_id}[{t.map_index}]' for t in kill.tries)}"
             if kill
@@ -298,6 +370,18 @@ def overlap_checks(facts: OverlapFacts, day: RunData, kill: Kill | None) -> list
             f"{len(items) - len(lost)} of {len(items)} settled{sample(lost)}",
         ),
     ]
+    if facts.wake is not None:
+        woke = facts.wake
+        checks.append(
+            Check(
+                f"{RUN_A}: the frozen worker, woken past its lease after the take-over, wrote no new intent "
+                "(the fence holds)",
+                woke["new_intents"] == 0,
+                f"{woke['new_intents']} new intent(s) of its {woke['tries']} frozen tries; residue: "
+                f"{woke['residue']} request(s) reached the vendor after it woke (requests it had fenced before "
+                f"the freeze); {woke['late_answers']} answer(s) it recorded after waking",
+            )
+        )
     final = [t for run in facts.tries.values() for t in run if is_current(t, run)]
     checks.append(
         Check(

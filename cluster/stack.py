@@ -182,6 +182,12 @@ class Stack:
             service.popen.wait(timeout=10)
         return hit
 
+    def freeze_tree(self, service: Service) -> _Snapshot:
+        """SIGSTOP a service and every process it started (a machine paused); the snapshot later wakes or kills them."""
+        snapshot = _Snapshot.of(service.pid)
+        snapshot.kill(signal.SIGSTOP)
+        return snapshot
+
     def stop(self, services: Sequence[Service], grace: float = 10.0) -> None:
         """Signal the services' groups at once, wait up to ``grace`` seconds, then SIGKILL what is left."""
         snapshots = [_Snapshot.of(service.pid) for service in services]

@@ -141,3 +141,16 @@ def test_the_report_says_how_much_the_two_runs_met_each_other() -> None:
         f"{RUN_B}: 11000 succeeded, 9000 skipped (settled by the other run), 40 left to the other's live claim"
         in detail
     )
+
+
+def test_the_woken_worker_passes_only_without_a_new_intent_and_its_residue_is_reported() -> None:
+    name = "the frozen worker, woken past its lease after the take-over, wrote no new intent (the fence holds)"
+    f = good_facts()
+    assert not any(name in c.name for c in overlap_checks(f, day(), kill()))  # not woken: no such check
+    f.wake = {"tries": 2, "residue": 1, "new_intents": 0, "late_answers": 5}
+    found = {c.name.split(": ", 1)[1]: c for c in overlap_checks(f, day(), kill())}
+    assert found[name].ok
+    assert "residue: 1 request(s) reached the vendor after it woke" in found[name].detail
+    assert "5 answer(s) it recorded after waking" in found[name].detail
+    f.wake = {"tries": 2, "residue": 3, "new_intents": 2, "late_answers": 0}
+    assert not verdicts(f)[name]
