@@ -149,6 +149,14 @@ def _same_attempt(row: str, of: str) -> str:
     return " AND ".join(f"({row}.{c} = {of}.{c} OR ({row}.{c} IS NULL AND {of}.{c} IS NULL))" for c in ATTEMPT_COLUMNS)
 
 
+def succeeded_sql(row: str) -> str:
+    """SQL condition: the row ``row`` is a success, which alone makes its item ``succeeded`` (rule 1).
+
+    A reader that sees such a row of an item knows its state without reading its other rows.
+    """
+    return f"{row}.status = 'succeeded'"
+
+
 def _refusal_sql(r: str) -> str:
     return f"({r}.status = 'failed' AND {r}.failure_kind = 'permanent')"
 
@@ -191,7 +199,7 @@ def item_state_sql(alias: str, table: str = DEFAULT_TABLE) -> str:
     def exists(row: str, condition: str) -> str:
         return f"EXISTS (SELECT 1 FROM {table} {row} WHERE {_same_item(row, alias)} AND {condition})"
 
-    succeeded, invalid = f"{s}.status = 'succeeded'", f"{i}.status = 'invalid'"
+    succeeded, invalid = succeeded_sql(s), f"{i}.status = 'invalid'"
     failed = (
         f"{f}.status <> 'sending' AND ({f}.status <> 'failed' OR {f}.code IS NULL OR {f}.code <> '{NOT_SENT_CODE}') "
         f"AND NOT EXISTS (SELECT 1 FROM {table} {g} WHERE {_same_item(g, f)} AND {g}.status <> 'sending' "

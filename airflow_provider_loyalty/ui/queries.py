@@ -24,7 +24,7 @@ from airflow_provider_loyalty import vendors
 from airflow_provider_loyalty.coordination.claims import claims_table
 from airflow_provider_loyalty.items import invalid_key
 from airflow_provider_loyalty.ledger.schema import LedgerRow, select_list
-from airflow_provider_loyalty.ledger.state import ItemState, item_state_sql
+from airflow_provider_loyalty.ledger.state import ItemState, item_state_sql, succeeded_sql
 from airflow_provider_loyalty.ui.auth import DagScope
 from airflow_provider_loyalty.ui.connections import Session
 
@@ -224,9 +224,10 @@ def _materialized(session: Session) -> str:
 def _selected_items(session: Session, table: str, scope: DagScope, sel: Selection) -> tuple[str, list[Any]]:
     """SQL of the selected items, one row each, without their state (and its parameters).
 
-    Columns: ``vendor, item_key, first_at, last_at, retried, reconciled`` — the item's first and last
-    row in the window, whether a row failed without settling it (transient, the request refused, not
-    sent), and whether a success was a reconciliation.
+    Columns: ``vendor, item_key, first_at, last_at, retried, reconciled, succeeded`` — the item's
+    first and last row in the window, whether a row failed without settling it (transient, the
+    request refused, not sent), whether a success was a reconciliation, and whether a row read was a
+    success (which settles the item's state without its other rows).
     """
     where = _Where(session.placeholder)
     if sel.since is not None:
@@ -241,7 +242,8 @@ def _selected_items(session: Session, table: str, scope: DagScope, sel: Selectio
         "SELECT l.vendor, l.item_key, MIN(l.recorded_at) AS first_at, MAX(l.recorded_at) AS last_at, "
         "MAX(CASE WHEN l.status = 'failed' AND (l.failure_kind IS NULL OR l.failure_kind <> 'permanent') "
         "THEN 1 ELSE 0 END) AS retried, "
-        f"MAX(CASE WHEN l.status = 'succeeded' AND l.code = '{RECONCILED_CODE}' THEN 1 ELSE 0 END) AS reconciled "
+        f"MAX(CASE WHEN l.status = 'succeeded' AND l.code = '{RECONCILED_CODE}' THEN 1 ELSE 0 END) AS reconciled, "
+        f"MAX(CASE WHEN {succeeded_sql('l')} THEN 1 ELSE 0 END) AS succeeded "
         f"FROM {table} l{where.sql()} GROUP BY l.vendor, l.item_key"
     )
     return grouped, [*where.params, *key_params]
@@ -250,24 +252,28 @@ def _selected_items(session: Session, table: str, scope: DagScope, sel: Selectio
 def _state_of(session: Session, table: str, items: str) -> tuple[list[str], str]:
     """CTEs and the SQL expression of the state now of each item of the CTE ``items`` (aliased ``i``).
 
-    The state reads all the item's rows (``ledger.state``: one definition). PostgreSQL and SQLite
-    evaluate its sub-queries item by item through the look-up index, so they read the table itself.
-    DuckDB turns them into joins over whatever table they name: there they name the rows of these
-    items only (one join on the selected keys), not the whole ledger.
+    The state reads all the item's rows (``ledger.state``: one definition), except for an item whose
+    rows already read hold a success: that alone makes it ``succeeded`` (most items of a ledger),
+    so only the others are computed. PostgreSQL and SQLite evaluate the state's sub-queries item by
+    item through the look-up index, so they read the table itself. DuckDB turns them into joins over
+    whatever table they name: there they name the rows of the other items only (one join on their
+    keys), not the whole ledger.
     """
-    if session.dialect != "duckdb":
-        return [], item_state_sql("i", table)
-    rows = (
-        f"{_ROWS} AS {_materialized(session)}(SELECT l.* FROM {table} l "
-        f"JOIN {items} k ON l.vendor = k.vendor AND l.item_key = k.item_key)"
-    )
-    return [rows], item_state_sql("i", _ROWS)
+    source = table
+    ctes: list[str] = []
+    if session.dialect == "duckdb":
+        source = _ROWS
+        ctes.append(
+            f"{_ROWS} AS {_materialized(session)}(SELECT l.* FROM {table} l "
+            f"JOIN {items} k ON l.vendor = k.vendor AND l.item_key = k.item_key WHERE k.succeeded = 0)"
+        )
+    return ctes, f"CASE WHEN i.succeeded = 1 THEN '{ItemState.SUCCEEDED.value}' ELSE {item_state_sql('i', source)} END"
 
 
 def stated_items(session: Session, table: str, scope: DagScope, sel: Selection) -> tuple[str, list[Any]]:
     """A ``WITH`` clause (and its parameters) whose last CTE, :data:`_STATED`, holds the selected items.
 
-    One row each: ``vendor, item_key, first_at, last_at, retried, reconciled, state`` (see
+    One row each: ``vendor, item_key, first_at, last_at, retried, reconciled, succeeded, state`` (see
     :func:`_selected_items`; the state now, from all the item's rows). The state is computed once,
     for these items only, however many sections read it.
     """
