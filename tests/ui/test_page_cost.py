@@ -54,3 +54,13 @@ def test_one_request_computes_the_items_states_in_one_statement(
     stated = [sql for sql in executed if STATE_MARK in sql]
     assert len(stated) == 1, f"{len(stated)} statements computed the items' states"
     assert stated[0].count(STATE_MARK) == 1, "the states were computed more than once in the statement"
+
+
+def test_the_page_reads_postgresql_without_jit(ledger: Any) -> None:
+    """PostgreSQL's JIT compiled each of the page's statements for seconds (their estimated cost is huge)."""
+    if ledger.backend != "postgres":
+        pytest.skip("JIT is PostgreSQL's")
+    reader = LedgerReader(LedgerSettings(conn_id=ledger.conn_id, table=ledger.table))
+    with reader.session() as session:
+        assert session.fetch("SHOW jit") == [("off",)]
+        assert session.fetch("SHOW transaction_read_only") == [("on",)]
