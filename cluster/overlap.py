@@ -116,10 +116,6 @@ def run_overlap(
         restart_worker(cluster, settings, name)
     load_day(cluster, day)
     cluster.sandbox("/_sandbox/reset-stats", "POST", {})
-    # A process frozen inside a ledger transaction would hold its claims' row locks until it dies; the
-    # server ends such a session (as production servers are set to), so the take-over goes through.
-    with cluster.db("loyalty") as conn, conn.cursor() as cur:
-        cur.execute("ALTER DATABASE loyalty SET idle_in_transaction_session_timeout = '20s'")
     shards_a, shards_b = settings.overlap_shards
     limits = replace(settings, capillary_rpm=settings.overlap_capillary_rpm, xoxoday_rpm=settings.overlap_xoxoday_rpm)
     before = cluster.sandbox("/_sandbox/config")

@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 #: between them ride out a DuckDB/SQLite writer's lock or a database restart.
 ATTEMPTS = 4
 BACKOFF_SECONDS = 0.5
+#: On PostgreSQL, the server ends a session of ours left idle inside a transaction this long. The
+#: ledger commits every operation at once, so only a process frozen mid-transaction (a paused VM, a
+#: SIGSTOPped worker) gets there; ending its session releases its row locks, which would otherwise
+#: keep every other task from claiming its items (or taking them over once its lease, 60 s by
+#: default, ran out) until the frozen process died. Its work rolls back: nothing it had not
+#: committed was sent.
+IDLE_IN_TRANSACTION_SECONDS = 30
 
 T = TypeVar("T")
 
@@ -109,6 +116,7 @@ class LedgerConnection:
             return self._read_only_connection()
         if self._conn is None:
             self._conn = self.hook.get_conn()
+            self._bound_idle_transactions()
             self._create_table()
             self._add_missing_columns()
             try:
@@ -117,6 +125,20 @@ class LedgerConnection:
                 log.info("No look-up index on %s (%s); look-ups still work", self.table, type(exc).__name__)
                 self._rollback()
         return self._conn
+
+    def _bound_idle_transactions(self) -> None:
+        """On PostgreSQL, have the server end this session when it idles in a transaction (see above)."""
+        if str(self.hook.connection.conn_type or "").lower() not in ("postgres", "postgresql"):
+            return
+        try:
+            self._execute(f"SET idle_in_transaction_session_timeout = '{int(IDLE_IN_TRANSACTION_SECONDS)}s'")
+        except Exception as exc:  # a server speaking PostgreSQL's protocol without the setting
+            log.info(
+                "Ledger session on %r keeps the server's idle-transaction setting (%s)",
+                self.conn_id,
+                type(exc).__name__,
+            )
+            self._rollback()
 
     def _create_table(self) -> None:
         """Create the table if it is missing; use it as it is when the role may not create tables.
