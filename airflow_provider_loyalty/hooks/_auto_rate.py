@@ -12,27 +12,33 @@ first, exactly as with a fixed number. Its rules, in pace units (the number a us
 
   - before any limit is known: ×:data:`START_GROWTH` per step (a slow start, as TCP's);
   - once a limit is known: close :data:`CLIMB` of the gap to :data:`PLATEAU` × the last limit hit
-    per step, then hold there; only after :data:`PROBE_HOLD` clean seconds at the plateau probe
-    :data:`PROBE_STEP` above the last limit hit (the vendor may have raised it).
+    per step (a start below it), then hold there; only after :data:`PROBE_HOLD` clean seconds at
+    the plateau probe :data:`PROBE_STEP` above the last limit hit and the window limits (the vendor
+    may have raised them).
 
-* **Cut** on a rate-limit answer: the vendor's window is full, so the limit is about what it
-  accepted from this task over its window — the last 10 s while ramping up or in the first minute,
-  the last minute at a steady pace (the "limit hit", never above the pace in force). The pace drops
-  to ×:data:`CUT` (×:data:`START_CUT` out of the slow start), or to :data:`PLATEAU` × the limit hit
-  if lower, but never below what the vendor accepted from this task over the last minute (a
-  sliding window of at most a minute held all of that, so that rate is not what it refused). Rate-limit answers within the vendor's wait plus
-  :data:`EPISODE_SECONDS` of a cut are the same episode (requests already in flight, a window
-  still draining): they cut only ×:data:`EPISODE_CUT`, with the same floor, and every thread
-  pauses 1, 2, 4... s (at most :data:`EPISODE_PAUSE_MAX`) beyond the vendor's wait. A rate-limit
-  answer before the vendor accepted anything from this task in the last minute learns nothing (the
-  window was full of someone else's requests): the pace is halved and the search goes on.
+* **Cut** on a rate-limit answer: the vendor's window was full when the refused request arrived, so
+  what it accepted from the key within its window before is its limit per window. Counted are the
+  accepted requests sent after the refused one's answer less one window (they surely arrived within
+  it: a lower bound, whatever the delays). Fewer than :data:`MIN_EVIDENCE` teach nothing (someone
+  else's traffic filled the window, or too little to tell): the pace is halved and the search goes
+  on. Otherwise the counts become the **window limits** (seconds -> requests), which the limiter
+  enforces on its own requests (each counts from its sending until a window after its answer), the
+  limit hit is the lowest of them per minute, and the pace goes straight to :data:`PLATEAU` of it.
+  The window is the vendor's when told (``window_seconds`` in the learned state), else every one of
+  :data:`CANDIDATE_WINDOWS` (one answer cannot tell them apart). Rate-limit answers within the
+  vendor's wait plus :data:`EPISODE_SECONDS` of a cut are the same episode (requests already in
+  flight, a window still draining): they learn nothing more, and every thread pauses 1, 2, 4... s
+  (at most :data:`EPISODE_PAUSE_MAX`) beyond the vendor's wait. A limit met again (the vendor lowered
+  it) keeps under what the windows held then and one less than before.
 * **Remember**: the highest pace held a whole minute (:data:`CLEAN_HOLD`) without a rate-limit
-  answer, and the last limit hit with its time; stored after each cut and when the hook closes.
+  answer, the last limit hit with its time and the window limits; stored after each cut and when
+  the hook closes. A run starts at :data:`PLATEAU` × the limit hit, with the same window limits.
   What is read and saved is clamped to :data:`MIN_PER_MINUTE` .. :data:`MAX_PER_MINUTE`.
 
-Mapped tasks sharing one key each run their own controller from the same learned state: their
-cuts floor at what each had accepted (its share), so together they settle under the limit (see
-the README's "auto" section).
+Mapped tasks sharing one key without a shared budget each run their own controller from the same
+learned state: each learns the window counts of its own share, so together they settle under the
+limit. With a shared budget the counts are the key's (this task's times the key's share), and the
+budget, not the window guard, paces the key.
 """
 
 from __future__ import annotations
@@ -66,8 +72,9 @@ STEP_SECONDS = 5.0
 START_GROWTH = 1.5
 #: Once a limit is known, share of the gap to the plateau closed per step.
 CLIMB = 0.3
-#: The pace held: this share of the last limit hit.
-PLATEAU = 0.98
+#: The pace held: this share of the last limit hit (the window guard, not this margin, keeps the
+#: count of a vendor window under what it accepted: see :data:`CANDIDATE_WINDOWS`).
+PLATEAU = 0.99
 #: Clean seconds at the plateau before probing above the last limit hit, and by how much.
 PROBE_HOLD = 300.0
 PROBE_STEP = 1.03
@@ -86,6 +93,15 @@ CLEAN_HOLD = 60.0
 BUSY = 0.8
 #: Requests are spaced this much wider than the pace (the limiter's own margin, see _pacing).
 _MARGIN = 1.02
+#: The windows (seconds) a per-minute limit may be enforced over, when the vendor's is not told
+#: (``window_seconds`` in the learned state): a minute, or 10 s. One rate-limit answer cannot tell
+#: them apart (a rising pace fills both at once), so what is learned keeps within both.
+CANDIDATE_WINDOWS = (10.0, 60.0)
+#: Fewest requests the vendor accepted within its window before a rate-limit answer teaches a limit:
+#: a refusal after one to three accepted requests is someone else's traffic or noise, not the limit.
+MIN_EVIDENCE = 8
+#: Longest window a vendor's limit is read over (seconds): a stored window above it is ignored.
+MAX_WINDOW_SECONDS = 3600.0
 
 
 def variable_key(vendor: str, conn_id: str) -> str:
@@ -106,6 +122,10 @@ class LearnedRate:
     :param limit_hit_at: when (ISO 8601, UTC).
     :param pace: the pace in force when this was stored.
     :param updated_at: when this was stored (ISO 8601, UTC).
+    :param window_seconds: the vendor's window, when told (the one thing a first run may be given:
+        vendors do not announce it); ``None``: any of :data:`CANDIDATE_WINDOWS`.
+    :param window_limits: requests the vendor accepted within each window before its last
+        rate-limit answer (window seconds, as text, to a count): no window is sent more.
     """
 
     best_clean: float | None = None
@@ -113,6 +133,8 @@ class LearnedRate:
     limit_hit_at: str | None = None
     pace: float | None = None
     updated_at: str | None = None
+    window_seconds: float | None = None
+    window_limits: dict[str, int] | None = None
 
     def to_json(self) -> str:
         """Serialise for the Variable."""
@@ -143,9 +165,15 @@ class LearnedRate:
                 limit_hit_at=str(at) if at is not None else None,
                 pace=number("pace"),
                 updated_at=str(updated) if updated is not None else None,
+                window_seconds=_window(raw.get("window_seconds")),
+                window_limits=_window_limits(raw.get("window_limits")),
             )
         except (TypeError, ValueError):
             return None
+
+    def guards(self) -> dict[float, int]:
+        """:attr:`window_limits` by window seconds."""
+        return {float(w): n for w, n in (self.window_limits or {}).items()}
 
     def start(self, cap: float | None = None) -> float | None:
         """The pace a new run starts at from this, ``None`` when nothing useful was learned."""
@@ -154,10 +182,43 @@ class LearnedRate:
             if self.limit_hit is not None:
                 pace = min(pace, self.limit_hit * PLATEAU)
         elif self.limit_hit is not None:
-            pace = self.limit_hit * CUT
+            # Learned from full windows (their counts kept): start just under it; a limit stored
+            # without them (by an older version, from as little as one request) well below it.
+            pace = self.limit_hit * (PLATEAU if self.window_limits else CUT)
         else:
             return None
         return min(pace, cap) if cap is not None else pace
+
+
+def _window(value: Any) -> float | None:
+    """A window length read from storage: seconds in (0, :data:`MAX_WINDOW_SECONDS`], else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        seconds = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return seconds if math.isfinite(seconds) and 0 < seconds <= MAX_WINDOW_SECONDS else None
+
+
+def _window_limits(value: Any) -> dict[str, int] | None:
+    """Counts per window read from storage, each clamped to 1 .. what :data:`MAX_PER_MINUTE` allows in it."""
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, int] = {}
+    for key, count in value.items():
+        seconds = _window(key)
+        if seconds is None or isinstance(count, bool) or not isinstance(count, (int, float)):
+            continue
+        if not math.isfinite(count) or count < 1:
+            continue
+        out[f"{seconds:g}"] = _clamped_count(count, seconds)
+    return out or None
+
+
+def _clamped_count(count: float, seconds: float) -> int:
+    """``count`` requests per window of ``seconds`` within 1 .. what :data:`MAX_PER_MINUTE` allows."""
+    return int(max(1, min(math.floor(count), math.ceil(MAX_PER_MINUTE * seconds / 60.0))))
 
 
 class RateStore(Protocol):
@@ -259,7 +320,8 @@ class AutoRate:
     """The pace of one task: rises while the vendor answers cleanly, cuts on rate-limit answers.
 
     Thread-safe; the pacer calls :meth:`answered` after every attempt that got an answer and reads
-    :attr:`pace`. See the module documentation for the rules.
+    :attr:`pace` and :attr:`window_limits` (the counts no vendor window may exceed, which the
+    limiter enforces on its send times). See the module documentation for the rules.
 
     :param cap: never pace above this (requests per minute), ``None`` for no ceiling.
     :param store: where the learned rate is read at start and written after cuts and at the end.
@@ -285,6 +347,9 @@ class AutoRate:
         #: the vendor key's traffic over this task's (a shared budget; 1.0 alone): what the vendor
         #: accepted from the key is this times what it accepted from the task
         self.share: Callable[[], float] = lambda: 1.0
+        #: whether the task's own bound on requests in flight, not the vendor, keeps it under the pace
+        #: (the pacer's; while the limit is unknown it lets one request at a time fly)
+        self.gate_bound: Callable[[], bool] = lambda: False
         self._start_from(store.load() if store is not None else None, start)
         now = clock.monotonic()
         self._started = now
@@ -296,6 +361,7 @@ class AutoRate:
         #: seconds to hold every thread after the vendor's wait (a window still full: see _cut)
         self.pause = 0.0
         self._accepted: deque[float] = deque()  # clean answers of the last minute
+        self._evidence: deque[float] = deque()  # send times of the accepted requests, longest window
         self._sent: deque[float] = deque()  # answered attempts of the last step
         self._history: deque[tuple[float, float]] = deque([(now, self.pace)])  # pace changes, last minute
 
@@ -320,23 +386,40 @@ class AutoRate:
         self.best_clean = _clamped(learned.best_clean) if learned.best_clean is not None else None
         self.limit_hit = _clamped(learned.limit_hit) if learned.limit_hit is not None else None
         self.limit_hit_at = learned.limit_hit_at
+        self.window_seconds = learned.window_seconds
+        #: requests no vendor window (seconds) may hold more of: what it accepted before refusing
+        self.window_limits: dict[float, int] = learned.guards() if self.limit_hit is not None else {}
         # Slow start until a limit is known (hit this run or learned).
         self.slow_start = self.limit_hit is None
 
+    @property
+    def windows(self) -> tuple[float, ...]:
+        """The vendor's window when told, else every candidate (what is learned keeps within each)."""
+        return (self.window_seconds,) if self.window_seconds else CANDIDATE_WINDOWS
+
+    @property
+    def discovering(self) -> bool:
+        """Looking for an unknown limit (``"auto"`` with nothing learned, no rate-limit answer yet)."""
+        return self.slow_start and self.started_from != "setting"
+
     # --------------------------------------------------------------------------- observations
-    def answered(self, *, throttled: bool, wait: float = 0.0) -> float:
+    def answered(self, *, throttled: bool, wait: float = 0.0, sent_at: float | None = None) -> float:
         """Record one answered attempt; return the pace in force afterwards.
 
         :param throttled: the vendor answered "rate limited" (429, Retry-After, penaltySeconds).
         :param wait: the window the vendor announced, seconds.
+        :param sent_at: when the attempt left (monotonic; default: now). The vendor counts requests
+            by arrival: send times, not answer times, say what its window held.
         """
         with self._lock:
             now = self.clock.monotonic()
+            sent = now if sent_at is None else min(sent_at, now)
             self._sent.append(now)
             if throttled:
-                cut = self._cut(now, wait)
+                cut = self._cut(now, wait, sent)
             else:
                 self._accepted.append(now)
+                self._evidence.append(sent)
                 self._trim(now)
                 self._learn_clean(now)
                 self._raise(now)
@@ -349,6 +432,9 @@ class AutoRate:
     def _trim(self, now: float) -> None:
         while self._accepted and self._accepted[0] <= now - 60.0:
             self._accepted.popleft()
+        longest = max(max(self.windows), 60.0) + 1.0
+        while self._evidence and self._evidence[0] <= now - longest:
+            self._evidence.popleft()
         while self._sent and self._sent[0] <= now - STEP_SECONDS:
             self._sent.popleft()
         while len(self._history) > 1 and self._history[1][0] <= now - CLEAN_HOLD:
@@ -374,7 +460,9 @@ class AutoRate:
         """Whether the task sent at (nearly) the pace in force over the last step."""
         self._trim(now)
         sent = len(self._sent) * self.share() * 60.0 / STEP_SECONDS * _MARGIN
-        return sent >= BUSY * self.pace
+        # While looking for the limit, requests in flight are bounded by the pacer, not the vendor:
+        # that bound grows with the pace, so it must not stop the pace from growing.
+        return sent >= BUSY * self.pace or (self.discovering and self.gate_bound())
 
     def _learn_clean(self, now: float) -> None:
         if now - self._clean_since < CLEAN_HOLD:
@@ -398,16 +486,29 @@ class AutoRate:
         if self.pace < plateau * 0.999:
             self._set(now, min(plateau, self.pace + max(1.0, (plateau - self.pace) * CLIMB)))
         elif now - self._clean_since >= PROBE_HOLD and now - self._changed >= PROBE_HOLD:
-            # Held the plateau cleanly for long: the vendor may allow more now.
+            # Held the plateau cleanly for long: the vendor may allow more now (its windows too).
             self.limit_hit = self.limit_hit * PROBE_STEP
+            self.window_limits = {w: math.ceil(n * PROBE_STEP) for w, n in self.window_limits.items()}
             self._set(now, self.limit_hit * PLATEAU)
 
-    def _cut(self, now: float, wait: float) -> bool:
+    def window_counts(self, sent_at: float, answered_at: float) -> dict[float, int]:
+        """Requests the vendor surely held in each window when it refused the one sent at ``sent_at``.
+
+        That request reached the vendor before ``answered_at``; one sent after ``answered_at`` minus
+        the window reached it within the window before it, whatever the delays (a lower bound).
+        """
+        share = self.share()
+        return {
+            w: int(sum(1 for t in self._evidence if answered_at - w < t < sent_at) * share + 1e-9) for w in self.windows
+        }
+
+    def _cut(self, now: float, wait: float, sent_at: float) -> bool:
         self._trim(now)
         floor = self._accepted_per_minute(now, 60.0) * 0.97
         self._clean_since = now
         if now < self._episode_end:  # the same episode: in flight before the cut, or a window draining
-            self._set(now, max(min(self.pace, floor), self.pace * EPISODE_CUT))
+            if not self.window_limits:  # nothing learned (no guard): slow down a little more
+                self._set(now, max(min(self.pace, floor), self.pace * EPISODE_CUT))
             # A window still full after the vendor's wait: pause on our own, twice as long each time,
             # rather than knock every second.
             self._repeats += 1
@@ -418,38 +519,43 @@ class AutoRate:
         self.pause = 0.0
         self.hits += 1
         before = self.pace
-        if not self._accepted:
-            # Refused before the vendor accepted anything from this task in the last minute: its
-            # window was full of someone else's requests (another task on the key, an earlier run).
-            # That says nothing about the limit: slow down, learn nothing, keep looking for it.
+        counts = self.window_counts(sent_at, now)
+        if max(counts.values()) < MIN_EVIDENCE:
+            # Refused before the vendor accepted enough from this task within a window to say what
+            # the window holds: someone else's requests filled it (another task on the key, an
+            # earlier run), or too few to tell. Slow down, learn nothing, keep looking.
             self._set(now, self.pace * START_CUT)
             self._episode_end = now + wait + EPISODE_SECONDS
             log.debug(
-                "Rate limited before any request was accepted: pace cut to %.0f requests/min (no limit learned)",
+                "Rate limited after %d accepted request(s): pace cut to %.0f requests/min (no limit learned)",
+                max(counts.values()),
                 self.pace,
             )
             return False
-        # The vendor's window is full now. Over a 10 s window that is 10 s of our accepted requests;
-        # over a minute, a minute's. In the first minute the 10 s figure is the better estimate (the
-        # minute's counts less than a minute); later the minute's, which no window of up to a minute
-        # can have held more than its limit of (a 10 s figure overstates a 60 s window after a ramp).
-        per_10s = self._accepted_per_minute(now, 10.0)
-        per_minute = self._accepted_per_minute(now, 60.0)
-        hit = min(self.pace, per_minute if now - self._started >= CLEAN_HOLD else max(per_10s, per_minute))
-        self.limit_hit = max(hit, MIN_PER_MINUTE)
+        # The vendor's window was full when this request arrived: what it accepted within its window
+        # before is its limit per window. Its window is not told, so every candidate window keeps at
+        # most what it held (a rising pace filled them all at once); a limit met again (the vendor
+        # lowered it) keeps under both what it held now and one less than before.
+        limits = {w: max(1, n) for w, n in counts.items()}
+        for w, n in self.window_limits.items():
+            if w in limits:
+                limits[w] = min(limits[w], max(1, n - 1))
+        self.window_limits = limits
+        hit = min(n * 60.0 / w for w, n in limits.items())
+        self.limit_hit = _clamped(hit)
         self.limit_hit_at = _iso(self.clock.time())
-        factor = START_CUT if self.slow_start else CUT
         self.slow_start = False
-        if self.best_clean is not None and self.best_clean >= hit:
+        if self.best_clean is not None and self.best_clean >= self.limit_hit:
             self.best_clean = None  # the vendor lowered its limit: learn again
-        cut = max(floor, min(self.pace * factor, self.limit_hit * PLATEAU))
-        self._set(now, min(self.pace * EPISODE_CUT, cut))
+        # Straight to just under the limit: the limiter's window guard keeps every window within what
+        # the vendor accepted (after a short penalty, a window still full drains before we send more).
+        self._set(now, self.limit_hit * PLATEAU)
         self._episode_end = now + wait + EPISODE_SECONDS
         log.debug(  # the pacer logs one line per vendor window, naming the pace in force
-            "Rate limited at a pace of %.0f requests/min: cut to %.0f/min (the limit is below %.0f/min)",
+            "Rate limited at a pace of %.0f requests/min: the vendor accepted %s; pace now %.0f/min",
             before,
+            ", ".join(f"{n} per {w:g} s" for w, n in sorted(limits.items())),
             self.pace,
-            hit,
         )
         return True
 
@@ -463,6 +569,8 @@ class AutoRate:
                 limit_hit_at=self.limit_hit_at,
                 pace=_round(self.pace),
                 updated_at=_iso(self.clock.time()),
+                window_seconds=self.window_seconds,
+                window_limits={f"{w:g}": n for w, n in sorted(self.window_limits.items())} or None,
             )
 
     def save(self) -> None:

@@ -11,6 +11,8 @@ time budget (``rate_limit_timeout``) ends the wait, with a message naming the ra
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import math
 import threading
@@ -30,6 +32,11 @@ PACING_MARGIN = 1.02
 #: Seconds a request may be held back by the vendor's rate-limit answers before the task gives up
 #: (``rate_limit_timeout``; its items are left not sent, for a later try).
 DEFAULT_RATE_LIMIT_TIMEOUT = 600.0
+#: Seconds between two looks at the window guard while its windows are full of requests in flight.
+GUARD_POLL_SECONDS = 0.005
+#: A request leaves a guarded window this long after the window has passed since its answer: a
+#: vendor's window that ends exactly at our clock's reading may still hold it (time is a float).
+GUARD_EPSILON_SECONDS = 0.001
 
 
 class RateLimiter:
@@ -60,6 +67,16 @@ class RateLimiter:
         #: the vendor key's budget shared with other tasks (slots and windows), ``None``: this task alone
         self.budget: RateBudget | None = None
         self._numbers: deque[tuple[float, int]] = deque()  # (when, the key's count) of our reservations
+        #: window seconds -> most requests any such window may hold (what the vendor accepted in one
+        #: before refusing); enforced on this task's requests alone (a shared budget paces the key)
+        self.guards: dict[float, int] = {}
+        # A request reaches the vendor after we send it and before its answer comes back. So a request
+        # counts in the guarded windows from the moment it is sent, and leaves them one window after
+        # its answer: then it has surely left the vendor's window too, whatever the delays.
+        self._in_flight: dict[int, float] = {}  # ticket -> when sent
+        self._answered: list[float] = []  # answer times of requests the vendor counted, sorted
+        self._tickets = itertools.count()
+        self._local = threading.local()
 
     def acquire(self, served_until: float = -math.inf) -> float:
         """Block until this thread may send; return the seconds waited.
@@ -68,6 +85,7 @@ class RateLimiter:
             (the thread that received the rate-limit answer); blocks ending by then are not waited
             again.
         """
+        self._local.ticket = None
         if self.budget is not None:
             return self._acquire_shared(self.budget, served_until)
         waited = 0.0
@@ -77,18 +95,75 @@ class RateLimiter:
                 blocked = self._blocked_until if self._blocked_until > served_until else -math.inf
                 next_slot = self._next_slot if self._next_slot > served_until else -math.inf
                 slot = max(now, next_slot, blocked)
+                if self.guards:
+                    free = self._guard_free(slot)
+                    slot = free if free is not None else max(slot, now + GUARD_POLL_SECONDS)
                 if self.interval:
                     self._next_slot = slot + self.interval
                 seen_block = self._blocked_until
-            if slot <= now:
-                return waited
+                if slot <= now:
+                    self._send()
+                    return waited
             self._clock.sleep(slot - now)
             waited += slot - now
             with self._lock:
                 # Only a window announced while we slept that reaches past our slot moves it.
                 if self._blocked_until <= max(seen_block, slot):
-                    return waited
-                served_until = -math.inf
+                    woke = self._clock.monotonic()
+                    if not self.guards or self._guard_free(woke) == woke:
+                        self._send()
+                        return waited
+                    # an answer still out, or another thread took the room: look again
+                else:
+                    served_until = -math.inf
+
+    def _guard_free(self, at: float) -> float | None:
+        """The earliest time from ``at`` at which one more request fits every guarded window.
+
+        ``None`` when requests in flight alone fill a window: only their answers can free room.
+        """
+        answered = self._answered
+        drop = bisect.bisect_right(answered, at - max(self.guards, default=0.0) - 1.0)
+        if drop:
+            del answered[:drop]
+        flying = len(self._in_flight)
+        when = at
+        for _ in range(len(self.guards) + 1):
+            moved = False
+            for window, count in self.guards.items():
+                if flying >= count:
+                    return None
+                first = bisect.bisect_right(answered, when - window)  # answers still inside the window
+                leave = flying + len(answered) - first - count + 1  # how many of them must leave first
+                if leave > 0:
+                    free = answered[first + leave - 1] + window + GUARD_EPSILON_SECONDS
+                    if free > when:
+                        when, moved = free, True
+            if not moved:
+                break
+        return when
+
+    def _send(self) -> None:
+        ticket = next(self._tickets)
+        self._in_flight[ticket] = self._clock.monotonic()
+        self._local.ticket = ticket
+
+    def ticket(self) -> int | None:
+        """The ticket of the request this thread's last :meth:`acquire` let go (``None`` with a shared budget)."""
+        return getattr(self._local, "ticket", None)
+
+    def done(self, ticket: int | None, *, counted: bool) -> None:
+        """The request of ``ticket`` was answered: ``counted`` unless the vendor refused it (an unanswered one counts)."""
+        if ticket is None:
+            return
+        with self._lock:
+            if self._in_flight.pop(ticket, None) is not None and counted:
+                bisect.insort(self._answered, self._clock.monotonic())
+
+    def set_guards(self, guards: dict[float, int]) -> None:
+        """Keep every window of ``guards`` (seconds -> count) within its count from now on."""
+        with self._lock:
+            self.guards = dict(guards)
 
     def _acquire_shared(self, budget: RateBudget, served_until: float) -> float:
         """Slots from the key's budget (every task's requests evenly spaced together), after any window."""
@@ -176,13 +251,27 @@ class ConcurrencyGate:
         self._in_flight = 0
         self._successes = 0
         self._cond = threading.Condition()
+        #: a lower bound of the moment (``None``: none), set by the pacer while a limit is unknown
+        self.ceiling: int | None = None
+
+    def _bound(self) -> int | None:
+        if self.ceiling is None:
+            return self.limit
+        return self.ceiling if self.limit is None else min(self.limit, self.ceiling)
 
     def acquire(self) -> None:
         """Wait for a free place."""
         with self._cond:
-            while self.limit is not None and self._in_flight >= self.limit:
+            while (bound := self._bound()) is not None and self._in_flight >= bound:
                 self._cond.wait()
             self._in_flight += 1
+
+    def set_ceiling(self, ceiling: int | None) -> None:
+        """Bound requests in flight to ``ceiling`` as well (``None``: only the configured bound)."""
+        with self._cond:
+            if ceiling != self.ceiling:
+                self.ceiling = ceiling
+                self._cond.notify_all()
 
     def release(self, *, throttled: bool = False) -> None:
         """Free a place; ``throttled`` tells whether its request met a rate-limit answer."""
@@ -230,9 +319,12 @@ class RequestPacer:
         # after rate-limit answers it steps down, then climbs back towards the setting.
         self.controller = auto or (AutoRate(cap=per_minute, start=per_minute, clock=clock) if per_minute else None)
         self.limiter = RateLimiter(auto.pace if auto is not None else per_minute, clock=clock)
+        self.gate = ConcurrencyGate(max_concurrency)
+        self._rtt: float | None = None  # seconds from sending to the answer, smoothed
         if self.controller is not None:
             self.controller.share = self.limiter.key_share
-        self.gate = ConcurrencyGate(max_concurrency)
+            self.controller.gate_bound = self._gate_bound
+            self._follow_controller()
         self.clock = clock
         self.rate_limit_timeout = DEFAULT_RATE_LIMIT_TIMEOUT if rate_limit_timeout is None else rate_limit_timeout
         #: why the task stopped waiting for the vendor (set once; no request is sent after it)
@@ -256,25 +348,59 @@ class RequestPacer:
         """
         self.gate.acquire()
         status: dict[str, Any] = {"throttled": False}
+        sent_at, ticket = self.clock.monotonic(), None
         try:
             self.limiter.acquire(served_until)
+            sent_at, ticket = self.clock.monotonic(), self.limiter.ticket()
             yield status
         finally:
+            # A request refused for the rate was not counted by the vendor; any other may have been.
+            self.limiter.done(ticket, counted=not (status.get("answered") and status.get("rate_limited")))
             self.gate.release(throttled=status["throttled"])
             if status.get("answered"):
                 limited = bool(status.get("rate_limited"))
                 if not limited:
                     self._note_accepted()
+                self._note_rtt(self.clock.monotonic() - sent_at)
                 if self.controller is not None:
                     wait = status.get("wait", 0.0)
-                    pace = self.controller.answered(throttled=limited, wait=wait)
-                    if pace != self.limiter.per_minute:
-                        self.limiter.set_rate(pace)
+                    self.controller.answered(throttled=limited, wait=wait, sent_at=sent_at)
+                    self._follow_controller()
                     if limited and self.controller.pause:  # the vendor's window is still full: hold back longer
                         self.penalize(wait + self.controller.pause)
             notice = status.get("notice")
             if notice:
                 self._announce(notice, status.get("wait", 0.0))
+
+    def _follow_controller(self) -> None:
+        """Take the controller's pace, window counts and, while it looks for the limit, one request in flight."""
+        controller = self.controller
+        assert controller is not None
+        if controller.pace != self.limiter.per_minute:
+            self.limiter.set_rate(controller.pace)
+        if controller.window_limits != self.limiter.guards:
+            self.limiter.set_guards(controller.window_limits)
+        self.gate.set_ceiling(self._discovery_ceiling() if controller.discovering else None)
+
+    def _note_rtt(self, seconds: float) -> None:
+        self._rtt = seconds if self._rtt is None else 0.8 * self._rtt + 0.2 * seconds
+
+    def _discovery_ceiling(self) -> int:
+        """Requests in flight while the limit is unknown: one, until one cannot carry half the pace.
+
+        A request sent while another is on its way may reach the vendor after the other was refused:
+        inside the penalty it opened, before we know of it. One at a time, the refusal is known first.
+        """
+        if self._rtt is None or self.limiter.per_minute is None:
+            return 1
+        return max(1, math.floor(self.limiter.per_minute / 60.0 * self._rtt / 2.0))
+
+    def _gate_bound(self) -> bool:
+        """Whether the discovery ceiling, not the vendor, holds the task under its pace."""
+        ceiling = self.gate.ceiling
+        if ceiling is None or self._rtt is None or self.limiter.per_minute is None:
+            return False
+        return self.limiter.per_minute / 60.0 * self._rtt >= 0.8 * ceiling
 
     def share(self, budget: RateBudget) -> None:
         """Pace with the vendor key's shared budget from now on (``rate_budget_conn_id``).
@@ -285,8 +411,7 @@ class RequestPacer:
         self.limiter.budget = budget
         if self.auto is not None:
             self.auto.adopt(BudgetRateStore(budget))
-            if self.auto.pace != self.limiter.per_minute:
-                self.limiter.set_rate(self.auto.pace)
+            self._follow_controller()
 
     def close(self) -> None:
         """Store what ``auto`` learned and release the shared budget's connection."""

@@ -198,28 +198,45 @@ def run_against_limit(
         "efficiency": len(accepted) / (limit * seconds / 60.0),
         "late_429_per_minute": sum(t > 60 for t in limited) / ((seconds - 60) / 60),
         "in_penalty": in_penalty,
+        "limited": len(limited),
         "last_minute": sum(t > start + seconds - 60 for t, _ in accepted),
         "paces": [p.limiter.per_minute for p in pacers],
     }
 
 
-@pytest.mark.parametrize(("window", "penalty"), [(10.0, 1.0), (60.0, 60.0)])
+@pytest.mark.parametrize(("window", "penalty"), [(10.0, 1.0), (60.0, 1.0), (60.0, 60.0), (10.0, 60.0)])
 def test_learns_an_unknown_limit_and_the_second_run_starts_near_it(window: float, penalty: float) -> None:
-    store = MemoryRateStore()
+    store = MemoryRateStore(LearnedRate(window_seconds=window))  # told the vendor's window, not its limit
     first = run_against_limit(600, window, penalty, 240.0, store)
     assert first["in_penalty"] == 0  # every vendor window waited out
+    assert first["limited"] == 1  # one rate-limit answer finds the limit; the window guard keeps it the only one
     learned = store.learned
     assert learned is not None and learned.limit_hit is not None
-    assert 600 <= learned.limit_hit <= 600 * 1.05  # pace units: the limiter spaces 2 % wider
+    full = round(600 * window / 60)  # what one window accepts
+    assert learned.window_limits is not None and full - 1 <= learned.window_limits[f"{window:g}"] <= full
+    assert 0.97 * 600 <= learned.limit_hit <= 600
     second = run_against_limit(600, window, penalty, 240.0, store)
-    assert second["in_penalty"] == 0
-    assert second["efficiency"] >= 0.93
-    assert second["late_429_per_minute"] <= 1.0
+    assert second["in_penalty"] == 0 and second["limited"] == 0
+    assert second["efficiency"] >= 0.95
+
+
+@pytest.mark.parametrize(("window", "penalty"), [(10.0, 1.0), (60.0, 1.0), (60.0, 60.0)])
+def test_an_untold_window_keeps_within_every_candidate(window: float, penalty: float) -> None:
+    # One answer cannot tell a 10 s window from a minute: what is learned keeps within both, so the
+    # run meets no second answer either way (and, against 10 s windows, paces below the limit).
+    store = MemoryRateStore()
+    first = run_against_limit(600, window, penalty, 240.0, store)
+    assert first["in_penalty"] == 0 and first["limited"] == 1
+    learned = store.learned
+    assert learned is not None and learned.limit_hit is not None and learned.limit_hit <= 600
+    assert learned.window_limits is not None and set(learned.window_limits) == {"10", "60"}
+    second = run_against_limit(600, window, penalty, 240.0, store)
+    assert second["in_penalty"] == 0 and second["limited"] == 0
 
 
 def test_mapped_tasks_sharing_a_key_settle_under_the_limit() -> None:
     # Both start from what a single task learned alone (600/min each: twice the key's limit together).
-    store = MemoryRateStore(LearnedRate(best_clean=600, limit_hit=612))
+    store = MemoryRateStore(LearnedRate(best_clean=600, limit_hit=612, window_seconds=10.0))
     shared = run_against_limit(600, 10.0, 1.0, 300.0, store, tasks=2)
     # A vendor window is announced to the task whose request met it: at the first collision the
     # other task can send into it once or twice before its own answer tells it (as with fixed shares).
