@@ -389,6 +389,8 @@ class AutoRate:
         self.window_seconds = learned.window_seconds
         #: requests no vendor window (seconds) may hold more of: what it accepted before refusing
         self.window_limits: dict[float, int] = learned.guards() if self.limit_hit is not None else {}
+        #: after this run's first cut, the pace the vendor had taken from us until it refused (see send_pace)
+        self.drain_pace: float | None = None
         # Slow start until a limit is known (hit this run or learned).
         self.slow_start = self.limit_hit is None
 
@@ -396,6 +398,21 @@ class AutoRate:
     def windows(self) -> tuple[float, ...]:
         """The vendor's window when told, else every candidate (what is learned keeps within each)."""
         return (self.window_seconds,) if self.window_seconds else CANDIDATE_WINDOWS
+
+    @property
+    def send_pace(self) -> float:
+        """The pace the limiter spaces requests at: :attr:`pace`, or faster within the window limits.
+
+        A run that found the limit by ramping up has filled the vendor's windows unevenly: the last
+        seconds before the answer hold most of them. Sent at the new, even pace, that room would
+        come back more slowly than it drains (a minute's window, after a 1 s penalty, refills at a
+        fraction of the limit for a minute). So for the rest of the run requests go as fast as the
+        vendor took them before it refused, and the window limits, not the pace, keep every window
+        within what it accepted. What is stored, and where the next run starts, is :attr:`pace`.
+        """
+        if self.drain_pace is None or not self.window_limits:
+            return self.pace
+        return self._bounded(max(self.pace, self.drain_pace))
 
     @property
     def discovering(self) -> bool:
@@ -550,6 +567,8 @@ class AutoRate:
         # Straight to just under the limit: the limiter's window guard keeps every window within what
         # the vendor accepted (after a short penalty, a window still full drains before we send more).
         self._set(now, self.limit_hit * PLATEAU)
+        if self.drain_pace is None:
+            self.drain_pace = before
         self._episode_end = now + wait + EPISODE_SECONDS
         log.debug(  # the pacer logs one line per vendor window, naming the pace in force
             "Rate limited at a pace of %.0f requests/min: the vendor accepted %s; pace now %.0f/min",

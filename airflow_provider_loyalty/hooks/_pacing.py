@@ -376,8 +376,9 @@ class RequestPacer:
         """Take the controller's pace, window counts and, while it looks for the limit, one request in flight."""
         controller = self.controller
         assert controller is not None
-        if controller.pace != self.limiter.per_minute:
-            self.limiter.set_rate(controller.pace)
+        pace = controller.send_pace
+        if pace != self.limiter.per_minute:
+            self.limiter.set_rate(pace)
         if controller.window_limits != self.limiter.guards:
             self.limiter.set_guards(controller.window_limits)
         self.gate.set_ceiling(self._discovery_ceiling() if controller.discovering else None)
