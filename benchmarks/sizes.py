@@ -110,7 +110,7 @@ SIZES = {
         parse_runs=3,
         profile_customers=2000,
         profile_ids=50_000,
-        auto=AutoSizes(limits=(600,), windows=(10.0,), seconds=40.0, xoxoday_penalty=5.0),
+        auto=AutoSizes(limits=(600,), windows=(10.0,), seconds=60.0, xoxoday_penalty=5.0),
         page_days=20,
         page_per_day=2500,
     ),
