@@ -404,7 +404,8 @@ class AutoRate:
         """The pace the limiter spaces requests at: :attr:`pace`, or faster within the window limits.
 
         A run that found the limit by ramping up has filled the vendor's windows unevenly: the last
-        seconds before the answer hold most of them. Sent at the new, even pace, that room would
+        seconds before the answer hold most of them, and a penalty shorter than the window ends
+        with them still there. Sent at the new, even pace, that room would
         come back more slowly than it drains (a minute's window, after a 1 s penalty, refills at a
         fraction of the limit for a minute). So for the rest of the run requests go as fast as the
         vendor took them before it refused, and the window limits, not the pace, keep every window
@@ -567,8 +568,8 @@ class AutoRate:
         # Straight to just under the limit: the limiter's window guard keeps every window within what
         # the vendor accepted (after a short penalty, a window still full drains before we send more).
         self._set(now, self.limit_hit * PLATEAU)
-        if self.drain_pace is None:
-            self.drain_pace = before
+        if self.drain_pace is None and wait < max(self.windows):
+            self.drain_pace = before  # a penalty shorter than the window: it is still full when it ends
         self._episode_end = now + wait + EPISODE_SECONDS
         log.debug(  # the pacer logs one line per vendor window, naming the pace in force
             "Rate limited at a pace of %.0f requests/min: the vendor accepted %s; pace now %.0f/min",

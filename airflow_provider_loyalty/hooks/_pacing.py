@@ -123,7 +123,9 @@ class RateLimiter:
         ``None`` when requests in flight alone fill a window: only their answers can free room.
         """
         answered = self._answered
-        drop = bisect.bisect_right(answered, at - max(self.guards, default=0.0) - 1.0)
+        # Forget by the clock, not by ``at``: a thread asking for a later slot must not drop what
+        # still counts for an earlier one.
+        drop = bisect.bisect_right(answered, self._clock.monotonic() - max(self.guards, default=0.0) - 1.0)
         if drop:
             del answered[:drop]
         flying = len(self._in_flight)

@@ -164,3 +164,21 @@ def test_a_ramp_is_not_read_as_a_limit_above_what_the_minute_accepted() -> None:
     refused_after(auto, clock, [2.0] * 10 + [0.5] * 20, 1.0)
     assert auto.limit_hit is not None and auto.limit_hit <= 30
     assert auto.window_limits == {10.0: 20, 60.0: 30}
+
+
+def test_a_look_at_a_later_slot_forgets_nothing_an_earlier_one_needs() -> None:
+    # Threads ask for slots one after another: the fourth asks for one a few seconds ahead. That look
+    # used to forget answers by its own slot's time, so the first thread's earlier slot no longer saw
+    # them and sent one request too many into the vendor's window (a 429 in a run that knew the limit).
+    clock = FakeClock()
+    limiter = RateLimiter(600, clock=clock)
+    for _ in range(17):
+        limiter.acquire()
+        clock.sleep(0.02)
+        limiter.done(limiter.ticket(), counted=True)
+        clock.sleep(0.54)  # 17 answers over the last 9.5 s: the window is full
+    limiter.set_guards({10.0: 17})
+    now = clock.monotonic()
+    assert limiter._guard_free(now + 3.0) is not None  # another thread's later slot
+    free = limiter._guard_free(now)
+    assert free is not None and free > now  # still full: the oldest answer must leave first
