@@ -16,8 +16,8 @@ Figures per vendor, from the sandbox's request log (arrival times, status), neve
 
 * ``limited``: rate-limit answers in the run (those inside a penalty included);
 * ``share_after_penalty``: requests accepted from the end of the first penalty (its first refused
-  request's arrival + the penalty) to the end of sending (the last request's arrival, at most
-  ``seconds`` after the run's first), ÷ (R × that time); the tail is included;
+  request's arrival + the penalty) to the end of sending (``seconds`` after the run's first
+  request, when it is stopped), ÷ (R × that time); the tail is included;
 * ``share``: the same from the run's first request (the learned run's figure);
 * ``in_penalty``: requests that arrived inside a penalty window (the sandbox's own counter).
 
@@ -48,7 +48,7 @@ def _measure(log: list[dict[str, Any]], rpm: int, seconds: float, penalty: float
         return {"requests": 0, "accepted": 0, "limited": 0, "share": 0.0, "share_after_penalty": None}
     start = calls[0]["monotonic"]
     inside = [e for e in calls if e["monotonic"] - start <= seconds]
-    end = inside[-1]["monotonic"]
+    end = start + seconds  # the run is stopped then: time it did not send counts
     accepted = [e["monotonic"] for e in inside if not e["rate_limited"]]
     refused = [e["monotonic"] for e in calls if e["rate_limited"]]
     figures: dict[str, Any] = {
