@@ -16,8 +16,8 @@ Figures per vendor, from the sandbox's request log (arrival times, status), neve
 
 * ``limited``: rate-limit answers in the run (those inside a penalty included);
 * ``share_after_penalty``: requests accepted from the end of the first penalty (its first refused
-  request's arrival + the penalty) to the end of sending (``seconds`` after the run's first
-  request, when it is stopped), ÷ (R × that time); the tail is included;
+  request's arrival + the penalty) to the end of sending (the moment the run is stopped,
+  ``seconds`` after the operators started), ÷ (R × that time); the tail is included;
 * ``share``: the same from the run's first request (the learned run's figure);
 * ``in_penalty``: requests that arrived inside a penalty window (the sandbox's own counter).
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -41,14 +42,17 @@ VARIANTS = (FIRST, LEARNED, UNTOLD)
 VENDORS = ("capillary", "xoxoday")
 
 
-def _measure(log: list[dict[str, Any]], rpm: int, seconds: float, penalty: float) -> dict[str, Any]:
-    """The run's figures from one vendor's request log (see the module documentation)."""
+def _measure(log: list[dict[str, Any]], rpm: int, stopped: float, penalty: float) -> dict[str, Any]:
+    """The run's figures from one vendor's request log (see the module documentation).
+
+    :param stopped: when the run was stopped (``time.monotonic()``, the sandbox's clock: same host).
+    """
     calls = [e for e in log if "token" not in e["endpoint"]]
     if not calls:
         return {"requests": 0, "accepted": 0, "limited": 0, "share": 0.0, "share_after_penalty": None}
     start = calls[0]["monotonic"]
-    inside = [e for e in calls if e["monotonic"] - start <= seconds]
-    end = start + seconds  # the run is stopped then: time it did not send counts
+    inside = [e for e in calls if e["monotonic"] <= stopped]
+    end = stopped  # time the run did not send, up to its stop, counts
     accepted = [e["monotonic"] for e in inside if not e["rate_limited"]]
     refused = [e["monotonic"] for e in calls if e["rate_limited"]]
     figures: dict[str, Any] = {
@@ -130,12 +134,13 @@ def _one_run(
             # in-flight answers still land, the items left are not sent). A run that went on would
             # send into whatever sandbox later took its port.
             operator.hook.pacer.gave_up = "the benchmark's time is up"
+        stopped = time.monotonic()
         stats = {v: sandbox.stats(v) for v in VENDORS}
         logs = {v: sandbox.request_log(v) for v in VENDORS}
         for thread in threads:
             thread.join(sizes.xoxoday_penalty + 60)
     for vendor in VENDORS:
-        figures = _measure(logs[vendor], rpm, sizes.seconds, penalties[vendor])
+        figures = _measure(logs[vendor], rpm, stopped, penalties[vendor])
         figures["in_penalty"] = stats[vendor].get("requests_in_penalty")
         summary = results.get(vendor) or {}
         figures["pace"] = summary.get("pace")
