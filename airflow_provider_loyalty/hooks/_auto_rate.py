@@ -568,8 +568,10 @@ class AutoRate:
         # Straight to just under the limit: the limiter's window guard keeps every window within what
         # the vendor accepted (after a short penalty, a window still full drains before we send more).
         self._set(now, self.limit_hit * PLATEAU)
-        if self.drain_pace is None and wait < max(self.windows):
-            self.drain_pace = before  # a penalty shorter than the window: it is still full when it ends
+        if self.drain_pace is None and wait < max(self.windows) and self.started_from != "setting":
+            # A penalty shorter than the window: it is still full when it ends. (A fixed setting steps
+            # down and stays a ceiling, as its users were told.)
+            self.drain_pace = before
         self._episode_end = now + wait + EPISODE_SECONDS
         log.debug(  # the pacer logs one line per vendor window, naming the pace in force
             "Rate limited at a pace of %.0f requests/min: the vendor accepted %s; pace now %.0f/min",
