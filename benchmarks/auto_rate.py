@@ -195,12 +195,12 @@ def _rows(label: str, vendor: str, runs: dict[str, Any], sizes: AutoSizes) -> li
         row(
             "6 auto rate",
             f"first run: share of R after the penalty ({where})",
-            after,
-            "",
+            after if after is not None else first["share"],
+            "" if after is not None else "(no 429: the whole run)",  # a run too short to meet the limit
             baseline=untold["share_after_penalty"],
             baseline_label="window untold",
             target=">= 0.95",
-            met=after is not None and after >= 0.95,
+            met=after >= 0.95 if after is not None else None,
         ),
         row(
             "6 auto rate",
