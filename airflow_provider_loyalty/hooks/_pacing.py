@@ -378,7 +378,9 @@ class RequestPacer:
         """Take the controller's pace, window counts and, while it looks for the limit, one request in flight."""
         controller = self.controller
         assert controller is not None
-        pace = controller.send_pace
+        # The faster pace while a window drains needs the window guard, which a shared budget does
+        # not run (it paces the key's slots instead).
+        pace = controller.send_pace if self.limiter.budget is None else controller.pace
         if pace != self.limiter.per_minute:
             self.limiter.set_rate(pace)
         if controller.window_limits != self.limiter.guards:

@@ -375,3 +375,21 @@ def test_with_a_shared_budget_a_cut_learns_the_keys_rate_not_the_tasks_share(clo
     # The vendor accepted ~600/min from the key; alone, the task saw only its ~300/min.
     assert controller.limit_hit >= 0.9 * 600
     assert a.limiter.per_minute is not None and a.limiter.per_minute >= 0.6 * 600
+
+
+def test_with_a_shared_budget_the_pace_after_a_cut_is_the_learned_one(clock: FakeClock) -> None:
+    # While a window drains, "auto" alone may go faster than its learned pace: its window guard holds
+    # the count. A shared budget runs no guard (it paces the key's slots), so it gets the learned pace.
+    from airflow_provider_loyalty.coordination.budget import MemoryBudget
+
+    pacer = RequestPacer(None, 4, clock=clock, auto=AutoRate(clock=clock))
+    pacer.limiter.budget = MemoryBudget(clock=clock.time)
+    for _ in range(50):
+        with pacer.slot() as status:
+            status.update(answered=True)
+    with pacer.slot() as status:
+        status.update(answered=True, rate_limited=True, wait=1.0, throttled=True)
+    controller = pacer.controller
+    assert controller is not None and controller.limit_hit is not None
+    assert controller.send_pace > controller.pace  # alone, it would keep the faster pace
+    assert pacer.limiter.per_minute == pytest.approx(controller.pace)
