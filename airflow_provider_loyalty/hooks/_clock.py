@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 
@@ -20,6 +21,11 @@ class Clock:
         """Block the calling thread for ``seconds``."""
         if seconds > 0:
             time.sleep(seconds)
+
+    def wait(self, seconds: float, event: threading.Event) -> None:
+        """Block for ``seconds``, or until ``event`` is set (a wait another thread may cut short)."""
+        if seconds > 0:
+            event.wait(seconds)
 
 
 SYSTEM_CLOCK = Clock()

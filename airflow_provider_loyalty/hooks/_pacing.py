@@ -77,6 +77,7 @@ class RateLimiter:
         self._answered: list[float] = []  # answer times of requests the vendor counted, sorted
         self._tickets = itertools.count()
         self._local = threading.local()
+        self._stopped = threading.Event()
 
     def acquire(self, served_until: float = -math.inf) -> float:
         """Block until this thread may send; return the seconds waited.
@@ -90,6 +91,8 @@ class RateLimiter:
             return self._acquire_shared(self.budget, served_until)
         waited = 0.0
         while True:
+            if self._stopped.is_set():
+                return waited  # no slot: the caller sends nothing (see stop)
             with self._lock:
                 now = self._clock.monotonic()
                 blocked = self._blocked_until if self._blocked_until > served_until else -math.inf
@@ -104,8 +107,10 @@ class RateLimiter:
                 if slot <= now:
                     self._send()
                     return waited
-            self._clock.sleep(slot - now)
+            self._pause(slot - now)
             waited += slot - now
+            if self._stopped.is_set():
+                return waited
             with self._lock:
                 # Only a window announced while we slept that reaches past our slot moves it.
                 if self._blocked_until <= max(seen_block, slot):
@@ -171,23 +176,45 @@ class RateLimiter:
         """Slots from the key's budget (every task's requests evenly spaced together), after any window."""
         waited = 0.0
         while True:
+            if self._stopped.is_set():
+                return waited  # no slot: the caller sends nothing (see stop)
             with self._lock:
                 now = self._clock.monotonic()
                 blocked = self._blocked_until if self._blocked_until > served_until else -math.inf
             if blocked > now:  # a window this task heard of: no need to ask the store
-                self._clock.sleep(blocked - now)
+                self._pause(blocked - now)
                 waited += blocked - now
                 continue
             wait, number = budget.reserve_numbered(self.interval)  # after the key's window, if any
             self._count(number)
             if wait <= 0:
                 return waited
-            self._clock.sleep(wait)
+            self._pause(wait)
             waited += wait
+            if self._stopped.is_set():
+                return waited
             # A window another task opened while we slept covers the slot we had: take a new one after it.
             if budget.blocked_for() <= 0:
                 return waited
             served_until = -math.inf
+
+    def stop(self) -> None:
+        """Wake every thread waiting for a slot and give none out any more: the task stopped sending.
+
+        :meth:`acquire` then returns without a slot; its caller checks why the task stopped before
+        sending (``RequestPacer.gave_up``, which the HTTP client raises). Without this, threads that
+        were waiting for a slot when a long vendor window was handed to the triggerer slept through
+        that window in the worker slot first.
+        """
+        self._stopped.set()
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, cut short by :meth:`stop` (with a clock that can wait on an event)."""
+        wait = getattr(self._clock, "wait", None)
+        if wait is not None:
+            wait(seconds, self._stopped)
+        else:  # a test's clock: it only sleeps
+            self._clock.sleep(seconds)
 
     def _count(self, number: int) -> None:
         now = self._clock.monotonic()
@@ -475,6 +502,7 @@ class RequestPacer:
         self.gave_up = self.gave_up or (
             f"rate limited with a window of {wait:.0f} s: the task waits it out deferred (no worker slot held)"
         )
+        self.limiter.stop()
         return self.deferred
 
     def rate_limit_exhausted(self, limited_since: float, wait: float) -> str | None:
@@ -501,6 +529,7 @@ class RequestPacer:
             f"over the last minute with {setting}: set max_requests_per_minute to 'auto' or to "
             f"{'below ' + str(accepted) if accepted else 'a lower rate'} (or raise rate_limit_timeout)"
         )
+        self.limiter.stop()
         return self.gave_up
 
     def waited_seconds(self) -> float:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import pytest
 import requests
 
 from airflow_provider_loyalty.hooks._client import VendorHTTPClient, user_agent
+from airflow_provider_loyalty.hooks._clock import Clock
 from airflow_provider_loyalty.hooks._pacing import PACING_MARGIN, ConcurrencyGate, RateLimiter, RequestPacer
 from airflow_provider_loyalty.hooks._retry import RetryPolicy, retry_after_seconds
 from airflow_provider_loyalty.hooks.errors import VendorRateLimitError, VendorUnavailableError
@@ -291,6 +293,62 @@ def test_after_a_deferral_no_request_waits_the_window_in_the_worker(requests_moc
     assert second.value.resume_after == 60
     assert requests_mock.call_count == 1
     assert not [s for s in clock.sleeps if s >= 1], clock.sleeps  # only the first request's pacing interval
+
+
+class RecordingClock(Clock):
+    """The real clock, noting each wait: when it began, how long it was asked for, and whether it was cut short."""
+
+    def __init__(self) -> None:
+        self.waits: list[tuple[float, float, bool]] = []
+        self._lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        began = time.monotonic()
+        super().sleep(seconds)
+        with self._lock:
+            self.waits.append((began, seconds, False))
+
+    def wait(self, seconds: float, event: threading.Event) -> None:
+        began = time.monotonic()
+        cut = event.wait(seconds) if seconds > 0 else False
+        with self._lock:
+            self.waits.append((began, seconds, cut))
+
+
+def test_a_deferral_wakes_the_requests_already_waiting_for_a_slot(requests_mock) -> None:
+    """Threads waiting for their paced slot when a long window goes to the triggerer stop at once, sending nothing."""
+    clock = RecordingClock()
+    pacer = RequestPacer(30, 4, clock=clock)  # a slot every ~2 s: three threads wait for theirs
+    pacer.defer_after = 30.0
+    answered: list[float] = []
+
+    def first_is_refused(request, context):
+        answered.append(time.monotonic())
+        context.status_code = 429 if len(answered) == 1 else 200
+        context.headers["Retry-After"] = "60"
+        return {}
+
+    requests_mock.post(f"{URL}/x", json=first_is_refused)
+    http = client(clock, pacer=pacer)
+    raised: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            http.request("POST", "/x")
+        except BaseException as exc:  # noqa: BLE001 - kept for the assertions
+            raised.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert requests_mock.call_count == 1  # nothing left after the deferral
+    assert len(raised) == 4 and all(isinstance(e, VendorRateLimitError) and e.resume_after == 60 for e in raised)
+    refused_at = answered[0]
+    # every wait still running when the window was deferred was cut short, none ran its course
+    overlapping = [(began, seconds, cut) for began, seconds, cut in clock.waits if began + seconds > refused_at + 0.05]
+    assert overlapping and all(cut for _, _, cut in overlapping), overlapping
 
 
 def test_rate_limit_answers_are_bounded_by_the_time_budget(requests_mock) -> None:
