@@ -212,7 +212,8 @@ def _window_limits(value: Any) -> dict[str, int] | None:
             continue
         if not math.isfinite(count) or count < 1:
             continue
-        out[f"{seconds:g}"] = _clamped_count(count, seconds)
+        key = f"{seconds:g}"  # six digits: the count is clamped for the window the key reads back as
+        out[key] = _clamped_count(count, float(key))
     return out or None
 
 

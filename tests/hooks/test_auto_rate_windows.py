@@ -182,3 +182,10 @@ def test_a_look_at_a_later_slot_forgets_nothing_an_earlier_one_needs() -> None:
     assert limiter._guard_free(now + 3.0) is not None  # another thread's later slot
     free = limiter._guard_free(now)
     assert free is not None and free > now  # still full: the oldest answer must leave first
+
+
+def test_a_window_stored_with_more_digits_than_its_key_keeps_its_count_within_the_key_s_window() -> None:
+    # 1000.625 s is kept under the key "1000.62": the count must fit that window, not the longer one
+    learned = LearnedRate.from_value({"limit_hit": 600, "window_limits": {1000.625: 1000621}})
+    assert learned is not None
+    assert learned.guards() == {1000.62: math.ceil(MAX_PER_MINUTE * 1000.62 / 60)}
