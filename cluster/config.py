@@ -92,7 +92,7 @@ class Settings:
     defer_items: int = 10
     #: requests in flight of the deferring task. With more than one, the threads waiting for a rate
     #: slot sleep through the whole vendor window before the task defers (cluster/README.md, known gaps).
-    defer_concurrency: int = 1
+    defer_concurrency: int = 8  # the operator's default max_concurrency
     #: seconds without a heartbeat before a triggerer's triggers go to another (Airflow's default 30).
     triggerer_health_check: int = 10
     #: run 3 (issue 24's size): its own day of reversals, which both of its runs extract...
