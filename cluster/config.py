@@ -24,8 +24,6 @@ WORKERS = ("worker-a", "worker-b")
 LEDGER_TABLE = "loyalty_reversal_ledger"
 POOLS = {"xoxoday": "loyalty_xoxoday", "capillary": "loyalty_capillary"}
 VENDOR_TASKS = {"xoxoday": "cancel_points", "capillary": "revoke_earns"}
-#: Days of reversals in the sandbox's dataset: run 1's, run 2's, and the one both runs of run 3 share.
-DAYS = 3
 RUN_IDS = ("cluster_run_1", "cluster_run_2")
 #: The scenarios' DAGs (cluster/dags) and pools; the pools' sizes are settings.
 RATE_DAG_ID, DEFER_DAG_ID, OTHER_DAG_ID = "loyalty_cluster_rate", "loyalty_cluster_defer", "loyalty_cluster_other"
