@@ -22,7 +22,7 @@ from airflow_provider_loyalty.hooks._auto_rate import (
     LearnedRate,
     MemoryRateStore,
 )
-from airflow_provider_loyalty.hooks._pacing import RateLimiter
+from airflow_provider_loyalty.hooks._limiter import RateLimiter
 from tests.conftest import FakeClock
 
 windows = st.sampled_from([1.0, 2.0, 5.0, 10.0, 30.0, 60.0])

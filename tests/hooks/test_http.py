@@ -11,7 +11,8 @@ import requests
 
 from airflow_provider_loyalty.hooks._client import VendorHTTPClient, user_agent
 from airflow_provider_loyalty.hooks._clock import Clock
-from airflow_provider_loyalty.hooks._pacing import PACING_MARGIN, ConcurrencyGate, RateLimiter, RequestPacer
+from airflow_provider_loyalty.hooks._limiter import PACING_MARGIN, RateLimiter
+from airflow_provider_loyalty.hooks._pacing import ConcurrencyGate, RequestPacer
 from airflow_provider_loyalty.hooks._retry import RetryPolicy, retry_after_seconds
 from airflow_provider_loyalty.hooks.errors import VendorRateLimitError, VendorUnavailableError
 from airflow_provider_loyalty.hooks.xoxoday import penalty_seconds
