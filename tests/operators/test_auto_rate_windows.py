@@ -19,21 +19,14 @@ from airflow_provider_loyalty.hooks import _auto_rate
 from airflow_provider_loyalty.hooks._auto_rate import LearnedRate, MemoryRateStore
 from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore
 from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
+from tests.sandbox.helpers import points_vendor
 
 WINDOW = 2.0
 
 
 @pytest.fixture
 def vendor(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[sb.Sandbox, list[int]]]:
-    dataset = sb.generate_dataset(seed=11, points=260, earns=0, big_customer_earns=0, customers=1)
-    with sb.Sandbox(sb.SandboxConfig(), dataset) as sandbox:
-        for name, value in sb.connection_env(sandbox.url).items():
-            monkeypatch.setenv(name, value)
-        known = [
-            uid
-            for (uid, _), outcome in zip(dataset.point_reversals, dataset.point_outcomes, strict=True)
-            if outcome == "cancel"
-        ]
+    with points_vendor(monkeypatch, seed=11, points=260) as (sandbox, known):
         yield sandbox, known
 
 

@@ -11,20 +11,12 @@ from airflow_provider_loyalty import sandbox as sb
 from airflow_provider_loyalty.hooks._auto_rate import MAX_PER_MINUTE, START_PER_MINUTE, AutoRate, MemoryRateStore
 from airflow_provider_loyalty.hooks._token_store import MemoryTokenStore
 from airflow_provider_loyalty.operators.xoxoday import CancelPointsOperator
-from tests.sandbox.helpers import cancel
+from tests.sandbox.helpers import cancel, points_vendor
 
 
 @pytest.fixture
 def vendor(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[sb.Sandbox, list[int]]]:
-    dataset = sb.generate_dataset(seed=7, points=180, earns=0, big_customer_earns=0, customers=1)
-    with sb.Sandbox(sb.SandboxConfig(), dataset) as sandbox:
-        for name, value in sb.connection_env(sandbox.url).items():
-            monkeypatch.setenv(name, value)
-        known = [
-            uid
-            for (uid, _), outcome in zip(dataset.point_reversals, dataset.point_outcomes, strict=True)
-            if outcome == "cancel"
-        ]
+    with points_vendor(monkeypatch, seed=7, points=180) as (sandbox, known):
         yield sandbox, known[:150]  # ids the vendor cancels
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import requests
@@ -15,6 +16,10 @@ from airflow_provider_loyalty.sandbox import (
     CAPILLARY_TILL,
     XOXODAY_ACCESS_TOKEN,
     Dataset,
+    Sandbox,
+    SandboxConfig,
+    connection_env,
+    generate_dataset,
 )
 
 API_PATH = "/chef/v1/oauth/api"
@@ -75,3 +80,18 @@ def group_by_customer(rows: Iterable[tuple[int, str, str, str]]) -> dict[int, di
     for customer, promo, earn_id, _ in rows:
         grouped[customer][promo].append(earn_id)
     return grouped
+
+
+@contextmanager
+def points_vendor(monkeypatch: Any, *, seed: int, points: int) -> Iterator[tuple[Sandbox, list[int]]]:
+    """A sandbox holding ``points`` point reversals, its connections set; yields it and the ids it cancels."""
+    dataset = generate_dataset(seed=seed, points=points, earns=0, big_customer_earns=0, customers=1)
+    with Sandbox(SandboxConfig(), dataset) as sandbox:
+        for name, value in connection_env(sandbox.url).items():
+            monkeypatch.setenv(name, value)
+        known = [
+            uid
+            for (uid, _), outcome in zip(dataset.point_reversals, dataset.point_outcomes, strict=True)
+            if outcome == "cancel"
+        ]
+        yield sandbox, known
