@@ -11,7 +11,7 @@
   triggerer is SIGKILLed and started again mid-deferral. Driven by :meth:`Deferral.tick` from any
   wait loop (it runs beside run 1).
 
-The verdicts are pure functions in :mod:`cluster.checks`.
+The verdicts are pure functions in :mod:`cluster.scenario_checks`.
 """
 
 # Subprocesses run our own CLI; URLs are the deployment's loopback ones.
@@ -30,15 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cluster.checks import (
-    Check,
-    DeferFacts,
-    RateFigures,
-    defer_checks,
-    rate_checks,
-    rate_figures,
-    sent_once_check,
-)
+from cluster.checks import Check
 from cluster.config import (
     DEFER_DAG_ID,
     LEDGER_TABLE,
@@ -48,6 +40,14 @@ from cluster.config import (
     Failed,
     Settings,
     say,
+)
+from cluster.scenario_checks import (
+    DeferFacts,
+    RateFigures,
+    defer_checks,
+    rate_checks,
+    rate_figures,
+    sent_once_check,
 )
 from cluster.services import Cluster, start_triggerer
 from cluster.stack import wait_until

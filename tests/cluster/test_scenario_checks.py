@@ -1,4 +1,4 @@
-"""The rate and deferral scenarios' verdicts (cluster/checks.py), over hand-made request logs and facts."""
+"""The rate and deferral scenarios' verdicts (cluster/scenario_checks.py), over hand-made request logs and facts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster.checks import DeferFacts, defer_checks, rate_checks, rate_figures, sent_once_check
+from cluster.scenario_checks import DeferFacts, defer_checks, rate_checks, rate_figures, sent_once_check
 
 LIMIT = 300.0  # per minute: 5 per second
 PENALTY = 60.0
